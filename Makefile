@@ -1,0 +1,27 @@
+# imagingdb: make demo | make test | make bench | make zipapp
+# Every target creates the virtual environment (.venv) when it is missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m imagingdb.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
+
+clean:
+	rm -rf build dist .pytest_cache *.egg-info

@@ -1,0 +1,112 @@
+"""What a splitter hands to the upload pipeline: an opened acquisition and its frames.
+
+A splitter plugin opens a source (a file or a folder) and returns an
+:class:`Acquisition`: the global metadata and the dimensions are known at once,
+the frames are streamed one at a time by :meth:`Acquisition.iter_frames`, so a
+file of hundreds of gigabytes is never held in memory. A splitter never sees
+storage or the database.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+
+if TYPE_CHECKING:  # numpy is imported lazily: `imagingdb --help` must stay fast
+    import numpy as np
+
+
+@dataclass(frozen=True, order=True)
+class FrameIndex:
+    """Where a 2D frame sits in the (channel, slice, time, position) grid."""
+
+    channel: int
+    slice: int
+    time: int
+    position: int
+
+    @property
+    def file_name(self) -> str:
+        """The original imagingDB's object name, e.g. ``im_c001_z010_t000_p002.png``."""
+        return (
+            f"im_c{self.channel:03d}_z{self.slice:03d}"
+            f"_t{self.time:03d}_p{self.position:03d}.png"
+        )
+
+
+@dataclass
+class Frame:
+    """One 2D frame: its index, its pixels (None in a metadata-only pass), its metadata."""
+
+    index: FrameIndex
+    channel_name: str
+    metadata: dict[str, Any]
+    pixels: Optional["np.ndarray"] = None  # (Y, X) or (Y, X, 3); uint8 or uint16
+
+
+@dataclass
+class Dimensions:
+    """The grid an acquisition fills; becomes the ``frames_global`` row."""
+
+    nbr_channels: int
+    nbr_slices: int
+    nbr_timepoints: int
+    nbr_positions: int
+    im_height: int
+    im_width: int
+    im_colors: int = 1
+    bit_depth: str = "uint16"  # numpy dtype name, as the original stored it
+
+
+@dataclass
+class SplitOptions:
+    """What the upload config and the CSV row tell a splitter."""
+
+    positions: Optional[list[int]] = None  # only these positions, None for all
+    filename_parser: Optional[Callable[[str], dict[str, Any]]] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Acquisition(abc.ABC):
+    """An opened source. Use as a context manager so file handles are closed."""
+
+    #: JSON-serialisable metadata for the whole dataset (goes to frames_global.metadata_json)
+    global_meta: dict[str, Any]
+    #: the dimensions of what will be stored (after a positions subset is applied)
+    dims: Dimensions
+    #: channel index -> channel name
+    channel_names: list[str]
+
+    @abc.abstractmethod
+    def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:
+        """Yield every frame to store, reading one page at a time.
+
+        With ``pixels=False`` only indexes and metadata are read (a fast pass the
+        upload uses to validate everything before writing anything).
+        Raise :class:`imagingdb.errors.SplitterError` naming the file on bad data.
+        """
+
+    def close(self) -> None:
+        """Release open files."""
+
+    def __enter__(self) -> "Acquisition":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Splitter(abc.ABC):
+    """A format plugin: turns a source path into an :class:`Acquisition`."""
+
+    #: the ``frames_format`` value that selects this splitter
+    name: str = ""
+    #: JSON Schema for per-frame metadata checked when the upload config sets none
+    default_meta_schema: Optional[dict[str, Any]] = None
+
+    @abc.abstractmethod
+    def open(self, source: "os.PathLike[str] | str", options: SplitOptions) -> Acquisition:
+        """Open ``source`` (file or folder); raise SplitterError if it is not this format."""
+

@@ -1,0 +1,510 @@
+"""The Python API: the product. The CLI is a thin skin over it.
+
+    import imagingdb
+    db = imagingdb.connect()
+    for info in db.query(project_id="ML"):
+        print(info.dataset_id)
+    ds = db.dataset("ML-2005-05-23-10-00-00-0001")
+    arr = ds.read(channels=["DAPI"], times=[0])   # axes (P, T, C, Z, Y, X)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
+
+import sqlalchemy as sa
+
+from . import db as dbq
+from . import plugins
+from .acquisition import Dimensions, FrameIndex
+from .config import (
+    DatabaseSettings,
+    SiteConfig,
+    StorageSettings,
+    find_site_config,
+    load_login_file,
+)
+from .errors import ImagingDBError, InputError, NotFoundError, WorkError
+from .ids import parse_dataset_id
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .storage import StorageBackend
+
+ChannelSelector = Union[int, str]
+
+
+def connect(
+    site_config: Optional[Union[str, os.PathLike]] = None,
+    *,
+    login: Optional[Union[str, os.PathLike]] = None,
+    database_url: Optional[str] = None,
+    storage: Optional[dict[str, Any]] = None,
+) -> "Database":
+    """Open imagingdb as the CLI does: the site config lookup, else the embedded default.
+
+    ``login`` is the original imagingDB's credentials JSON; ``database_url`` and
+    ``storage`` (e.g. ``{"backend": "local", "root": "/data"}``) override the config.
+    """
+    config = find_site_config(site_config)
+    if login is not None:
+        config.database = load_login_file(Path(login))
+    if database_url is not None:
+        config.database = DatabaseSettings(url=database_url)
+    if storage is not None:
+        options = dict(storage)
+        config.storage = StorageSettings(options.pop("backend", "local"), options)
+    return Database(config)
+
+
+def open_storage(settings: StorageSettings) -> "StorageBackend":
+    """Instantiate the configured storage backend plugin."""
+    backend_class = plugins.get("storage_backend", settings.backend).obj
+    return backend_class(**settings.options)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """One row of ``query``: what the data_set table says about a dataset."""
+
+    dataset_id: str
+    date_time: datetime
+    microscope: Optional[str]
+    description: Optional[str]
+    frames: bool
+    parent_dataset_id: Optional[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys `imagingdb query --format json` prints, dates in ISO 8601."""
+        return {
+            "dataset_id": self.dataset_id,
+            "date_time": self.date_time.isoformat(),
+            "microscope": self.microscope,
+            "description": self.description,
+            "frames": self.frames,
+            "parent_dataset_id": self.parent_dataset_id,
+        }
+
+
+class Database:
+    """A connection to one imagingdb instance: its database and its storage."""
+
+    def __init__(self, config: SiteConfig):
+        self.config = config
+        self._engine: Optional[sa.Engine] = None
+        self._storage: Optional["StorageBackend"] = None
+        self._schema_checked = False
+
+    # ----------------------------------------------------------------- plumbing
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            self._engine = dbq.create_engine(self.config.database)
+        if not self._schema_checked:
+            self._schema_checked = True
+            try:
+                dbq.ensure_schema(self._engine)
+            except sa.exc.DBAPIError as exc:
+                self._schema_checked = False
+                raise dbq.connection_error(exc, self.config.database) from None
+        return self._engine
+
+    @property
+    def storage(self) -> "StorageBackend":
+        if self._storage is None:
+            self._storage = open_storage(self.config.storage)
+        return self._storage
+
+    @contextlib.contextmanager
+    def connection(self, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection in a transaction; driver errors become one-line WorkErrors."""
+        engine = self.engine
+        try:
+            with (dbq.writing(engine) if write else engine.begin()) as conn:
+                yield conn
+        except sa.exc.DBAPIError as exc:
+            raise dbq.connection_error(exc, self.config.database) from None
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def describe(self) -> str:
+        from .config import mask_url
+
+        return f"{mask_url(self.config.database.url)} with storage {self.storage.describe()}"
+
+    # ------------------------------------------------------------------ actions
+
+    def init(self) -> int:
+        """Create or complete the schema and the storage; idempotent. Returns the version."""
+        if self._engine is None:
+            self._engine = dbq.create_engine(self.config.database)
+        try:
+            version = dbq.apply_schema(self._engine)
+        except sa.exc.DBAPIError as exc:
+            raise dbq.connection_error(exc, self.config.database) from None
+        self._schema_checked = True
+        self.storage.check(writable=True)
+        return version
+
+    def query(
+        self,
+        project_id: Optional[str] = None,
+        microscope: Optional[str] = None,
+        start_date: Optional[Union[date, str]] = None,
+        end_date: Optional[Union[date, str]] = None,
+        description: Optional[str] = None,
+    ) -> list[DatasetInfo]:
+        """Datasets matching every given filter (substring for microscope and description)."""
+        start, end = _as_date(start_date, "start date"), _as_date(end_date, "end date")
+        if start and end and start > end:
+            raise InputError(f"start date {start} is after end date {end}")
+        with self.connection() as conn:
+            rows = dbq.query_datasets(
+                conn, project_id=project_id, microscope=microscope,
+                start_date=start, end_date=end, description=description,
+            )
+        return [_info(row, row.parent_dataset_id) for row in rows]
+
+    def dataset(self, dataset_id: str) -> "Dataset":
+        """The dataset with this ID, or NotFoundError."""
+        serial = parse_dataset_id(dataset_id).text
+        with self.connection() as conn:
+            row = dbq.find_dataset(conn, serial)
+            if row is None:
+                raise NotFoundError(f"dataset {serial} not found")
+            parent = None
+            if row.parent_id is not None:
+                parent = conn.execute(
+                    sa.select(dbq.data_set.c.dataset_serial)
+                    .where(dbq.data_set.c.id == row.parent_id)
+                ).scalar()
+        return Dataset(self, row, parent)
+
+    def upload(self, csv_path: Union[str, os.PathLike], config_path: Union[str, os.PathLike],
+               **kwargs: Any):
+        """Upload every row of an upload CSV; see :func:`imagingdb.upload.upload_csv`."""
+        from .upload import upload_csv
+
+        return upload_csv(self, Path(csv_path), Path(config_path), **kwargs)
+
+
+def _as_date(value: Optional[Union[date, str]], what: str) -> Optional[date]:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InputError(f"invalid {what} {value!r}; expected YYYY-MM-DD, e.g. 2005-05-23") from None
+
+
+def _info(row: Any, parent_serial: Optional[str]) -> DatasetInfo:
+    return DatasetInfo(
+        dataset_id=row.dataset_serial,
+        date_time=row.date_time,
+        microscope=row.microscope,
+        description=row.description,
+        frames=bool(row.frames),
+        parent_dataset_id=parent_serial,
+    )
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Resolved index lists, in the order asked for (or ascending when not asked)."""
+
+    channels: list[int]
+    slices: list[int]
+    times: list[int]
+    positions: list[int]
+
+    def as_filters(self) -> dict[str, list[int]]:
+        return {"channels": self.channels, "slices": self.slices,
+                "times": self.times, "positions": self.positions}
+
+
+class Dataset:
+    """One dataset: its row, its metadata, its frames or file."""
+
+    def __init__(self, database: Database, row: Any, parent_serial: Optional[str]):
+        self.database = database
+        self._row = row
+        self.info = _info(row, parent_serial)
+        self.id = row.dataset_serial
+        self._frames_global: Any = None
+        self._file_global: Any = None
+        self._loaded = False
+
+    def __repr__(self) -> str:
+        kind = "frames" if self.is_frames else "file"
+        return f"<Dataset {self.id} ({kind})>"
+
+    @property
+    def is_frames(self) -> bool:
+        return bool(self._row.frames)
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        with self.database.connection() as conn:
+            if self.is_frames:
+                self._frames_global = dbq.frames_global_of(conn, self._row.id)
+            else:
+                self._file_global = dbq.file_global_of(conn, self._row.id)
+        if self._frames_global is None and self._file_global is None:
+            raise WorkError(f"dataset {self.id} has no frames_global or file_global row")
+        self._loaded = True
+
+    @property
+    def storage_dir(self) -> str:
+        self._load()
+        row = self._frames_global if self.is_frames else self._file_global
+        # Early rows of the original imagingDB have no storage_dir; its layout is fixed.
+        default = f"{'raw_frames' if self.is_frames else 'raw_files'}/{self.id}"
+        return (row.storage_dir or default).rstrip("/")
+
+    @property
+    def global_meta(self) -> dict[str, Any]:
+        """The dataset's global metadata (from the microscope's summary, or the file's tags)."""
+        self._load()
+        row = self._frames_global if self.is_frames else self._file_global
+        return dict(row.metadata_json or {})
+
+    @property
+    def dims(self) -> Optional[Dimensions]:
+        """The frames_global dimensions; None for a dataset kept as one file."""
+        self._load()
+        if not self.is_frames:
+            return None
+        g = self._frames_global
+        return Dimensions(g.nbr_channels, g.nbr_slices, g.nbr_timepoints, g.nbr_positions,
+                          g.im_height, g.im_width, g.im_colors, g.bit_depth)
+
+    @property
+    def nbr_frames(self) -> int:
+        self._load()
+        return self._frames_global.nbr_frames if self.is_frames else 0
+
+    @property
+    def file(self) -> Optional[dict[str, Any]]:
+        """For a dataset kept whole: its key, file name and sha256."""
+        self._load()
+        if self.is_frames:
+            return None
+        f = self._file_global
+        return {"key": f"{self.storage_dir}/{f.file_name}", "file_name": f.file_name,
+                "sha256": f.sha256}
+
+    def summary(self) -> dict[str, Any]:
+        """Everything `imagingdb show` prints: the data_set row, dimensions, metadata."""
+        result = self.info.to_json()
+        result["storage_dir"] = self.storage_dir
+        if self.is_frames:
+            dims = self.dims
+            result.update({"nbr_frames": self.nbr_frames, **dims.__dict__})
+            result["channel_names"] = self.channel_names()
+            result["missing_frames"] = len(self.missing_frames())
+        else:
+            result.update({"file_name": self.file["file_name"], "sha256": self.file["sha256"]})
+        result["global_meta"] = self.global_meta
+        return result
+
+    # ------------------------------------------------------------ frame selection
+
+    def _require_frames(self) -> None:
+        if not self.is_frames:
+            raise InputError(
+                f"dataset {self.id} is a file kept whole, not frames; use download to get it"
+            )
+
+    def channel_names(self) -> dict[int, str]:
+        """channel index -> channel name."""
+        self._require_frames()
+        self._load()
+        with self.database.connection() as conn:
+            return dbq.channel_names(conn, self._frames_global.id)
+
+    def select(
+        self,
+        channels: Optional[Sequence[ChannelSelector]] = None,
+        slices: Optional[Iterable[int]] = None,
+        times: Optional[Iterable[int]] = None,
+        positions: Optional[Iterable[int]] = None,
+    ) -> Selection:
+        """Resolve channel names/indexes and check every index exists; errors list what does."""
+        self._require_frames()
+        self._load()
+        with self.database.connection() as conn:
+            present = dbq.distinct_indexes(conn, self._frames_global.id)
+            names = dbq.channel_names(conn, self._frames_global.id)
+        return Selection(
+            channels=_resolve_channels(self.id, channels, names, present["channels"]),
+            slices=_resolve_indexes(self.id, "slice", slices, present["slices"]),
+            times=_resolve_indexes(self.id, "time", times, present["times"]),
+            positions=_resolve_indexes(self.id, "position", positions, present["positions"]),
+        )
+
+    def _frame_rows(self, selection: Selection, with_metadata: bool) -> list[Any]:
+        with self.database.connection() as conn:
+            return dbq.select_frames(conn, self._frames_global.id, with_metadata=with_metadata,
+                                     **selection.as_filters())
+
+    def frames(
+        self,
+        channels: Optional[Sequence[ChannelSelector]] = None,
+        slices: Optional[Iterable[int]] = None,
+        times: Optional[Iterable[int]] = None,
+        positions: Optional[Iterable[int]] = None,
+        with_metadata: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Rows of frame metadata (indexes, channel name, file name, sha256, metadata_json)."""
+        selection = self.select(channels, slices, times, positions)
+        rows = self._frame_rows(selection, with_metadata)
+        return [_frame_dict(row) for row in rows]
+
+    def missing_frames(self) -> list[FrameIndex]:
+        """Indexes inside the recorded dimensions that have no frame (incomplete acquisitions)."""
+        self._require_frames()
+        self._load()
+        g = self._frames_global
+        with self.database.connection() as conn:
+            positions = dbq.distinct_indexes(conn, g.id)["positions"]
+            have = {
+                (r.channel_idx, r.slice_idx, r.time_idx, r.pos_idx)
+                for r in dbq.select_frames(conn, g.id, with_metadata=False)
+            }
+        missing = []
+        for p in positions:
+            for t in range(g.nbr_timepoints):
+                for c in range(g.nbr_channels):
+                    for z in range(g.nbr_slices):
+                        if (c, z, t, p) not in have:
+                            missing.append(FrameIndex(c, z, t, p))
+        return missing
+
+    def read(
+        self,
+        channels: Optional[Sequence[ChannelSelector]] = None,
+        slices: Optional[Iterable[int]] = None,
+        times: Optional[Iterable[int]] = None,
+        positions: Optional[Iterable[int]] = None,
+        *,
+        fill_value: int = 0,
+        workers: Optional[int] = None,
+        verify: bool = False,
+    ) -> "np.ndarray":
+        """Frames into one array with axes (P, T, C, Z, Y, X) (+ a colour axis for RGB).
+
+        Each axis lists the asked indexes in the order asked (all present ones,
+        ascending, when not asked). Frames missing from an incomplete acquisition
+        are filled with ``fill_value``; :meth:`missing_frames` lists them.
+        ``verify=True`` also checks every frame's sha256.
+        """
+        from .download import read_frames
+
+        selection = self.select(channels, slices, times, positions)
+        rows = self._frame_rows(selection, with_metadata=False)
+        return read_frames(self, selection, rows, fill_value=fill_value, workers=workers,
+                           verify=verify)
+
+    def download(self, dest: Union[str, os.PathLike], **kwargs: Any) -> Path:
+        """Write the dataset under ``dest/<ID>/``; see :func:`imagingdb.download.download_dataset`."""
+        from .download import download_dataset
+
+        return download_dataset(self, Path(dest), **kwargs)
+
+
+def _frame_dict(row: Any) -> dict[str, Any]:
+    data = dict(row._mapping)
+    data.pop("id", None)
+    data.pop("frames_global_id", None)
+    return data
+
+
+def _resolve_channels(
+    dataset_id: str,
+    wanted: Optional[Sequence[ChannelSelector]],
+    names: dict[int, str],
+    present: list[int],
+) -> list[int]:
+    if wanted is None:
+        return list(present)
+    if isinstance(wanted, (str, int)):
+        wanted = [wanted]
+    by_name = {name: idx for idx, name in names.items() if name is not None}
+    available = ", ".join(f"{names.get(i) or '?'} ({i})" for i in present)
+    result = []
+    for item in wanted:
+        if isinstance(item, str) and item.strip().isdigit() and item not in by_name:
+            item = int(item)
+        if isinstance(item, str):
+            if item not in by_name:
+                raise NotFoundError(
+                    f"dataset {dataset_id} has no channel {item!r}; it has: {available}"
+                )
+            idx = by_name[item]
+        else:
+            idx = int(item)
+            if idx not in present:
+                raise NotFoundError(
+                    f"dataset {dataset_id} has no channel index {idx}; it has: {available}"
+                )
+        if idx not in result:
+            result.append(idx)
+    return result
+
+
+def _resolve_indexes(
+    dataset_id: str, what: str, wanted: Optional[Iterable[int]], present: list[int]
+) -> list[int]:
+    if wanted is None:
+        return list(present)
+    if isinstance(wanted, int):
+        wanted = [wanted]
+    result = []
+    for item in wanted:
+        try:
+            idx = int(item)
+        except (TypeError, ValueError):
+            raise InputError(f"invalid {what} index {item!r}: expected an integer") from None
+        if idx not in present:
+            raise NotFoundError(
+                f"dataset {dataset_id} has no {what} index {idx}; it has: {_ranges(present)}"
+            )
+        if idx not in result:
+            result.append(idx)
+    return result
+
+
+def _ranges(values: list[int]) -> str:
+    """[0,1,2,5] -> '0-2, 5'."""
+    if not values:
+        return "none"
+    parts, start, prev = [], values[0], values[0]
+    for v in values[1:] + [None]:
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return ", ".join(parts)

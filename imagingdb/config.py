@@ -1,0 +1,325 @@
+"""Site config and upload config: finding, loading (strict YAML) and validating them.
+
+Every problem is an :class:`~imagingdb.errors.InputError` naming the file and
+the key, found before any work starts. Passwords never live in these files:
+the site config names an environment variable (``password_env``) instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import stat
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import InputError
+
+SITE_CONFIG_ENV = "IMAGINGDB_CONFIG"
+HOME_ENV = "IMAGINGDB_HOME"
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+def _strict_loader():
+    """A SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise InputError(
+                    f"{loader.name}: duplicate key {key!r} at line {mark.line + 1}"
+                )
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
+    )
+    return StrictLoader
+
+
+def load_mapping_file(path: Path, what: str) -> dict[str, Any]:
+    """Load a YAML (or JSON) file that must hold a mapping; errors name the file."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc}") from None
+    loader = _strict_loader()(text)
+    loader.name = str(path)
+    try:
+        data = loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InputError(f"{path}: invalid YAML{where}: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    if data is None:
+        raise InputError(f"{what} {path} is empty")
+    if not isinstance(data, dict):
+        raise InputError(f"{what} {path} must be a mapping of keys to values")
+    return data
+
+
+# --------------------------------------------------------------------- validation
+
+_TYPE_NAMES = {str: "a string", int: "an integer", bool: "true or false", dict: "a mapping",
+               list: "a list"}
+
+
+def _check_keys(data: dict, allowed: dict[str, tuple], path: Path, section: str = "") -> None:
+    """Refuse unknown keys (with a suggestion) and values of the wrong type."""
+    prefix = f"{section}." if section else ""
+    for key, value in data.items():
+        if key not in allowed:
+            hint = difflib.get_close_matches(str(key), list(allowed), n=1)
+            suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+            known = ", ".join(sorted(allowed))
+            raise InputError(
+                f"{path}: unknown key {prefix}{key!r}{suggestion}; known keys: {known}"
+            )
+        types = allowed[key]
+        if value is None and type(None) in types:
+            continue
+        # bool is a subclass of int: do not let `true` pass as an integer
+        if isinstance(value, bool) and bool not in types:
+            ok = False
+        else:
+            ok = isinstance(value, tuple(t for t in types if t is not type(None)))
+        if not ok:
+            wanted = " or ".join(_TYPE_NAMES.get(t, "null") for t in types)
+            raise InputError(
+                f"{path}: key {prefix}{key!r} must be {wanted}, got {value!r}"
+            )
+
+
+# -------------------------------------------------------------------- site config
+
+
+def imagingdb_home() -> Path:
+    """Where the embedded default keeps its database and storage."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "imagingdb"
+
+
+def default_site_config_path() -> Path:
+    config_home = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "imagingdb" / "config.yaml"
+
+
+@dataclass
+class DatabaseSettings:
+    url: str
+    password_env: Optional[str] = None
+    connect_timeout: int = 10
+    #: a password given programmatically or read from a --login credentials file
+    password: Optional[str] = field(default=None, repr=False)
+
+
+@dataclass
+class StorageSettings:
+    backend: str = "local"
+    #: everything else of the storage section, handed to the backend as is
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SiteConfig:
+    database: DatabaseSettings
+    storage: StorageSettings
+    source: Optional[Path] = None  # None: the embedded default
+
+    @property
+    def is_embedded_default(self) -> bool:
+        return self.source is None
+
+
+_SITE_TOP_KEYS = {"database": (dict,), "storage": (dict,)}
+_DATABASE_KEYS = {"url": (str,), "password_env": (str, type(None)), "connect_timeout": (int,)}
+_STORAGE_KEYS = {
+    "backend": (str,),
+    "root": (str, type(None)),
+    "bucket": (str, type(None)),
+    "prefix": (str, type(None)),
+    "endpoint_url": (str, type(None)),
+    "region": (str, type(None)),
+    "workers": (int, type(None)),
+    "options": (dict, type(None)),
+}
+_URL_PASSWORD = re.compile(r"^(?P<head>[\w+.-]+://[^:/@]*):(?P<password>[^@]*)@")
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``: the only way a URL is shown."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", url)
+
+
+def embedded_default() -> SiteConfig:
+    home = imagingdb_home()
+    return SiteConfig(
+        database=DatabaseSettings(url=f"sqlite:///{home / 'imagingdb.sqlite'}"),
+        storage=StorageSettings("local", {"root": str(home / "storage")}),
+    )
+
+
+def find_site_config(explicit: Optional[os.PathLike | str] = None) -> SiteConfig:
+    """--site-config, else $IMAGINGDB_CONFIG, else ~/.config/imagingdb/config.yaml, else default."""
+    if explicit:
+        return load_site_config(Path(explicit))
+    env = os.environ.get(SITE_CONFIG_ENV)
+    if env:
+        return load_site_config(Path(env))
+    path = default_site_config_path()
+    if path.is_file():
+        return load_site_config(path)
+    return embedded_default()
+
+
+def load_site_config(path: Path) -> SiteConfig:
+    data = load_mapping_file(path, "site config")
+    _check_keys(data, _SITE_TOP_KEYS, path)
+    db = dict(data.get("database") or {})
+    _check_keys(db, _DATABASE_KEYS, path, "database")
+    if "url" not in db:
+        raise InputError(f"{path}: key 'database.url' is required")
+    if _URL_PASSWORD.match(db["url"]):
+        raise InputError(
+            f"{path}: database.url contains a password; remove it from the file and "
+            "name an environment variable with database.password_env instead"
+        )
+    store = dict(data.get("storage") or {})
+    _check_keys(store, _STORAGE_KEYS, path, "storage")
+    backend = store.pop("backend", "local")
+    base = path.parent
+    if db["url"].startswith("sqlite:///") and not db["url"].startswith("sqlite:////"):
+        relative = db["url"][len("sqlite:///"):]
+        if relative and relative != ":memory:":
+            db["url"] = f"sqlite:///{(base / Path(relative).expanduser()).resolve()}"
+    if store.get("root"):
+        store["root"] = str((base / Path(store["root"]).expanduser()).resolve())
+    return SiteConfig(
+        database=DatabaseSettings(
+            url=db["url"],
+            password_env=db.get("password_env"),
+            connect_timeout=db.get("connect_timeout", 10),
+        ),
+        storage=StorageSettings(backend, store),
+        source=path,
+    )
+
+
+_CREDENTIAL_KEYS = ("drivername", "username", "password", "host", "port", "dbname")
+
+
+def load_login_file(path: Path) -> DatabaseSettings:
+    """The original imagingDB's --login db_credentials.json, kept for compatibility."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"login file {path} not found") from None
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        print(
+            f"Warning: {path} holds a password and is readable by other users; "
+            f"run: chmod 600 {path}",
+            file=sys.stderr,
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"login file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"login file {path} must hold a JSON object")
+    missing = [k for k in _CREDENTIAL_KEYS if k not in data]
+    if missing:
+        raise InputError(f"login file {path} lacks key(s): {', '.join(missing)}")
+    driver = str(data["drivername"])
+    if driver in ("postgres", "postgresql", "postgresql+psycopg2"):
+        driver = "postgresql+pg8000"  # the driver imagingdb ships with
+    url = f"{driver}://{data['username']}@{data['host']}:{data['port']}/{data['dbname']}"
+    return DatabaseSettings(url=url, password=str(data["password"]))
+
+
+# ------------------------------------------------------------------ upload config
+
+UPLOAD_KEYS = {
+    "upload_type": (str,),
+    "frames_format": (str, type(None)),
+    "microscope": (str, type(None)),
+    "filename_parser": (str, type(None)),
+    "meta_schema": (str, dict, type(None)),
+    "storage": (str, type(None)),
+    "storage_access": (str, type(None)),
+    "nbr_workers": (int, type(None)),
+}
+
+
+@dataclass
+class UploadConfig:
+    upload_type: str
+    frames_format: Optional[str] = None
+    microscope: Optional[str] = None
+    filename_parser: Optional[str] = None
+    meta_schema: Optional[dict[str, Any]] = None
+    storage: Optional[str] = None
+    storage_access: Optional[str] = None
+    nbr_workers: Optional[int] = None
+    source: Optional[Path] = None
+
+
+def load_upload_config(path: Path) -> UploadConfig:
+    """Load and validate an upload config (YAML, or the original's JSON)."""
+    data = load_mapping_file(Path(path), "upload config")
+    return upload_config_from_mapping(data, Path(path))
+
+
+def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig:
+    _check_keys(data, UPLOAD_KEYS, path)
+    upload_type = data.get("upload_type")
+    if upload_type not in ("file", "frames"):
+        raise InputError(
+            f"{path}: key 'upload_type' must be 'file' or 'frames', got {upload_type!r}"
+        )
+    if upload_type == "frames" and not data.get("frames_format"):
+        raise InputError(f"{path}: upload_type 'frames' needs the key 'frames_format'")
+    workers = data.get("nbr_workers")
+    if workers is not None and workers < 1:
+        raise InputError(f"{path}: key 'nbr_workers' must be at least 1, got {workers}")
+    schema = data.get("meta_schema")
+    if isinstance(schema, str):
+        schema_path = Path(schema)
+        if not schema_path.is_absolute():
+            schema_path = path.parent / schema_path
+        schema = load_mapping_file(schema_path, "meta_schema file")
+    return UploadConfig(
+        upload_type=upload_type,
+        frames_format=data.get("frames_format"),
+        microscope=data.get("microscope"),
+        filename_parser=data.get("filename_parser"),
+        meta_schema=schema,
+        storage=data.get("storage"),
+        storage_access=data.get("storage_access"),
+        nbr_workers=workers,
+        source=path,
+    )

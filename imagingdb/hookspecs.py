@@ -1,0 +1,51 @@
+"""Every hook a plugin can implement. Plugins mark implementations with::
+
+    import pluggy
+    hookimpl = pluggy.HookimplMarker("imagingdb")
+
+The host passes a ``register`` callback, so it can validate names, refuse
+duplicates and record which plugin provided what; hooks may gain keyword
+arguments later without breaking plugins (pluggy passes only those asked for).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("imagingdb")
+
+
+@hookspec
+def register_splitters(register):
+    """Register splitter formats (the upload config's ``frames_format``).
+
+    Call ``register(name, factory)`` for each; ``factory()`` returns an
+    :class:`imagingdb.acquisition.Splitter`. Import heavy modules inside the
+    splitter, not at plugin import, so the CLI starts fast.
+    """
+
+
+@hookspec
+def register_filename_parsers(register):
+    """Register filename parsers (the upload config's ``filename_parser``).
+
+    Call ``register(name, parse)`` for each; ``parse(file_name)`` returns a dict
+    with any of ``channel_idx``, ``slice_idx``, ``time_idx``, ``pos_idx``,
+    ``channel_name`` and other metadata, or raises ``ValueError`` when the name
+    does not follow its pattern.
+    """
+
+
+@hookspec
+def register_storage_backends(register):
+    """Register storage backends (the site config's ``storage.backend``).
+
+    Call ``register(name, backend_class)`` for each; ``backend_class(**options)``
+    receives the storage section's other keys and returns an
+    :class:`imagingdb.storage.StorageBackend`.
+    """
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to the CLI: ``cli`` is the root ``typer.Typer`` app."""

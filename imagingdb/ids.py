@@ -1,0 +1,60 @@
+"""Dataset IDs: ``<PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>``, parsed and validated.
+
+The ID is the only user-given text that becomes part of a storage key, so it
+is validated strictly, before any work: project letters/digits, a real
+calendar timestamp, a four-digit serial.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from .errors import InputError
+
+_ID_PATTERN = re.compile(
+    r"(?P<project>[A-Za-z0-9]+)-(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
+    r"-(?P<hour>\d{2})-(?P<minute>\d{2})-(?P<second>\d{2})-(?P<serial>\d{4})"
+)
+ID_FORMAT = "<PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>, e.g. ML-2005-05-23-10-00-00-0001"
+
+
+@dataclass(frozen=True)
+class DatasetID:
+    """A validated dataset ID; ``str(id)`` gives it back as text."""
+
+    text: str
+    project: str
+    date_time: datetime
+    serial: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_dataset_id(text: object) -> DatasetID:
+    """Parse and validate a dataset ID, or raise InputError saying what is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"empty dataset ID; expected {ID_FORMAT}")
+    candidate = text.strip()
+    match = _ID_PATTERN.fullmatch(candidate)
+    if match is None:
+        raise InputError(f"invalid dataset ID {candidate!r}; expected {ID_FORMAT}")
+    parts = {k: int(v) for k, v in match.groupdict().items() if k not in ("project", "serial")}
+    try:
+        stamp = datetime(**parts)
+    except ValueError as exc:
+        raise InputError(
+            f"invalid dataset ID {candidate!r}: its timestamp is not a real date/time ({exc})"
+        ) from None
+    return DatasetID(candidate, match["project"], stamp, match["serial"])
+
+
+def is_dataset_id(text: object) -> bool:
+    """True when ``text`` is a valid dataset ID."""
+    try:
+        parse_dataset_id(text)
+    except InputError:
+        return False
+    return True

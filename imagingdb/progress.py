@@ -1,0 +1,82 @@
+"""A light progress bar on stderr (only on a terminal) and a one-line summary at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+
+class Progress:
+    """Progress callbacks; the CLI passes a terminal bar, the API defaults to silence."""
+
+    def start(self, label: str, total_frames: int, total_bytes: int) -> None:
+        """A new piece of work begins: ``total_frames`` frames, about ``total_bytes`` bytes."""
+
+    def advance(self, frames: int, nbytes: int) -> None:
+        """``frames`` more frames (``nbytes`` bytes of pixels) are done."""
+
+    def finish(self) -> None:
+        """The piece of work is over (done or failed)."""
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(nbytes) < 1000 or unit == "TB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1000
+    return f"{nbytes:.1f} TB"
+
+
+class TerminalProgress(Progress):
+    """Frames/s and MB/s on one redrawn stderr line; silent when stderr is not a terminal."""
+
+    def __init__(self, verb: str, stream: TextIO = sys.stderr, bar: bool | None = None):
+        self.verb = verb
+        self.stream = stream
+        self.bar = stream.isatty() if bar is None else bar
+        self.label = ""
+        self.total_frames = self.total_bytes = 0
+        self.frames = self.nbytes = 0
+        self.started = self.last_draw = 0.0
+
+    def start(self, label: str, total_frames: int, total_bytes: int) -> None:
+        self.label, self.total_frames, self.total_bytes = label, total_frames, total_bytes
+        self.frames = self.nbytes = 0
+        self.started = time.monotonic()
+        self.last_draw = 0.0
+
+    def advance(self, frames: int, nbytes: int) -> None:
+        self.frames += frames
+        self.nbytes += nbytes
+        now = time.monotonic()
+        if self.bar and now - self.last_draw > 0.1:
+            self.last_draw = now
+            self._draw(now)
+
+    def _rates(self, now: float) -> str:
+        elapsed = max(now - self.started, 1e-6)
+        rate = f"{self.frames / elapsed:.0f} frames/s"
+        if self.nbytes:
+            rate += f", {_size(self.nbytes / elapsed)}/s"
+        return rate
+
+    def _draw(self, now: float) -> None:
+        total = max(self.total_frames, 1)
+        width = 24
+        filled = int(width * self.frames / total)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r{self.verb} {self.label} [{bar}] {self.frames}/{total} "
+                          f"({self._rates(now)})\x1b[K")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        now = time.monotonic()
+        if self.bar:
+            self.stream.write("\r\x1b[K")
+        elapsed = now - self.started
+        size = f", {_size(self.nbytes)}" if self.nbytes else ""
+        self.stream.write(f"{self.verb} {self.label}: {self.frames} frame(s){size} in "
+                          f"{elapsed:.1f} s ({self._rates(now)})\n")
+        self.stream.flush()

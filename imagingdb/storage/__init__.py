@@ -1,0 +1,98 @@
+"""Storage backends: move bytes by key, nothing else.
+
+A backend knows nothing of datasets or the database. Keys use the original
+imagingDB's layout (``raw_files/<ID>/<name>``, ``raw_frames/<ID>/im_c000_z000_t000_p000.png``)
+and are checked by :func:`validate_key` so no key can escape the storage root.
+Backends are plugins: see ``register_storage_backends`` in :mod:`imagingdb.hookspecs`.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from typing import BinaryIO, Iterable, Iterator
+
+from ..errors import InputError
+
+
+def validate_key(key: str) -> str:
+    """Refuse keys that could leave the storage root or that stores treat specially."""
+    if not isinstance(key, str) or not key:
+        raise InputError("empty storage key")
+    if key.startswith("/") or "\\" in key or "\x00" in key:
+        raise InputError(f"unsafe storage key {key!r}")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InputError(f"unsafe storage key {key!r}")
+    return key
+
+
+def validate_object_name(name: str, what: str = "file name") -> str:
+    """A single key segment (a file name kept in storage): no separators, no '..'."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+        raise InputError(f"unsafe {what} {name!r}: it must be a plain name without '/' or '..'")
+    return name
+
+
+class HashingReader:
+    """A read-only file wrapper that computes sha256 and counts bytes as it is read."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._hash = hashlib.sha256()
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size)
+        self._hash.update(chunk)
+        self.bytes_read += len(chunk)
+        return chunk
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class StorageBackend(abc.ABC):
+    """What imagingdb needs from a store. Implementations must be thread-safe."""
+
+    #: the name used in the site config (storage.backend) and upload config (storage)
+    name: str = ""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the data lives, for messages (e.g. ``local:/mnt/imaging``, ``s3://bucket``)."""
+
+    @abc.abstractmethod
+    def check(self, writable: bool = False) -> None:
+        """Raise an ImagingDBError (before any work) if the store is unusable."""
+
+    @abc.abstractmethod
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` at ``key`` atomically: readers see the old object or the new one."""
+
+    @abc.abstractmethod
+    def put_fileobj(self, key: str, fileobj: BinaryIO) -> None:
+        """Store a stream read sequentially to its end (for large whole files)."""
+
+    @abc.abstractmethod
+    def get_bytes(self, key: str) -> bytes:
+        """The object's bytes; KeyError if it does not exist."""
+
+    @abc.abstractmethod
+    def get_file(self, key: str, dest: str) -> None:
+        """Copy the object to the local path ``dest`` (which does not exist yet)."""
+
+    @abc.abstractmethod
+    def exists(self, key: str) -> bool:
+        """True if an object is stored at ``key``."""
+
+    @abc.abstractmethod
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        """Every key under ``prefix`` (a folder-like prefix ending in '/')."""
+
+    @abc.abstractmethod
+    def delete(self, keys: Iterable[str]) -> None:
+        """Remove these objects; missing ones are ignored."""
+
+    def flush(self) -> None:
+        """Make every object put so far durable (called before the database commit)."""

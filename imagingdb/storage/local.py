@@ -1,0 +1,135 @@
+"""The ``local`` storage backend: a folder (a local disk or a lab mount such as NFS/GPFS)."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+import pluggy
+
+from ..errors import InputError, WorkError
+from . import StorageBackend, validate_key
+
+hookimpl = pluggy.HookimplMarker("imagingdb")
+
+
+class LocalStorage(StorageBackend):
+    """Objects are files under ``root``; keys are relative paths."""
+
+    name = "local"
+
+    def __init__(self, root: str | os.PathLike | None = None, **unknown):
+        if unknown:
+            raise InputError(
+                f"storage backend 'local' does not take option(s): {', '.join(sorted(unknown))}"
+            )
+        if not root:
+            raise InputError("storage backend 'local' needs storage.root (a folder)")
+        self.root = Path(root).expanduser().resolve()
+
+    def describe(self) -> str:
+        return f"local:{self.root}"
+
+    def _path(self, key: str) -> Path:
+        path = self.root.joinpath(*validate_key(key).split("/"))
+        # validate_key already forbids '..'; this guards against symlinked escapes too.
+        if not path.resolve().is_relative_to(self.root):
+            raise InputError(f"storage key {key!r} resolves outside the storage root")
+        return path
+
+    def check(self, writable: bool = False) -> None:
+        if writable:
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise WorkError(f"cannot create storage folder {self.root}: {exc.strerror}") from None
+            if not os.access(self.root, os.W_OK | os.X_OK):
+                raise WorkError(f"storage folder {self.root} is not writable")
+        elif not self.root.is_dir():
+            raise WorkError(f"storage folder {self.root} does not exist")
+
+    def _write_atomically(self, key: str, write) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as out:
+                write(out)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno == errno.ENOSPC:
+                raise WorkError(f"storage {self.root} is full while writing {key}") from None
+            raise WorkError(f"cannot write {key} to {self.root}: {exc.strerror or exc}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._write_atomically(key, lambda out: out.write(data))
+
+    def put_fileobj(self, key: str, fileobj: BinaryIO) -> None:
+        self._write_atomically(key, lambda out: shutil.copyfileobj(fileobj, out, 8 << 20))
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(key) from None
+
+    def get_file(self, key: str, dest: str) -> None:
+        try:
+            shutil.copyfile(self._path(key), dest)
+        except FileNotFoundError as exc:
+            if not self._path(key).exists():
+                raise KeyError(key) from None
+            raise WorkError(f"cannot write {dest}: {exc.strerror}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        folder = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        if not folder.is_dir():
+            return
+        for dirpath, _dirnames, filenames in os.walk(folder):
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in sorted(filenames):
+                yield name if rel == "." else f"{rel}/{name}"
+
+    def delete(self, keys: Iterable[str]) -> None:
+        parents = set()
+        for key in keys:
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+            parents.add(path.parent)
+        for folder in parents:  # drop folders the deletes emptied (never the root)
+            while folder != self.root and folder.is_relative_to(self.root):
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+                folder = folder.parent
+
+    def flush(self) -> None:
+        """syncfs() the storage's filesystem so objects survive a crash before the commit."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+
+@hookimpl
+def register_storage_backends(register):
+    register("local", LocalStorage)

@@ -1,0 +1,575 @@
+"""Upload: CSV rows -> validated jobs -> objects in storage -> rows committed last.
+
+The data path, one way through: the splitter plugin streams frames; a bounded
+pool of threads encodes each to PNG, hashes it and puts it in storage (zlib and
+hashlib release the GIL); rows are collected and inserted in bulk in ONE
+transaction that registers the dataset last. Nothing is registered until every
+object is stored, so a failed or killed upload leaves no half-registered
+dataset, and running it again finishes the job.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import csv
+import json
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+
+import sqlalchemy as sa
+
+from . import db as dbq
+from . import plugins
+from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
+from .config import UploadConfig, load_upload_config
+from .errors import ImagingDBError, InputError, WorkError
+from .ids import DatasetID, parse_dataset_id
+from .progress import Progress
+from .storage import HashingReader, validate_object_name
+
+if TYPE_CHECKING:
+    from .api import Database
+    from .storage import StorageBackend
+
+CSV_REQUIRED = ("dataset_id", "file_name")
+CSV_OPTIONAL = ("description", "parent_dataset_id", "positions")
+INSERT_BATCH = 2000
+
+
+# ------------------------------------------------------------------------- the CSV
+
+
+@dataclass
+class UploadRow:
+    """One validated CSV row."""
+
+    line: int
+    dataset_id: DatasetID
+    source: Path
+    description: Optional[str] = None
+    parent_dataset_id: Optional[str] = None
+    positions: Optional[list[int]] = None
+
+
+@dataclass
+class RowResult:
+    """What happened to one CSV row."""
+
+    line: int
+    dataset_id: str
+    ok: bool
+    error: Optional[str] = None
+    exit_code: int = 0
+    frames: int = 0
+    bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"row": self.line, "dataset_id": self.dataset_id,
+                "status": "uploaded" if self.ok else "failed", "error": self.error,
+                "frames": self.frames, "bytes": self.bytes}
+
+
+@dataclass
+class UploadReport:
+    results: list[RowResult] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[RowResult]:
+        return [r for r in self.results if not r.ok]
+
+    @property
+    def exit_code(self) -> int:
+        """0 all uploaded; 2 if every failure was bad input found before work; else 1."""
+        if not self.failed:
+            return 0
+        return 2 if all(r.exit_code == 2 for r in self.failed) else 1
+
+
+def _parse_positions(text: str, where: str) -> Optional[list[int]]:
+    cleaned = text.strip().strip("[]()").replace(",", " ").split()
+    if not cleaned:
+        return None
+    try:
+        positions = [int(p) for p in cleaned]
+    except ValueError:
+        raise InputError(f"{where}: invalid positions {text!r}; expected e.g. [0, 1, 2]") from None
+    if any(p < 0 for p in positions):
+        raise InputError(f"{where}: positions must be 0 or more, got {text!r}")
+    return positions
+
+
+def _blank(value: Optional[str]) -> bool:
+    # The original accepted 'None'/'nan' for an empty parent (pandas wrote them).
+    return value is None or value.strip() == "" or value.strip().lower() in ("none", "nan")
+
+
+def read_upload_csv(path: Path) -> list[UploadRow | RowResult]:
+    """Parse the upload CSV. File-level problems raise InputError; a bad row gives a RowResult."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            raw_rows = [(reader.line_num, row) for row in reader]
+    except FileNotFoundError:
+        raise InputError(f"CSV file {path} not found") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read CSV file {path}: {exc}") from None
+    if not columns:
+        raise InputError(f"CSV file {path} is empty; it needs a header with dataset_id,file_name")
+    missing = [c for c in CSV_REQUIRED if c not in columns]
+    if missing:
+        raise InputError(f"CSV file {path} lacks column(s): {', '.join(missing)}")
+    unknown = [c for c in columns if c not in CSV_REQUIRED + CSV_OPTIONAL]
+    if unknown:
+        raise InputError(
+            f"CSV file {path} has unknown column(s): {', '.join(unknown)}; "
+            f"allowed: {', '.join(CSV_REQUIRED + CSV_OPTIONAL)}"
+        )
+    if not raw_rows:
+        raise InputError(f"CSV file {path} has no rows to upload")
+    seen: dict[str, int] = {}
+    parsed: list[UploadRow | RowResult] = []
+    for line, raw in raw_rows:
+        row = {(k or "").strip(): v for k, v in raw.items()}
+        where = f"{path.name} row {line}"
+        try:
+            if None in raw:  # more cells than header columns
+                raise InputError(f"{where}: more values than columns")
+            parsed_row = _parse_row(path, line, row, where)
+            text = parsed_row.dataset_id.text
+            if text in seen:
+                raise InputError(f"{where}: dataset ID {text} repeats row {seen[text]}")
+            seen[text] = line
+            parsed.append(parsed_row)
+        except InputError as exc:
+            parsed.append(RowResult(line, (row.get("dataset_id") or "").strip(), False,
+                                    str(exc), exc.exit_code))
+    return parsed
+
+
+def _parse_row(path: Path, line: int, row: dict[str, Optional[str]], where: str) -> UploadRow:
+    try:
+        dataset_id = parse_dataset_id(row.get("dataset_id") or "")
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+    file_name = (row.get("file_name") or "").strip()
+    if not file_name:
+        raise InputError(f"{where}: file_name is empty")
+    source = Path(file_name).expanduser()
+    if not source.is_absolute():
+        source = path.parent / source  # relative to the CSV's folder
+    parent = row.get("parent_dataset_id")
+    parent_id = None
+    if not _blank(parent):
+        try:
+            parent_id = parse_dataset_id(parent).text
+        except InputError as exc:
+            raise InputError(f"{where}: parent_dataset_id: {exc}") from None
+    description = row.get("description")
+    return UploadRow(
+        line=line,
+        dataset_id=dataset_id,
+        source=source,
+        description=description if description not in (None, "") else None,
+        parent_dataset_id=parent_id,
+        positions=_parse_positions(row.get("positions") or "", where),
+    )
+
+
+# ----------------------------------------------------------------------- the run
+
+
+def upload_csv(
+    database: "Database",
+    csv_path: Path,
+    config_path: Path,
+    *,
+    overwrite: bool = False,
+    workers: Optional[int] = None,
+    progress: Optional[Progress] = None,
+    on_result: Optional[Callable[[RowResult], None]] = None,
+) -> UploadReport:
+    """Upload every row; rows are independent, one bad row fails alone."""
+    config = load_upload_config(config_path)
+    rows = read_upload_csv(csv_path)
+    uploader = Uploader(database, config, overwrite=overwrite, workers=workers,
+                        progress=progress or Progress())
+    report = UploadReport()
+    for row in rows:
+        result = row if isinstance(row, RowResult) else uploader.upload_row(row)
+        report.results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return report
+
+
+def _json_safe(value: Any) -> Any:
+    """Metadata as plain JSON: numpy scalars to Python, NaN/inf to None, bytes to text."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return _json_safe(value.tolist())
+    return str(value)
+
+
+class Uploader:
+    """Uploads rows with one upload config into one database and storage."""
+
+    def __init__(self, database: "Database", config: UploadConfig, *, overwrite: bool,
+                 workers: Optional[int], progress: Progress):
+        self.database = database
+        self.config = config
+        self.overwrite = overwrite
+        self.workers = workers or config.nbr_workers or max(2, os.cpu_count() or 2)
+        self.progress = progress
+        self._storage: Optional["StorageBackend"] = None
+        self._splitter = None
+        self._parser = None
+        self._validator = None
+        self._setup_error: Optional[ImagingDBError] = None
+        self._written: set[str] = set()  # keys this row's upload has put so far
+
+    # -------------------------------------------------------------- set-up, once
+
+    def _setup(self) -> None:
+        """Resolve plugins and check storage once; an error here fails every row alike."""
+        if self._setup_error is not None:
+            raise self._setup_error
+        if self._storage is not None:
+            return
+        try:
+            cfg = self.config
+            if cfg.upload_type == "frames":
+                self._splitter = plugins.get("splitter", cfg.frames_format).obj()
+                schema = cfg.meta_schema or getattr(self._splitter, "default_meta_schema", None)
+                if schema:
+                    self._validator = _schema_validator(schema, cfg.source)
+            if cfg.filename_parser:
+                self._parser = plugins.get("filename_parser", cfg.filename_parser).obj
+            storage = _storage_for(self.database, cfg)
+            storage.check(writable=True)
+            self._storage = storage
+        except ImagingDBError as exc:
+            self._setup_error = exc
+            raise
+
+    # ------------------------------------------------------------------ one row
+
+    def upload_row(self, row: UploadRow) -> RowResult:
+        where = f"row {row.line} ({row.dataset_id})"
+        try:
+            self._setup()
+            self._check_before_work(row)
+            self._written = set()
+            try:
+                if self.config.upload_type == "file":
+                    frames, nbytes = self._upload_file(row)
+                else:
+                    frames, nbytes = self._upload_frames(row)
+            except BaseException:
+                self._remove_unregistered(row)
+                raise
+        except ImagingDBError as exc:
+            return RowResult(row.line, row.dataset_id.text, False, f"{where}: {exc}",
+                             exc.exit_code)
+        return RowResult(row.line, row.dataset_id.text, True, frames=frames, bytes=nbytes)
+
+    def _remove_unregistered(self, row: UploadRow) -> None:
+        """After a failed upload of a new dataset, delete the objects it wrote.
+
+        An overwrite keeps what it wrote: the old rows still name those keys,
+        and running the upload again completes it.
+        """
+        if not self._written:
+            return
+        try:
+            with self.database.connection() as conn:
+                registered = dbq.find_dataset(conn, row.dataset_id.text) is not None
+            if not registered:
+                self._storage.delete(sorted(self._written))
+        except Exception:  # noqa: BLE001 - the original error matters more; gc finds leftovers
+            pass
+
+    def _check_before_work(self, row: UploadRow) -> None:
+        if not row.source.exists():
+            raise InputError(f"{row.source} not found")
+        with self.database.connection() as conn:
+            existing = dbq.find_dataset(conn, row.dataset_id.text)
+            if existing is not None and not self.overwrite:
+                raise InputError(
+                    f"dataset {row.dataset_id} already exists; use --overwrite to replace it"
+                )
+            if row.parent_dataset_id and dbq.find_dataset(conn, row.parent_dataset_id) is None:
+                raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
+            if row.parent_dataset_id == row.dataset_id.text:
+                raise InputError("a dataset cannot be its own parent")
+
+    # -------------------------------------------------------------- file upload
+
+    def _upload_file(self, row: UploadRow) -> tuple[int, int]:
+        source = row.source
+        if not source.is_file():
+            raise InputError(f"{source} is not a file (upload_type: file takes one file)")
+        name = validate_object_name(source.name)
+        storage_dir = f"raw_files/{row.dataset_id}"
+        key = f"{storage_dir}/{name}"
+        metadata = _json_safe({"file_origin": str(source), **_tiff_tags(source)})
+        self.progress.start(str(row.dataset_id), 1, source.stat().st_size)
+        try:
+            with open(source, "rb") as handle:
+                reader = HashingReader(handle)
+                self._written.add(key)
+                self._storage.put_fileobj(key, reader)
+        except OSError as exc:
+            raise WorkError(f"cannot read {source}: {exc.strerror or exc}") from None
+        self.progress.advance(1, reader.bytes_read)
+        self.progress.finish()
+        self._storage.flush()
+
+        def insert_children(conn: sa.Connection, dataset_pk: int) -> None:
+            conn.execute(sa.insert(dbq.file_global).values(
+                storage_dir=storage_dir, file_name=name, metadata_json=metadata,
+                dataset_id=dataset_pk, sha256=reader.hexdigest(),
+            ))
+
+        self._register(row, frames=False, insert_children=insert_children,
+                       keep_keys={key}, prefix=f"{storage_dir}/")
+        return 1, reader.bytes_read
+
+    # ------------------------------------------------------------ frames upload
+
+    def _open(self, row: UploadRow) -> Acquisition:
+        options = SplitOptions(positions=row.positions, filename_parser=self._parser)
+        return self._splitter.open(row.source, options)
+
+    def _upload_frames(self, row: UploadRow) -> tuple[int, int]:
+        storage_dir = f"raw_frames/{row.dataset_id}"
+        with self._open(row) as acquisition:
+            count = self._validate_frames(row, acquisition)
+            dims = acquisition.dims
+            _check_dims(row, dims)
+            frame_bytes = dims.im_height * dims.im_width * dims.im_colors * (
+                2 if dims.bit_depth == "uint16" else 1)
+            self.progress.start(str(row.dataset_id), count, count * frame_bytes)
+            try:
+                frame_rows, nbytes = self._store_frames(acquisition, storage_dir)
+            finally:
+                self.progress.finish()
+            global_meta = _json_safe(acquisition.global_meta)
+        self._storage.flush()
+
+        def insert_children(conn: sa.Connection, dataset_pk: int) -> None:
+            fg_pk = conn.execute(sa.insert(dbq.frames_global).values(
+                storage_dir=storage_dir, nbr_frames=len(frame_rows),
+                im_width=dims.im_width, im_height=dims.im_height,
+                nbr_slices=dims.nbr_slices, nbr_channels=dims.nbr_channels,
+                nbr_timepoints=dims.nbr_timepoints, nbr_positions=dims.nbr_positions,
+                im_colors=dims.im_colors, bit_depth=dims.bit_depth,
+                metadata_json=global_meta, dataset_id=dataset_pk,
+            ).returning(dbq.frames_global.c.id)).scalar_one()
+            for start in range(0, len(frame_rows), INSERT_BATCH):
+                batch = frame_rows[start:start + INSERT_BATCH]
+                for frame_row in batch:
+                    frame_row["frames_global_id"] = fg_pk
+                conn.execute(sa.insert(dbq.frames), batch)
+
+        keys = {f"{storage_dir}/{r['file_name']}" for r in frame_rows}
+        self._register(row, frames=True, insert_children=insert_children,
+                       keep_keys=keys, prefix=f"{storage_dir}/")
+        return len(frame_rows), nbytes
+
+    def _validate_frames(self, row: UploadRow, acquisition: Acquisition) -> int:
+        """The metadata-only pass: every check that can fail is done before any write."""
+        count = 0
+        for frame in acquisition.iter_frames(pixels=False):
+            if self._validator is not None:
+                _check_meta(self._validator, row.source, frame)
+            count += 1
+        if count == 0:
+            raise InputError(f"{row.source}: no frames to upload")
+        return count
+
+    def _store_frames(self, acquisition: Acquisition, storage_dir: str
+                      ) -> tuple[list[dict[str, Any]], int]:
+        """Encode, hash and store every frame with a bounded pool; return their rows."""
+        from .frames import encode_png, pixel_sha256
+
+        storage = self._storage
+        # The bound on frames in flight is what bounds memory, whatever the file size.
+        in_flight = threading.BoundedSemaphore(self.workers * 2)
+        rows: list[dict[str, Any]] = []
+        total = [0]
+        written_lock = threading.Lock()
+
+        def store(frame: Frame) -> dict[str, Any]:
+            try:
+                data = encode_png(frame.pixels)
+                checksum = pixel_sha256(frame.pixels)
+                name = frame.index.file_name
+                key = f"{storage_dir}/{name}"
+                with written_lock:
+                    self._written.add(key)
+                storage.put_bytes(key, data)
+                return {
+                    "channel_idx": frame.index.channel, "slice_idx": frame.index.slice,
+                    "time_idx": frame.index.time, "pos_idx": frame.index.position,
+                    "channel_name": frame.channel_name, "file_name": name,
+                    "sha256": checksum, "metadata_json": _json_safe(frame.metadata),
+                }, frame.pixels.nbytes
+            finally:
+                in_flight.release()
+
+        def collect(future: cf.Future) -> None:
+            frame_row, nbytes = future.result()
+            rows.append(frame_row)
+            total[0] += nbytes
+            self.progress.advance(1, nbytes)
+
+        with cf.ThreadPoolExecutor(self.workers, thread_name_prefix="imagingdb-store") as pool:
+            pending: set[cf.Future] = set()
+            try:
+                for frame in acquisition.iter_frames(pixels=True):
+                    in_flight.acquire()
+                    pending.add(pool.submit(store, frame))
+                    done = {f for f in pending if f.done()}
+                    for future in done:
+                        collect(future)
+                    pending -= done
+                for future in cf.as_completed(pending):
+                    collect(future)
+            except BaseException:
+                for future in pending:
+                    future.cancel()
+                raise
+        return rows, total[0]
+
+    # -------------------------------------------------------------- registration
+
+    def _register(self, row: UploadRow, *, frames: bool, insert_children, keep_keys: set[str],
+                  prefix: str) -> None:
+        """One transaction registers the dataset, then stale objects of an overwrite go."""
+        values = {
+            "dataset_serial": row.dataset_id.text, "description": row.description,
+            "microscope": self.config.microscope, "frames": frames,
+            "date_time": row.dataset_id.date_time,
+        }
+        try:
+            with self.database.connection(write=True) as conn:
+                existing = dbq.find_dataset(conn, row.dataset_id.text)
+                parent_pk = None
+                if row.parent_dataset_id:
+                    parent = dbq.find_dataset(conn, row.parent_dataset_id)
+                    if parent is None:
+                        raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
+                    parent_pk = parent.id
+                values["parent_id"] = parent_pk
+                if existing is not None:
+                    if not self.overwrite:
+                        raise InputError(
+                            f"dataset {row.dataset_id} already exists; use --overwrite to replace it"
+                        )
+                    dataset_pk = existing.id
+                    _delete_children(conn, dataset_pk)
+                    conn.execute(sa.update(dbq.data_set)
+                                 .where(dbq.data_set.c.id == dataset_pk).values(**values))
+                else:
+                    dataset_pk = conn.execute(
+                        sa.insert(dbq.data_set).values(**values).returning(dbq.data_set.c.id)
+                    ).scalar_one()
+                insert_children(conn, dataset_pk)
+        except sa.exc.IntegrityError:
+            # Another process registered the same ID between our check and our commit.
+            raise WorkError(f"dataset {row.dataset_id} was registered by another upload "
+                            "at the same time; nothing of this upload was registered") from None
+        stale = [k for k in self._storage.list_keys(prefix) if k not in keep_keys]
+        if stale:
+            self._storage.delete(stale)
+
+
+def _delete_children(conn: sa.Connection, dataset_pk: int) -> None:
+    fg_ids = sa.select(dbq.frames_global.c.id).where(dbq.frames_global.c.dataset_id == dataset_pk)
+    conn.execute(sa.delete(dbq.frames).where(dbq.frames.c.frames_global_id.in_(fg_ids)))
+    conn.execute(sa.delete(dbq.frames_global).where(dbq.frames_global.c.dataset_id == dataset_pk))
+    conn.execute(sa.delete(dbq.file_global).where(dbq.file_global.c.dataset_id == dataset_pk))
+
+
+def _storage_for(database: "Database", config: UploadConfig) -> "StorageBackend":
+    """The site's storage, unless the upload config names another (the original's keys)."""
+    if not config.storage and not config.storage_access:
+        return database.storage
+    from .api import open_storage
+    from .config import StorageSettings
+
+    backend = config.storage or database.config.storage.backend
+    options = dict(database.config.storage.options) if backend == database.config.storage.backend else {}
+    if config.storage_access:
+        options["root" if backend == "local" else "bucket"] = config.storage_access
+    return open_storage(StorageSettings(backend, options))
+
+
+def _check_dims(row: UploadRow, dims: Dimensions) -> None:
+    if dims.bit_depth not in ("uint8", "uint16"):
+        raise InputError(
+            f"{row.source}: {dims.bit_depth} pixels cannot be stored as PNG frames without loss; "
+            "convert them to uint16 or upload the file whole with upload_type: file"
+        )
+    if min(dims.im_height, dims.im_width) < 1:
+        raise InputError(f"{row.source}: frames have no pixels ({dims.im_height}x{dims.im_width})")
+
+
+def _schema_validator(schema: dict[str, Any], source: Optional[Path]):
+    import jsonschema
+
+    try:
+        validator_class = jsonschema.validators.validator_for(schema)
+        validator_class.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InputError(f"{source}: meta_schema is not a valid JSON Schema: {exc.message}") from None
+    return validator_class(schema)
+
+
+def _check_meta(validator, source: Path, frame: Frame) -> None:
+    error = next(iter(validator.iter_errors(frame.metadata)), None)
+    if error is None:
+        return
+    key = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "required":
+        key = error.message.split("'")[1] if "'" in error.message else key
+    i = frame.index
+    raise InputError(
+        f"{source}: frame (c={i.channel}, z={i.slice}, t={i.time}, p={i.position}) metadata "
+        f"breaks meta_schema at key {key!r}: {error.message}"
+    )
+
+
+def _tiff_tags(path: Path) -> dict[str, Any]:
+    """TIFF tags of the first page as metadata, when the file is a TIFF; {} otherwise."""
+    if path.suffix.lower() not in (".tif", ".tiff", ".btf", ".tf8"):
+        return {}
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            tags = {}
+            for tag in page.tags:
+                value = tag.value
+                if isinstance(value, (bytes, bytearray)) and len(value) > 4096:
+                    continue  # binary blobs (ICC profiles...) are not metadata
+                tags[tag.name] = value
+            return {"tiff_tags": tags, "nbr_pages": len(tif.pages)}
+    except Exception as exc:  # noqa: BLE001 - kept whole anyway; say why there are no tags
+        return {"tiff_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+

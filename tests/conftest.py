@@ -1,0 +1,160 @@
+"""Fixtures shared by the suite, named after what they give.
+
+Every test runs with its own IMAGINGDB_HOME (embedded SQLite + local storage
+under tmp_path) and no site config from the machine, so tests never touch a
+user's data and never depend on each other.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+pytest_plugins = ["tests.servers"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch) -> Path:
+    """A fresh IMAGINGDB_HOME per test; the machine's configs and plugins stay out."""
+    home = tmp_path / "imagingdb-home"
+    monkeypatch.setenv("IMAGINGDB_HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("IMAGINGDB_PLUGINS_DIR", str(tmp_path / "plugins"))
+    for var in ("IMAGINGDB_CONFIG", "IMAGINGDB_LOAD_PLUGINS", "PGPASSWORD", "PGPASSFILE"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def errors(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("Error:")]
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def run_cli():
+    """Run `imagingdb ARGS...` in-process through click's runner; returns a CliResult."""
+    from typer.main import get_command
+
+    from imagingdb.cli import make_app
+
+    def run(*args: Any, input: Optional[str] = None) -> CliResult:
+        runner = CliRunner()
+        result = runner.invoke(get_command(make_app()), [str(a) for a in args], input=input,
+                               catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    return run
+
+
+@pytest.fixture
+def mm_ometiff(tmp_path) -> Path:
+    """A Micro-Manager OME-TIFF acquisition folder: 2 positions x 2 channels x 3 slices x 2 times."""
+    from imagingdb.sample import write_mm_ometiff
+
+    folder = tmp_path / "acquisition"
+    folder.mkdir()
+    write_mm_ometiff(folder, "sample", channels=("DAPI", "GFP"), slices=3, times=2,
+                     positions=2, height=32, width=48, dtype="uint16", seed=1)
+    return folder
+
+
+@pytest.fixture
+def mm_ometiff_uint8(tmp_path) -> Path:
+    from imagingdb.sample import write_mm_ometiff
+
+    folder = tmp_path / "acquisition8"
+    folder.mkdir()
+    write_mm_ometiff(folder, "sample8", channels=("BF", "RFP"), slices=3, times=2,
+                     positions=2, height=20, width=24, dtype="uint8", seed=2)
+    return folder
+
+
+class UploadFiles:
+    """Writes upload CSVs and configs into a folder."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._n = 0
+
+    def csv(self, rows: list[dict[str, Any]], name: Optional[str] = None,
+            columns: Optional[list[str]] = None) -> Path:
+        self._n += 1
+        path = self.folder / (name or f"upload{self._n}.csv")
+        columns = columns or list(dict.fromkeys(k for row in rows for k in row))
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        return path
+
+    def config(self, name: Optional[str] = None, **keys: Any) -> Path:
+        self._n += 1
+        path = self.folder / (name or f"config{self._n}.yaml")
+        path.write_text(yaml.safe_dump(keys), encoding="utf-8")
+        return path
+
+    def frames_config(self, **extra: Any) -> Path:
+        return self.config(upload_type="frames", frames_format="ome_tiff",
+                           microscope="scope2", **extra)
+
+    def file_config(self, **extra: Any) -> Path:
+        return self.config(upload_type="file", microscope="scope1", **extra)
+
+
+@pytest.fixture
+def upload_files(tmp_path) -> UploadFiles:
+    return UploadFiles(tmp_path / "upload")
+
+
+DATASET_ID = "ML-2005-05-23-10-00-00-0001"
+
+
+@pytest.fixture
+def uploaded_ometiff(run_cli, upload_files, mm_ometiff) -> str:
+    """The mm_ometiff acquisition uploaded as DATASET_ID through the CLI."""
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff),
+                                  "description": "two positions"}])
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config())
+    assert result.exit_code == 0, result.stderr
+    return DATASET_ID
+
+
+def snapshot_state(home: Path) -> dict[str, Any]:
+    """Every row of every table and every stored object, to prove nothing changed."""
+    import sqlite3
+
+    state: dict[str, Any] = {"objects": {}}
+    storage = home / "storage"
+    if storage.exists():
+        for path in sorted(storage.rglob("*")):
+            if path.is_file():
+                state["objects"][str(path.relative_to(storage))] = path.read_bytes()
+    db_path = home / "imagingdb.sqlite"
+    if db_path.exists():
+        conn = sqlite3.connect(db_path)
+        try:
+            for table in ("data_set", "file_global", "frames_global", "frames"):
+                try:
+                    state[table] = conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+                except sqlite3.OperationalError:
+                    state[table] = None
+        finally:
+            conn.close()
+    return state

@@ -34,7 +34,7 @@ metadata = sa.MetaData()
 schema_version = sa.Table(
     "schema_version", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
-    sa.Column("applied_at", sa.DateTime),
+    sa.Column("applied_at", sa.DateTime, nullable=False),
 )
 
 data_set = sa.Table(

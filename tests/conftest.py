@@ -127,7 +127,7 @@ DATASET_ID = "ML-2005-05-23-10-00-00-0001"
 
 
 @pytest.fixture
-def uploaded_ometiff(run_cli, upload_files, mm_ometiff) -> str:
+def uploaded_ometiff(site, run_cli, upload_files, mm_ometiff) -> str:
     """The mm_ometiff acquisition uploaded as DATASET_ID through the CLI."""
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff),
                                   "description": "two positions"}])
@@ -136,25 +136,49 @@ def uploaded_ometiff(run_cli, upload_files, mm_ometiff) -> str:
     return DATASET_ID
 
 
-def snapshot_state(home: Path) -> dict[str, Any]:
-    """Every row of every table and every stored object, to prove nothing changed."""
-    import sqlite3
+class Site:
+    """Where a test's imagingdb lives: its site config, database and storage root."""
 
-    state: dict[str, Any] = {"objects": {}}
-    storage = home / "storage"
-    if storage.exists():
-        for path in sorted(storage.rglob("*")):
-            if path.is_file():
-                state["objects"][str(path.relative_to(storage))] = path.read_bytes()
-    db_path = home / "imagingdb.sqlite"
-    if db_path.exists():
-        conn = sqlite3.connect(db_path)
-        try:
-            for table in ("data_set", "file_global", "frames_global", "frames"):
-                try:
-                    state[table] = conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
-                except sqlite3.OperationalError:
-                    state[table] = None
-        finally:
-            conn.close()
-    return state
+    def __init__(self, kind: str, storage_root: Path, config_path: Optional[Path]):
+        self.kind = kind
+        self.storage_root = storage_root
+        self.config_path = config_path
+
+    def connect(self):
+        import imagingdb
+
+        return imagingdb.connect()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every row of every table and every stored object, to prove nothing changed."""
+        import sqlalchemy as sa
+
+        from imagingdb import db as dbq
+
+        state: dict[str, Any] = {"objects": {}}
+        if self.storage_root.exists():
+            for path in sorted(self.storage_root.rglob("*")):
+                if path.is_file():
+                    state["objects"][str(path.relative_to(self.storage_root))] = path.read_bytes()
+        with self.connect() as database:
+            with database.connection() as conn:
+                for table in (dbq.data_set, dbq.file_global, dbq.frames_global, dbq.frames):
+                    rows = conn.execute(sa.select(table).order_by(table.c.id)).all()
+                    state[table.name] = [tuple(r) for r in rows]
+        return state
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def site(request, tmp_path, monkeypatch, isolated_home) -> Site:
+    """imagingdb on the embedded default (SQLite) or on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return Site("sqlite", isolated_home / "storage", None)
+    pg_url = request.getfixturevalue("pg_url")
+    root = tmp_path / "pg-storage"
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump({
+        "database": {"url": pg_url, "password_env": "IMAGINGDB_TEST_PG_PASSWORD"},
+        "storage": {"backend": "local", "root": str(root)},
+    }), encoding="utf-8")
+    monkeypatch.setenv("IMAGINGDB_CONFIG", str(config))
+    return Site("postgres", root, config)

@@ -1,0 +1,113 @@
+"""schema.sql applied through imagingdb.db, on SQLite and on a real PostgreSQL."""
+
+import pytest
+import sqlalchemy as sa
+
+from imagingdb import db as dbq
+
+
+@pytest.fixture
+def engine(site):
+    with site.connect() as database:
+        yield database.engine
+
+
+def test_schema_is_created_on_first_use_with_its_version(engine):
+    with engine.connect() as conn:
+        assert dbq.current_version(conn) == dbq.SCHEMA_VERSION
+
+
+def test_applying_the_schema_again_changes_nothing(engine):
+    with engine.begin() as conn:
+        conn.execute(sa.insert(dbq.data_set).values(
+            dataset_serial="ML-2005-05-23-10-00-00-0001", frames=False,
+            date_time=sa.func.current_timestamp()))
+    assert dbq.apply_schema(engine) == dbq.SCHEMA_VERSION
+    assert dbq.apply_schema(engine) == dbq.SCHEMA_VERSION
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(dbq.data_set)).scalar() == 1
+        assert conn.execute(sa.select(sa.func.count()).select_from(dbq.schema_version)).scalar() == 1
+
+
+def test_core_tables_mirror_schema_sql(engine):
+    inspector = sa.inspect(engine)
+    for table in dbq.metadata.sorted_tables:
+        columns = {c["name"]: c for c in inspector.get_columns(table.name)}
+        assert set(columns) == {c.name for c in table.columns}, table.name
+        for column in table.columns:
+            if not column.primary_key:
+                assert columns[column.name]["nullable"] == column.nullable, (table.name, column.name)
+
+
+def test_original_column_names_are_kept(engine):
+    inspector = sa.inspect(engine)
+    frames_columns = {c["name"] for c in inspector.get_columns("frames")}
+    assert {"channel_idx", "slice_idx", "time_idx", "pos_idx", "channel_name", "file_name",
+            "sha256", "metadata_json", "frames_global_id"} <= frames_columns
+    data_set_columns = {c["name"] for c in inspector.get_columns("data_set")}
+    assert {"dataset_serial", "description", "microscope", "frames", "date_time",
+            "parent_id"} <= data_set_columns
+
+
+def _insert_dataset(conn, serial="ML-2005-05-23-10-00-00-0001"):
+    return conn.execute(sa.insert(dbq.data_set).values(
+        dataset_serial=serial, frames=True, date_time=sa.func.current_timestamp()
+    ).returning(dbq.data_set.c.id)).scalar_one()
+
+
+def test_dataset_id_is_unique(engine):
+    with engine.begin() as conn:
+        _insert_dataset(conn)
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as conn:
+            _insert_dataset(conn)
+
+
+def test_one_frame_per_index(engine):
+    with engine.begin() as conn:
+        pk = _insert_dataset(conn)
+        fg = conn.execute(sa.insert(dbq.frames_global).values(
+            storage_dir="raw_frames/x", nbr_frames=1, im_width=1, im_height=1, nbr_slices=1,
+            nbr_channels=1, nbr_timepoints=1, nbr_positions=1, im_colors=1, bit_depth="uint8",
+            dataset_id=pk).returning(dbq.frames_global.c.id)).scalar_one()
+        row = dict(channel_idx=0, slice_idx=0, time_idx=0, pos_idx=0, file_name="a.png",
+                   frames_global_id=fg)
+        conn.execute(sa.insert(dbq.frames).values(**row))
+    with pytest.raises(sa.exc.IntegrityError):
+        with engine.begin() as conn:
+            conn.execute(sa.insert(dbq.frames).values(**row))
+
+
+def test_deleting_a_dataset_cascades_to_its_rows(engine):
+    with engine.begin() as conn:
+        pk = _insert_dataset(conn)
+        conn.execute(sa.insert(dbq.file_global).values(
+            storage_dir="raw_files/x", file_name="a.tif", dataset_id=pk))
+        conn.execute(sa.delete(dbq.data_set).where(dbq.data_set.c.id == pk))
+        assert conn.execute(sa.select(sa.func.count()).select_from(dbq.file_global)).scalar() == 0
+
+
+def test_frames_need_an_existing_frames_global(engine):
+    # pg8000 reports a foreign-key violation as ProgrammingError, SQLite as IntegrityError
+    with pytest.raises(sa.exc.DBAPIError, match="(?i)foreign key"):
+        with engine.begin() as conn:
+            conn.execute(sa.insert(dbq.frames).values(
+                channel_idx=0, slice_idx=0, time_idx=0, pos_idx=0, file_name="a.png",
+                frames_global_id=12345))
+
+
+def test_metadata_json_round_trips_nested_values(engine):
+    meta = {"ChNames": ["DAPI", "GFP"], "nested": {"a": 1.5, "b": None}, "text": "ünïcode \"q\""}
+    with engine.begin() as conn:
+        pk = _insert_dataset(conn)
+        conn.execute(sa.insert(dbq.file_global).values(
+            storage_dir="raw_files/x", file_name="a.tif", dataset_id=pk, metadata_json=meta))
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(dbq.file_global.c.metadata_json)).scalar() == meta
+
+
+def test_statements_are_rewritten_for_sqlite_only():
+    sqlite = " ".join(dbq.schema_statements("sqlite"))
+    postgres = " ".join(dbq.schema_statements("postgresql"))
+    assert "IDENTITY" not in sqlite and "JSONB" not in sqlite
+    assert "GENERATED BY DEFAULT AS IDENTITY" in postgres and "JSONB" in postgres

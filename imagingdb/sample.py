@@ -1,0 +1,590 @@
+"""Realistic Micro-Manager-style test data, written with tifffile.
+
+Used by the tests, ``make demo`` and the benchmark. Frames look like
+fluorescence microscopy (uneven illumination, gaussian "cells", shot noise over
+a camera baseline), not zeros, so that PNG encoding, compression and statistics
+behave as on real data. Everything is deterministic for a given seed.
+
+Image content, shared by every format writer in this module:
+
+- :func:`fluorescence_frame`: one frame with true Poisson noise;
+- :class:`FluorescenceScene`: cheap frames for a whole (channel, slice, time,
+  position) grid, fast enough to stream hundreds of megabytes.
+
+Format writers:
+
+- :func:`write_mm_ometiff`: a Micro-Manager 1.4-style OME-TIFF acquisition;
+- :func:`write_demo_acquisition`: the small acquisition ``make demo`` uploads.
+
+This module imports numpy and tifffile: import it lazily from the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, BinaryIO, Collection, Optional, Sequence
+
+import numpy as np
+import tifffile
+
+# --------------------------------------------------------------------------
+# Image content
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Levels:
+    """Intensities (in camera ADU) of a typical acquisition for one pixel type."""
+
+    offset: float  # camera baseline, added to every pixel
+    background: float  # autofluorescence above the baseline, before vignetting
+    peak: tuple[float, float]  # range of a cell's peak brightness above background
+    read_noise: float  # standard deviation of the camera read noise
+
+
+_LEVELS = {
+    "uint16": _Levels(offset=100.0, background=300.0, peak=(1500.0, 6000.0), read_noise=2.0),
+    "uint8": _Levels(offset=4.0, background=15.0, peak=(60.0, 160.0), read_noise=1.0),
+}
+
+# Tags separating the random streams drawn from one seed, so that e.g. the
+# cells of a position do not depend on how many channels were asked for.
+_STREAM_CELLS, _STREAM_CHANNEL, _STREAM_NOISE, _STREAM_FRAME = 1, 2, 3, 4
+# Frames take a random window of a noise pool this much larger than a frame.
+_NOISE_MARGIN = 64
+
+
+def _levels(dtype: str) -> _Levels:
+    try:
+        return _LEVELS[np.dtype(dtype).name]
+    except (KeyError, TypeError):
+        raise ValueError(f"dtype must be uint8 or uint16, not {dtype!r}") from None
+
+
+def _background(rng: np.random.Generator, height: int, width: int, level: float) -> np.ndarray:
+    """Uneven illumination: brighter in the centre (vignetting), slightly tilted."""
+    tilt_y, tilt_x = rng.uniform(-0.1, 0.1, size=2)
+    y = np.linspace(-1.0, 1.0, height, dtype=np.float32)
+    x = np.linspace(-1.0, 1.0, width, dtype=np.float32)
+    profile_y = 1.0 - 0.25 * y**2 + tilt_y * y
+    profile_x = 1.0 - 0.25 * x**2 + tilt_x * x
+    return (level * np.outer(profile_y, profile_x)).astype(np.float32)
+
+
+def _cell_layout(rng: np.random.Generator, height: int,
+                 width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centres (n, 2) and sizes (n,) of the cells in one field of view."""
+    count = int(np.clip(height * width // 2000, 3, 40))
+    centres = rng.uniform((0, 0), (height, width), size=(count, 2))
+    sigmas = np.maximum(rng.uniform(0.02, 0.05, size=count) * min(height, width), 1.5)
+    return centres, sigmas
+
+
+def _cells(height: int, width: int, centres: np.ndarray, sigmas: np.ndarray,
+           amplitudes: np.ndarray) -> np.ndarray:
+    """Sum of gaussian blobs; each is computed only within 4 sigma of its centre."""
+    image = np.zeros((height, width), np.float32)
+    for (cy, cx), sigma, amplitude in zip(centres, sigmas, amplitudes):
+        if amplitude <= 0:
+            continue
+        radius = int(4 * sigma) + 1
+        y0, y1 = max(0, int(cy) - radius), min(height, int(cy) + radius + 1)
+        x0, x1 = max(0, int(cx) - radius), min(width, int(cx) + radius + 1)
+        profile_y = np.exp(-0.5 * ((np.arange(y0, y1) - cy) / sigma) ** 2)
+        profile_x = np.exp(-0.5 * ((np.arange(x0, x1) - cx) / sigma) ** 2)
+        image[y0:y1, x0:x1] += amplitude * np.outer(profile_y, profile_x)
+    return image
+
+
+def _to_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
+    """Clip to the pixel type's range (in place) and convert."""
+    np.clip(values, 0, np.iinfo(dtype).max, out=values)
+    return values.astype(dtype)
+
+
+def fluorescence_frame(rng: np.random.Generator, height: int, width: int,
+                       dtype: str = "uint16", *, focus: float = 1.0) -> np.ndarray:
+    """One fluorescence-like frame of shape (height, width).
+
+    Uneven background, gaussian cells, Poisson shot noise and camera read noise
+    over a camera baseline. ``focus`` (0..1) scales the cells' brightness, e.g.
+    to mimic a slice away from the focal plane. Draws everything from ``rng``.
+    """
+    levels = _levels(dtype)
+    centres, sigmas = _cell_layout(rng, height, width)
+    amplitudes = rng.uniform(*levels.peak, size=len(sigmas))
+    signal = _background(rng, height, width, levels.background)
+    signal += focus * _cells(height, width, centres, sigmas, amplitudes)
+    noisy = rng.poisson(signal).astype(np.float32)
+    noisy += levels.offset + rng.normal(0.0, levels.read_noise, size=signal.shape)
+    return _to_dtype(noisy, dtype)
+
+
+class FluorescenceScene:
+    """Deterministic, cheap frames for a (channel, slice, time, position) grid.
+
+    Each position is one field of view: its cells sit at the same places in
+    every channel; each channel has its own background and cell brightness
+    (some cells do not express the non-first channels). These layers are drawn
+    once per (channel, position). A frame then only scales them by a focus
+    factor (slices away from the middle one are dimmer) and a bleaching factor
+    (later time points are dimmer), and adds shot noise approximated by a
+    gaussian of variance = signal, taken from a random window of a shared noise
+    pool. So a 512x512 frame costs about a millisecond, and a frame depends
+    only on its index and the seed, never on which other frames were rendered.
+    """
+
+    def __init__(self, height: int, width: int, dtype: str = "uint16", *,
+                 nbr_slices: int = 1, seed: int = 0):
+        self.height, self.width, self.dtype = height, width, np.dtype(dtype).name
+        self._levels = _levels(dtype)
+        self._nbr_slices = nbr_slices
+        self._seed = seed
+        pool_rng = np.random.default_rng([seed, _STREAM_NOISE])
+        self._noise = pool_rng.standard_normal(
+            (height + _NOISE_MARGIN, width + _NOISE_MARGIN), dtype=np.float32)
+        # Layers of the last position only: writers go position by position,
+        # and keeping every position's layers would grow with the dataset.
+        self._position: Optional[int] = None
+        self._layers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def frame(self, channel: int, slice: int, time: int, position: int) -> np.ndarray:
+        """The (height, width) frame at this index."""
+        background, cells = self._channel_layers(channel, position)
+        bleaching = np.float32(0.97**time)
+        signal = background * bleaching + cells * (self._focus(slice) * bleaching)
+        rng = np.random.default_rng([self._seed, _STREAM_FRAME, channel, slice, time, position])
+        dy, dx = rng.integers(0, _NOISE_MARGIN + 1, size=2)
+        noise = self._noise[dy:dy + self.height, dx:dx + self.width]
+        noisy = signal + np.sqrt(signal) * noise
+        noisy += self._levels.offset
+        return _to_dtype(noisy, self.dtype)
+
+    def _focus(self, slice: int) -> np.float32:
+        middle = (self._nbr_slices - 1) / 2
+        depth = max(1.0, self._nbr_slices / 4)
+        return np.float32(0.3 + 0.7 * np.exp(-0.5 * ((slice - middle) / depth) ** 2))
+
+    def _channel_layers(self, channel: int, position: int) -> tuple[np.ndarray, np.ndarray]:
+        if position != self._position:
+            self._position, self._layers = position, {}
+        if channel not in self._layers:
+            layout_rng = np.random.default_rng([self._seed, _STREAM_CELLS, position])
+            centres, sigmas = _cell_layout(layout_rng, self.height, self.width)
+            rng = np.random.default_rng([self._seed, _STREAM_CHANNEL, channel, position])
+            expressing = 1.0 if channel == 0 else 0.6
+            amplitudes = rng.uniform(*self._levels.peak, size=len(sigmas))
+            amplitudes *= rng.random(len(sigmas)) < expressing
+            self._layers[channel] = (
+                _background(rng, self.height, self.width, self._levels.background),
+                _cells(self.height, self.width, centres, sigmas, amplitudes),
+            )
+        return self._layers[channel]
+
+
+# --------------------------------------------------------------------------
+# Micro-Manager OME-TIFF
+# --------------------------------------------------------------------------
+
+_MM_VERSION = "1.4.23 20180220"
+_MM_START = datetime(2018, 3, 21, 11, 22, 33, tzinfo=timezone(timedelta(hours=-7)))
+_CAMERA = "HamamatsuHam_DCAM"
+_PIXEL_SIZE_UM = 0.65
+_Z_STEP_UM = 0.5
+_INTERVAL_MS = 1000.0
+# Micro-Manager's default channel colours (ARGB ints, as Java stores them).
+_CHANNEL_COLORS = (-16776961, -16711936, -65536, -65281, -16711681, -256)
+# Classic TIFF offsets are 32-bit: like Micro-Manager, start a new file before
+# 4 GB, leaving room for IFDs, per-page JSON and the OME-XML.
+_CLASSIC_TIFF_BYTES = 2**32 - 2**26
+_PAGE_OVERHEAD_BYTES = 8192
+
+# Micro-Manager file header: magic numbers of the blocks it locates (they are
+# the values tifffile.read_micromanager_metadata checks).
+_INDEX_MAP_HEADER, _INDEX_MAP_BLOCK = 54773648, 3453623
+_DISPLAY_HEADER, _DISPLAY_BLOCK = 483765892, 347834724
+_COMMENTS_HEADER, _COMMENTS_BLOCK = 99384722, 84720485
+_SUMMARY_HEADER = 2355492
+
+_OME_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+
+FrameTuple = tuple[int, int, int, int]  # (channel, slice, time, position)
+
+
+@dataclass(frozen=True)
+class _MMAcquisition:
+    """What a Micro-Manager multi-dimensional acquisition was asked to record."""
+
+    name: str
+    channels: tuple[str, ...]
+    slices: int
+    times: int
+    positions: int
+    height: int
+    width: int
+    dtype: str
+    seed: int
+
+    @property
+    def pixel_type(self) -> str:
+        return "GRAY8" if self.dtype == "uint8" else "GRAY16"
+
+    @property
+    def bit_depth(self) -> int:
+        return 8 if self.dtype == "uint8" else 16
+
+    def exposure_ms(self, channel: int) -> float:
+        return 50.0 * (channel + 1)
+
+    def elapsed_ms(self, index: FrameTuple) -> float:
+        channel, slice, time, position = index
+        images_before = ((position * self.slices + slice) * len(self.channels) + channel)
+        return time * _INTERVAL_MS + 30.0 * images_before
+
+    def stage_xy_um(self, position: int) -> tuple[float, float]:
+        """Positions on a 4-wide grid of tiles with 10% overlap."""
+        step_x, step_y = 0.9 * self.width * _PIXEL_SIZE_UM, 0.9 * self.height * _PIXEL_SIZE_UM
+        x = 1000.0 + step_x * (position % 4)
+        y = 2000.0 + step_y * (position // 4)
+        return round(x, 3), round(y, 3)
+
+    def z_um(self, slice: int) -> float:
+        return round(25.0 + _Z_STEP_UM * slice, 3)
+
+    def uuid(self, *parts: object) -> str:
+        """A deterministic UUID, so that files written twice are identical."""
+        key = "/".join(str(part) for part in (self.name, self.seed, *parts))
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+
+
+def _timestamp(elapsed_ms: float) -> str:
+    when = _MM_START + timedelta(milliseconds=elapsed_ms)
+    return when.strftime("%Y-%m-%d %H:%M:%S %z")
+
+
+def write_mm_ometiff(
+    folder: "os.PathLike[str] | str",
+    name: str = "sample",
+    *,
+    channels: Sequence[str] = ("DAPI", "GFP"),
+    slices: int = 3,
+    times: int = 2,
+    positions: int = 2,
+    height: int = 64,
+    width: int = 64,
+    dtype: str = "uint16",
+    max_pages_per_file: Optional[int] = None,
+    drop: Collection[FrameTuple] = (),
+    seed: int = 0,
+    file_header: bool = True,
+) -> list[Path]:
+    """Write a Micro-Manager 1.4-style OME-TIFF acquisition into ``folder``.
+
+    One file per position, ``<name>_MMStack_Pos<p>.ome.tif``; a position whose
+    pages exceed ``max_pages_per_file`` (or 4 GB) continues in
+    ``<name>_MMStack_Pos<p>_1.ome.tif``, ``_2``... Pages are in Micro-Manager's
+    default order ("Time, Position, Slice, Channel"): time outermost, then
+    slice, channel innermost.
+
+    Every page carries the ``MicroManagerMetadata`` tag (51123, JSON with
+    ChannelIndex, SliceIndex, FrameIndex, PositionIndex, Channel, ...). The
+    first page of each file carries the OME-XML of the whole dataset as
+    ImageDescription and the summary as ImageJ ``Info`` (IJMetadata tag). With
+    ``file_header`` the Micro-Manager file header is written too (summary,
+    index map, display settings, comments), read by
+    ``TiffFile.micromanager_metadata``; ``False`` mimics a file rewritten by a
+    tool that dropped it.
+
+    ``drop``: (channel, slice, time, position) tuples not written, to mimic an
+    acquisition stopped early. Pixels come from :class:`FluorescenceScene`
+    with ``seed``; pages are streamed one at a time, so any size can be
+    written in constant memory. Returns the files written, sorted.
+    """
+    acquisition = _MMAcquisition(
+        name, tuple(channels), slices, times, positions, height, width,
+        np.dtype(dtype).name, seed)
+    _check_acquisition(acquisition)
+    if max_pages_per_file is not None and max_pages_per_file < 1:
+        raise ValueError("max_pages_per_file must be >= 1")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = _mm_file_plan(acquisition, set(map(tuple, drop)), max_pages_per_file)
+    summary = _mm_summary(acquisition)
+    ome = _ome_xml(acquisition, plan)
+    scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
+    for file_name, pages in plan:
+        ome.set("UUID", f"urn:uuid:{acquisition.uuid(file_name)}")
+        _write_mm_file(folder / file_name, acquisition, pages, summary,
+                       ET.tostring(ome, encoding="unicode"), scene, file_header)
+    return sorted(folder / file_name for file_name, _ in plan)
+
+
+def write_demo_acquisition(folder: "os.PathLike[str] | str") -> Path:
+    """Write the ``make demo`` acquisition into ``folder`` and return the folder.
+
+    2 positions x 2 channels (DAPI, GFP) x 3 slices x 2 time points of
+    128x128 uint16, as ``demo_MMStack_Pos0.ome.tif`` and ``..._Pos1.ome.tif``.
+    """
+    write_mm_ometiff(folder, "demo", channels=("DAPI", "GFP"), slices=3, times=2,
+                     positions=2, height=128, width=128, dtype="uint16")
+    return Path(folder)
+
+
+def _check_acquisition(acquisition: _MMAcquisition) -> None:
+    _levels(acquisition.dtype)
+    if not acquisition.channels:
+        raise ValueError("at least one channel is needed")
+    sizes = (acquisition.slices, acquisition.times, acquisition.positions,
+             acquisition.height, acquisition.width)
+    if min(sizes) < 1:
+        raise ValueError("slices, times, positions, height and width must be >= 1")
+
+
+def _mm_file_plan(acquisition: _MMAcquisition, drop: set[FrameTuple],
+                  max_pages_per_file: Optional[int]) -> list[tuple[str, list[FrameTuple]]]:
+    """(file name, pages in writing order) for every file to write."""
+    page_bytes = acquisition.height * acquisition.width * np.dtype(acquisition.dtype).itemsize
+    limit = _CLASSIC_TIFF_BYTES // (page_bytes + _PAGE_OVERHEAD_BYTES)
+    per_file = min(max_pages_per_file or limit, limit)
+    plan = []
+    for position in range(acquisition.positions):
+        pages = [
+            (channel, slice, time, position)
+            for time in range(acquisition.times)
+            for slice in range(acquisition.slices)
+            for channel in range(len(acquisition.channels))
+            if (channel, slice, time, position) not in drop
+        ]
+        for part, start in enumerate(range(0, len(pages), per_file)):
+            suffix = f"_{part}" if part else ""
+            file_name = f"{acquisition.name}_MMStack_Pos{position}{suffix}.ome.tif"
+            plan.append((file_name, pages[start:start + per_file]))
+    return plan
+
+
+def _mm_summary(acquisition: _MMAcquisition) -> dict[str, Any]:
+    """The acquisition summary, with the keys Micro-Manager 1.4 writes."""
+    nbr_channels = len(acquisition.channels)
+    max_value = int(np.iinfo(acquisition.dtype).max)
+    return {
+        "Prefix": acquisition.name,
+        "MicroManagerVersion": _MM_VERSION,
+        "MetadataVersion": 10,
+        "Source": "Micro-Manager",
+        "UUID": acquisition.uuid("summary"),
+        "Date": _MM_START.strftime("%Y-%m-%d"),
+        "Time": _timestamp(0.0),
+        "StartTime": _timestamp(0.0),
+        "ComputerName": "scope-1",
+        "UserName": "imagingdb",
+        "Comment": "",
+        "Channels": nbr_channels,
+        "Slices": acquisition.slices,
+        "Frames": acquisition.times,
+        "Positions": acquisition.positions,
+        "ChNames": list(acquisition.channels),
+        "ChColors": [_CHANNEL_COLORS[c % len(_CHANNEL_COLORS)] for c in range(nbr_channels)],
+        "ChContrastMin": [0] * nbr_channels,
+        "ChContrastMax": [max_value] * nbr_channels,
+        "ChannelGroup": "Channel",
+        "Width": acquisition.width,
+        "Height": acquisition.height,
+        "PixelType": acquisition.pixel_type,
+        "BitDepth": acquisition.bit_depth,
+        "IJType": 0 if acquisition.dtype == "uint8" else 1,
+        "PixelSize_um": _PIXEL_SIZE_UM,
+        "PixelAspect": 1.0,
+        "z-step_um": _Z_STEP_UM,
+        "Interval_ms": _INTERVAL_MS,
+        "SlicesFirst": False,
+        "TimeFirst": False,
+        "KeepShutterOpenSlices": False,
+        "KeepShutterOpenChannels": False,
+        "InitialPositionList": [_mm_position(acquisition, p) for p in range(acquisition.positions)],
+    }
+
+
+def _mm_position(acquisition: _MMAcquisition, position: int) -> dict[str, Any]:
+    """One entry of the summary's InitialPositionList (a MultiStagePosition)."""
+    x, y = acquisition.stage_xy_um(position)
+    return {
+        "Label": f"Pos{position}",
+        "GridRowIndex": position // 4,
+        "GridColumnIndex": position % 4,
+        "DefaultXYStage": "XYStage",
+        "DefaultZStage": "ZStage",
+        "DeviceCoordinatesUm": {"XYStage": [x, y], "ZStage": [acquisition.z_um(0)]},
+        "Properties": {},
+    }
+
+
+def _mm_page_metadata(acquisition: _MMAcquisition, index: FrameTuple,
+                      file_name: str) -> dict[str, Any]:
+    """A page's MicroManagerMetadata: indexes, image keys, device properties."""
+    channel, slice, time, position = index
+    exposure = acquisition.exposure_ms(channel)
+    elapsed = acquisition.elapsed_ms(index)
+    x, y = acquisition.stage_xy_um(position)
+    z = acquisition.z_um(slice)
+    return {
+        "ChannelIndex": channel, "SliceIndex": slice, "FrameIndex": time, "PositionIndex": position,
+        "Channel": acquisition.channels[channel], "Slice": slice, "Frame": time,
+        "PositionName": f"Pos{position}",
+        "FileName": file_name,
+        "UUID": acquisition.uuid(*index),
+        "Camera": _CAMERA,
+        "Exposure-ms": exposure,
+        "ElapsedTime-ms": elapsed,
+        "Time": _timestamp(elapsed),
+        "Width": acquisition.width, "Height": acquisition.height,
+        "PixelType": acquisition.pixel_type, "BitDepth": acquisition.bit_depth,
+        "Binning": 1,
+        "PixelSizeUm": _PIXEL_SIZE_UM,
+        "ROI": f"0-0-{acquisition.width}-{acquisition.height}",
+        "XPositionUm": x, "YPositionUm": y, "ZPositionUm": z,
+        "Core-Camera": _CAMERA, "Core-Focus": "ZStage", "Core-XYStage": "XYStage",
+        "Core-Shutter": "LED", "Core-ChannelGroup": "Channel",
+        f"{_CAMERA}-Binning": "1x1",
+        f"{_CAMERA}-Exposure": f"{exposure:.4f}",
+        "ZStage-Position": f"{z:.4f}",
+        "Dichroic-Label": f"{acquisition.channels[channel]} filter set",
+    }
+
+
+def _ome_xml(acquisition: _MMAcquisition,
+             plan: list[tuple[str, list[FrameTuple]]]) -> ET.Element:
+    """The OME-XML of the whole dataset: one Image per position.
+
+    Every file carries it (with its own root UUID); TiffData elements point to
+    the file and IFD holding each plane, as in an OME-TIFF file set.
+    """
+    ome = ET.Element("OME", {
+        "xmlns": _OME_NS,
+        "Creator": f"Micro-Manager {_MM_VERSION}",
+    })
+    pixels_of = {p: _ome_image(ome, acquisition, p) for p in range(acquisition.positions)}
+    tiff_data: dict[int, list[ET.Element]] = {p: [] for p in pixels_of}
+    planes: dict[int, list[ET.Element]] = {p: [] for p in pixels_of}
+    for file_name, pages in plan:
+        file_uuid = f"urn:uuid:{acquisition.uuid(file_name)}"
+        for ifd, index in enumerate(pages):
+            channel, slice, time, position = index
+            element = ET.Element("TiffData", {
+                "FirstC": str(channel), "FirstZ": str(slice), "FirstT": str(time),
+                "IFD": str(ifd), "PlaneCount": "1"})
+            ET.SubElement(element, "UUID", {"FileName": file_name}).text = file_uuid
+            tiff_data[position].append(element)
+            planes[position].append(_ome_plane(acquisition, index))
+    for position, pixels in pixels_of.items():
+        # schema order inside Pixels: Channel*, TiffData*, Plane*
+        pixels.extend(tiff_data[position] + planes[position])
+    return ome
+
+
+def _ome_image(ome: ET.Element, acquisition: _MMAcquisition, position: int) -> ET.Element:
+    """Add the Image of one position to ``ome``; return its Pixels element."""
+    image = ET.SubElement(ome, "Image", {"ID": f"Image:{position}", "Name": f"Pos{position}"})
+    ET.SubElement(image, "AcquisitionDate").text = _MM_START.strftime("%Y-%m-%dT%H:%M:%S")
+    x, y = acquisition.stage_xy_um(position)
+    ET.SubElement(image, "StageLabel", {"Name": f"Pos{position}", "X": str(x), "Y": str(y)})
+    pixels = ET.SubElement(image, "Pixels", {
+        "ID": f"Pixels:{position}", "DimensionOrder": "XYCZT", "Type": acquisition.dtype,
+        "BigEndian": "false",
+        "SizeX": str(acquisition.width), "SizeY": str(acquisition.height),
+        "SizeC": str(len(acquisition.channels)), "SizeZ": str(acquisition.slices),
+        "SizeT": str(acquisition.times),
+        "PhysicalSizeX": str(_PIXEL_SIZE_UM), "PhysicalSizeY": str(_PIXEL_SIZE_UM),
+        "PhysicalSizeZ": str(_Z_STEP_UM)})
+    for channel, channel_name in enumerate(acquisition.channels):
+        ET.SubElement(pixels, "Channel", {
+            "ID": f"Channel:{position}:{channel}", "Name": channel_name,
+            "SamplesPerPixel": "1"})
+    return pixels
+
+
+def _ome_plane(acquisition: _MMAcquisition, index: FrameTuple) -> ET.Element:
+    channel, slice, time, position = index
+    x, y = acquisition.stage_xy_um(position)
+    return ET.Element("Plane", {
+        "TheC": str(channel), "TheZ": str(slice), "TheT": str(time),
+        "DeltaT": str(acquisition.elapsed_ms(index)), "DeltaTUnit": "ms",
+        "ExposureTime": str(acquisition.exposure_ms(channel)), "ExposureTimeUnit": "ms",
+        "PositionX": str(x), "PositionY": str(y), "PositionZ": str(acquisition.z_um(slice))})
+
+
+def _write_mm_file(path: Path, acquisition: _MMAcquisition, pages: list[FrameTuple],
+                   summary: dict[str, Any], ome_xml: str, scene: FluorescenceScene,
+                   file_header: bool) -> None:
+    """Stream one file: header, then IFD + pixels page by page, then trailer blocks."""
+    summary_json = json.dumps(summary).encode()
+    ifd_offsets = []
+    with open(path, "wb") as fh:
+        with tifffile.TiffWriter(fh, ome=False, shaped=False) as writer:
+            if file_header:
+                # Micro-Manager puts its header right after the 8-byte TIFF
+                # header; tifffile writes the first IFD wherever the file is.
+                fh.write(struct.pack("<8I", _INDEX_MAP_HEADER, 0, _DISPLAY_HEADER, 0,
+                                     _COMMENTS_HEADER, 0, _SUMMARY_HEADER, len(summary_json)))
+                fh.write(summary_json)
+            for number, index in enumerate(pages):
+                ifd_offsets.append(fh.tell() + fh.tell() % 2)  # IFDs start on a word boundary
+                tags = _page_tags(_mm_page_metadata(acquisition, index, path.name))
+                if number == 0:
+                    tags["description"] = ome_xml
+                    tags["extratags"] += _imagej_tags(acquisition, summary)
+                writer.write(scene.frame(*index), **tags)
+        if file_header:
+            _append_mm_blocks(fh, acquisition, pages, ifd_offsets)
+
+
+def _page_tags(metadata: dict[str, Any]) -> dict[str, Any]:
+    """TiffWriter.write arguments for one page, as Micro-Manager writes it."""
+    resolution = 1e4 / _PIXEL_SIZE_UM  # pixels per cm
+    return dict(
+        photometric="minisblack", contiguous=False,
+        metadata=None, software=False,  # no tifffile JSON description or Software tag
+        resolution=(resolution, resolution), resolutionunit="CENTIMETER",
+        extratags=[(51123, "s", 0, json.dumps(metadata), True)])  # MicroManagerMetadata
+
+
+def _imagej_tags(acquisition: _MMAcquisition, summary: dict[str, Any]) -> list[tuple]:
+    """IJMetadata tags: the summary as Info and the channels' display ranges."""
+    max_value = float(np.iinfo(acquisition.dtype).max)
+    ranges = [value for _ in acquisition.channels for value in (0.0, max_value)]
+    info = {"Info": json.dumps(summary, indent=2), "Ranges": ranges}
+    return list(tifffile.imagej_metadata_tag(info, "<"))
+
+
+def _append_mm_blocks(fh: BinaryIO, acquisition: _MMAcquisition, pages: list[FrameTuple],
+                      ifd_offsets: list[int]) -> None:
+    """Append the index map, display settings and comments; point the header at them."""
+    fh.seek(0, os.SEEK_END)
+    index_map = struct.pack("<II", _INDEX_MAP_BLOCK, len(pages)) + b"".join(
+        struct.pack("<5I", *index, offset) for index, offset in zip(pages, ifd_offsets))
+    display = json.dumps(_mm_display_settings(acquisition)).encode()
+    comments = json.dumps({"Summary": ""}).encode()
+    block_offsets = []
+    for block in (index_map,
+                  struct.pack("<II", _DISPLAY_BLOCK, len(display)) + display,
+                  struct.pack("<II", _COMMENTS_BLOCK, len(comments)) + comments):
+        block_offsets.append(fh.tell())
+        fh.write(block)
+    for header_offset, block_offset in zip((12, 20, 28), block_offsets):
+        fh.seek(header_offset)
+        fh.write(struct.pack("<I", block_offset))
+
+
+def _mm_display_settings(acquisition: _MMAcquisition) -> list[dict[str, Any]]:
+    max_value = int(np.iinfo(acquisition.dtype).max)
+    return [
+        {"Name": channel_name, "Color": _CHANNEL_COLORS[c % len(_CHANNEL_COLORS)],
+         "Min": 0, "Max": max_value, "Gamma": 1.0, "HistogramMax": -1, "DisplayMode": 1}
+        for c, channel_name in enumerate(acquisition.channels)
+    ]

@@ -31,13 +31,13 @@ OME = "{http://www.openmicroscopy.org/Schemas/OME/2016-06}"
 
 
 @pytest.fixture
-def mm_ometiff(tmp_path: Path) -> list[Path]:
+def mm_ometiff_files(tmp_path: Path) -> list[Path]:
     """2 positions x 2 channels x 3 slices x 2 time points, uint16, one file per position."""
     return write_mm_ometiff(tmp_path / "acq")
 
 
 @pytest.fixture
-def mm_ometiff_split(tmp_path: Path) -> list[Path]:
+def mm_ometiff_split_files(tmp_path: Path) -> list[Path]:
     """The same acquisition with at most 5 pages per file (continuation files)."""
     return write_mm_ometiff(tmp_path / "acq", max_pages_per_file=5)
 
@@ -75,13 +75,13 @@ SMALL_SUMMARY = {"Channels": 1, "Slices": 1, "Frames": 2, "Positions": 1, "ChNam
 # --------------------------------------------------------------------------
 
 
-def test_generator_writes_one_file_per_position_named_like_micro_manager(mm_ometiff):
-    assert [path.name for path in mm_ometiff] == [
+def test_generator_writes_one_file_per_position_named_like_micro_manager(mm_ometiff_files):
+    assert [path.name for path in mm_ometiff_files] == [
         "sample_MMStack_Pos0.ome.tif", "sample_MMStack_Pos1.ome.tif"]
 
 
-def test_generator_pages_carry_metadata_in_micro_manager_order(mm_ometiff):
-    with tifffile.TiffFile(mm_ometiff[1]) as tif:
+def test_generator_pages_carry_metadata_in_micro_manager_order(mm_ometiff_files):
+    with tifffile.TiffFile(mm_ometiff_files[1]) as tif:
         tags = [mm_tags(page) for page in tif.pages]
     order = [(m["FrameIndex"], m["SliceIndex"], m["ChannelIndex"]) for m in tags]
     assert order == [(t, z, c) for t in range(TIMES) for z in range(SLICES)
@@ -92,8 +92,8 @@ def test_generator_pages_carry_metadata_in_micro_manager_order(mm_ometiff):
     assert tags[0]["FileName"] == "sample_MMStack_Pos1.ome.tif"
 
 
-def test_generator_writes_summary_in_file_header_and_imagej_info(mm_ometiff):
-    with tifffile.TiffFile(mm_ometiff[0]) as tif:
+def test_generator_writes_summary_in_file_header_and_imagej_info(mm_ometiff_files):
+    with tifffile.TiffFile(mm_ometiff_files[0]) as tif:
         header_summary = tif.micromanager_metadata["Summary"]
         info = json.loads(tif.pages[0].tags["IJMetadata"].value["Info"])
     assert header_summary == info
@@ -103,8 +103,8 @@ def test_generator_writes_summary_in_file_header_and_imagej_info(mm_ometiff):
     assert info["Prefix"] == "sample" and "MicroManagerVersion" in info
 
 
-def test_generator_index_map_points_at_each_page(mm_ometiff):
-    with tifffile.TiffFile(mm_ometiff[0]) as tif:
+def test_generator_index_map_points_at_each_page(mm_ometiff_files):
+    with tifffile.TiffFile(mm_ometiff_files[0]) as tif:
         index_map = tif.micromanager_metadata["IndexMap"]
         pages = [(mm_tags(page), page.offset) for page in tif.pages]
     assert index_map.tolist() == [
@@ -112,8 +112,8 @@ def test_generator_index_map_points_at_each_page(mm_ometiff):
         for m, offset in pages]
 
 
-def test_generator_ome_xml_describes_every_position(mm_ometiff):
-    with tifffile.TiffFile(mm_ometiff[1]) as tif:
+def test_generator_ome_xml_describes_every_position(mm_ometiff_files):
+    with tifffile.TiffFile(mm_ometiff_files[1]) as tif:
         ome = ET.fromstring(tif.pages[0].description)
     pixels = ome.findall(f"{OME}Image/{OME}Pixels")
     assert len(pixels) == POSITIONS
@@ -122,18 +122,18 @@ def test_generator_ome_xml_describes_every_position(mm_ometiff):
     assert sizes == ["2", "3", "2", "64", "uint16"]
     tiff_data = pixels[1].findall(f"{OME}TiffData")
     assert len(tiff_data) == PAGES_PER_POSITION
-    assert tiff_data[0].find(f"{OME}UUID").attrib["FileName"] == mm_ometiff[1].name
+    assert tiff_data[0].find(f"{OME}UUID").attrib["FileName"] == mm_ometiff_files[1].name
 
 
-def test_tifffile_reads_the_generated_dataset_as_one_series(mm_ometiff):
-    with tifffile.TiffFile(mm_ometiff[0]) as tif:
+def test_tifffile_reads_the_generated_dataset_as_one_series(mm_ometiff_files):
+    with tifffile.TiffFile(mm_ometiff_files[0]) as tif:
         series = tif.series[0]
         assert (series.kind, series.axes) == ("mmstack", "RTCZYX")
         assert series.shape == (POSITIONS, TIMES, len(CHANNELS), SLICES, HEIGHT, WIDTH)
 
 
-def test_generator_pixels_look_like_fluorescence(mm_ometiff):
-    with tifffile.TiffFile(mm_ometiff[0]) as tif:
+def test_generator_pixels_look_like_fluorescence(mm_ometiff_files):
+    with tifffile.TiffFile(mm_ometiff_files[0]) as tif:
         frame = tif.pages[0].asarray()
     assert frame.dtype == np.uint16 and frame.shape == (HEIGHT, WIDTH)
     assert 100 < np.median(frame) < 1000  # camera offset + background
@@ -157,16 +157,16 @@ def test_scene_frames_are_deterministic_per_index_and_seed():
     assert not np.array_equal(other_seed.frame(1, 2, 0, 1), frame)
 
 
-def test_generator_splits_a_position_into_continuation_files(mm_ometiff_split):
-    names = [path.name for path in mm_ometiff_split]
+def test_generator_splits_a_position_into_continuation_files(mm_ometiff_split_files):
+    names = [path.name for path in mm_ometiff_split_files]
     assert names == [f"sample_MMStack_Pos{p}{suffix}.ome.tif"
                      for p in range(POSITIONS) for suffix in ("", "_1", "_2")]
-    page_counts = [len(tifffile.TiffFile(path).pages) for path in mm_ometiff_split[:3]]
+    page_counts = [len(tifffile.TiffFile(path).pages) for path in mm_ometiff_split_files[:3]]
     assert page_counts == [5, 5, 2]
 
 
-def test_generator_page_metadata_matches_default_meta_schema(mm_ometiff):
-    with tifffile.TiffFile(mm_ometiff[0]) as tif:
+def test_generator_page_metadata_matches_default_meta_schema(mm_ometiff_files):
+    with tifffile.TiffFile(mm_ometiff_files[0]) as tif:
         for page in tif.pages:
             jsonschema.validate(mm_tags(page), OME_TIFF_META_SCHEMA)
 
@@ -198,8 +198,8 @@ def test_every_frame_comes_back_with_its_index_and_pixels(tmp_path, dtype):
         assert frame.metadata["ChannelIndex"] == frame.index.channel
 
 
-def test_dims_and_channel_names_come_from_the_summary(mm_ometiff):
-    acquisition, _ = read_frames(mm_ometiff[0].parent, pixels=False)
+def test_dims_and_channel_names_come_from_the_summary(mm_ometiff_files):
+    acquisition, _ = read_frames(mm_ometiff_files[0].parent, pixels=False)
     dims = acquisition.dims
     sizes = (dims.nbr_channels, dims.nbr_slices, dims.nbr_timepoints, dims.nbr_positions)
     assert sizes == (2, 3, 2, 2)
@@ -207,37 +207,37 @@ def test_dims_and_channel_names_come_from_the_summary(mm_ometiff):
     assert acquisition.channel_names == list(CHANNELS)
 
 
-def test_global_meta_is_the_summary_plus_source_files(mm_ometiff):
-    folder = mm_ometiff[0].parent
+def test_global_meta_is_the_summary_plus_source_files(mm_ometiff_files):
+    folder = mm_ometiff_files[0].parent
     acquisition, _ = read_frames(folder, pixels=False)
     meta = acquisition.global_meta
     assert meta["ChNames"] == list(CHANNELS) and len(meta["InitialPositionList"]) == 2
     assert meta["file_origin"] == str(folder)
-    assert meta["source_files"] == [path.name for path in mm_ometiff]
+    assert meta["source_files"] == [path.name for path in mm_ometiff_files]
     json.dumps(meta)  # stored as JSON
 
 
-def test_positions_subset_keeps_original_position_indexes(mm_ometiff):
-    acquisition, frames = read_frames(mm_ometiff[0].parent, positions=[1])
+def test_positions_subset_keeps_original_position_indexes(mm_ometiff_files):
+    acquisition, frames = read_frames(mm_ometiff_files[0].parent, positions=[1])
     assert acquisition.dims.nbr_positions == 1
     assert {frame.index for frame in frames} == {i for i in ALL_INDEXES if i.position == 1}
 
 
-def test_single_file_gives_only_its_own_position(mm_ometiff):
-    acquisition, frames = read_frames(mm_ometiff[1], pixels=False)
+def test_single_file_gives_only_its_own_position(mm_ometiff_files):
+    acquisition, frames = read_frames(mm_ometiff_files[1], pixels=False)
     assert acquisition.dims.nbr_positions == 1
     assert {frame.index.position for frame in frames} == {1}
     assert len(frames) == PAGES_PER_POSITION
 
 
-def test_single_file_pulls_in_its_continuation_files(mm_ometiff_split):
-    acquisition, frames = read_frames(mm_ometiff_split[0], pixels=False)
-    assert acquisition.global_meta["source_files"] == [p.name for p in mm_ometiff_split[:3]]
+def test_single_file_pulls_in_its_continuation_files(mm_ometiff_split_files):
+    acquisition, frames = read_frames(mm_ometiff_split_files[0], pixels=False)
+    assert acquisition.global_meta["source_files"] == [p.name for p in mm_ometiff_split_files[:3]]
     assert {frame.index for frame in frames} == {i for i in ALL_INDEXES if i.position == 0}
 
 
-def test_folder_with_continuation_files_gives_every_frame(mm_ometiff_split):
-    _, frames = read_frames(mm_ometiff_split[0].parent, pixels=False)
+def test_folder_with_continuation_files_gives_every_frame(mm_ometiff_split_files):
+    _, frames = read_frames(mm_ometiff_split_files[0].parent, pixels=False)
     assert {frame.index for frame in frames} == ALL_INDEXES
 
 
@@ -249,9 +249,9 @@ def test_incomplete_acquisition_yields_present_frames_with_summary_dims(tmp_path
     assert (acquisition.dims.nbr_slices, acquisition.dims.nbr_timepoints) == (SLICES, TIMES)
 
 
-def test_metadata_only_pass_gives_the_same_indexes_without_pixels(mm_ometiff):
-    _, with_pixels = read_frames(mm_ometiff[0].parent)
-    _, without = read_frames(mm_ometiff[0].parent, pixels=False)
+def test_metadata_only_pass_gives_the_same_indexes_without_pixels(mm_ometiff_files):
+    _, with_pixels = read_frames(mm_ometiff_files[0].parent)
+    _, without = read_frames(mm_ometiff_files[0].parent, pixels=False)
     assert [f.index for f in without] == [f.index for f in with_pixels]
     assert all(frame.pixels is None for frame in without)
 
@@ -293,8 +293,8 @@ def test_rgb_pages_have_three_colors(tmp_path):
     assert np.array_equal(frames[1].pixels, rgb)
 
 
-def test_close_stops_a_half_read_acquisition(mm_ometiff):
-    acquisition = OmeTiffSplitter().open(mm_ometiff[0], SplitOptions())
+def test_close_stops_a_half_read_acquisition(mm_ometiff_files):
+    acquisition = OmeTiffSplitter().open(mm_ometiff_files[0], SplitOptions())
     frames = acquisition.iter_frames()
     next(frames)
     acquisition.close()

@@ -165,7 +165,6 @@ _STORAGE_KEYS = {
     "prefix": (str, type(None)),
     "endpoint_url": (str, type(None)),
     "region": (str, type(None)),
-    "workers": (int, type(None)),
     "options": (dict, type(None)),
 }
 _URL_PASSWORD = re.compile(r"^(?P<head>[\w+.-]+://[^:/@]*):(?P<password>[^@]*)@")
@@ -212,6 +211,8 @@ def load_site_config(path: Path) -> SiteConfig:
     store = dict(data.get("storage") or {})
     _check_keys(store, _STORAGE_KEYS, path, "storage")
     backend = store.pop("backend", "local")
+    # `key: null` means "not set": the example config lists every key that way
+    store = {key: value for key, value in store.items() if value is not None}
     base = path.parent
     if db["url"].startswith("sqlite:///") and not db["url"].startswith("sqlite:////"):
         relative = db["url"][len("sqlite:///"):]

@@ -1,0 +1,36 @@
+"""Independent readers the tests compare imagingdb against."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import png
+import tifffile
+
+MM_TAG = 51123  # MicroManagerMetadata
+
+
+def source_frames(folder: Path) -> dict[tuple[int, int, int, int], np.ndarray]:
+    """(c, z, t, p) -> pixels of every page of every OME-TIFF in ``folder``, read with tifffile."""
+    frames = {}
+    for path in sorted(Path(folder).glob("*.ome.tif")):
+        with tifffile.TiffFile(path) as tif:
+            for page in tif.pages:
+                meta = page.tags[MM_TAG].value
+                if isinstance(meta, (str, bytes)):
+                    meta = json.loads(meta)
+                key = (meta["ChannelIndex"], meta["SliceIndex"], meta["FrameIndex"],
+                       meta["PositionIndex"])
+                frames[key] = page.asarray()
+    return frames
+
+
+def read_png_with_pypng(path: Path) -> np.ndarray:
+    """Decode a PNG with pypng, independently of imagingdb's codec."""
+    width, height, rows, info = png.Reader(filename=str(path)).read()
+    dtype = np.uint16 if info["bitdepth"] == 16 else np.uint8
+    array = np.vstack([np.asarray(row, dtype=dtype) for row in rows])
+    planes = info["planes"]
+    return array.reshape(height, width, planes) if planes > 1 else array.reshape(height, width)

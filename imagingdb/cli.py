@@ -14,7 +14,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, List, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -57,32 +56,42 @@ class ImagingDBGroup(TyperGroup):
         debug = _global_flag(args, "--debug")
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.exceptions.Exit as exc:
+        except typer.Exit as exc:
             sys.exit(exc.exit_code)
-        except click.exceptions.Abort:
-            _error("aborted", debug)
+        except (typer.Abort, KeyboardInterrupt):
+            _error("interrupted", debug)
             sys.exit(130)
-        except click.UsageError as exc:
-            where = f" (see: imagingdb {exc.ctx.command_path.partition(' ')[2]} --help)".replace(
-                "imagingdb  --help", "imagingdb --help") if exc.ctx else ""
-            _error(f"{exc.format_message()}{where}", debug)
-            sys.exit(2)
-        except click.ClickException as exc:
-            _error(exc.format_message(), debug)
-            sys.exit(exc.exit_code)
         except ImagingDBError as exc:
             _error(str(exc), debug)
             sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            _error("interrupted", debug)
-            sys.exit(130)
         except Exception as exc:  # noqa: BLE001 - never a traceback unless --debug
-            _error(f"unexpected {type(exc).__name__}: {exc}; run again with --debug "
-                   "for details", debug)
-            sys.exit(1)
-        if isinstance(result, int) and result:
-            sys.exit(result)
-        sys.exit(0)
+            if _is_click_error(exc):
+                code = _click_error(exc, debug)
+            else:
+                _error(f"unexpected {type(exc).__name__}: {exc}; run again with --debug "
+                       "for details", debug)
+                code = 1
+            sys.exit(code)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _is_click_error(exc: Exception) -> bool:
+    # Typer may vendor its own copy of click, so recognise its exceptions by shape.
+    return hasattr(exc, "format_message") and hasattr(exc, "exit_code")
+
+
+def _click_error(exc: Exception, debug: bool) -> int:
+    """Print a click usage/parameter error as one line; returns the exit code."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        print(ctx.get_help())
+        return 0
+    message = exc.format_message()
+    if ctx is not None and exc.exit_code == 2:
+        command = " ".join(ctx.command_path.split()[1:])
+        message += f" (see: imagingdb {command + ' ' if command else ''}--help)"
+    _error(message, debug)
+    return exc.exit_code
 
 
 def _global_flag(args: list[str], flag: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Optional, TextIO
 
 
 
@@ -32,9 +32,9 @@ def _size(nbytes: float) -> str:
 class TerminalProgress(Progress):
     """Frames/s and MB/s on one redrawn stderr line; silent when stderr is not a terminal."""
 
-    def __init__(self, verb: str, stream: TextIO = sys.stderr, bar: bool | None = None):
+    def __init__(self, verb: str, stream: Optional[TextIO] = None, bar: Optional[bool] = None):
         self.verb = verb
-        self.stream = stream
+        self.stream = stream = stream or sys.stderr
         self.bar = stream.isatty() if bar is None else bar
         self.label = ""
         self.total_frames = self.total_bytes = 0

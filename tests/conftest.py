@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from typer.testing import CliRunner
 
 pytest_plugins = ["tests.servers"]
 
@@ -49,13 +49,11 @@ class CliResult:
 @pytest.fixture
 def run_cli():
     """Run `imagingdb ARGS...` in-process through click's runner; returns a CliResult."""
-    from typer.main import get_command
-
     from imagingdb.cli import make_app
 
     def run(*args: Any, input: Optional[str] = None) -> CliResult:
         runner = CliRunner()
-        result = runner.invoke(get_command(make_app()), [str(a) for a in args], input=input,
+        result = runner.invoke(make_app(), [str(a) for a in args], input=input,
                                catch_exceptions=False)
         return CliResult(result.exit_code, result.stdout, result.stderr)
 

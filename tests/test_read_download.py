@@ -1,0 +1,140 @@
+"""Getting data back: read() into numpy and download to a folder, on SQLite and PostgreSQL."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from imagingdb.errors import InputError, NotFoundError
+from tests.helpers import read_png_with_pypng, source_frames
+
+
+@pytest.fixture
+def dataset(uploaded_ometiff, site):
+    with site.connect() as db:
+        yield db.dataset(uploaded_ometiff)
+
+
+def test_read_everything_is_pixel_identical(dataset, mm_ometiff):
+    array = dataset.read()
+    assert array.shape == (2, 2, 2, 3, 32, 48) and array.dtype == np.uint16
+    for (c, z, t, p), pixels in source_frames(mm_ometiff).items():
+        np.testing.assert_array_equal(array[p, t, c, z], pixels)
+
+
+def test_read_a_selection_keeps_the_order_asked(dataset, mm_ometiff):
+    expected = source_frames(mm_ometiff)
+    array = dataset.read(channels=["GFP", "DAPI"], slices=[2, 0], times=[1], positions=[1])
+    assert array.shape == (1, 1, 2, 2, 32, 48)
+    np.testing.assert_array_equal(array[0, 0, 0, 0], expected[(1, 2, 1, 1)])
+    np.testing.assert_array_equal(array[0, 0, 1, 1], expected[(0, 0, 1, 1)])
+
+
+def test_channels_by_index_and_ranges(dataset, mm_ometiff):
+    expected = source_frames(mm_ometiff)
+    array = dataset.read(channels=[1], slices=range(3), times=[0], positions=[0])
+    assert array.shape == (1, 1, 1, 3, 32, 48)
+    np.testing.assert_array_equal(array[0, 0, 0, 2], expected[(1, 2, 0, 0)])
+
+
+def test_read_with_verify_checks_every_checksum(dataset):
+    assert dataset.read(times=[0], verify=True).shape[1] == 1
+
+
+def test_frames_rows_are_selected_in_sql(dataset):
+    rows = dataset.frames(channels=["DAPI"], times=[0])
+    assert len(rows) == 6
+    assert {(r["channel_idx"], r["time_idx"]) for r in rows} == {(0, 0)}
+    assert "id" not in rows[0] and rows[0]["metadata_json"]["Channel"] == "DAPI"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"channels": ["Cy5"]}, "no channel 'Cy5'; it has: DAPI \\(0\\), GFP \\(1\\)"),
+    ({"channels": [7]}, "no channel index 7"),
+    ({"slices": [3]}, "no slice index 3; it has: 0-2"),
+    ({"times": [-1]}, "no time index -1"),
+    ({"positions": [5]}, "no position index 5; it has: 0-1"),
+])
+def test_unknown_selection_is_an_error_listing_what_exists(dataset, kwargs, message):
+    with pytest.raises(NotFoundError, match=message):
+        dataset.read(**kwargs)
+
+
+def test_missing_dataset_is_not_found(site):
+    with site.connect() as db:
+        with pytest.raises(NotFoundError, match="not found"):
+            db.dataset("ML-2001-01-01-00-00-00-0001")
+
+
+def test_download_writes_frames_and_metadata(dataset, tmp_path, mm_ometiff):
+    target = dataset.download(tmp_path / "dest")
+    assert target == tmp_path / "dest" / dataset.id
+    expected = source_frames(mm_ometiff)
+    pngs = sorted(target.glob("*.png"))
+    assert len(pngs) == 24
+    for (c, z, t, p), pixels in expected.items():
+        png = target / f"im_c{c:03d}_z{z:03d}_t{t:03d}_p{p:03d}.png"
+        np.testing.assert_array_equal(read_png_with_pypng(png), pixels)
+    meta = json.loads((target / "global_metadata.json").read_text())
+    assert meta["dataset_id"] == dataset.id and meta["nbr_frames"] == 24
+    assert meta["global_meta"]["ChNames"] == ["DAPI", "GFP"]
+    with open(target / "frames_meta.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 24
+    assert set(rows[0]) == {"channel_idx", "slice_idx", "time_idx", "pos_idx", "channel_name",
+                            "file_name", "sha256"}
+
+
+def test_downloaded_frames_are_byte_identical_to_storage(dataset, tmp_path, site):
+    target = dataset.download(tmp_path / "dest")
+    stored = site.storage_root / "raw_frames" / dataset.id
+    for png in target.glob("*.png"):
+        assert png.read_bytes() == (stored / png.name).read_bytes()
+
+
+def test_partial_download(dataset, tmp_path):
+    target = dataset.download(tmp_path, channels=["GFP"], slices=[0, 1], times=[1], positions=[0])
+    assert sorted(p.name for p in target.glob("*.png")) == [
+        "im_c001_z000_t001_p000.png", "im_c001_z001_t001_p000.png"]
+
+
+def test_no_download_writes_only_metadata(dataset, tmp_path):
+    target = dataset.download(tmp_path, download=False)
+    assert sorted(p.name for p in target.iterdir()) == ["frames_meta.csv", "global_metadata.json"]
+
+
+def test_no_metadata_writes_only_images(dataset, tmp_path):
+    target = dataset.download(tmp_path, metadata=False, times=[0])
+    assert {p.suffix for p in target.iterdir()} == {".png"}
+
+
+def test_existing_destination_is_refused_and_left_alone(dataset, tmp_path):
+    existing = tmp_path / dataset.id
+    existing.mkdir()
+    (existing / "keep.txt").write_text("mine")
+    with pytest.raises(InputError, match="already exists"):
+        dataset.download(tmp_path)
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+
+
+def test_bad_selection_creates_nothing(dataset, tmp_path):
+    with pytest.raises(NotFoundError):
+        dataset.download(tmp_path / "dest", channels=["nope"])
+    assert not (tmp_path / "dest").exists()
+
+
+def test_download_failing_midway_leaves_no_partial_folder(dataset, tmp_path, site):
+    from imagingdb.errors import WorkError
+
+    (site.storage_root / "raw_frames" / dataset.id / "im_c001_z002_t001_p001.png").unlink()
+    with pytest.raises(WorkError, match="im_c001_z002_t001_p001.png .*missing from storage"):
+        dataset.download(tmp_path / "dest")
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+def test_show_summary_has_dimensions_and_metadata(dataset):
+    summary = dataset.summary()
+    assert summary["nbr_frames"] == 24 and summary["nbr_positions"] == 2
+    assert summary["channel_names"] == {0: "DAPI", 1: "GFP"}
+    assert summary["missing_frames"] == 0

@@ -194,7 +194,11 @@ def make_app() -> typer.Typer:
                                      help="Print the version and exit."),
     ) -> None:
         ctx.obj = {"debug": debug, "site_config": site_config, "login": login}
-        if debug:
+        if not debug:
+            # Libraries (tifffile...) log their own complaints about bad files; imagingdb
+            # reports each problem once, as its one Error: line. --debug shows them.
+            logging.getLogger().addHandler(logging.NullHandler())
+        else:
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                                 format="%(levelname)s %(name)s: %(message)s")
             for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
@@ -242,14 +246,12 @@ def _add_data_commands(app: typer.Typer) -> None:
         from .upload import upload_csv
 
         def report(result) -> None:
-            if result.ok:
-                print(f"Uploaded {result.dataset_id}: {result.frames} frame(s)", file=sys.stderr)
-            else:
+            if not result.ok:  # a success was already summed up by the progress line
                 print(f"Error: {result.error}", file=sys.stderr)
 
         with _database(ctx) as db:
             outcome = upload_csv(db, csv_file, config, overwrite=overwrite, workers=workers,
-                                 progress=TerminalProgress("Uploading"), on_result=report)
+                                 progress=TerminalProgress("Uploading", "Uploaded"), on_result=report)
         ok = len(outcome.results) - len(outcome.failed)
         print(f"{ok} of {len(outcome.results)} dataset(s) uploaded", file=sys.stderr)
         if output == ReportFormat.json:
@@ -290,7 +292,7 @@ def _add_data_commands(app: typer.Typer) -> None:
                 times=_split_list(times, "time index", integers=True),
                 positions=_split_list(positions, "position index", integers=True),
                 metadata=metadata, download=download, workers=workers,
-                progress=TerminalProgress("Downloading") if download and ds.is_frames else None,
+                progress=TerminalProgress("Downloading", "Downloaded") if download and ds.is_frames else None,
             )
         print(target)
 

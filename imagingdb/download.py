@@ -176,9 +176,12 @@ def _download_frames(dataset: "Dataset", selection: "Selection", folder: Path, *
 
     try:
         _run_all(fetch, rows, _workers(workers), advance)
-    finally:
+    except BaseException:
         if progress is not None:
-            progress.finish()
+            progress.finish(ok=False)
+        raise
+    if progress is not None:
+        progress.finish()
 
 
 def _download_file(dataset: "Dataset", folder: Path, *, metadata: bool, download: bool) -> None:

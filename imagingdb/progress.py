@@ -17,8 +17,8 @@ class Progress:
     def advance(self, frames: int, nbytes: int) -> None:
         """``frames`` more frames (``nbytes`` bytes of pixels) are done."""
 
-    def finish(self) -> None:
-        """The piece of work is over (done or failed)."""
+    def finish(self, ok: bool = True) -> None:
+        """The piece of work is over: done, or failed (``ok=False``, the error says why)."""
 
 
 def _size(nbytes: float) -> str:
@@ -32,8 +32,10 @@ def _size(nbytes: float) -> str:
 class TerminalProgress(Progress):
     """Frames/s and MB/s on one redrawn stderr line; silent when stderr is not a terminal."""
 
-    def __init__(self, verb: str, stream: Optional[TextIO] = None, bar: Optional[bool] = None):
+    def __init__(self, verb: str, done_verb: str, stream: Optional[TextIO] = None,
+                 bar: Optional[bool] = None):
         self.verb = verb
+        self.done_verb = done_verb
         self.stream = stream = stream or sys.stderr
         self.bar = stream.isatty() if bar is None else bar
         self.label = ""
@@ -71,12 +73,15 @@ class TerminalProgress(Progress):
                           f"({self._rates(now)})\x1b[K")
         self.stream.flush()
 
-    def finish(self) -> None:
+    def finish(self, ok: bool = True) -> None:
         now = time.monotonic()
         if self.bar:
             self.stream.write("\r\x1b[K")
+        if not ok:
+            self.stream.flush()
+            return
         elapsed = now - self.started
         size = f", {_size(self.nbytes)}" if self.nbytes else ""
-        self.stream.write(f"{self.verb} {self.label}: {self.frames} frame(s){size} in "
+        self.stream.write(f"{self.done_verb} {self.label}: {self.frames} frame(s){size} in "
                           f"{elapsed:.1f} s ({self._rates(now)})\n")
         self.stream.flush()

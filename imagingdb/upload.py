@@ -50,6 +50,7 @@ class UploadRow:
     line: int
     dataset_id: DatasetID
     source: Path
+    csv_name: str = ""
     description: Optional[str] = None
     parent_dataset_id: Optional[str] = None
     positions: Optional[list[int]] = None
@@ -174,6 +175,7 @@ def _parse_row(path: Path, line: int, row: dict[str, Optional[str]], where: str)
         line=line,
         dataset_id=dataset_id,
         source=source,
+        csv_name=path.name,
         description=description if description not in (None, "") else None,
         parent_dataset_id=parent_id,
         positions=_parse_positions(row.get("positions") or "", where),
@@ -268,7 +270,7 @@ class Uploader:
     # ------------------------------------------------------------------ one row
 
     def upload_row(self, row: UploadRow) -> RowResult:
-        where = f"row {row.line} ({row.dataset_id})"
+        where = f"{row.csv_name} row {row.line} ({row.dataset_id})".lstrip()
         try:
             self._setup()
             self._check_before_work(row)
@@ -305,6 +307,8 @@ class Uploader:
     def _check_before_work(self, row: UploadRow) -> None:
         if not row.source.exists():
             raise InputError(f"{row.source} not found")
+        if row.parent_dataset_id == row.dataset_id.text:
+            raise InputError("a dataset cannot be its own parent")
         with self.database.connection() as conn:
             existing = dbq.find_dataset(conn, row.dataset_id.text)
             if existing is not None and not self.overwrite:
@@ -313,8 +317,6 @@ class Uploader:
                 )
             if row.parent_dataset_id and dbq.find_dataset(conn, row.parent_dataset_id) is None:
                 raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
-            if row.parent_dataset_id == row.dataset_id.text:
-                raise InputError("a dataset cannot be its own parent")
 
     # -------------------------------------------------------------- file upload
 
@@ -332,10 +334,12 @@ class Uploader:
                 reader = HashingReader(handle)
                 self._written.add(key)
                 self._storage.put_fileobj(key, reader)
-        except OSError as exc:
-            raise WorkError(f"cannot read {source}: {exc.strerror or exc}") from None
+        except BaseException as exc:
+            self.progress.finish(ok=False)
+            if isinstance(exc, OSError):
+                raise WorkError(f"cannot read {source}: {exc.strerror or exc}") from None
+            raise
         self.progress.advance(1, reader.bytes_read)
-        self.progress.finish()
         self._storage.flush()
 
         def insert_children(conn: sa.Connection, dataset_pk: int) -> None:
@@ -346,6 +350,7 @@ class Uploader:
 
         self._register(row, frames=False, insert_children=insert_children,
                        keep_keys={key}, prefix=f"{storage_dir}/")
+        self.progress.finish()
         return 1, reader.bytes_read
 
     # ------------------------------------------------------------ frames upload
@@ -365,8 +370,9 @@ class Uploader:
             self.progress.start(str(row.dataset_id), count, count * frame_bytes)
             try:
                 frame_rows, nbytes = self._store_frames(acquisition, storage_dir)
-            finally:
-                self.progress.finish()
+            except BaseException:
+                self.progress.finish(ok=False)
+                raise
             global_meta = _json_safe(acquisition.global_meta)
         self._storage.flush()
 
@@ -386,8 +392,13 @@ class Uploader:
                 conn.execute(sa.insert(dbq.frames), batch)
 
         keys = {f"{storage_dir}/{r['file_name']}" for r in frame_rows}
-        self._register(row, frames=True, insert_children=insert_children,
-                       keep_keys=keys, prefix=f"{storage_dir}/")
+        try:
+            self._register(row, frames=True, insert_children=insert_children,
+                           keep_keys=keys, prefix=f"{storage_dir}/")
+        except BaseException:
+            self.progress.finish(ok=False)
+            raise
+        self.progress.finish()
         return len(frame_rows), nbytes
 
     def _validate_frames(self, row: UploadRow, acquisition: Acquisition) -> int:

@@ -21,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/python -m imagingdb.demo
 
 test: $(STAMP)
+	$(BIN)/ruff check imagingdb tests
 	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
 
 clean:

@@ -29,7 +29,7 @@ from .config import (
     find_site_config,
     load_login_file,
 )
-from .errors import ImagingDBError, InputError, NotFoundError, WorkError
+from .errors import InputError, NotFoundError, WorkError
 from .ids import parse_dataset_id
 
 if TYPE_CHECKING:

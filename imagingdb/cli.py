@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -21,12 +20,10 @@ from . import PLUGIN_API_VERSION, __version__
 from .errors import ImagingDBError, InputError
 
 EXAMPLES = """
+\b
 Examples:
-
   imagingdb upload --csv files_for_upload.csv --config upload.yaml
-
   imagingdb query --project-id ML --start-date 2005-05-01 --format json | jq '.[].dataset_id'
-
   imagingdb download --id ML-2005-05-23-10-00-00-0001 --dest ./data -c DAPI -t 0
 
 With no configuration, imagingdb keeps a SQLite database and the files under

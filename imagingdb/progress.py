@@ -7,7 +7,6 @@ import time
 from typing import Optional, TextIO
 
 
-
 class Progress:
     """Progress callbacks; the CLI passes a terminal bar, the API defaults to silence."""
 

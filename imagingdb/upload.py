@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import csv
-import json
 import math
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import sqlalchemy as sa
 

@@ -80,8 +80,9 @@ def bench_decode(label: str, frame: np.ndarray) -> None:
     for png_filter in ("up", "sub"):
         data = encode_png(frame, png_filter=png_filter)
         assert np.array_equal(decode_png(data), frame)
-        ours = best_seconds(lambda: decode_png(data))
-        theirs = best_seconds(lambda: np.array(list(png.Reader(bytes=data).read()[2])), repeats=2)
+        ours = best_seconds(lambda data=data: decode_png(data))
+        theirs = best_seconds(lambda data=data: np.array(list(png.Reader(bytes=data).read()[2])),
+                              repeats=2)
         print(f"  {png_filter:<4} decode_png {frame.nbytes / ours / 1e6:6.0f} MB/s"
               f"   pypng {frame.nbytes / theirs / 1e6:6.1f} MB/s")
 

@@ -52,7 +52,8 @@ def test_user_config_in_xdg_config_home_is_found(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("database:\n  url: sqlite:///x\n  pasword_env: X\n", "unknown key database.'pasword_env'.*did you mean 'password_env'"),
+    ("database:\n  url: sqlite:///x\n  pasword_env: X\n",
+     "unknown key database.'pasword_env'.*did you mean 'password_env'"),
     ("databse:\n  url: sqlite:///x\n", "unknown key 'databse'"),
     ("database:\n  url: 5\n", "database.'url' must be a string"),
     ("database:\n  url: sqlite:///x\n  connect_timeout: true\n", "must be an integer"),
@@ -102,7 +103,8 @@ def test_meta_schema_file_is_loaded_relative_to_the_config(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("upload_type: frames\nframe_format: ome_tiff\n", "unknown key 'frame_format'.*did you mean 'frames_format'"),
+    ("upload_type: frames\nframe_format: ome_tiff\n",
+     "unknown key 'frame_format'.*did you mean 'frames_format'"),
     ("upload_type: video\n", "'upload_type' must be 'file' or 'frames'"),
     ("upload_type: frames\n", "needs the key 'frames_format'"),
     ("upload_type: file\nnbr_workers: many\n", "'nbr_workers' must be an integer"),
@@ -141,3 +143,22 @@ def test_login_file_readable_by_others_gets_a_warning(tmp_path, capsys):
 
 def test_embedded_default_is_not_from_a_file():
     assert embedded_default().source is None
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.yaml"
+
+
+def test_example_config_is_a_valid_site_config():
+    config = load_site_config(EXAMPLE)
+    assert config.database.password_env == "IMAGINGDB_DB_PASSWORD"
+    assert config.storage.backend == "local"
+
+
+def test_example_config_documents_every_key():
+    from imagingdb import config as config_module
+
+    text = EXAMPLE.read_text()
+    keys = (set(config_module.UPLOAD_KEYS) | set(config_module._DATABASE_KEYS)
+            | set(config_module._STORAGE_KEYS) | set(config_module._SITE_TOP_KEYS))
+    undocumented = [key for key in sorted(keys) if f"{key}:" not in text]
+    assert undocumented == []

@@ -391,7 +391,8 @@ def test_pixel_sha256_hashes_little_endian_c_order_bytes():
 def test_pixel_sha256_depends_only_on_pixel_values(variant):
     base = random_frame((12, 10), np.uint16)
     frame = {"native": base, "big_endian": base.astype(">u2"),
-             "fortran_order": np.asfortranarray(base), "strided_view": np.repeat(base, 2, axis=1)[:, ::2]}[variant]
+             "fortran_order": np.asfortranarray(base),
+             "strided_view": np.repeat(base, 2, axis=1)[:, ::2]}[variant]
     assert pixel_sha256(frame) == hashlib.sha256(base.astype("<u2").tobytes()).hexdigest()
 
 

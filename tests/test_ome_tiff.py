@@ -16,7 +16,11 @@ import tifffile
 from imagingdb.acquisition import FrameIndex, SplitOptions
 from imagingdb.errors import SplitterError
 from imagingdb.sample import (
-    FluorescenceScene, fluorescence_frame, write_demo_acquisition, write_mm_ometiff)
+    FluorescenceScene,
+    fluorescence_frame,
+    write_demo_acquisition,
+    write_mm_ometiff,
+)
 from imagingdb.splitters.ome_tiff import OME_TIFF_META_SCHEMA, OmeTiffSplitter, register_splitters
 
 CHANNELS = ("DAPI", "GFP")

@@ -1,7 +1,6 @@
 """Bad input: a one-line Error: naming the file/row/key, the right exit code, nothing changed."""
 
 import pytest
-import yaml
 
 from tests.conftest import DATASET_ID
 

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+from .errors import SplitterError
+
 if TYPE_CHECKING:  # numpy is imported lazily: `imagingdb --help` must stay fast
     import numpy as np
 
@@ -67,6 +69,23 @@ class SplitOptions:
     positions: Optional[list[int]] = None  # only these positions, None for all
     filename_parser: Optional[Callable[[str], dict[str, Any]]] = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def parse_name(self, path: "os.PathLike[str] | str") -> dict[str, Any]:
+        """What the configured filename parser reads from ``path`` ({} without a parser).
+
+        A name the parser refuses (its ValueError states the pattern) becomes
+        a SplitterError naming the file.
+        """
+        if self.filename_parser is None:
+            return {}
+        try:
+            parsed = self.filename_parser(os.fspath(path))
+        except ValueError as exc:
+            parser = getattr(self.filename_parser, "__name__", "filename_parser")
+            raise SplitterError(f"{path}: {parser} cannot parse the file name: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise SplitterError(f"{path}: filename parser returned {type(parsed).__name__}, not a dict")
+        return parsed
 
 
 class Acquisition(abc.ABC):

@@ -31,6 +31,9 @@ PLUGINS_DIR_ENV = "IMAGINGDB_PLUGINS_DIR"
 
 DEFAULT_PLUGINS = (
     "imagingdb.splitters.ome_tiff",
+    "imagingdb.splitters.tif_folder",
+    "imagingdb.splitters.tif_id",
+    "imagingdb.parsers",
     "imagingdb.storage.local",
 )
 

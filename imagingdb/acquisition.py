@@ -20,6 +20,10 @@ if TYPE_CHECKING:  # numpy is imported lazily: `imagingdb --help` must stay fast
     import numpy as np
 
 
+#: filename parser keys that place a frame rather than describe it
+FRAME_INDEX_KEYS = ("channel_idx", "slice_idx", "time_idx", "pos_idx", "channel_name")
+
+
 @dataclass(frozen=True, order=True)
 class FrameIndex:
     """Where a 2D frame sits in the (channel, slice, time, position) grid."""
@@ -46,6 +50,7 @@ class Frame:
     channel_name: str
     metadata: dict[str, Any]
     pixels: Optional["np.ndarray"] = None  # (Y, X) or (Y, X, 3); uint8 or uint16
+    origin: Optional[str] = None  # where it was read (file, page), named in error messages
 
 
 @dataclass
@@ -86,6 +91,11 @@ class SplitOptions:
         if not isinstance(parsed, dict):
             raise SplitterError(f"{path}: filename parser returned {type(parsed).__name__}, not a dict")
         return parsed
+
+    def name_metadata(self, path: "os.PathLike[str] | str") -> dict[str, Any]:
+        """The parser's metadata for a whole dataset's file: its keys other than indexes."""
+        return {key: value for key, value in self.parse_name(path).items()
+                if key not in FRAME_INDEX_KEYS}
 
 
 class Acquisition(abc.ABC):

@@ -23,10 +23,6 @@ import pluggy
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
-#: the keys that place a frame in the (channel, slice, time, position) grid
-INDEX_KEYS = ("channel_idx", "slice_idx", "time_idx", "pos_idx")
-
-
 class FilenameError(ValueError):
     """A file name that does not follow a parser's pattern; the message names the pattern."""
 

@@ -158,6 +158,7 @@ class OmeTiffAcquisition(Acquisition):
             "position": _summary_size(summary, "position"),
         }
         self.global_meta = {
+            **options.name_metadata(source),
             **summary,
             "file_origin": str(source),
             "source_files": [path.name for path in files],
@@ -200,6 +201,7 @@ class OmeTiffAcquisition(Acquisition):
                     channel_name=self._channel_name(metadata, index.channel),
                     metadata=metadata,
                     pixels=_read_pixels(page, path, number) if pixels else None,
+                    origin=first_seen[index],
                 )
 
     def _check_index(self, index: FrameIndex, path: Path, number: int) -> None:

@@ -111,7 +111,7 @@ class TifFolderAcquisition(Acquisition):
             metadata = {**self._frame_entries.get(path.name, {}),
                         **tiff_pages.page_metadata(page), **planned.name_metadata}
             data = tiff_pages.read_pixels(page, str(path)) if pixels else None
-        return Frame(planned.index, planned.channel_name, metadata, data)
+        return Frame(planned.index, planned.channel_name, metadata, data, origin=path.name)
 
 
 def _tiff_files(source: Path) -> list[Path]:

@@ -31,7 +31,6 @@ import pluggy
 
 from ..acquisition import Acquisition, Dimensions, Frame, FrameIndex, SplitOptions, Splitter
 from ..errors import SplitterError
-from ..parsers import INDEX_KEYS
 from . import tiff_pages
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
@@ -74,8 +73,7 @@ class TifIdAcquisition(Acquisition):
             self._sizes = _sizes(source, imagej, self._nbr_pages)
             _refuse_contiguous_block(tif, page, self._sizes, self._nbr_pages)
         self._positions = _selected_positions(source, self._sizes["position"], options.positions)
-        name_meta = {k: v for k, v in options.parse_name(source).items()
-                     if k not in INDEX_KEYS and k != "channel_name"}
+        name_meta = options.name_metadata(source)
         self.channel_names = [f"channel{c}" for c in range(self._sizes["channel"])]
         self.dims = Dimensions(
             nbr_channels=self._sizes["channel"], nbr_slices=self._sizes["slice"],
@@ -116,6 +114,7 @@ class TifIdAcquisition(Acquisition):
                     channel_name=self.channel_names[index.channel],
                     metadata=tiff_pages.page_metadata(page),
                     pixels=tiff_pages.read_pixels(page, where) if pixels else None,
+                    origin=f"page {number}",
                 )
 
 

@@ -69,3 +69,17 @@ def test_parsers_are_registered_through_the_plugin_hook():
     assert {"parse_idx_from_name", "parse_sms_name", "parse_ml_name"} <= set(registered)
     assert registered["parse_ml_name"].obj is parse_ml_name
     assert "built-in" in registered["parse_ml_name"].plugin
+
+
+def test_ome_tiff_dataset_metadata_from_the_folder_name(run_cli, upload_files, mm_ometiff):
+    folder = mm_ometiff.rename(mm_ometiff.parent / "PL17_0042_LMNB1_PyProcessed")
+    csv_path = upload_files.csv([{"dataset_id": "ML-2005-05-23-10-00-00-0001",
+                                  "file_name": str(folder)}])
+    config = upload_files.frames_config(filename_parser="parse_ml_name")
+    assert run_cli("upload", "--csv", csv_path, "--config", config).exit_code == 0
+    import imagingdb
+
+    with imagingdb.connect() as db:
+        meta = db.dataset("ML-2005-05-23-10-00-00-0001").global_meta
+    assert (meta["plate_id"], meta["stack_nbr"], meta["protein_name"]) == ("PL17", 42, "LMNB1")
+    assert meta["ChNames"] == ["DAPI", "GFP"]  # the Micro-Manager summary is kept alongside

@@ -45,6 +45,12 @@ class ReportFormat(str, Enum):
     json = "json"
 
 
+class ListFormat(str, Enum):
+    table = "table"
+    text = "text"  # the same table, for symmetry with the other commands
+    json = "json"
+
+
 class ImagingDBGroup(TyperGroup):
     """Turns every error into one ``Error:`` line and the exit codes of SPEC section 4."""
 
@@ -342,8 +348,8 @@ def _add_info_commands(app: typer.Typer) -> None:
 
     @app.command(name="plugins", epilog="Example: imagingdb plugins --format json")
     def plugins_command(
-        output: ReportFormat = typer.Option(ReportFormat.text, "--format",
-                                            help="text (a table) or json."),
+        output: ListFormat = typer.Option(ListFormat.table, "--format",
+                                          help="table (or text) or json."),
     ) -> None:
         """Every splitter, filename parser, storage backend and plugin command, with the
         plugin (package and version) that provides it; broken plugins and why."""
@@ -358,7 +364,7 @@ def _add_info_commands(app: typer.Typer) -> None:
                     for c in plugins.commands]
         broken = [{"kind": "broken plugin", "name": b.name, "plugin": b.plugin, "error": b.error}
                   for b in plugins.broken_plugins]
-        if output == ReportFormat.json:
+        if output == ListFormat.json:
             _print_records(records + broken, OutputFormat.json)
             return
         _print_records(records, OutputFormat.table)

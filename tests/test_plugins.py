@@ -204,7 +204,7 @@ def register_commands(cli):
     assert "hello" in run_cli("--help").stdout
     listed = run_cli("plugins", "--format", "json").json()
     assert {"kind": "command", "name": "hello", "plugin": "imagingdb-hello 0.3.0"} in listed
-    table = run_cli("plugins").stdout
+    table = run_cli("plugins", "--format", "table").stdout
     assert re.search(r"command\s+hello\s+imagingdb-hello 0\.3\.0", table)
 
 

@@ -231,3 +231,20 @@ def test_folder_without_metadata_txt_learns_dimensions_from_names(run_cli, uploa
         assert (ds.dims.nbr_channels, ds.dims.nbr_slices, ds.dims.nbr_timepoints) == (2, 2, 3)
         assert ds.global_meta["file_origin"] == str(folder)
         assert json.dumps(ds.channel_names()) == '{"0": "DAPI", "1": "GFP"}'
+
+
+def test_positions_column_takes_a_subset_of_the_folder(run_cli, upload_files, tmp_path):
+    folder = tmp_path / "positions"
+    folder.mkdir()
+    for p in range(3):
+        tifffile.imwrite(folder / f"im_c000_z000_t000_p{p:03d}.tif", np.full((4, 4), p, np.uint8))
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(folder),
+                                  "positions": "[0, 2]"}])
+    result = run_cli("upload", "--csv", csv_path, "--config", tif_folder_config(upload_files))
+    assert result.exit_code == 0, result.stderr
+    import imagingdb
+
+    with imagingdb.connect() as db:
+        array = db.dataset(DATASET_ID).read()
+    assert array.shape == (2, 1, 1, 1, 4, 4)
+    assert array[0].max() == 0 and array[1].min() == 2

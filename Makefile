@@ -9,10 +9,12 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test bench install clean
 
-$(STAMP): pyproject.toml
+# The plugins under plugins/ are installed too: the suite tests them installed, for real.
+$(STAMP): pyproject.toml plugins/imagingdb-ndtiff/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e plugins/imagingdb-ndtiff
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -21,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/python -m imagingdb.demo
 
 test: $(STAMP)
-	$(BIN)/ruff check imagingdb tests
+	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin
 	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
 
 clean:

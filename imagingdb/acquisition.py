@@ -14,8 +14,14 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+from .errors import SplitterError
+
 if TYPE_CHECKING:  # numpy is imported lazily: `imagingdb --help` must stay fast
     import numpy as np
+
+
+#: filename parser keys that place a frame rather than describe it
+FRAME_INDEX_KEYS = ("channel_idx", "slice_idx", "time_idx", "pos_idx", "channel_name")
 
 
 @dataclass(frozen=True, order=True)
@@ -44,6 +50,7 @@ class Frame:
     channel_name: str
     metadata: dict[str, Any]
     pixels: Optional["np.ndarray"] = None  # (Y, X) or (Y, X, 3); uint8 or uint16
+    origin: Optional[str] = None  # where it was read (file, page), named in error messages
 
 
 @dataclass
@@ -67,6 +74,28 @@ class SplitOptions:
     positions: Optional[list[int]] = None  # only these positions, None for all
     filename_parser: Optional[Callable[[str], dict[str, Any]]] = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def parse_name(self, path: "os.PathLike[str] | str") -> dict[str, Any]:
+        """What the configured filename parser reads from ``path`` ({} without a parser).
+
+        A name the parser refuses (its ValueError states the pattern) becomes
+        a SplitterError naming the file.
+        """
+        if self.filename_parser is None:
+            return {}
+        try:
+            parsed = self.filename_parser(os.fspath(path))
+        except ValueError as exc:
+            parser = getattr(self.filename_parser, "__name__", "filename_parser")
+            raise SplitterError(f"{path}: {parser} cannot parse the file name: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise SplitterError(f"{path}: filename parser returned {type(parsed).__name__}, not a dict")
+        return parsed
+
+    def name_metadata(self, path: "os.PathLike[str] | str") -> dict[str, Any]:
+        """The parser's metadata for a whole dataset's file: its keys other than indexes."""
+        return {key: value for key, value in self.parse_name(path).items()
+                if key not in FRAME_INDEX_KEYS}
 
 
 class Acquisition(abc.ABC):

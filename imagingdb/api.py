@@ -392,6 +392,10 @@ class Dataset:
                 (r.channel_idx, r.slice_idx, r.time_idx, r.pos_idx)
                 for r in dbq.select_frames(conn, g.id, with_metadata=False)
             }
+        # Positions never reached (an acquisition stopped early) have no row at all;
+        # the recorded position count says how many there should be.
+        unreached = [p for p in range(g.nbr_positions) if p not in positions]
+        positions = sorted([*positions, *unreached[:max(0, g.nbr_positions - len(positions))]])
         missing = []
         for p in positions:
             for t in range(g.nbr_timepoints):
@@ -415,8 +419,11 @@ class Dataset:
         """Frames into one array with axes (P, T, C, Z, Y, X) (+ a colour axis for RGB).
 
         Each axis lists the asked indexes in the order asked (all present ones,
-        ascending, when not asked). Frames missing from an incomplete acquisition
-        are filled with ``fill_value``; :meth:`missing_frames` lists them.
+        ascending, when not asked). An incomplete acquisition (stopped early, a
+        timepoint or position missing) has holes in that grid: they are filled
+        with ``fill_value`` (0 by default, so choose e.g. 65535 to tell them from
+        dark pixels), and a :class:`imagingdb.errors.MissingFramesWarning` says how
+        many; :meth:`missing_frames` lists them.
         ``verify=True`` also checks every frame's sha256.
         """
         from .download import read_frames

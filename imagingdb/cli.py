@@ -45,6 +45,12 @@ class ReportFormat(str, Enum):
     json = "json"
 
 
+class ListFormat(str, Enum):
+    table = "table"
+    text = "text"  # the same table, for symmetry with the other commands
+    json = "json"
+
+
 class ImagingDBGroup(TyperGroup):
     """Turns every error into one ``Error:`` line and the exit codes of SPEC section 4."""
 
@@ -342,10 +348,11 @@ def _add_info_commands(app: typer.Typer) -> None:
 
     @app.command(name="plugins", epilog="Example: imagingdb plugins --format json")
     def plugins_command(
-        output: ReportFormat = typer.Option(ReportFormat.text, "--format",
-                                            help="text (a table) or json."),
+        output: ListFormat = typer.Option(ListFormat.table, "--format",
+                                          help="table (or text) or json."),
     ) -> None:
-        """Every splitter, filename parser, storage backend and plugin, with its source."""
+        """Every splitter, filename parser, storage backend and plugin command, with the
+        plugin (package and version) that provides it; broken plugins and why."""
         from . import plugins
 
         records = [
@@ -353,10 +360,16 @@ def _add_info_commands(app: typer.Typer) -> None:
             for kind in plugins.KINDS
             for entry in sorted(plugins.registry(kind).values(), key=lambda e: e.name)
         ]
-        records += [{"kind": "broken plugin", "name": b.name, "plugin": b.error}
-                    for b in plugins.broken_plugins]
-        _print_records(records, OutputFormat.json if output == ReportFormat.json
-                       else OutputFormat.table)
+        records += [{"kind": "command", "name": c.name, "plugin": c.plugin}
+                    for c in plugins.commands]
+        broken = [{"kind": "broken plugin", "name": b.name, "plugin": b.plugin, "error": b.error}
+                  for b in plugins.broken_plugins]
+        if output == ListFormat.json:
+            _print_records(records + broken, OutputFormat.json)
+            return
+        _print_records(records, OutputFormat.table)
+        for entry in broken:
+            print(f"broken plugin {entry['name']} ({entry['plugin']}): {entry['error']}")
 
 
 def _print_records(records: list[dict[str, Any]], output: OutputFormat) -> None:

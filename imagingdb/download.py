@@ -66,7 +66,22 @@ def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any],
             raise WorkError(f"frame {key} of dataset {dataset.id} fails its sha256 check")
 
     _run_all(fetch, rows, _workers(workers))
+    asked = len(selection.positions) * len(selection.times) * len(selection.channels) * len(
+        selection.slices)
+    if len(rows) < asked:
+        _warn_missing(dataset.id, asked - len(rows), asked, fill_value)
     return out
+
+
+def _warn_missing(dataset_id: str, missing: int, asked: int, fill_value: int) -> None:
+    import warnings
+
+    from .errors import MissingFramesWarning
+
+    warnings.warn(MissingFramesWarning(
+        f"dataset {dataset_id}: {missing} of the {asked} frames read were never recorded "
+        f"(incomplete acquisition) and are filled with fill_value={fill_value}; "
+        "Dataset.missing_frames() lists them"), stacklevel=4)
 
 
 def _run_all(task: Callable[[Any], Any], items: Sequence[Any], workers: int,

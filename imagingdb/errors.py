@@ -42,3 +42,7 @@ class WorkError(ImagingDBError):
 
 class SplitterError(InputError):
     """A source file a splitter cannot read: names the file and what is wrong."""
+
+
+class MissingFramesWarning(UserWarning):
+    """``Dataset.read`` filled frames that an incomplete acquisition never recorded."""

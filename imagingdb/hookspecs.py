@@ -31,8 +31,9 @@ def register_filename_parsers(register):
 
     Call ``register(name, parse)`` for each; ``parse(file_name)`` returns a dict
     with any of ``channel_idx``, ``slice_idx``, ``time_idx``, ``pos_idx``,
-    ``channel_name`` and other metadata, or raises ``ValueError`` when the name
-    does not follow its pattern.
+    ``channel_name`` (frame indexes) and other metadata, or raises
+    ``ValueError`` with a message stating the expected pattern when the name
+    does not follow it.
     """
 
 
@@ -40,9 +41,9 @@ def register_filename_parsers(register):
 def register_storage_backends(register):
     """Register storage backends (the site config's ``storage.backend``).
 
-    Call ``register(name, backend_class)`` for each; ``backend_class(**options)``
-    receives the storage section's other keys and returns an
-    :class:`imagingdb.storage.StorageBackend`.
+    Call ``register(name, backend_class)`` for each; ``backend_class(**settings)``
+    receives the storage section's other keys (a plugin's own settings arrive
+    as one ``options`` dict) and returns an :class:`imagingdb.storage.StorageBackend`.
     """
 
 

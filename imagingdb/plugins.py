@@ -5,9 +5,14 @@ Built-in splitters, parsers and storage backends live in the modules listed in
 plugins use, so the plugin path is always exercised. Third-party plugins are
 found through the ``imagingdb`` entry-point group, in the Python environment
 or in the plugins folder (``$IMAGINGDB_PLUGINS_DIR``, default
-``$IMAGINGDB_HOME/plugins``, where ``imagingdb plugins install`` puts them).
+``$IMAGINGDB_HOME/plugins``: ``pip install --target`` a plugin there).
 ``IMAGINGDB_LOAD_PLUGINS`` (a comma list of entry-point or package names)
 restricts which third-party plugins load; set it empty to load none.
+
+A plugin that fails (its import, its registration with pluggy, or one of its
+hooks raising) is skipped with a warning on stderr and listed as broken by
+``imagingdb plugins``; everything else keeps working. Two plugins registering
+the same name is an error naming both.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ PLUGINS_DIR_ENV = "IMAGINGDB_PLUGINS_DIR"
 
 DEFAULT_PLUGINS = (
     "imagingdb.splitters.ome_tiff",
+    "imagingdb.splitters.tif_folder",
+    "imagingdb.splitters.tif_id",
+    "imagingdb.parsers",
     "imagingdb.storage.local",
 )
 
@@ -53,7 +61,10 @@ class Registered:
 
 @dataclass(frozen=True)
 class BrokenPlugin:
-    name: str
+    """A plugin skipped because it failed; ``imagingdb plugins`` lists it."""
+
+    name: str  # entry-point (or module) name
+    plugin: str  # "package version"
     error: str
 
 
@@ -64,6 +75,8 @@ _lock = threading.Lock()
 _loaded = False
 _sources: dict[str, str] = {}  # pluggy plugin name -> "package version"
 broken_plugins: list[BrokenPlugin] = []
+#: commands plugins added to the last app built (kind "command")
+commands: list[Registered] = []
 _registries: dict[str, dict[str, Registered]] = {}
 
 
@@ -109,21 +122,31 @@ def _load_entry_points() -> None:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         dist_name = dist.metadata["Name"] if dist is not None else ep.name
+        source = f"{dist_name} {dist.version if dist is not None else '?'}"
         if allowed is not None and ep.name not in allowed and dist_name not in allowed:
             continue
         if pm.has_plugin(ep.name):
+            _skip(ep.name, source, f"entry point name {ep.name!r} is already used by "
+                                   f"{_sources.get(ep.name, ep.name)}")
             continue
         try:
             plugin = ep.load()
+            pm.register(plugin, name=ep.name)
         except Exception as exc:  # a broken plugin must not break unrelated commands
-            message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            broken_plugins.append(BrokenPlugin(ep.name, message))
-            print(f"Warning: plugin {ep.name!r} failed to load and is skipped ({message})",
-                  file=sys.stderr)
+            _skip(ep.name, source, f"{type(exc).__name__}: {exc}")
             continue
-        pm.register(plugin, name=ep.name)
-        version = dist.version if dist is not None else "?"
-        _sources[ep.name] = f"{dist_name} {version}"
+        _sources[ep.name] = source
+
+
+def _skip(name: str, source: str, error: str) -> None:
+    """Record a plugin that failed and warn once; it is left out of every registry."""
+    error = " ".join(error.split())[:300]
+    broken_plugins.append(BrokenPlugin(name, source, error))
+    print(f"Warning: plugin {name!r} ({source}) is broken and skipped: {error}", file=sys.stderr)
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin, name=name)
+        _registries.clear()
 
 
 def registry(kind: str) -> dict[str, Registered]:
@@ -138,21 +161,32 @@ def registry(kind: str) -> dict[str, Registered]:
 def _collect(kind: str) -> dict[str, Registered]:
     found: dict[str, Registered] = {}
     hook = getattr(pm.hook, KINDS[kind])
-    # Call each implementation on its own so every name is attributed to its plugin.
-    for impl in reversed(hook.get_hookimpls()):
+    # Call each implementation on its own so every name is attributed to its plugin,
+    # and a plugin whose hook fails is skipped whole.
+    for impl in hook.get_hookimpls():  # registration order: built-ins first
         source = _sources.get(impl.plugin_name, impl.plugin_name)
+        mine: dict[str, Registered] = {}
 
-        def register(name: str, obj: Any, _source: str = source) -> None:
+        def register(name: str, obj: Any, _source: str = source,
+                     _mine: dict[str, Registered] = mine) -> None:
             if not isinstance(name, str) or not name:
                 raise InputError(f"plugin {_source} registered a {kind} without a name")
-            if name in found:
+            earlier = found.get(name) or _mine.get(name)
+            if earlier is not None:
                 raise InputError(
                     f"{kind.replace('_', ' ')} {name!r} is registered twice: by "
-                    f"{found[name].plugin} and by {_source}"
+                    f"{earlier.plugin} and by {_source}"
                 )
-            found[name] = Registered(kind, name, obj, _source)
+            _mine[name] = Registered(kind, name, obj, _source)
 
-        impl.function(register=register)
+        try:
+            impl.function(register=register)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one plugin's bug must not break the others
+            _skip(impl.plugin_name, source, f"{KINDS[kind]} failed: {type(exc).__name__}: {exc}")
+            continue
+        found.update(mine)
     return found
 
 
@@ -166,8 +200,36 @@ def get(kind: str, name: str) -> Registered:
 
 
 def register_commands(cli: Any) -> None:
+    """Let every plugin add commands to ``cli``; remember which plugin added which."""
     load_plugins()
-    pm.hook.register_commands(cli=cli)
+    added: list[Registered] = []
+    for impl in pm.hook.register_commands.get_hookimpls():
+        source = _sources.get(impl.plugin_name, impl.plugin_name)
+        before = _command_names(cli)
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # noqa: BLE001 - the other commands must keep working
+            _skip(impl.plugin_name, source, f"register_commands failed: {type(exc).__name__}: {exc}")
+            continue
+        added += [Registered("command", name, None, source)
+                  for name in _command_names(cli) if name not in before]
+    commands[:] = added
+
+
+def _command_names(cli: Any) -> list[str]:
+    """Names of the commands and command groups registered on a typer app."""
+    names = []
+    for info in [*cli.registered_commands, *cli.registered_groups]:
+        name = info.name
+        if name is None:
+            callback = info.callback if hasattr(info, "callback") else None
+            if callback is None and getattr(info, "typer_instance", None) is not None:
+                callback = info.typer_instance.registered_callback
+                name = getattr(info.typer_instance.info, "name", None)
+            if name is None and callback is not None:
+                name = callback.__name__.replace("_", "-")
+        names.append(name or "?")
+    return names
 
 
 def plugin_sources() -> dict[str, str]:
@@ -183,6 +245,7 @@ def reset_for_tests() -> None:
             pm.unregister(plugin, name=name)
         _sources.clear()
         broken_plugins.clear()
+        commands.clear()
         _registries.clear()
         _loaded = False
 

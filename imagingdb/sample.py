@@ -588,3 +588,147 @@ def _mm_display_settings(acquisition: _MMAcquisition) -> list[dict[str, Any]]:
          "Min": 0, "Max": max_value, "Gamma": 1.0, "HistogramMax": -1, "DisplayMode": 1}
         for c, channel_name in enumerate(acquisition.channels)
     ]
+
+
+# --------------------------------------------------------------------------
+# Folders of TIFF files, ImageJ hyperstacks, plain stacks
+# --------------------------------------------------------------------------
+
+
+def rgb_frame(scene: FluorescenceScene, slice: int, time: int, position: int) -> np.ndarray:
+    """An RGB (height, width, 3) frame: the scene's channels 0, 1 and 2 as red, green, blue."""
+    return np.stack([scene.frame(c, slice, time, position) for c in range(3)], axis=-1)
+
+
+def write_mm_tif_folder(
+    folder: "os.PathLike[str] | str",
+    *,
+    channels: Sequence[str] = ("DAPI", "GFP"),
+    slices: int = 3,
+    times: int = 2,
+    position: int = 0,
+    height: int = 64,
+    width: int = 64,
+    dtype: str = "uint16",
+    rgb: bool = False,
+    drop: Collection[tuple[int, int, int]] = (),
+    metadata_txt: bool = True,
+    seed: int = 0,
+) -> list[Path]:
+    """Write one position of a Micro-Manager 1.4 "separate image files" acquisition.
+
+    Files ``img_<time:09d>_<channel>_<slice:03d>.tif`` (one frame each, with a
+    ``MicroManagerMetadata`` tag) and, with ``metadata_txt``, Micro-Manager's
+    ``metadata.txt``: a JSON object with the acquisition ``Summary``
+    (PixelType, BitDepth, Width, Height, ChNames, Channels, Slices, Frames...)
+    and one ``FrameKey-<time>-<channel>-<slice>`` entry per image.
+    ``drop``: (channel, slice, time) images not written (an acquisition
+    stopped early). ``rgb`` writes 8-bit RGB images (PixelType RGB32).
+    Returns the image files written, in acquisition order.
+    """
+    if rgb:
+        dtype = "uint8"
+    acquisition = _MMAcquisition(
+        "img", tuple(channels), slices, times, position + 1, height, width,
+        np.dtype(dtype).name, seed)
+    _check_acquisition(acquisition)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = _mm_summary(acquisition)
+    summary.update(Positions=1, InitialPositionList=[_mm_position(acquisition, position)])
+    if rgb:
+        summary.update(PixelType="RGB32", BitDepth=8, IJType=4)
+    scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
+    entries: dict[str, Any] = {"Summary": summary}
+    written = []
+    for time in range(times):
+        for slice in range(slices):
+            for channel, channel_name in enumerate(channels):
+                if (channel, slice, time) in drop:
+                    continue
+                path = folder / f"img_{time:09d}_{channel_name}_{slice:03d}.tif"
+                metadata = _mm_page_metadata(acquisition, (channel, slice, time, position), path.name)
+                if rgb:
+                    metadata.update(PixelType="RGB32", BitDepth=8)
+                pixels = (rgb_frame(scene, slice, time, position) if rgb
+                          else scene.frame(channel, slice, time, position))
+                tags = _page_tags(metadata)
+                if rgb:
+                    tags["photometric"] = "rgb"
+                tifffile.imwrite(path, pixels, **tags)
+                entries[f"FrameKey-{time}-{channel}-{slice}"] = metadata
+                written.append(path)
+    if metadata_txt:
+        (folder / "metadata.txt").write_text(json.dumps(entries, indent=2), encoding="utf-8")
+    return written
+
+
+def write_imagej_hyperstack(
+    path: "os.PathLike[str] | str",
+    *,
+    channels: int = 2,
+    slices: int = 3,
+    times: int = 2,
+    positions: int = 1,
+    height: int = 64,
+    width: int = 64,
+    dtype: str = "uint16",
+    pages: Optional[int] = None,
+    seed: int = 0,
+) -> Path:
+    """Write an ImageJ hyperstack: pages channel fastest, then slice, (position,) then time.
+
+    With one position and every page, tifffile's own ImageJ writer makes it
+    (``imagej=True``, axes TZCYX). ``positions`` > 1 (the original imagingDB's
+    ``positions=`` key, which ImageJ lacks) or ``pages`` < the full count (an
+    acquisition stopped early, still declaring its intended sizes) are written
+    page by page under the same kind of ImageDescription.
+    """
+    path = Path(path)
+    scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
+    total = channels * slices * positions * times
+    count = total if pages is None else pages
+    order = [(c, z, t, p) for t in range(times) for p in range(positions)
+             for z in range(slices) for c in range(channels)][:count]
+    frames = (scene.frame(*index) for index in order)
+    if positions == 1 and count == total:
+        tifffile.imwrite(path, data=frames, shape=(times, slices, channels, height, width),
+                         dtype=dtype, imagej=True, metadata={"axes": "TZCYX"})
+        return path
+    description = (f"ImageJ=1.54f\nimages={total}\nchannels={channels}\nslices={slices}\n"
+                   f"frames={times}\n" + (f"positions={positions}\n" if positions > 1 else "")
+                   + "hyperstack=true\nmode=composite\nloop=false")
+    with tifffile.TiffWriter(path) as writer:
+        for number, pixels in enumerate(frames):
+            writer.write(pixels, contiguous=False, metadata=None,
+                         description=description if number == 0 else None)
+    return path
+
+
+def write_tiff_stack(
+    path: "os.PathLike[str] | str",
+    *,
+    slices: int = 5,
+    height: int = 64,
+    width: int = 64,
+    dtype: str = "uint16",
+    rgb: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write a plain multi-page TIFF z-stack (tifffile's JSON shape description, no ImageJ keys).
+
+    ``rgb`` makes 8-bit RGB pages (photometric RGB).
+    """
+    path = Path(path)
+    if rgb:
+        dtype = "uint8"
+    scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
+    if rgb:
+        frames = (rgb_frame(scene, z, 0, 0) for z in range(slices))
+        shape: tuple[int, ...] = (slices, height, width, 3)
+    else:
+        frames = (scene.frame(0, z, 0, 0) for z in range(slices))
+        shape = (slices, height, width)
+    tifffile.imwrite(path, data=frames, shape=shape, dtype=dtype,
+                     photometric="rgb" if rgb else "minisblack")
+    return path

@@ -558,8 +558,9 @@ def _check_meta(validator, source: Path, frame: Frame) -> None:
     if error.validator == "required":
         key = error.message.split("'")[1] if "'" in error.message else key
     i = frame.index
+    where = f"{source}: {frame.origin}," if frame.origin else f"{source}:"
     raise InputError(
-        f"{source}: frame (c={i.channel}, z={i.slice}, t={i.time}, p={i.position}) metadata "
+        f"{where} frame (c={i.channel}, z={i.slice}, t={i.time}, p={i.position}) metadata "
         f"breaks meta_schema at key {key!r}: {error.message}"
     )
 

@@ -148,7 +148,12 @@ class OmeTiffAcquisition(Acquisition):
         census = _take_census(files, summary, self._position_labels)
         self._positions_by_file = census.positions_by_file
         self._selected = _select_positions(source, census.positions(), options.positions)
-        self.dims = _dimensions(summary, census, self._format, len(self._selected))
+        nbr_positions = len(self._selected)
+        if source.is_dir() and options.positions is None:
+            # An acquisition stopped before its last positions keeps its declared count,
+            # so the positions it never reached are known to be missing.
+            nbr_positions = max(nbr_positions, _summary_size(summary, "position") or 0)
+        self.dims = _dimensions(summary, census, self._format, nbr_positions)
         self.channel_names = _channel_names(summary, census, self.dims.nbr_channels)
         # Largest index + 1 per axis; positions are only bounded by the summary.
         self._index_limits = {
@@ -158,6 +163,7 @@ class OmeTiffAcquisition(Acquisition):
             "position": _summary_size(summary, "position"),
         }
         self.global_meta = {
+            **options.name_metadata(source),
             **summary,
             "file_origin": str(source),
             "source_files": [path.name for path in files],
@@ -200,6 +206,7 @@ class OmeTiffAcquisition(Acquisition):
                     channel_name=self._channel_name(metadata, index.channel),
                     metadata=metadata,
                     pixels=_read_pixels(page, path, number) if pixels else None,
+                    origin=first_seen[index],
                 )
 
     def _check_index(self, index: FrameIndex, path: Path, number: int) -> None:

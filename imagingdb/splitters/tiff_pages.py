@@ -1,0 +1,173 @@
+"""Reading TIFF pages one at a time, for the ``tif_folder`` and ``tif_id`` splitters.
+
+Every problem a file can have (not a TIFF, truncated, corrupt page, a pixel
+type PNG frames cannot hold) becomes a :class:`SplitterError` naming the file
+and the page. Page caching is off, so memory stays flat whatever the file size.
+tifffile and numpy are imported lazily.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from ..errors import SplitterError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import tifffile
+
+MM_METADATA_TAG = 51123  # MicroManagerMetadata: per-page JSON
+IJ_METADATA_TAG = 50839  # IJMetadata: binary ImageJ extras (LUTs, ranges), not metadata
+STORABLE_DTYPES = ("uint8", "uint16")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]
+
+
+def natural_key(path: Path) -> list[Any]:
+    """Sort img_2 before img_10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+@dataclass(frozen=True)
+class PixelFormat:
+    """Shape and pixel type of a page; every frame of a dataset must share it."""
+
+    shape: tuple[int, ...]  # (height, width) or (height, width, 3)
+    dtype: str
+
+    @property
+    def colors(self) -> int:
+        return self.shape[2] if len(self.shape) == 3 else 1
+
+    @classmethod
+    def of(cls, page: "tifffile.TiffPage", where: str) -> "PixelFormat":
+        """The page's format, or a SplitterError saying how to make it storable."""
+        dtype = page.dtype.name if page.dtype is not None else "unknown"
+        if dtype not in STORABLE_DTYPES:
+            raise SplitterError(unstorable_dtype_message(dtype, where))
+        shape = tuple(page.shape)
+        if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
+            raise SplitterError(
+                f"{where} has shape {shape}; frames must be (height, width) or RGB "
+                "(height, width, 3): store the file whole with upload_type: file")
+        return cls(shape, dtype)
+
+    def check_same(self, other: "PixelFormat", where: str, first: str) -> None:
+        if other != self:
+            raise SplitterError(
+                f"{where} is {other.shape} {other.dtype} but {first} is {self.shape} {self.dtype}: "
+                "all frames of a dataset must share shape and pixel type")
+
+
+def unstorable_dtype_message(dtype: str, where: str) -> str:
+    """Why ``dtype`` pixels are refused, and how to convert them without surprises."""
+    if dtype.startswith("float"):
+        how = ("PNG frames hold integers only and imagingdb never rounds silently: convert the "
+               "images to 16-bit first (Fiji: Image > Type > 16-bit; numpy: "
+               "np.round(image).astype('uint16') after checking the values fit 0-65535), "
+               "or store the file whole with upload_type: file")
+    else:
+        how = ("frames are stored as uint8 or uint16 PNG: convert the images (e.g. Fiji: "
+               "Image > Type > 16-bit) or store the file whole with upload_type: file")
+    return f"{where} has {dtype} pixels; {how}"
+
+
+@contextmanager
+def reading(where: str) -> Iterator[None]:
+    """Turn whatever tifffile raises on a corrupt page into a SplitterError."""
+    try:
+        yield
+    except SplitterError:
+        raise
+    except Exception as exc:  # tifffile, struct, numpy... raise many kinds on bad files
+        raise SplitterError(
+            f"{where} cannot be read, the file is truncated or corrupt ({describe(exc)})") from exc
+
+
+@contextmanager
+def opened(path: Path) -> Iterator["tifffile.TiffFile"]:
+    """Open a TIFF file with page caching off, or raise a SplitterError naming it."""
+    import tifffile
+
+    try:
+        if path.stat().st_size == 0:
+            raise SplitterError(f"{path}: empty file (0 bytes), not a TIFF file")
+        tif = tifffile.TiffFile(path)
+    except SplitterError:
+        raise
+    except Exception as exc:  # TiffFileError, OSError, struct.error...
+        raise SplitterError(f"{path}: not a readable TIFF file ({describe(exc)})") from exc
+    with tif:
+        tif.pages.cache = False
+        tif.pages.useframes = False
+        yield tif
+
+
+def first_page(tif: "tifffile.TiffFile", path: Path) -> "tifffile.TiffPage":
+    try:
+        page = tif.pages.first
+    except Exception as exc:  # IndexError, TiffFileError, struct.error... on a cut file
+        raise SplitterError(f"{path}: TIFF file has no readable page (truncated or corrupt: "
+                            f"{describe(exc)})") from None
+    check_data_in_file(tif, page, f"{path}: page 0")
+    return page
+
+
+def check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage", where: str) -> None:
+    """tifffile zero-fills pixel data past the end of a file; call it truncated."""
+    ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
+    if not ends or 0 in page.dataoffsets or max(ends) > tif.filehandle.size:
+        raise SplitterError(f"{where}: pixel data is missing or runs past the end of the file "
+                            "(truncated file)")
+
+
+def read_pixels(page: "tifffile.TiffPage", where: str) -> "np.ndarray":
+    with reading(where):
+        pixels = page.asarray()
+    if not pixels.dtype.isnative:  # big-endian ('MM') files
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="))
+    return pixels
+
+
+def page_metadata(page: "tifffile.TiffPage") -> dict[str, Any]:
+    """A page's tags by name as JSON-able metadata; MicroManagerMetadata merged in at the top.
+
+    Micro-Manager keys (ChannelIndex, Exposure-ms...) sit at the top level, so
+    a ``meta_schema`` checks them as it does for ``ome_tiff``; binary blobs
+    (ImageJ LUTs, ICC profiles, strip offsets) are left out.
+    """
+    metadata: dict[str, Any] = {}
+    micromanager: dict[str, Any] = {}
+    for tag in page.tags:
+        if tag.code == MM_METADATA_TAG:
+            micromanager = _json_object(tag.value)
+            continue
+        if tag.code in (IJ_METADATA_TAG, 273, 279, 324, 325, 34675):  # offsets, counts, ICC
+            continue
+        value = tag.value
+        if isinstance(value, (bytes, bytearray)) and len(value) > 1024:
+            continue
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if isinstance(value, tuple) and len(value) > 256:
+            continue  # colour maps and other tables
+        metadata[tag.name] = value.name if hasattr(value, "name") and hasattr(value, "value") else value
+    metadata.update(micromanager)
+    return metadata
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if isinstance(value, (bytes, str)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}

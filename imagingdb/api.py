@@ -129,6 +129,8 @@ class Database:
         try:
             with (dbq.writing(engine) if write else engine.begin()) as conn:
                 yield conn
+        except sa.exc.IntegrityError:
+            raise  # a constraint said no: the caller knows what that means
         except sa.exc.DBAPIError as exc:
             raise dbq.connection_error(exc, self.config.database) from None
 

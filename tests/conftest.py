@@ -27,7 +27,8 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("IMAGINGDB_HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("IMAGINGDB_PLUGINS_DIR", str(tmp_path / "plugins"))
-    for var in ("IMAGINGDB_CONFIG", "IMAGINGDB_LOAD_PLUGINS", "PGPASSWORD", "PGPASSFILE"):
+    for var in ("IMAGINGDB_CONFIG", "IMAGINGDB_LOAD_PLUGINS", "PGPASSWORD", "PGPASSFILE",
+                "PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
         monkeypatch.delenv(var, raising=False)
     return home
 

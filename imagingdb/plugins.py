@@ -32,6 +32,7 @@ PLUGINS_DIR_ENV = "IMAGINGDB_PLUGINS_DIR"
 DEFAULT_PLUGINS = (
     "imagingdb.splitters.ome_tiff",
     "imagingdb.storage.local",
+    "imagingdb.storage.s3",
 )
 
 KINDS = {

@@ -234,6 +234,7 @@ class Uploader:
         self.config = config
         self.overwrite = overwrite
         self.workers = workers or config.nbr_workers or max(2, os.cpu_count() or 2)
+        self._workers_chosen = bool(workers or config.nbr_workers)
         self.progress = progress
         self._storage: Optional["StorageBackend"] = None
         self._splitter = None
@@ -262,6 +263,8 @@ class Uploader:
             storage = _storage_for(self.database, cfg)
             storage.check(writable=True)
             self._storage = storage
+            if not self._workers_chosen and storage.transfer_workers:
+                self.workers = max(self.workers, storage.transfer_workers)
         except ImagingDBError as exc:
             self._setup_error = exc
             raise

@@ -1,7 +1,8 @@
-"""The database: engine creation, applying schema.sql, and every query, in SQLAlchemy Core.
+"""The database: engine creation, reading schema.sql, and every query, in SQLAlchemy Core.
 
 ``schema.sql`` (repo top, shipped inside the package) is the single source of
-truth for the tables; the :class:`~sqlalchemy.Table` objects below only mirror
+truth for the tables; :mod:`imagingdb.migrate` applies it (and brings older
+databases forward). The :class:`~sqlalchemy.Table` objects below only mirror
 it so queries can be built in Core (a test checks they match the real schema).
 All SQL is parametrised.
 """
@@ -24,7 +25,7 @@ from .errors import ImagingDBError, InputError, WorkError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
 
 # JSON as JSONB on PostgreSQL, JSON text on SQLite.
 JSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
@@ -51,7 +52,7 @@ data_set = sa.Table(
 file_global = sa.Table(
     "file_global", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("storage_dir", sa.String, nullable=False),
+    sa.Column("storage_dir", sa.String),
     sa.Column("file_name", sa.String, nullable=False),
     sa.Column("metadata_json", JSONType),
     sa.Column("dataset_id", sa.Integer, sa.ForeignKey("data_set.id"), nullable=False),
@@ -61,7 +62,7 @@ file_global = sa.Table(
 frames_global = sa.Table(
     "frames_global", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("storage_dir", sa.String, nullable=False),
+    sa.Column("storage_dir", sa.String),
     sa.Column("nbr_frames", sa.Integer, nullable=False),
     sa.Column("im_width", sa.Integer, nullable=False),
     sa.Column("im_height", sa.Integer, nullable=False),
@@ -207,36 +208,12 @@ def current_version(conn: sa.Connection) -> Optional[int]:
     return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
 
 
-def apply_schema(engine: sa.Engine) -> int:
-    """Create (or complete) the schema; idempotent. Returns the schema version."""
-    with writing(engine) as conn:
-        if engine.dialect.name == "postgresql":
-            # Serialise concurrent `init`s on one server (CREATE ... IF NOT EXISTS races).
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(804117)"))
-        for statement in schema_statements(engine.dialect.name):
-            conn.exec_driver_sql(statement)
-        return current_version(conn)
-
-
-def ensure_schema(engine: sa.Engine) -> None:
-    """Initialise an empty database on first use; refuse one newer than this code."""
-    with engine.connect() as conn:
-        version = current_version(conn)
-    if version is None:
-        apply_schema(engine)
-    elif version > SCHEMA_VERSION:
-        raise WorkError(
-            f"the database has schema version {version}, newer than this imagingdb "
-            f"understands ({SCHEMA_VERSION}); upgrade imagingdb"
-        )
-
-
 # ----------------------------------------------------------------------- queries
 
 
 def find_dataset(conn: sa.Connection, serial: str) -> Optional[sa.Row]:
     return conn.execute(
-        sa.select(data_set).where(data_set.c.dataset_serial == serial)
+        sa.select(data_set).where(data_set.c.dataset_serial == serial).order_by(data_set.c.id)
     ).first()
 
 

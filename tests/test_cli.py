@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from imagingdb.db import SCHEMA_VERSION
 from tests.conftest import DATASET_ID
 
 
@@ -21,9 +22,10 @@ def test_version_prints_version_and_plugin_api(run_cli):
     assert result.stdout.strip() == f"imagingdb {__version__} (plugin API {PLUGIN_API_VERSION})"
 
 
-@pytest.mark.parametrize("command", ["init", "upload", "query", "download", "show", "plugins"])
+@pytest.mark.parametrize("command", ["init", "upload", "query", "download", "show", "plugins",
+                                     "db status", "db upgrade"])
 def test_every_command_has_help_with_an_example(run_cli, command):
-    result = run_cli(command, "--help")
+    result = run_cli(*command.split(), "--help")
     assert result.exit_code == 0
     assert "Example" in result.stdout
 
@@ -37,7 +39,7 @@ def test_init_is_idempotent(site, run_cli):
     first = run_cli("init")
     second = run_cli("init")
     assert first.exit_code == second.exit_code == 0
-    assert "schema version 1" in second.stderr
+    assert f"schema version {SCHEMA_VERSION}" in second.stderr
 
 
 def test_query_json_has_the_documented_keys(uploaded_ometiff, run_cli):

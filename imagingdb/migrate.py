@@ -132,6 +132,7 @@ class Plan:
 
     actions: list[tuple[str, Callable[[sa.Connection], None]]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    rebuilt: set[str] = field(default_factory=set)  # SQLite tables recreated (indexes too)
 
     def add(self, description: str, action: Callable[[sa.Connection], None]) -> None:
         self.actions.append((description, action))
@@ -195,16 +196,19 @@ def plan_convergence(conn: sa.Connection) -> Plan:
     dialect = conn.dialect.name
     tables = schema_tables(dialect)
     plan = Plan()
-    if dialect == "postgresql":
-        for table in tables.values():
+    existing = set(sa.inspect(conn).get_table_names())
+    for table in tables.values():
+        if table.name not in existing:
+            continue  # an upgrade step creates it (schema_version, before adoption)
+        if dialect == "postgresql":
             _plan_postgres_table(conn, table, plan)
-    else:
-        for table in tables.values():
+        else:
             _plan_sqlite_table(conn, table, plan)
-    rebuilt = {d.split()[1] for d, _ in plan.actions if d.startswith("rebuild ")}
     for index in schema_indexes(dialect):
+        if index.table not in existing:
+            continue
         present = {i["name"] for i in sa.inspect(conn).get_indexes(index.table)}
-        if index.name in present and index.table not in rebuilt:
+        if index.name in present and index.table not in plan.rebuilt:
             continue
         problem = _duplicate_problem(conn, index) if index.unique else None
         if problem:
@@ -234,44 +238,54 @@ def _plan_postgres_table(conn: sa.Connection, table: TableSpec, plan: Plan) -> N
                 plan.add(f"NOT NULL on {table.name}.{column.name}", _executing(
                     f"ALTER TABLE {table.name} ALTER COLUMN {column.name} SET NOT NULL"))
         if column.references:
-            existing = foreign_keys.get((column.name,))
-            rule = ((existing or {}).get("options", {}).get("ondelete") or "NO ACTION").upper()
-            if existing and rule == column.on_delete:
-                continue
-            problem = _orphan_problem(conn, table.name, column.name, column.references)
-            if problem:
-                plan.problems.append(problem)
-                continue
-            statements = [f"ALTER TABLE {table.name} DROP CONSTRAINT {existing['name']}"] \
-                if existing else []
-            statements.append(
-                f"ALTER TABLE {table.name} ADD CONSTRAINT {table.name}_{column.name}_fkey "
-                f"FOREIGN KEY ({column.name}) REFERENCES {column.references[0]} "
-                f"({column.references[1]}) ON DELETE {column.on_delete}")
-            plan.add(f"foreign key {table.name}.{column.name} ON DELETE {column.on_delete}",
-                     lambda c, s=tuple(statements): [c.exec_driver_sql(x) for x in s])
+            _plan_postgres_foreign_key(conn, table.name, column,
+                                       foreign_keys.get((column.name,)), plan)
+
+
+def _plan_postgres_foreign_key(conn: sa.Connection, table: str, column: ColumnSpec,
+                               existing: Optional[dict], plan: Plan) -> None:
+    """Replace a missing foreign key, or one with another delete rule (the original's)."""
+    rule = ((existing or {}).get("options", {}).get("ondelete") or "NO ACTION").upper()
+    if existing and rule == column.on_delete:
+        return
+    problem = _orphan_problem(conn, table, column.name, column.references)
+    if problem:
+        plan.problems.append(problem)
+        return
+    statements = [f"ALTER TABLE {table} DROP CONSTRAINT {existing['name']}"] if existing else []
+    target_table, target_column = column.references
+    statements.append(
+        f"ALTER TABLE {table} ADD CONSTRAINT {table}_{column.name}_fkey FOREIGN KEY "
+        f"({column.name}) REFERENCES {target_table} ({target_column}) ON DELETE {column.on_delete}")
+    plan.add(f"foreign key {table}.{column.name} ON DELETE {column.on_delete}",
+             lambda conn: [conn.exec_driver_sql(statement) for statement in statements])
 
 
 def _plan_sqlite_table(conn: sa.Connection, table: TableSpec, plan: Plan) -> None:
+    """SQLite changes a NOT NULL or a foreign key only by rebuilding the table, whole."""
+    # PRAGMA table_info rows: (cid, name, type, notnull, default, pk);
+    # PRAGMA foreign_key_list rows: (id, seq, table, from, to, on_update, on_delete, match)
     info = {row[1]: row for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")}
     rules = {row[3]: (row[2], row[6].upper())
              for row in conn.exec_driver_sql(f"PRAGMA foreign_key_list({table.name})")}
-    differs = [c for c in table.columns if c.name in info and not info[c.name][5] and (
-        bool(info[c.name][3]) != c.not_null
-        or (c.references and rules.get(c.name) != (c.references[0], c.on_delete)))]
+    present = [c for c in table.columns if c.name in info and not info[c.name][5]]
+    differs = [c for c in present if bool(info[c.name][3]) != c.not_null
+               or (c.references and rules.get(c.name) != (c.references[0], c.on_delete))]
     if not differs:
         return
-    problems = [p for c in table.columns if c.name in info
-                for p in ((_null_problem(conn, table.name, c.name)
-                           if c.not_null and not info[c.name][3] else None),
-                          (_orphan_problem(conn, table.name, c.name, c.references)
-                           if c.references else None)) if p]
-    if problems:
-        plan.problems.extend(problems)
+    problems = []
+    for column in present:
+        if column.not_null and not info[column.name][3]:
+            problems.append(_null_problem(conn, table.name, column.name))
+        if column.references:
+            problems.append(_orphan_problem(conn, table.name, column.name, column.references))
+    if any(problems):
+        plan.problems.extend(p for p in problems if p)
         return
     names = ", ".join(c.name for c in differs)
-    plan.add(f"rebuild {table.name} for NOT NULLs and foreign keys of schema.sql ({names})",
+    plan.add(f"NOT NULL and foreign keys of {table.name} ({names}), by rebuilding it",
              lambda c: rebuild_sqlite_table(c, table))
+    plan.rebuilt.add(table.name)
 
 
 def rebuild_sqlite_table(conn: sa.Connection, table: TableSpec) -> None:
@@ -382,20 +396,22 @@ def _refuse_newer(version: int) -> None:
 
 def ensure_current(engine: sa.Engine, *, auto_upgrade: bool) -> None:
     """Before first use: create an empty database's schema; upgrade an older one if allowed
-    (the embedded default), else say how; refuse one newer than this code."""
+    (the embedded default is one user's), else say how; refuse one newer than this code."""
     with engine.connect() as conn:
         version = detect_version(conn)
-    if version is not None:
-        _refuse_newer(version)
-    if version is None or (version < dbq.SCHEMA_VERSION and (auto_upgrade and version > 0)):
+    if version is None:
         upgrade(engine)
-    elif version == 0:
+        return
+    _refuse_newer(version)
+    if version == 0:
         raise WorkError("this database was made by the original imagingDB; adopt it with: "
                         "imagingdb db upgrade (nothing is lost, `imagingdb db status` shows what "
                         "it will do)")
-    elif version < dbq.SCHEMA_VERSION:
-        raise WorkError(f"the database has schema version {version}; this imagingdb needs "
-                        f"{dbq.SCHEMA_VERSION}: run imagingdb db upgrade")
+    if version < dbq.SCHEMA_VERSION:
+        if not auto_upgrade:
+            raise WorkError(f"the database has schema version {version}; this imagingdb needs "
+                            f"{dbq.SCHEMA_VERSION}: run imagingdb db upgrade")
+        upgrade(engine)
 
 
 # -------------------------------------------------------------------- status

@@ -28,11 +28,21 @@ def structure(engine) -> dict:
             "columns": {c["name"]: c["nullable"] for c in inspector.get_columns(table)},
             "indexes": {i["name"]: (bool(i["unique"]), tuple(i["column_names"]))
                         for i in inspector.get_indexes(table)},
-            "foreign_keys": {tuple(fk["constrained_columns"]): (
-                fk["referred_table"], (fk["options"].get("ondelete") or "NO ACTION").upper())
-                for fk in inspector.get_foreign_keys(table)},
+            "foreign_keys": foreign_keys(engine, table),
         }
     return result
+
+
+def foreign_keys(engine, table) -> dict:
+    """(columns) -> (referred table, delete rule); SQLAlchemy does not read SQLite's
+    column-level ON DELETE, so SQLite's own PRAGMA is asked there."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            return {(row[3],): (row[2], row[6].upper())
+                    for row in conn.exec_driver_sql(f"PRAGMA foreign_key_list({table})")}
+    return {tuple(fk["constrained_columns"]): (
+        fk["referred_table"], (fk["options"].get("ondelete") or "NO ACTION").upper())
+        for fk in sa.inspect(engine).get_foreign_keys(table)}
 
 
 def all_rows(engine) -> dict:

@@ -16,6 +16,7 @@ import hashlib
 import io
 from datetime import datetime
 from pathlib import Path
+from typing import Callable, Optional
 
 import imagecodecs
 import numpy as np
@@ -97,9 +98,12 @@ def png16(pixels: np.ndarray, writer: str) -> bytes:
 class OriginalImagingDB:
     """Writes datasets into the original's tables and storage layout."""
 
-    def __init__(self, engine: sa.Engine, storage_root: Path):
+    def __init__(self, engine: sa.Engine, storage_root: Optional[Path] = None,
+                 store: Optional[Callable[[str, bytes], None]] = None):
+        """Objects go to files under ``storage_root``, or to ``store(key, data)``."""
         self.engine = engine
         self.storage_root = storage_root
+        self._put = store or self._store
         (self.Base, self.DataSet, self.FileGlobal, self.FramesGlobal,
          self.Frames) = original_models(engine.dialect.name)
         self.Base.metadata.create_all(engine)
@@ -136,7 +140,7 @@ class OriginalImagingDB:
                 for z in range(slices):
                     pixels = rng.integers(0, 65535, (height, width), dtype=np.uint16)
                     file_name = f"im_c{c:03d}_z{z:03d}_t000_p000.png"
-                    self._store(f"{folder}/{file_name}",
+                    self._put(f"{folder}/{file_name}",
                                 png16(pixels, "imagecodecs" if (c + z) % 2 else "pypng"))
                     self.pixels[serial][(c, z, 0, 0)] = pixels
                     session.add(self.Frames(
@@ -156,7 +160,7 @@ class OriginalImagingDB:
             session.add(dataset)
             session.flush()
             folder = f"raw_files/{serial}"
-            self._store(f"{folder}/{name}", content)
+            self._put(f"{folder}/{name}", content)
             session.add(self.FileGlobal(
                 storage_dir=folder if storage_dir == "default" else storage_dir, file_name=name,
                 metadata_json={"file_origin": f"/data/{name}"}, dataset_id=dataset.id,

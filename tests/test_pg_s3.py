@@ -142,3 +142,29 @@ def test_denied_access_is_an_error_before_any_row(uploaded, s3_server, aws_env, 
     assert len(result.errors) == 1 and "access denied to s3://" in result.errors[0]
     assert secret not in result.stderr
     assert uploaded.snapshot() == before
+
+
+def test_an_original_imagingdb_bucket_and_database_are_adopted_and_read(pg_s3_site, run_cli,
+                                                                        tmp_path):
+    import boto3
+
+    from imagingdb import db as dbq
+    from imagingdb.config import find_site_config
+    from tests.original_imagingdb import OriginalImagingDB
+
+    bucket = pg_s3_site.bucket
+    client = boto3.client("s3", endpoint_url=bucket.endpoint_url)
+    engine = dbq.create_engine(find_site_config().database)
+    original = OriginalImagingDB(engine, store=lambda key, data: client.put_object(
+        Bucket=bucket.name, Key=f"imaging/{key}", Body=data))
+    serial = "ML-2018-04-05-00-00-00-0001"
+    original.add_frames(serial, seed=3, storage_dir=None)
+    engine.dispose()
+    assert run_cli("db", "upgrade").exit_code == 0
+    with pg_s3_site.connect() as db:
+        array = db.dataset(serial).read(channels=["GFP"], verify=True)
+    for z in range(2):
+        np.testing.assert_array_equal(array[0, 0, 0, z], original.pixels[serial][(1, z, 0, 0)])
+    result = run_cli("download", "--id", serial, "--dest", tmp_path, "-z", "0")
+    assert sorted(p.name for p in (tmp_path / serial).glob("*.png")) == [
+        "im_c000_z000_t000_p000.png", "im_c001_z000_t000_p000.png"], result.stderr

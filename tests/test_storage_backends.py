@@ -200,3 +200,10 @@ def test_unknown_credentials_are_denied(s3_bucket, read_only_credentials):
     # aws_env's keys mean nothing to a server that checks them
     with pytest.raises(WorkError, match=f"access denied to bucket {s3_bucket.name}"):
         s3_storage(s3_bucket).check()
+
+
+def test_every_s3_option_is_documented_in_the_example_config():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text()
+    assert [key for key in s3.DEFAULT_OPTIONS if f"#   {key}:" not in text] == []

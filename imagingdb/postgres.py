@@ -13,7 +13,9 @@ pg8000 is pure Python and reads no libpq settings, so this module does what
 - ``database.connect_timeout`` bounds reaching the server and logging in only.
   pg8000 keeps its ``timeout`` on the socket for the connection's whole life,
   which would cut a long bulk insert or index build; it is lifted once the
-  connection is up (TCP keepalive still notices a dead server).
+  connection is up. A server that vanishes mid-statement is noticed by TCP
+  keepalive probes instead (after about a minute of silence; a busy server's
+  kernel still answers them, so a long statement is not cut).
 
 The password is handed to the driver as a connect argument and never enters
 the URL, so no URL string shown or logged can contain it.
@@ -25,6 +27,7 @@ import getpass
 import logging
 import os
 import re
+import socket
 import stat
 import sys
 from pathlib import Path
@@ -38,6 +41,8 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 5432
+#: first probe after 30 s of silence, then every 10 s; 3 unanswered probes end the connection
+KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPALIVE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 NO_PASSWORD = ("the server asks for a password and none was found: set database.password_env, "
                "PGPASSWORD or ~/.pgpass")
 
@@ -153,5 +158,9 @@ def create_engine(url: sa.URL, settings: DatabaseSettings) -> sa.Engine:
         sock = getattr(dbapi_connection, "_usock", None)
         if sock is not None:
             sock.settimeout(None)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                for option, value in KEEPALIVE.items():
+                    if hasattr(socket, option):  # names differ between Linux and macOS
+                        sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
     return engine

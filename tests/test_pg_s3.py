@@ -168,3 +168,23 @@ def test_an_original_imagingdb_bucket_and_database_are_adopted_and_read(pg_s3_si
     result = run_cli("download", "--id", serial, "--dest", tmp_path, "-z", "0")
     assert sorted(p.name for p in (tmp_path / serial).glob("*.png")) == [
         "im_c000_z000_t000_p000.png", "im_c001_z000_t000_p000.png"], result.stderr
+
+
+def test_debug_output_never_contains_the_secrets(pg_s3_site, pg_server, upload_files,
+                                                 mm_ometiff, tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    from tests.helpers import imagingdb_command
+
+    secret = "Recognisable-AWS-Secret-4711"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)  # moto takes any key unless told
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
+    for args in (["upload", "--csv", csv_path, "--config", upload_files.frames_config()],
+                 ["download", "--id", DATASET_ID, "--dest", tmp_path / "d", "-t", "0"]):
+        run = subprocess.run([*imagingdb_command(), "--debug", *map(str, args)],
+                             env=dict(os.environ), capture_output=True, text=True, timeout=120)
+        output = run.stdout + run.stderr
+        assert run.returncode == 0, output
+        assert "DEBUG" in output
+        assert secret not in output and pg_server.password not in output

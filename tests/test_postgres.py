@@ -242,6 +242,12 @@ def test_statements_may_run_longer_than_the_connect_timeout(pg_url):
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT pg_sleep(1.5)"))
             assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+            # a vanished server is noticed by keepalive probes instead
+            sock = conn.connection.dbapi_connection._usock
+            assert sock.gettimeout() is None
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            if hasattr(socket, "TCP_KEEPIDLE"):
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
     finally:
         engine.dispose()
 

@@ -9,7 +9,6 @@ All SQL is parametrised.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from datetime import date, datetime, timedelta
@@ -22,8 +21,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from .config import DatabaseSettings, mask_url
 from .errors import ImagingDBError, InputError, WorkError
-
-log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
 

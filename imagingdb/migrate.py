@@ -150,7 +150,7 @@ def _rows(count: int, ids: list[int]) -> str:
     return f"{count} row{'s' if count != 1 else ''} (id {shown})"
 
 
-def _null_problem(conn, table: str, column: str) -> Optional[Problem]:
+def _null_problem(conn: sa.Connection, table: str, column: str) -> Optional[Problem]:
     count, ids = _ids(conn, table, f"{column} IS NULL", {})
     if not count:
         return None
@@ -158,9 +158,10 @@ def _null_problem(conn, table: str, column: str) -> Optional[Problem]:
                    f"{table}.{column} is NULL in {_rows(count, ids)}; fill it in")
 
 
-def _orphan_problem(conn, table: str, column: str, target: tuple[str, str]) -> Optional[Problem]:
-    where = (f"{column} IS NOT NULL AND {column} NOT IN "
-             f"(SELECT {target[1]} FROM {target[0]})")
+def _orphan_problem(conn: sa.Connection, table: str, column: str,
+                    target: tuple[str, str]) -> Optional[Problem]:
+    where = (f"{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target[0]} AS target "
+             f"WHERE target.{target[1]} = {table}.{column})")
     count, ids = _ids(conn, table, where, {})
     if not count:
         return None
@@ -168,7 +169,7 @@ def _orphan_problem(conn, table: str, column: str, target: tuple[str, str]) -> O
                    f"{table} has {_rows(count, ids)} pointing at no {target[0]} row")
 
 
-def _duplicate_problem(conn, index: IndexSpec) -> Optional[Problem]:
+def _duplicate_problem(conn: sa.Connection, index: IndexSpec) -> Optional[Problem]:
     columns = ", ".join(index.columns)
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in index.columns)
     groups = conn.execute(sa.text(
@@ -343,24 +344,32 @@ class UpgradeReport:
 
 @contextlib.contextmanager
 def _schema_change(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """One transaction for a whole upgrade, alone on the server; SQLite's foreign keys off
-    meanwhile (a table rebuild drops and renames tables), checked before the commit."""
+    """One transaction for a whole upgrade, alone on the server."""
+    if engine.dialect.name == "sqlite":
+        with _sqlite_schema_change(engine) as conn:
+            yield conn
+        return
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        yield conn
+
+
+@contextlib.contextmanager
+def _sqlite_schema_change(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """SQLite's foreign keys are off meanwhile (a table rebuild drops and renames tables);
+    the commit checks that no row points at nothing that did not before."""
     with engine.connect() as conn:
-        sqlite = engine.dialect.name == "sqlite"
-        if sqlite:  # a no-op inside a transaction, so on the raw connection before BEGIN
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+        raw = conn.connection.dbapi_connection
+        raw.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: before BEGIN
         try:
             with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
-                if not sqlite:
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
-                                 {"key": SCHEMA_LOCK})
+                dangling = set(conn.exec_driver_sql("PRAGMA foreign_key_check"))
                 yield conn
-                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                if set(conn.exec_driver_sql("PRAGMA foreign_key_check")) - dangling:
                     raise WorkError("the upgrade would leave rows pointing at nothing; "
                                     "nothing was changed")
         finally:
-            if sqlite:
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")
+            raw.execute("PRAGMA foreign_keys = ON")
 
 
 def upgrade(engine: sa.Engine) -> UpgradeReport:

@@ -169,3 +169,22 @@ def test_nulls_where_imagingdb_needs_a_value_are_reported_then_fixed(original, s
     warnings = [line for line in again.stderr.splitlines() if line.startswith("Warning")]
     assert DUPLICATE_WARNING in warnings and not [w for w in warnings if "nbr_frames" in w]
     assert structure(original.engine)["frames_global"]["columns"]["nbr_frames"] is False
+
+
+def test_rows_pointing_at_nothing_are_reported(original, site, run_cli):
+    with original.engine.connect() as conn:
+        if site.kind == "sqlite":  # the original never made SQLite enforce foreign keys
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+        else:  # a PostgreSQL database that lost the constraint along the way
+            conn.exec_driver_sql("ALTER TABLE frames DROP CONSTRAINT frames_frames_global_id_fkey")
+        conn.exec_driver_sql("INSERT INTO frames (channel_idx, slice_idx, time_idx, pos_idx, "
+                             "file_name, frames_global_id) VALUES (0, 0, 0, 0, 'lost.png', 99)")
+        conn.commit()
+    before = table_rows(original.engine)
+    result = run_cli("db", "upgrade")
+    assert result.exit_code == 0, result.stderr
+    assert ("Warning: foreign key frames.frames_global_id -> frames_global.id waits for: frames "
+            "has 1 row (id 8) pointing at no frames_global row") in result.stderr.splitlines()
+    assert table_rows(original.engine) == before
+    with site.connect() as db:
+        assert db.dataset(FIRST).read().shape == (1, 1, 2, 2, 6, 5)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, U
 import sqlalchemy as sa
 
 from . import db as dbq
-from . import plugins
+from . import migrate, plugins
 from .acquisition import Dimensions, FrameIndex
 from .config import (
     DatabaseSettings,
@@ -84,7 +84,7 @@ class DatasetInfo:
         """The keys `imagingdb query --format json` prints, dates in ISO 8601."""
         return {
             "dataset_id": self.dataset_id,
-            "date_time": self.date_time.isoformat(),
+            "date_time": self.date_time.isoformat() if self.date_time else None,
             "microscope": self.microscope,
             "description": self.description,
             "frames": self.frames,
@@ -105,15 +105,19 @@ class Database:
 
     @property
     def engine(self) -> sa.Engine:
+        """The engine, once the schema is known to be current (an empty database gets it)."""
+        engine = self._unchecked_engine()
+        if not self._schema_checked:
+            try:
+                migrate.ensure_current(engine, auto_upgrade=self.config.is_embedded_default)
+            except sa.exc.DBAPIError as exc:
+                raise dbq.connection_error(exc, self.config.database) from None
+            self._schema_checked = True
+        return engine
+
+    def _unchecked_engine(self) -> sa.Engine:
         if self._engine is None:
             self._engine = dbq.create_engine(self.config.database)
-        if not self._schema_checked:
-            self._schema_checked = True
-            try:
-                dbq.ensure_schema(self._engine)
-            except sa.exc.DBAPIError as exc:
-                self._schema_checked = False
-                raise dbq.connection_error(exc, self.config.database) from None
         return self._engine
 
     @property
@@ -129,6 +133,8 @@ class Database:
         try:
             with (dbq.writing(engine) if write else engine.begin()) as conn:
                 yield conn
+        except sa.exc.IntegrityError:
+            raise  # a constraint said no: the caller knows what that means
         except sa.exc.DBAPIError as exc:
             raise dbq.connection_error(exc, self.config.database) from None
 
@@ -150,17 +156,28 @@ class Database:
 
     # ------------------------------------------------------------------ actions
 
-    def init(self) -> int:
-        """Create or complete the schema and the storage; idempotent. Returns the version."""
-        if self._engine is None:
-            self._engine = dbq.create_engine(self.config.database)
+    def init(self) -> "migrate.UpgradeReport":
+        """Create or upgrade the schema, and check the storage can be written; idempotent."""
+        report = self.upgrade()
+        self.storage.check(writable=True)
+        return report
+
+    def upgrade(self) -> "migrate.UpgradeReport":
+        """Bring the schema to this imagingdb's version (or adopt an original imagingDB
+        database) as far as the rows allow; what they block is in the report's problems."""
         try:
-            version = dbq.apply_schema(self._engine)
+            report = migrate.upgrade(self._unchecked_engine())
         except sa.exc.DBAPIError as exc:
             raise dbq.connection_error(exc, self.config.database) from None
         self._schema_checked = True
-        self.storage.check(writable=True)
-        return version
+        return report
+
+    def schema_status(self) -> "migrate.SchemaStatus":
+        """The schema version and what `upgrade` would do; changes nothing."""
+        try:
+            return migrate.status(self._unchecked_engine())
+        except sa.exc.DBAPIError as exc:
+            raise dbq.connection_error(exc, self.config.database) from None
 
     def query(
         self,
@@ -185,9 +202,15 @@ class Database:
         """The dataset with this ID, or NotFoundError."""
         serial = parse_dataset_id(dataset_id).text
         with self.connection() as conn:
-            row = dbq.find_dataset(conn, serial)
-            if row is None:
+            rows = conn.execute(sa.select(dbq.data_set).where(
+                dbq.data_set.c.dataset_serial == serial).order_by(dbq.data_set.c.id)).all()
+            if not rows:
                 raise NotFoundError(f"dataset {serial} not found")
+            if len(rows) > 1:  # only in a database adopted from the original imagingDB
+                raise WorkError(f"dataset {serial} is registered {len(rows)} times (data_set id "
+                                f"{', '.join(str(r.id) for r in rows)}); keep one, see: "
+                                "imagingdb db status")
+            row = rows[0]
             parent = None
             if row.parent_id is not None:
                 parent = conn.execute(

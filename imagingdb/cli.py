@@ -209,6 +209,7 @@ def make_app() -> typer.Typer:
 
     _add_data_commands(app)
     _add_info_commands(app)
+    app.add_typer(_make_db_app())
     from . import plugins
 
     plugins.register_commands(app)
@@ -220,8 +221,9 @@ def _add_data_commands(app: typer.Typer) -> None:
     def init(ctx: typer.Context) -> None:
         """Create or upgrade the database schema and the storage (safe to run again)."""
         with _database(ctx) as db:
-            version = db.init()
-            print(f"imagingdb is ready: schema version {version}, {db.describe()}",
+            report = db.init()
+            _print_upgrade(report)
+            print(f"imagingdb is ready: schema version {report.after}, {db.describe()}",
                   file=sys.stderr)
 
     @app.command(epilog="Example: imagingdb upload --csv files_for_upload.csv --config upload.yaml")
@@ -370,6 +372,80 @@ def _add_info_commands(app: typer.Typer) -> None:
         _print_records(records, OutputFormat.table)
         for entry in broken:
             print(f"broken plugin {entry['name']} ({entry['plugin']}): {entry['error']}")
+
+
+def _make_db_app() -> typer.Typer:
+    db_app = typer.Typer(
+        name="db", no_args_is_help=True, rich_markup_mode=None,
+        help="The database schema: its version, upgrades, adopting an original imagingDB database.",
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+
+    @db_app.command(epilog="Example: imagingdb db status --format json")
+    def status(
+        ctx: typer.Context,
+        output: ReportFormat = typer.Option(ReportFormat.text, "--format", help="text or json."),
+    ) -> None:
+        """The database (URL masked), its schema version, and what `db upgrade` would do."""
+        from .config import mask_url
+        from .db import SCHEMA_VERSION
+
+        with _database(ctx) as db:
+            info = db.schema_status()
+            record = {
+                "database": mask_url(db.config.database.url),
+                "storage": db.storage.describe(),
+                "schema_version": info.version,
+                "imagingdb_schema_version": SCHEMA_VERSION,
+                "state": info.state,
+                "datasets": info.datasets,
+                "upgrade_steps": info.steps,
+                "upgrade_adds": info.missing,
+                "blocked": [str(p) for p in info.problems],
+            }
+        if output == ReportFormat.json:
+            print(json.dumps(record, indent=2))
+            return
+        for key in ("database", "storage", "schema_version", "state", "datasets"):
+            print(f"{key:<15} {record[key]}")
+        for key in ("upgrade_steps", "upgrade_adds", "blocked"):
+            for n, item in enumerate(record[key]):
+                print(f"{key if n == 0 else '':<15} {item}")
+
+    @db_app.command(epilog="Example: imagingdb --site-config lab.yaml db upgrade")
+    def upgrade(ctx: typer.Context) -> None:
+        """Bring the schema to this imagingdb's version, or adopt an original imagingDB database.
+
+        Nothing is lost or changed in any row. What rows block (a dataset ID
+        registered twice, a NULL where a value is needed) is reported, and
+        added by running this again once those rows are put right.
+        """
+        with _database(ctx) as db:
+            report = db.upgrade()
+            _print_upgrade(report)
+            print(f"schema version {report.after}: {db.describe()}", file=sys.stderr)
+
+    return db_app
+
+
+def _print_upgrade(report: Any) -> None:
+    """What an upgrade did and what rows still block, on stderr."""
+    if report.before is None:
+        print(f"created the schema (version {report.after})", file=sys.stderr)
+    elif report.steps:
+        print(f"upgraded the schema from version {report.before} to {report.after}",
+              file=sys.stderr)
+    elif not report.added:
+        print(f"the schema is up to date (version {report.after})", file=sys.stderr)
+    for step in report.steps:
+        print(f"  step {step}", file=sys.stderr)
+    for added in report.added:
+        print(f"  added {added}", file=sys.stderr)
+    for problem in report.problems:
+        print(f"Warning: {problem}", file=sys.stderr)
+    if report.problems:
+        print("Warning: imagingdb works meanwhile; put those rows right (see README, \"Adopting "
+              "an imagingDB database\"), then run imagingdb db upgrade again", file=sys.stderr)
 
 
 def _print_records(records: list[dict[str, Any]], output: OutputFormat) -> None:

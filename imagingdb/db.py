@@ -1,20 +1,20 @@
-"""The database: engine creation, applying schema.sql, and every query, in SQLAlchemy Core.
+"""The database: engine creation, reading schema.sql, and every query, in SQLAlchemy Core.
 
 ``schema.sql`` (repo top, shipped inside the package) is the single source of
-truth for the tables; the :class:`~sqlalchemy.Table` objects below only mirror
+truth for the tables; :mod:`imagingdb.migrate` applies it (and brings older
+databases forward). The :class:`~sqlalchemy.Table` objects below only mirror
 it so queries can be built in Core (a test checks they match the real schema).
 All SQL is parametrised.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -22,9 +22,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from .config import DatabaseSettings, mask_url
 from .errors import ImagingDBError, InputError, WorkError
 
-log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
 
 # JSON as JSONB on PostgreSQL, JSON text on SQLite.
 JSONType = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
@@ -51,7 +49,7 @@ data_set = sa.Table(
 file_global = sa.Table(
     "file_global", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("storage_dir", sa.String, nullable=False),
+    sa.Column("storage_dir", sa.String),
     sa.Column("file_name", sa.String, nullable=False),
     sa.Column("metadata_json", JSONType),
     sa.Column("dataset_id", sa.Integer, sa.ForeignKey("data_set.id"), nullable=False),
@@ -61,7 +59,7 @@ file_global = sa.Table(
 frames_global = sa.Table(
     "frames_global", metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("storage_dir", sa.String, nullable=False),
+    sa.Column("storage_dir", sa.String),
     sa.Column("nbr_frames", sa.Integer, nullable=False),
     sa.Column("im_width", sa.Integer, nullable=False),
     sa.Column("im_height", sa.Integer, nullable=False),
@@ -93,39 +91,6 @@ frames = sa.Table(
 # ------------------------------------------------------------------------ engine
 
 
-def _resolve_password(settings: DatabaseSettings) -> Optional[str]:
-    """password given > $password_env > $PGPASSWORD; ~/.pgpass is read by _pgpass_lookup."""
-    if settings.password is not None:
-        return settings.password
-    if settings.password_env:
-        value = os.environ.get(settings.password_env)
-        if value is None:
-            raise InputError(
-                f"environment variable {settings.password_env} (database.password_env) "
-                "is not set; export it with the database password"
-            )
-        return value
-    return os.environ.get("PGPASSWORD")
-
-
-def _pgpass_lookup(url: sa.URL) -> Optional[str]:
-    """The password for ``url`` from ~/.pgpass (or $PGPASSFILE), as libpq would find it."""
-    path = Path(os.environ.get("PGPASSFILE") or Path.home() / ".pgpass")
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return None
-    wanted = [url.host or "localhost", str(url.port or 5432), url.database or "", url.username or ""]
-    for line in lines:
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        fields = [f.replace("\\:", ":").replace("\\\\", "\\")
-                  for f in re.split(r"(?<!\\):", line, maxsplit=4)]
-        if len(fields) == 5 and all(f in ("*", w) for f, w in zip(fields[:4], wanted)):
-            return fields[4]
-    return None
-
-
 def create_engine(settings: DatabaseSettings) -> sa.Engine:
     """An engine for the configured database; the password never enters the URL string."""
     try:
@@ -141,14 +106,9 @@ def create_engine(settings: DatabaseSettings) -> sa.Engine:
         )
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+pg8000")
-    password = _resolve_password(settings) if url.password is None else None
-    if password is None and url.password is None:
-        password = _pgpass_lookup(url)
-    connect_args: dict[str, Any] = {"timeout": settings.connect_timeout}
-    if password is not None:
-        connect_args["password"] = password
-    log.debug("database: %s", mask_url(url.render_as_string(hide_password=True)))
-    return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    from . import postgres
+
+    return postgres.create_engine(url, settings)
 
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:
@@ -182,12 +142,41 @@ def writing(engine: sa.Engine):
     return engine.execution_options(sqlite_begin="IMMEDIATE").begin()
 
 
-def connection_error(exc: Exception, settings: DatabaseSettings) -> ImagingDBError:
-    """Turn a driver error at connect time into a one-line error with the URL masked."""
-    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if settings.password:
-        reason = reason.replace(settings.password, "***")
-    return WorkError(f"cannot connect to database {mask_url(settings.url)}: {reason}")
+def connection_error(exc: BaseException, settings: DatabaseSettings) -> ImagingDBError:
+    """A driver or network error as one line naming the database by its masked URL.
+
+    An error before any statement ran is a failure to connect (server down,
+    login refused, no answer in time); one after is an error of that statement.
+    """
+    reason = _error_reason(exc, settings)
+    for secret in _known_passwords(settings):
+        reason = reason.replace(secret, "***")
+    where = mask_url(settings.url)
+    if getattr(exc, "statement", None) is None:
+        return WorkError(f"cannot connect to database {where}: {reason}")
+    return WorkError(f"database {where} refused the operation: {reason}")
+
+
+def _error_reason(exc: BaseException, settings: DatabaseSettings) -> str:
+    error = getattr(exc, "orig", None) or exc
+    first = error.args[0] if error.args else None
+    if isinstance(first, dict):  # pg8000 hands over the server's error fields
+        return f"{first.get('M', 'error')} ({first.get('C', '?')})"
+    for candidate in (error, error.__cause__, error.__context__):
+        if isinstance(candidate, TimeoutError):
+            return (f"no answer within {settings.connect_timeout} s "
+                    "(database.connect_timeout in the site config)")
+        if isinstance(candidate, OSError) and candidate.strerror:
+            return candidate.strerror
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _known_passwords(settings: DatabaseSettings) -> list[str]:
+    candidates = [settings.password, os.environ.get("PGPASSWORD")]
+    if settings.password_env:
+        candidates.append(os.environ.get(settings.password_env))
+    return [c for c in candidates if c]
 
 
 # ------------------------------------------------------------------------ schema
@@ -216,36 +205,12 @@ def current_version(conn: sa.Connection) -> Optional[int]:
     return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
 
 
-def apply_schema(engine: sa.Engine) -> int:
-    """Create (or complete) the schema; idempotent. Returns the schema version."""
-    with writing(engine) as conn:
-        if engine.dialect.name == "postgresql":
-            # Serialise concurrent `init`s on one server (CREATE ... IF NOT EXISTS races).
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(804117)"))
-        for statement in schema_statements(engine.dialect.name):
-            conn.exec_driver_sql(statement)
-        return current_version(conn)
-
-
-def ensure_schema(engine: sa.Engine) -> None:
-    """Initialise an empty database on first use; refuse one newer than this code."""
-    with engine.connect() as conn:
-        version = current_version(conn)
-    if version is None:
-        apply_schema(engine)
-    elif version > SCHEMA_VERSION:
-        raise WorkError(
-            f"the database has schema version {version}, newer than this imagingdb "
-            f"understands ({SCHEMA_VERSION}); upgrade imagingdb"
-        )
-
-
 # ----------------------------------------------------------------------- queries
 
 
 def find_dataset(conn: sa.Connection, serial: str) -> Optional[sa.Row]:
     return conn.execute(
-        sa.select(data_set).where(data_set.c.dataset_serial == serial)
+        sa.select(data_set).where(data_set.c.dataset_serial == serial).order_by(data_set.c.id)
     ).first()
 
 

@@ -27,8 +27,8 @@ FRAMES_META_COLUMNS = ("channel_idx", "slice_idx", "time_idx", "pos_idx", "chann
                        "file_name", "sha256")
 
 
-def _workers(workers: Optional[int]) -> int:
-    return workers or max(4, 4 * (os.cpu_count() or 1))
+def _workers(workers: Optional[int], storage: Any) -> int:
+    return workers or storage.transfer_workers or max(4, 4 * (os.cpu_count() or 1))
 
 
 def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any], *,
@@ -65,7 +65,7 @@ def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any],
         if verify and row.sha256 and pixel_sha256(target) != row.sha256:
             raise WorkError(f"frame {key} of dataset {dataset.id} fails its sha256 check")
 
-    _run_all(fetch, rows, _workers(workers))
+    _run_all(fetch, rows, _workers(workers, storage))
     asked = len(selection.positions) * len(selection.times) * len(selection.channels) * len(
         selection.slices)
     if len(rows) < asked:
@@ -190,7 +190,7 @@ def _download_frames(dataset: "Dataset", selection: "Selection", folder: Path, *
             progress.advance(1, 0)
 
     try:
-        _run_all(fetch, rows, _workers(workers), advance)
+        _run_all(fetch, rows, _workers(workers, storage), advance)
     except BaseException:
         if progress is not None:
             progress.finish(ok=False)

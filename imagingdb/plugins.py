@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "imagingdb.splitters.tif_id",
     "imagingdb.parsers",
     "imagingdb.storage.local",
+    "imagingdb.storage.s3",
 )
 
 KINDS = {

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from . import db as dbq
 from . import plugins
 from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
+from .claims import claim_dataset
 from .config import UploadConfig, load_upload_config
 from .errors import ImagingDBError, InputError, WorkError
 from .ids import DatasetID, parse_dataset_id
@@ -234,6 +235,7 @@ class Uploader:
         self.config = config
         self.overwrite = overwrite
         self.workers = workers or config.nbr_workers or max(2, os.cpu_count() or 2)
+        self._workers_chosen = bool(workers or config.nbr_workers)
         self.progress = progress
         self._storage: Optional["StorageBackend"] = None
         self._splitter = None
@@ -262,6 +264,8 @@ class Uploader:
             storage = _storage_for(self.database, cfg)
             storage.check(writable=True)
             self._storage = storage
+            if not self._workers_chosen and storage.transfer_workers:
+                self.workers = max(self.workers, storage.transfer_workers)
         except ImagingDBError as exc:
             self._setup_error = exc
             raise
@@ -272,20 +276,24 @@ class Uploader:
         where = f"{row.csv_name} row {row.line} ({row.dataset_id})".lstrip()
         try:
             self._setup()
-            self._check_before_work(row)
-            self._written = set()
-            try:
-                if self.config.upload_type == "file":
-                    frames, nbytes = self._upload_file(row)
-                else:
-                    frames, nbytes = self._upload_frames(row)
-            except BaseException:
-                self._remove_unregistered(row)
-                raise
+            with claim_dataset(self.database, row.dataset_id.text):
+                frames, nbytes = self._upload_claimed(row)
         except ImagingDBError as exc:
             return RowResult(row.line, row.dataset_id.text, False, f"{where}: {exc}",
                              exc.exit_code)
         return RowResult(row.line, row.dataset_id.text, True, frames=frames, bytes=nbytes)
+
+    def _upload_claimed(self, row: UploadRow) -> tuple[int, int]:
+        """The upload proper, while this process holds the claim on the dataset ID."""
+        self._check_before_work(row)
+        self._written = set()
+        try:
+            if self.config.upload_type == "file":
+                return self._upload_file(row)
+            return self._upload_frames(row)
+        except BaseException:
+            self._remove_unregistered(row)
+            raise
 
     def _remove_unregistered(self, row: UploadRow) -> None:
         """After a failed upload of a new dataset, delete the objects it wrote.

@@ -27,7 +27,8 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("IMAGINGDB_HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("IMAGINGDB_PLUGINS_DIR", str(tmp_path / "plugins"))
-    for var in ("IMAGINGDB_CONFIG", "IMAGINGDB_LOAD_PLUGINS", "PGPASSWORD", "PGPASSFILE"):
+    for var in ("IMAGINGDB_CONFIG", "IMAGINGDB_LOAD_PLUGINS", "PGPASSWORD", "PGPASSFILE",
+                "PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
         monkeypatch.delenv(var, raising=False)
     return home
 
@@ -135,17 +136,34 @@ def uploaded_ometiff(site, run_cli, upload_files, mm_ometiff) -> str:
 
 
 class Site:
-    """Where a test's imagingdb lives: its site config, database and storage root."""
+    """Where a test's imagingdb lives: its site config, database and storage (folder or bucket)."""
 
-    def __init__(self, kind: str, storage_root: Path, config_path: Optional[Path]):
+    def __init__(self, kind: str, storage_root: Optional[Path], config_path: Optional[Path],
+                 bucket: Any = None):
         self.kind = kind
         self.storage_root = storage_root
         self.config_path = config_path
+        self.bucket = bucket  # tests.servers.S3Bucket when storage is S3
 
     def connect(self):
         import imagingdb
 
         return imagingdb.connect()
+
+    def objects(self) -> dict[str, bytes]:
+        """Every stored object by key, read straight from the folder or the bucket."""
+        if self.bucket is not None:
+            import boto3
+
+            client = boto3.client("s3", endpoint_url=self.bucket.endpoint_url)
+            keys = [item["Key"] for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket.name) for item in page.get("Contents", [])]
+            return {key: client.get_object(Bucket=self.bucket.name, Key=key)["Body"].read()
+                    for key in sorted(keys)}
+        if not self.storage_root.exists():
+            return {}
+        return {str(path.relative_to(self.storage_root)): path.read_bytes()
+                for path in sorted(self.storage_root.rglob("*")) if path.is_file()}
 
     def snapshot(self) -> dict[str, Any]:
         """Every row of every table and every stored object, to prove nothing changed."""
@@ -153,11 +171,7 @@ class Site:
 
         from imagingdb import db as dbq
 
-        state: dict[str, Any] = {"objects": {}}
-        if self.storage_root.exists():
-            for path in sorted(self.storage_root.rglob("*")):
-                if path.is_file():
-                    state["objects"][str(path.relative_to(self.storage_root))] = path.read_bytes()
+        state: dict[str, Any] = {"objects": self.objects()}
         with self.connect() as database:
             with database.connection() as conn:
                 for table in (dbq.data_set, dbq.file_global, dbq.frames_global, dbq.frames):
@@ -180,3 +194,16 @@ def site(request, tmp_path, monkeypatch, isolated_home) -> Site:
     }), encoding="utf-8")
     monkeypatch.setenv("IMAGINGDB_CONFIG", str(config))
     return Site("postgres", root, config)
+
+
+@pytest.fixture
+def pg_s3_site(tmp_path, monkeypatch, pg_url, s3_bucket) -> Site:
+    """imagingdb as a lab runs it: a real PostgreSQL and an S3 bucket over HTTP."""
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump({
+        "database": {"url": pg_url, "password_env": "IMAGINGDB_TEST_PG_PASSWORD"},
+        "storage": {"backend": "s3", "bucket": s3_bucket.name, "prefix": "imaging",
+                    "endpoint_url": s3_bucket.endpoint_url, "region": s3_bucket.region},
+    }), encoding="utf-8")
+    monkeypatch.setenv("IMAGINGDB_CONFIG", str(config))
+    return Site("postgres+s3", None, config, bucket=s3_bucket)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,3 +35,9 @@ def read_png_with_pypng(path: Path) -> np.ndarray:
     array = np.vstack([np.asarray(row, dtype=dtype) for row in rows])
     planes = info["planes"]
     return array.reshape(height, width, planes) if planes > 1 else array.reshape(height, width)
+
+
+def imagingdb_command() -> list[str]:
+    """The installed `imagingdb` command, to run as a real subprocess."""
+    script = Path(sys.executable).parent / "imagingdb"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "imagingdb"]

@@ -17,7 +17,9 @@ production code reads a ``password_env`` setting.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import glob
+import json
 import os
 import pwd
 import secrets
@@ -26,6 +28,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 import uuid
 from contextlib import closing
 from dataclasses import dataclass
@@ -436,6 +439,39 @@ class S3Bucket:
     name: str
     endpoint_url: str
     region: str = "us-east-1"
+
+
+@contextlib.contextmanager
+def s3_read_only_user(endpoint_url: str, bucket: str):
+    """Keys of a new IAM user that may only list and read ``bucket``; while the block
+    runs, moto checks credentials and IAM policies (it does not by default), so the
+    ``aws_env`` keys are refused too. Yields ``(access_key_id, secret_access_key)``."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint_url)
+    user = _unique_name("reader-")
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="read-only", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        # AWS checks HeadBucket against s3:ListBucket; moto names it s3:HeadBucket
+        "Statement": [{"Effect": "Allow",
+                       "Action": ["s3:ListBucket", "s3:HeadBucket", "s3:GetObject"],
+                       "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}],
+    }))
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    _moto_auth(endpoint_url, "0")
+    try:
+        yield key["AccessKeyId"], key["SecretAccessKey"]
+    finally:
+        _moto_auth(endpoint_url, "inf")
+
+
+def _moto_auth(endpoint_url: str, free_requests: str) -> None:
+    """Make moto check auth after this many more requests ("inf": never)."""
+    request = urllib.request.Request(
+        f"{endpoint_url}/moto-api/reset-auth", data=free_requests.encode(), method="POST",
+        headers={"Content-Type": "text/plain"})  # a form body would hide it from moto
+    urllib.request.urlopen(request, timeout=10).close()
 
 
 def _unique_name(prefix: str) -> str:

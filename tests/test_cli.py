@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from imagingdb.db import SCHEMA_VERSION
 from tests.conftest import DATASET_ID
+from tests.helpers import imagingdb_command
 
 
 def test_version_prints_version_and_plugin_api(run_cli):
@@ -21,9 +23,10 @@ def test_version_prints_version_and_plugin_api(run_cli):
     assert result.stdout.strip() == f"imagingdb {__version__} (plugin API {PLUGIN_API_VERSION})"
 
 
-@pytest.mark.parametrize("command", ["init", "upload", "query", "download", "show", "plugins"])
+@pytest.mark.parametrize("command", ["init", "upload", "query", "download", "show", "plugins",
+                                     "db status", "db upgrade"])
 def test_every_command_has_help_with_an_example(run_cli, command):
-    result = run_cli(command, "--help")
+    result = run_cli(*command.split(), "--help")
     assert result.exit_code == 0
     assert "Example" in result.stdout
 
@@ -37,7 +40,7 @@ def test_init_is_idempotent(site, run_cli):
     first = run_cli("init")
     second = run_cli("init")
     assert first.exit_code == second.exit_code == 0
-    assert "schema version 1" in second.stderr
+    assert f"schema version {SCHEMA_VERSION}" in second.stderr
 
 
 def test_query_json_has_the_documented_keys(uploaded_ometiff, run_cli):
@@ -249,16 +252,10 @@ def test_bad_site_config_is_an_error_naming_the_key(run_cli, tmp_path):
     assert str(config) in result.errors[0] and "storage.'rooot'" in result.errors[0]
 
 
-def _installed_command() -> list[str]:
-    script = Path(sys.executable).parent / "imagingdb"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "imagingdb"]
-
-
-def test_installed_command_runs_as_a_real_subprocess(mm_ometiff, upload_files, tmp_path,
-                                                     isolated_home):
+def test_installed_command_runs_as_a_real_subprocess(mm_ometiff, upload_files, tmp_path, site):
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
     env = {**os.environ}
-    command = _installed_command()
+    command = imagingdb_command()
     upload = subprocess.run([*command, "upload", "--csv", str(csv_path), "--config",
                              str(upload_files.frames_config())], env=env, capture_output=True,
                             text=True, timeout=120)

@@ -4,6 +4,7 @@ import pytest
 import sqlalchemy as sa
 
 from imagingdb import db as dbq
+from imagingdb import migrate
 
 
 @pytest.fixture
@@ -22,8 +23,8 @@ def test_applying_the_schema_again_changes_nothing(engine):
         conn.execute(sa.insert(dbq.data_set).values(
             dataset_serial="ML-2005-05-23-10-00-00-0001", frames=False,
             date_time=sa.func.current_timestamp()))
-    assert dbq.apply_schema(engine) == dbq.SCHEMA_VERSION
-    assert dbq.apply_schema(engine) == dbq.SCHEMA_VERSION
+    assert migrate.upgrade(engine).after == dbq.SCHEMA_VERSION
+    assert migrate.upgrade(engine).after == dbq.SCHEMA_VERSION
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(dbq.data_set)).scalar() == 1
         assert conn.execute(sa.select(sa.func.count()).select_from(dbq.schema_version)).scalar() == 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Iterable, Iterator, Optional
 
 from ..errors import InputError
 
@@ -57,6 +57,9 @@ class StorageBackend(abc.ABC):
 
     #: the name used in the site config (storage.backend) and upload config (storage)
     name: str = ""
+    #: how many concurrent transfers suit this store when the user sets none (None: the
+    #: CPU-based default); a remote store of many small objects wants more than a disk
+    transfer_workers: Optional[int] = None
 
     @abc.abstractmethod
     def describe(self) -> str:

@@ -1,0 +1,105 @@
+"""Claims on dataset IDs: one upload of a given ID at a time, across processes and machines.
+
+Two uploads of the same ID would write the same storage keys; whichever commit
+loses, its objects may already have replaced the winner's. So an upload claims
+the ID before it writes anything and holds the claim until it has registered
+the dataset (or cleaned up); a second upload of that ID meanwhile fails at once
+with a clear error, having written nothing. The unique index on the dataset ID
+stays the last word when two uploads race without claims.
+
+- PostgreSQL: a session-level advisory lock, on a connection of its own held for
+  the upload; the server drops it if the process dies.
+- SQLite (one machine): an flock()ed file per ID beside the database file; the
+  kernel drops it if the process dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import sqlalchemy as sa
+
+from .db import connection_error
+from .errors import WorkError
+
+if TYPE_CHECKING:
+    from .api import Database
+
+
+def _busy(serial: str) -> WorkError:
+    return WorkError(f"dataset {serial} is being uploaded by another process right now; "
+                     "nothing of this upload was written")
+
+
+@contextlib.contextmanager
+def claim_dataset(database: "Database", serial: str) -> Iterator[None]:
+    """Hold the claim on dataset ID ``serial`` for the block, or raise WorkError if taken."""
+    engine = database.engine
+    if engine.dialect.name == "postgresql":
+        with _advisory_lock(database, serial):
+            yield
+    elif engine.url.database and engine.url.database != ":memory:":
+        with _lock_file(Path(engine.url.database), serial):
+            yield
+    else:  # an in-memory database lives and dies with this one process
+        yield
+
+
+def _lock_key(serial: str) -> int:
+    """A signed 64-bit advisory-lock key for the ID (one namespace for imagingdb uploads)."""
+    digest = hashlib.sha256(f"imagingdb upload {serial}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def _advisory_lock(database: "Database", serial: str) -> Iterator[None]:
+    key = {"key": _lock_key(serial)}
+    with contextlib.ExitStack() as stack:
+        try:
+            # Autocommit: the lock belongs to the session; no transaction sits idle meanwhile.
+            conn = stack.enter_context(
+                database.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+            taken = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), key).scalar()
+        except sa.exc.DBAPIError as exc:
+            raise connection_error(exc, database.config.database) from None
+        if not taken:
+            raise _busy(serial)
+        try:
+            yield
+        finally:
+            try:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), key)
+            except sa.exc.DBAPIError:
+                conn.invalidate()  # a lost session has lost its lock too
+
+
+@contextlib.contextmanager
+def _lock_file(database: Path, serial: str) -> Iterator[None]:
+    import fcntl
+
+    folder = database.expanduser().parent / f"{database.name}.upload-claims"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{serial}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _busy(serial) from None
+        # The holder before us removes the file when done; a lock on a removed file is no claim.
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)

@@ -1,0 +1,166 @@
+"""Connecting to PostgreSQL through pg8000 the way libpq users expect.
+
+pg8000 is pure Python and reads no libpq settings, so this module does what
+``psql`` users take for granted:
+
+- what the URL leaves out comes from ``PGHOST``, ``PGPORT``, ``PGUSER`` and
+  ``PGDATABASE`` (then libpq's defaults: localhost, 5432, the login name);
+  a host starting with ``/`` is a unix-socket folder, as in libpq;
+- the password, first found wins: one given in code or by ``--login``, the
+  variable named by ``database.password_env``, the URL itself, ``PGPASSWORD``,
+  then ``~/.pgpass`` (or ``$PGPASSFILE``), ignored with a warning when other
+  users can read it, as libpq does;
+- ``database.connect_timeout`` bounds reaching the server and logging in only.
+  pg8000 keeps its ``timeout`` on the socket for the connection's whole life,
+  which would cut a long bulk insert or index build; it is lifted once the
+  connection is up. A server that vanishes mid-statement is noticed by TCP
+  keepalive probes instead (after about a minute of silence; a busy server's
+  kernel still answers them, so a long statement is not cut).
+
+The password is handed to the driver as a connect argument and never enters
+the URL, so no URL string shown or logged can contain it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import re
+import socket
+import stat
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import sqlalchemy as sa
+
+from .config import DatabaseSettings, mask_url
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5432
+#: first probe after 30 s of silence, then every 10 s; 3 unanswered probes end the connection
+KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPALIVE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
+NO_PASSWORD = ("the server asks for a password and none was found: set database.password_env, "
+               "PGPASSWORD or ~/.pgpass")
+
+
+def libpq_url(url: sa.URL) -> sa.URL:
+    """``url`` with the host, port, user and database it omits taken from the PG* variables."""
+    env = os.environ
+    host = url.host or env.get("PGHOST") or None
+    port = url.port
+    if port is None and env.get("PGPORT"):
+        try:
+            port = int(env["PGPORT"])
+        except ValueError:
+            raise InputError(f"PGPORT must be a port number, got {env['PGPORT']!r}") from None
+    username = url.username or env.get("PGUSER") or _login_name()
+    database = url.database or env.get("PGDATABASE") or None
+    return url.set(host=host, port=port, username=username, database=database)
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        raise InputError("no database user: put it in database.url (postgresql+pg8000://USER@HOST/DB) "
+                         "or set PGUSER") from None
+
+
+def connect_args(url: sa.URL, settings: DatabaseSettings) -> tuple[sa.URL, dict[str, Any]]:
+    """The URL to give SQLAlchemy (never with a password) and pg8000's extra arguments."""
+    url = libpq_url(url)
+    args: dict[str, Any] = {"timeout": settings.connect_timeout}
+    if url.host and url.host.startswith("/"):
+        args["unix_sock"] = f"{url.host}/.s.PGSQL.{url.port or DEFAULT_PORT}"
+    password = find_password(url, settings)
+    if password is not None:
+        args["password"] = password
+    if url.host and url.host.startswith("/"):
+        url = url.set(host=None)
+    return url.set(password=None), args
+
+
+def find_password(url: sa.URL, settings: DatabaseSettings) -> Optional[str]:
+    """The first password found, in the order documented above; None for none at all."""
+    if settings.password is not None:
+        return settings.password
+    if settings.password_env:
+        value = os.environ.get(settings.password_env)
+        if value is None:
+            raise InputError(
+                f"environment variable {settings.password_env} (database.password_env) "
+                "is not set; export it with the database password"
+            )
+        return value
+    if url.password is not None:
+        return url.password
+    if os.environ.get("PGPASSWORD") is not None:
+        return os.environ["PGPASSWORD"]
+    return pgpass_lookup(url)
+
+
+def pgpass_path() -> Path:
+    return Path(os.environ.get("PGPASSFILE") or Path.home() / ".pgpass")
+
+
+def pgpass_lookup(url: sa.URL) -> Optional[str]:
+    """The password for ``url`` from the password file, matched as libpq matches it."""
+    path = pgpass_path()
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            print(f"Warning: password file {path} is ignored because other users can read "
+                  f"it; run: chmod 600 {path}", file=sys.stderr)
+            return None
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    wanted = [url.host or "localhost", str(url.port or DEFAULT_PORT), url.database or "",
+              url.username or ""]
+    for line in lines:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = [field.replace("\\:", ":").replace("\\\\", "\\")
+                  for field in re.split(r"(?<!\\):", line, maxsplit=4)]
+        if len(fields) == 5 and all(f in ("*", w) for f, w in zip(fields[:4], wanted)):
+            return fields[4]
+    return None
+
+
+def create_engine(url: sa.URL, settings: DatabaseSettings) -> sa.Engine:
+    url, args = connect_args(url, settings)
+    log.debug("database: %s (password %s)", mask_url(url.render_as_string()),
+              "given" if "password" in args else "none")
+    engine = sa.create_engine(url, connect_args=args, pool_pre_ping=True)
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _connect(dialect, _record, cargs, cparams):
+        # A server that accepts but never answers makes pg8000 raise a bare TimeoutError;
+        # as a driver error SQLAlchemy reports it like any other failure to connect.
+        dbapi = dialect.loaded_dbapi
+        try:
+            return dbapi.connect(*cargs, **cparams)
+        except OSError as exc:
+            raise dbapi.InterfaceError(str(exc) or type(exc).__name__) from exc
+        except AttributeError as exc:
+            # pg8000 trips over a SCRAM login without a password instead of saying so.
+            if cparams.get("password") is not None:
+                raise
+            raise dbapi.InterfaceError(NO_PASSWORD) from exc
+
+    @sa.event.listens_for(engine, "connect")
+    def _lift_timeout(dbapi_connection, _record):
+        # pg8000 has no public way to change its socket timeout after connecting.
+        sock = getattr(dbapi_connection, "_usock", None)
+        if sock is not None:
+            sock.settimeout(None)
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                for option, value in KEEPALIVE.items():
+                    if hasattr(socket, option):  # names differ between Linux and macOS
+                        sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+    return engine

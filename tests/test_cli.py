@@ -21,7 +21,8 @@ def test_version_prints_version_and_plugin_api(run_cli):
     assert result.stdout.strip() == f"imagingdb {__version__} (plugin API {PLUGIN_API_VERSION})"
 
 
-@pytest.mark.parametrize("command", ["init", "upload", "query", "download", "show", "plugins"])
+@pytest.mark.parametrize("command", ["init", "upload", "query", "download", "show", "plugins",
+                                     "verify", "gc"])
 def test_every_command_has_help_with_an_example(run_cli, command):
     result = run_cli(command, "--help")
     assert result.exit_code == 0

@@ -152,3 +152,26 @@ def test_overwrite_killed_after_its_commit_leaves_only_stale_objects(
     gc = run_cli("gc", "--yes", "--older-than", "0")
     assert len(gc.stdout.splitlines()) == 12
     assert_complete_and_verified(site, run_cli, frames=12)
+
+
+def test_rerun_of_a_csv_killed_in_its_second_row_finishes_the_second_dataset(
+        site, run_cli, upload_files, mm_ometiff):
+    """Rows are independent: the first was registered, the rerun refuses it and does the rest."""
+    second = "ML-2005-05-23-10-00-00-0002"
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)},
+                                 {"dataset_id": second, "file_name": str(mm_ometiff)}])
+    config = upload_files.frames_config()
+    killed = run_upload(csv_path, config, kill_at=f"object-stored:{FRAMES + 10}")
+    assert killed.returncode == -signal.SIGKILL
+    with site.connect() as db:
+        assert [d.dataset_id for d in db.query()] == [DATASET_ID]
+
+    rerun = run_upload(csv_path, config)
+    assert rerun.returncode == 2  # the first row already exists: said, not redone
+    assert [line for line in rerun.stderr.splitlines() if line.startswith("Error:")] == [
+        f"Error: {csv_path.name} row 2 ({DATASET_ID}): dataset {DATASET_ID} already exists; "
+        "use --overwrite to replace it"]
+    verified = run_cli("verify", "--all")
+    assert verified.exit_code == 0, verified.stdout
+    assert verified.stdout.splitlines() == [f"{DATASET_ID}  ok  (24 object(s) checked)",
+                                            f"{second}  ok  (24 object(s) checked)"]

@@ -100,16 +100,51 @@ def commands(secret_site, upload_files, mm_ometiff, tmp_path):
     ]
 
 
-def test_no_command_prints_or_writes_a_secret(commands, tmp_path):
+# Runs commands one after another in one process (one interpreter start-up for all),
+# marking where each ends and with which exit code on both streams.
+DRIVER = """
+import json, sys
+from imagingdb.cli import main
+for args in json.loads(sys.argv[1]):
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        print(f"@@exit {code}", file=stream, flush=True)
+"""
+
+
+def run_in_one_process(commands):
+    """[(exit code, stdout, stderr)] of each command, run with --debug in one real process."""
+    argv = [["--debug", *map(str, args)] for args, _expected in commands]
+    done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argv)], env=dict(os.environ),
+                          capture_output=True, text=True, timeout=300)
+    outs = done.stdout.split("@@exit ")
+    errs = done.stderr.split("@@exit ")
+    assert len(outs) == len(commands) + 1, done.stdout + done.stderr
+    results = []
+    for number in range(len(commands)):
+        code = int(outs[number + 1].split("\n", 1)[0])
+        out = outs[number].split("\n", 1)[1] if number else outs[0]
+        err = errs[number].split("\n", 1)[1] if number else errs[0]
+        results.append((code, out, err))
+    return results, done.stdout + done.stderr
+
+
+def test_no_command_prints_or_writes_a_secret(commands, run_cli, tmp_path):
+    results, everything = run_in_one_process(commands)
+    assert_no_secret(everything)
+    for (args, expected), (code, _out, err) in zip(commands, results):
+        assert code == expected, (args, err)
+    assert "Traceback" in everything  # --debug really showed tracebacks...
+    assert "DEBUG imagingdb.db: database: postgresql+pg8000://lab_" in everything  # ...and logs
     for args, expected in commands:
-        code, output = imagingdb("--debug", *args)
-        assert code == expected, (args, output)
-        assert_no_secret(output)
-        if expected:
-            code, output = imagingdb(*args)
-            assert output.count("Error:") == 1, output
-            assert_no_secret(output)
-    assert "DEBUG" in imagingdb("--debug", "query")[1]  # the logs were really on
+        if expected:  # without --debug: the one Error: line
+            result = run_cli(*args)
+            assert result.exit_code == expected and len(result.errors) == 1, result.stderr
+            assert_no_secret(result.stdout + result.stderr)
     assert_no_secret_in_files(tmp_path)
 
 

@@ -19,7 +19,9 @@ What keeps it safe:
   frame, and registers only at the end, so its objects look unreferenced
   until then. The grace period also absorbs clock skew between a file server
   and this machine. Run with a shorter one only when no upload is running;
-- each folder is listed again right before its garbage is deleted;
+- each folder is listed again right before its garbage is deleted (what
+  remains is the moment between that listing and the delete: do not gc a
+  dataset's leftovers while uploading it again);
 - gc refuses to run if any row has a storage_dir it cannot map to a folder
   (from an adopted database, say): it could not tell what that row references.
 """

@@ -1,4 +1,4 @@
-# imagingdb: make demo | make test | make bench | make zipapp
+# imagingdb: make demo | make test | make fuzz | make bench | make zipapp
 # Every target creates the virtual environment (.venv) when it is missing.
 
 PYTHON ?= python3
@@ -6,8 +6,10 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PYTEST_ARGS ?=
+FUZZ_COUNT ?= 5000
+FUZZ_SEED  ?= $(shell date +%s)
 
-.PHONY: demo test bench install clean
+.PHONY: demo test fuzz bench install clean
 
 # The plugins under plugins/ are installed too: the suite tests them installed, for real.
 $(STAMP): pyproject.toml plugins/imagingdb-ndtiff/pyproject.toml
@@ -25,6 +27,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin
 	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
+
+# Mutated TIFFs against every splitter, longer than make test's bounded run.
+# Reproduce a failure with: $(BIN)/python -m tests.fuzz_readers --seed S --case N
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz_readers --count $(FUZZ_COUNT) --seed $(FUZZ_SEED) --keep build/fuzz-failures
 
 clean:
 	rm -rf build dist .pytest_cache *.egg-info

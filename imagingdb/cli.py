@@ -209,6 +209,7 @@ def make_app() -> typer.Typer:
 
     _add_data_commands(app)
     _add_info_commands(app)
+    _add_integrity_commands(app)
     app.add_typer(_make_db_app())
     from . import plugins
 
@@ -446,6 +447,87 @@ def _print_upgrade(report: Any) -> None:
     if report.problems:
         print("Warning: imagingdb works meanwhile; put those rows right (see README, \"Adopting "
               "an imagingDB database\"), then run imagingdb db upgrade again", file=sys.stderr)
+
+
+def _add_integrity_commands(app: typer.Typer) -> None:
+    @app.command(epilog="Example: imagingdb verify ML-2005-05-23-10-00-00-0001")
+    def verify(
+        ctx: typer.Context,
+        dataset_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="The dataset ID."),
+        all_datasets: bool = typer.Option(False, "--all", help="Verify every dataset."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                              help="Concurrent reads from storage."),
+        output: ReportFormat = typer.Option(ReportFormat.text, "--format",
+                                            help="json: a report on stdout for scripts."),
+    ) -> None:
+        """Re-read a dataset from storage and check each object against its recorded sha256.
+
+        Reports objects that are missing, corrupted (do not decode, or differ
+        from their checksum) or extra (in the dataset's folder, named by no
+        row); exits 1 if there is any.
+        """
+        from .errors import WorkError
+        from .verify import summarise, verify_datasets
+
+        if (dataset_id is None) == (not all_datasets):
+            raise InputError("give one dataset ID or --all (see: imagingdb verify --help)")
+        checks = []
+        with _database(ctx) as db:
+            for check in verify_datasets(db, None if all_datasets else [dataset_id],
+                                         workers=workers):
+                checks.append(check)
+                if output == ReportFormat.text:
+                    state = "ok" if check.ok else f"{len(check.problems)} problem(s)"
+                    print(f"{check.dataset_id}  {state}  ({check.objects_checked} object(s) checked)")
+                    for problem in check.problems:
+                        print(f"  {problem.describe()}")
+        if output == ReportFormat.json:
+            print(json.dumps({"ok": all(c.ok for c in checks),
+                              "datasets": [c.to_json() for c in checks]}, indent=2))
+        if not all(c.ok for c in checks):
+            raise WorkError(summarise(checks))
+        print(summarise(checks), file=sys.stderr)
+
+    @app.command(epilog="Example: imagingdb gc --older-than 2h --yes")
+    def gc(
+        ctx: typer.Context,
+        yes: bool = typer.Option(False, "--yes", help="Delete; without it, only list."),
+        older_than: str = typer.Option(
+            "24h", "--older-than", metavar="DURATION",
+            help="Skip dataset folders written to more recently (an upload may be running); "
+                 "e.g. 30m, 2h, 7d, 0."),
+        output: ReportFormat = typer.Option(ReportFormat.text, "--format",
+                                            help="json: a report on stdout for scripts."),
+    ) -> None:
+        """Find stored objects no dataset references (left by interrupted uploads).
+
+        A dry run by default: it lists what it would delete; --yes deletes it.
+        Objects of registered datasets are never touched, nor folders written
+        to within --older-than (default 24h), where an upload may be running.
+        """
+        from .gc import collect_garbage, parse_duration
+
+        grace = parse_duration(older_than)
+
+        def listed(obj) -> None:
+            if output == ReportFormat.text:
+                print(f"{obj.key}\t{obj.size}")
+
+        with _database(ctx) as db:
+            report = collect_garbage(db, delete=yes, older_than=grace, on_garbage=listed)
+        if output == ReportFormat.json:
+            print(json.dumps(report.to_json(), indent=2))
+        for skipped in report.skipped:
+            print(f"skipped {skipped.folder}: written to less than {older_than} ago",
+                  file=sys.stderr)
+        found = f"{len(report.garbage)} unreferenced object(s), {report.bytes} bytes"
+        if yes:
+            print(f"deleted {found}", file=sys.stderr)
+        elif report.garbage:
+            print(f"{found}; nothing deleted (dry run): run imagingdb gc --yes to delete them",
+                  file=sys.stderr)
+        else:
+            print(f"no unreferenced objects in folders older than {older_than}", file=sys.stderr)
 
 
 def _print_records(records: list[dict[str, Any]], output: OutputFormat) -> None:

@@ -15,7 +15,8 @@ from .errors import InputError
 
 _ID_PATTERN = re.compile(
     r"(?P<project>[A-Za-z0-9]+)-(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"
-    r"-(?P<hour>\d{2})-(?P<minute>\d{2})-(?P<second>\d{2})-(?P<serial>\d{4})"
+    r"-(?P<hour>\d{2})-(?P<minute>\d{2})-(?P<second>\d{2})-(?P<serial>\d{4})",
+    re.ASCII,  # else \d also matches other scripts' digits, e.g. Arabic-Indic
 )
 ID_FORMAT = "<PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>, e.g. ML-2005-05-23-10-00-00-0001"
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import sqlalchemy as sa
 
 from . import db as dbq
-from . import plugins
+from . import faults, plugins
 from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
 from .claims import claim_dataset
 from .config import UploadConfig, load_upload_config
@@ -243,6 +243,7 @@ class Uploader:
         self._validator = None
         self._setup_error: Optional[ImagingDBError] = None
         self._written: set[str] = set()  # keys this row's upload has put so far
+        self._commit_sent = False  # this row's registering transaction reached its commit
 
     # -------------------------------------------------------------- set-up, once
 
@@ -287,6 +288,7 @@ class Uploader:
         """The upload proper, while this process holds the claim on the dataset ID."""
         self._check_before_work(row)
         self._written = set()
+        self._commit_sent = False
         try:
             if self.config.upload_type == "file":
                 return self._upload_file(row)
@@ -299,15 +301,21 @@ class Uploader:
         """After a failed upload of a new dataset, delete the objects it wrote.
 
         An overwrite keeps what it wrote: the old rows still name those keys,
-        and running the upload again completes it.
+        and running the upload again completes it. With the database out of
+        reach, the objects of a new dataset go only if the commit was never
+        sent (after that, it may have gone through); `imagingdb gc` finds the rest.
         """
         if not self._written:
             return
         try:
             with self.database.connection() as conn:
                 registered = dbq.find_dataset(conn, row.dataset_id.text) is not None
-            if not registered:
-                self._storage.delete(sorted(self._written))
+        except Exception:  # noqa: BLE001 - the original error matters more
+            registered = self.overwrite or self._commit_sent
+        if registered:
+            return
+        try:
+            self._storage.delete(sorted(self._written))
         except Exception:  # noqa: BLE001 - the original error matters more; gc finds leftovers
             pass
 
@@ -341,6 +349,7 @@ class Uploader:
                 reader = HashingReader(handle)
                 self._written.add(key)
                 self._storage.put_fileobj(key, reader)
+            faults.checkpoint("object-stored")
         except BaseException as exc:
             self.progress.finish(ok=False)
             if isinstance(exc, OSError):
@@ -440,6 +449,7 @@ class Uploader:
                 with written_lock:
                     self._written.add(key)
                 storage.put_bytes(key, data)
+                faults.checkpoint("object-stored")
                 return {
                     "channel_idx": frame.index.channel, "slice_idx": frame.index.slice,
                     "time_idx": frame.index.time, "pos_idx": frame.index.position,
@@ -478,6 +488,7 @@ class Uploader:
     def _register(self, row: UploadRow, *, frames: bool, insert_children, keep_keys: set[str],
                   prefix: str) -> None:
         """One transaction registers the dataset, then stale objects of an overwrite go."""
+        faults.checkpoint("before-register")
         values = {
             "dataset_serial": row.dataset_id.text, "description": row.description,
             "microscope": self.config.microscope, "frames": frames,
@@ -507,10 +518,13 @@ class Uploader:
                         sa.insert(dbq.data_set).values(**values).returning(dbq.data_set.c.id)
                     ).scalar_one()
                 insert_children(conn, dataset_pk)
+                faults.checkpoint("before-commit")
+                self._commit_sent = True
         except sa.exc.IntegrityError:
             # Another process registered the same ID between our check and our commit.
             raise WorkError(f"dataset {row.dataset_id} was registered by another upload "
                             "at the same time; nothing of this upload was registered") from None
+        faults.checkpoint("after-commit")
         stale = [k for k in self._storage.list_keys(prefix) if k not in keep_keys]
         if stale:
             self._storage.delete(stale)

@@ -24,7 +24,7 @@ def test_version_prints_version_and_plugin_api(run_cli):
 
 
 @pytest.mark.parametrize("command", ["init", "upload", "query", "download", "show", "plugins",
-                                     "db status", "db upgrade"])
+                                     "db status", "db upgrade", "verify", "gc"])
 def test_every_command_has_help_with_an_example(run_cli, command):
     result = run_cli(*command.split(), "--help")
     assert result.exit_code == 0

@@ -341,6 +341,11 @@ def _check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage",
         raise SplitterError(
             f"{path}: pixel data of page {number} is missing or runs past the end "
             "of the file (truncated file)")
+    if page.compression == 1 and sum(page.databytecounts) < page.nbytes:
+        # Corrupt dimensions: reading would allocate their size and zero-fill it.
+        raise SplitterError(
+            f"{path}: page {number} declares {page.shape} {page.dtype} pixels "
+            f"({page.nbytes} bytes) but stores {sum(page.databytecounts)} bytes (corrupt file)")
 
 
 def _check_chain_end(tif: "tifffile.TiffFile", path: Path, count: int) -> None:
@@ -391,7 +396,8 @@ def _read_first_page(path: Path) -> tuple[dict[str, Any], _PixelFormat]:
     """The acquisition summary and the pixel format, from page 0 of ``path``."""
     with _opened(path) as tif:
         page = _first_page(tif, path)
-        _check_data_in_file(tif, page, path, 0)  # else a cut file looks untagged
+        with _reading(path, 0):
+            _check_data_in_file(tif, page, path, 0)  # else a cut file looks untagged
         metadata = _mm_metadata(page, path, 0)
         page_format = _PixelFormat.of(page, path, 0)
         with _reading(path, 0):
@@ -413,7 +419,23 @@ def _mm_header_block(fh: Any, key: str) -> Any:
     fields = struct.unpack(byteorder + "8I", head[8:40])
     if fields[0] != _MM_INDEX_MAP_HEADER or fields[6] != _MM_SUMMARY_HEADER:
         return None
+    if not _mm_block_fits(fh, byteorder, key, index_offset=fields[1], summary_length=fields[7]):
+        return None  # a corrupt length: tifffile would try to read gigabytes
     return tifffile.read_micromanager_metadata(fh, {key}).get(key)
+
+
+def _mm_block_fits(fh: Any, byteorder: str, key: str, *, index_offset: int,
+                   summary_length: int) -> bool:
+    """True if the header block's declared length lies inside the file."""
+    size = fh.seek(0, os.SEEK_END)
+    if key == "Summary":
+        return 40 + summary_length <= size
+    fh.seek(index_offset)
+    head = fh.read(8)
+    if len(head) < 8:
+        return False
+    _marker, count = struct.unpack(byteorder + "2I", head)
+    return index_offset + 8 + 20 * count <= size
 
 
 def _imagej_summary(page: "tifffile.TiffPage") -> Optional[dict[str, Any]]:

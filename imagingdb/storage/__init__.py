@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import abc
 import hashlib
+from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, Optional
 
-from ..errors import InputError
+from ..errors import InputError, WorkError
 
 
 def validate_key(key: str) -> str:
@@ -50,6 +51,15 @@ class HashingReader:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object as a listing sees it."""
+
+    key: str
+    size: int
+    modified: float  # last write, POSIX seconds (the store's clock)
 
 
 class StorageBackend(abc.ABC):
@@ -99,3 +109,15 @@ class StorageBackend(abc.ABC):
 
     def flush(self) -> None:
         """Make every object put so far durable (called before the database commit)."""
+
+    def read_chunks(self, key: str, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        """The object's bytes in pieces, for hashing large files in constant memory.
+
+        KeyError if it does not exist. Backends that can stream override this.
+        """
+        yield self.get_bytes(key)
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object under ``prefix`` with its size and age (``imagingdb gc`` needs the age)."""
+        raise WorkError(f"storage backend {self.name!r} cannot list objects with their age, "
+                        "which imagingdb gc needs to leave running uploads alone")

@@ -12,8 +12,9 @@ from typing import BinaryIO, Iterable, Iterator
 
 import pluggy
 
+from .. import faults
 from ..errors import InputError, WorkError
-from . import StorageBackend, validate_key
+from . import StorageBackend, StoredObject, validate_key
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
@@ -60,6 +61,7 @@ class LocalStorage(StorageBackend):
         try:
             with open(tmp, "wb") as out:
                 write(out)
+            faults.checkpoint("object-written")
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -101,6 +103,35 @@ class LocalStorage(StorageBackend):
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for name in sorted(filenames):
                 yield name if rel == "." else f"{rel}/{name}"
+
+    def read_chunks(self, key: str, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        try:
+            handle = open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        with handle:
+            while chunk := handle.read(chunk_size):
+                yield chunk
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        folder = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        yield from self._scan(folder)
+
+    def _scan(self, folder: Path) -> Iterator[StoredObject]:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._scan(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:  # deleted while listing
+                    continue
+                key = Path(entry.path).relative_to(self.root).as_posix()
+                yield StoredObject(key, info.st_size, info.st_mtime)
 
     def delete(self, keys: Iterable[str]) -> None:
         parents = set()

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Optional
 import pluggy
 
 from ..errors import InputError, WorkError
-from . import StorageBackend, validate_key
+from . import StorageBackend, StoredObject, validate_key
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
@@ -225,7 +225,8 @@ class S3Storage(StorageBackend):
         except BotoCoreError as exc:
             raise self._error(exc, "read", key) from None
 
-    def list_keys(self, prefix: str) -> Iterator[str]:
+    def _list(self, prefix: str) -> Iterator[dict]:
+        """The raw list_objects_v2 entries under a folder-like prefix, page by page."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         folder = prefix.strip("/")
@@ -234,10 +235,29 @@ class S3Storage(StorageBackend):
             Bucket=self.bucket, Prefix=full, PaginationConfig={"PageSize": LIST_PAGE_SIZE})
         try:
             for page in pages:
-                for item in page.get("Contents", []):
-                    yield item["Key"][len(self.prefix):]
+                yield from page.get("Contents", [])
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "list", folder or None) from None
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        for item in self._list(prefix):
+            yield item["Key"][len(self.prefix):]
+
+    def list_objects(self, prefix: str) -> Iterator[StoredObject]:
+        for item in self._list(prefix):
+            yield StoredObject(item["Key"][len(self.prefix):], int(item["Size"]),
+                               item["LastModified"].timestamp())
+
+    def read_chunks(self, key: str, chunk_size: int = 8 << 20) -> Iterator[bytes]:
+        from botocore.exceptions import BotoCoreError
+
+        body = self._get(key)
+        try:
+            yield from body.iter_chunks(chunk_size)
+        except BotoCoreError as exc:
+            raise self._error(exc, "read", key) from None
+        finally:
+            body.close()
 
     def delete(self, keys: Iterable[str]) -> None:
         from botocore.exceptions import BotoCoreError, ClientError

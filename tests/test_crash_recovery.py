@@ -1,0 +1,182 @@
+"""SIGKILL a real `imagingdb upload` at each stage: never half-registered, a rerun completes it.
+
+The kill comes from the test seam in imagingdb/faults.py
+(IMAGINGDB_TEST_KILL_AT=<stage>[:<n>]): the process sends itself SIGKILL at
+that point, as a power cut or the OOM killer would, with no chance to clean up.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from imagingdb.faults import KILL_AT_ENV
+from tests.conftest import DATASET_ID
+
+FRAMES = 24  # the mm_ometiff fixture: 2 channels x 3 slices x 2 times x 2 positions
+
+
+def run_upload(csv_path, config, *extra, kill_at=None):
+    """`python -m imagingdb upload ...` as a real process, in this test's environment."""
+    env = {**os.environ}
+    env.pop(KILL_AT_ENV, None)
+    if kill_at:
+        env[KILL_AT_ENV] = kill_at
+    return subprocess.run(
+        [sys.executable, "-m", "imagingdb", "upload", "--csv", str(csv_path), "--config",
+         str(config), "--workers", "2", *extra],
+        env=env, capture_output=True, text=True, timeout=120)
+
+
+def rerun_upload(run_cli, csv_path, config, *extra):
+    """The same command again, undisturbed (in-process: it is the same code, and faster)."""
+    return run_cli("upload", "--csv", csv_path, "--config", config, "--workers", "2", *extra)
+
+
+def dataset_objects(site, dataset_id=DATASET_ID):
+    return {key for key in site.snapshot()["objects"] if dataset_id in key}
+
+
+def registered_frames(site, dataset_id=DATASET_ID):
+    """None if the dataset is absent, else how many frame rows it has."""
+    with site.connect() as db:
+        if not db.query(project_id="ML"):
+            return None
+        return len(db.dataset(dataset_id).frames(with_metadata=False))
+
+
+def assert_complete_and_verified(site, run_cli, frames=FRAMES):
+    assert registered_frames(site) == frames
+    verified = run_cli("verify", DATASET_ID)
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    assert f"{frames} object(s) checked" in verified.stdout
+
+
+@pytest.fixture
+def frames_upload(upload_files, mm_ometiff):
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
+    return csv_path, upload_files.frames_config()
+
+
+@pytest.fixture
+def file_upload(upload_files, mm_ometiff):
+    source = mm_ometiff / "sample_MMStack_Pos0.ome.tif"
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(source)}])
+    return csv_path, upload_files.file_config()
+
+
+@pytest.mark.parametrize("kill_at", [
+    "object-written:3",   # the third frame is in a temporary file, not yet renamed
+    "object-stored:5",    # five frames in place, nineteen to go
+    "before-register",    # every frame stored and flushed, no row written
+    "before-commit",      # every row inserted, the transaction still open
+])
+def test_upload_killed_before_its_commit_leaves_the_dataset_absent(
+        site, run_cli, frames_upload, kill_at):
+    before = site.snapshot()
+    killed = run_upload(*frames_upload, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+
+    after = site.snapshot()
+    assert {t: after[t] for t in after if t != "objects"} == \
+        {t: before[t] for t in before if t != "objects"}  # not one row
+    leftovers = set(after["objects"]) - set(before["objects"])
+    assert all(key.startswith(f"raw_frames/{DATASET_ID}/") for key in leftovers)
+    gc = run_cli("gc", "--older-than", "0")
+    assert {line.split("\t")[0] for line in gc.stdout.splitlines()} == leftovers
+
+    rerun = rerun_upload(run_cli, *frames_upload)
+    assert rerun.exit_code == 0, rerun.stderr
+    assert_complete_and_verified(site, run_cli)
+    assert run_cli("gc", "--older-than", "0").stdout == ""  # the rerun left nothing behind
+
+
+def test_upload_killed_after_its_commit_is_complete(site, run_cli, frames_upload):
+    killed = run_upload(*frames_upload, kill_at="after-commit")
+    assert killed.returncode == -signal.SIGKILL
+    assert_complete_and_verified(site, run_cli)
+
+    rerun = rerun_upload(run_cli, *frames_upload)
+    assert rerun.exit_code == 2
+    assert f"dataset {DATASET_ID} already exists" in rerun.stderr
+    assert_complete_and_verified(site, run_cli)
+
+
+@pytest.mark.parametrize("kill_at", ["object-written:1", "before-commit"])
+def test_file_upload_killed_leaves_it_absent_and_a_rerun_completes_it(
+        site, run_cli, file_upload, kill_at):
+    killed = run_upload(*file_upload, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL
+    assert registered_frames(site) is None
+    assert dataset_objects(site)  # a temporary file, or the whole file: gc's job
+
+    rerun = rerun_upload(run_cli, *file_upload)
+    assert rerun.exit_code == 0, rerun.stderr
+    verified = run_cli("verify", DATASET_ID)
+    assert verified.exit_code == 0, verified.stdout
+    assert dataset_objects(site) == {
+        f"raw_files/{DATASET_ID}/sample_MMStack_Pos0.ome.tif"}
+
+
+@pytest.fixture
+def overwrite_upload(site, run_cli, upload_files, frames_upload, mm_ometiff_uint8):
+    """DATASET_ID registered with 24 uint16 frames; the CSV to replace it with 12 uint8 ones."""
+    assert rerun_upload(run_cli, *frames_upload).exit_code == 0
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff_uint8),
+                                  "positions": "0"}])
+    return csv_path, upload_files.frames_config()
+
+
+def test_overwrite_killed_midway_keeps_the_old_rows_and_a_rerun_completes_it(
+        site, run_cli, overwrite_upload):
+    before = site.snapshot()
+    killed = run_upload(*overwrite_upload, "--overwrite", kill_at="object-stored:5")
+    assert killed.returncode == -signal.SIGKILL
+    after = site.snapshot()
+    assert {t: after[t] for t in after if t != "objects"} == \
+        {t: before[t] for t in before if t != "objects"}
+    # The old rows name objects the killed run already replaced: verify says which.
+    damaged = run_cli("verify", DATASET_ID)
+    assert damaged.exit_code == 1 and "corrupted" in damaged.stdout
+
+    rerun = rerun_upload(run_cli, *overwrite_upload, "--overwrite")
+    assert rerun.exit_code == 0, rerun.stderr
+    assert_complete_and_verified(site, run_cli, frames=12)
+
+
+def test_overwrite_killed_after_its_commit_leaves_only_stale_objects(
+        site, run_cli, overwrite_upload):
+    killed = run_upload(*overwrite_upload, "--overwrite", kill_at="after-commit")
+    assert killed.returncode == -signal.SIGKILL
+    assert registered_frames(site) == 12
+    stale = run_cli("verify", DATASET_ID, "--format", "json").json()["datasets"][0]["problems"]
+    assert {p["problem"] for p in stale} == {"extra"} and len(stale) == 12
+
+    gc = run_cli("gc", "--yes", "--older-than", "0")
+    assert len(gc.stdout.splitlines()) == 12
+    assert_complete_and_verified(site, run_cli, frames=12)
+
+
+def test_rerun_of_a_csv_killed_in_its_second_row_finishes_the_second_dataset(
+        site, run_cli, upload_files, mm_ometiff):
+    """Rows are independent: the first was registered, the rerun refuses it and does the rest."""
+    second = "ML-2005-05-23-10-00-00-0002"
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)},
+                                 {"dataset_id": second, "file_name": str(mm_ometiff)}])
+    config = upload_files.frames_config()
+    killed = run_upload(csv_path, config, kill_at=f"object-stored:{FRAMES + 10}")
+    assert killed.returncode == -signal.SIGKILL
+    with site.connect() as db:
+        assert [d.dataset_id for d in db.query()] == [DATASET_ID]
+
+    rerun = rerun_upload(run_cli, csv_path, config)
+    assert rerun.exit_code == 2  # the first row already exists: said, not redone
+    assert rerun.errors == [
+        f"Error: {csv_path.name} row 2 ({DATASET_ID}): dataset {DATASET_ID} already exists; "
+        "use --overwrite to replace it"]
+    verified = run_cli("verify", "--all")
+    assert verified.exit_code == 0, verified.stdout
+    assert verified.stdout.splitlines() == [f"{DATASET_ID}  ok  (24 object(s) checked)",
+                                            f"{second}  ok  (24 object(s) checked)"]

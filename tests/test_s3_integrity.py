@@ -1,0 +1,87 @@
+"""verify, gc and killed uploads on a lab's instance: PostgreSQL + S3 (moto over HTTP)."""
+
+import signal
+
+import boto3
+import pytest
+
+from tests.conftest import DATASET_ID
+from tests.test_crash_recovery import FRAMES, run_upload
+
+PREFIX = f"imaging/raw_frames/{DATASET_ID}/"
+
+
+@pytest.fixture
+def bucket_client(pg_s3_site):
+    return boto3.client("s3", endpoint_url=pg_s3_site.bucket.endpoint_url)
+
+
+@pytest.fixture
+def frames_upload(upload_files, mm_ometiff):
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
+    return csv_path, upload_files.frames_config()
+
+
+@pytest.fixture
+def uploaded(pg_s3_site, run_cli, frames_upload):
+    csv_path, config = frames_upload
+    result = run_cli("upload", "--csv", csv_path, "--config", config)
+    assert result.exit_code == 0, result.stderr
+    return pg_s3_site
+
+
+def test_verify_passes_on_an_intact_dataset(uploaded, run_cli):
+    result = run_cli("verify", DATASET_ID)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert f"{FRAMES} object(s) checked" in result.stdout
+
+
+def test_verify_reports_a_changed_missing_and_stray_object(uploaded, run_cli, bucket_client):
+    name = uploaded.bucket.name
+    changed = PREFIX + "im_c000_z000_t000_p000.png"
+    png = bytearray(bucket_client.get_object(Bucket=name, Key=changed)["Body"].read())
+    png[-20] ^= 0x01  # inside the IDAT's zlib stream or its CRC: no longer the same frame
+    bucket_client.put_object(Bucket=name, Key=changed, Body=bytes(png))
+    bucket_client.delete_object(Bucket=name, Key=PREFIX + "im_c001_z002_t001_p001.png")
+    bucket_client.put_object(Bucket=name, Key=PREFIX + "stray.png", Body=b"x")
+
+    result = run_cli("verify", DATASET_ID, "--format", "json")
+    assert result.exit_code == 1
+    problems = {(p["problem"], p["key"].rsplit("/", 1)[-1])
+                for d in result.json()["datasets"] for p in d["problems"]}
+    assert problems == {("corrupted", "im_c000_z000_t000_p000.png"),
+                        ("missing", "im_c001_z002_t001_p001.png"),
+                        ("extra", "stray.png")}
+
+
+def test_gc_lists_then_removes_only_unreferenced_objects(uploaded, run_cli, bucket_client):
+    name = uploaded.bucket.name
+    bucket_client.put_object(Bucket=name, Key=PREFIX + "leftover.png", Body=b"x")
+    bucket_client.put_object(Bucket=name, Key="imaging/raw_frames/ML-2001-01-01-00-00-00-0001/"
+                                              "im_c000_z000_t000_p000.png", Body=b"y")
+    dry = run_cli("gc", "--older-than", "0")
+    assert dry.exit_code == 0, dry.stderr
+    listed = {line.split("\t")[0] for line in dry.stdout.splitlines()}
+    assert listed == {f"raw_frames/{DATASET_ID}/leftover.png",
+                      "raw_frames/ML-2001-01-01-00-00-00-0001/im_c000_z000_t000_p000.png"}
+    assert len(uploaded.objects()) == FRAMES + 2  # a dry run deletes nothing
+
+    assert run_cli("gc", "--older-than", "0", "--yes").exit_code == 0
+    assert sorted(uploaded.objects()) == sorted(
+        k for k in uploaded.objects() if k.startswith(PREFIX) and "leftover" not in k)
+    assert len(uploaded.objects()) == FRAMES
+    assert run_cli("verify", "--all").exit_code == 0
+
+
+@pytest.mark.parametrize("kill_at", ["object-stored:5", "before-commit"])
+def test_killed_upload_leaves_no_rows_and_a_rerun_completes_it(
+        pg_s3_site, run_cli, frames_upload, kill_at):
+    killed = run_upload(*frames_upload, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with pg_s3_site.connect() as db:
+        assert db.query() == []
+    rerun = run_cli("upload", "--csv", frames_upload[0], "--config", frames_upload[1])
+    assert rerun.exit_code == 0, rerun.stderr
+    result = run_cli("verify", DATASET_ID)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert run_cli("gc", "--older-than", "0").stdout == ""

@@ -85,3 +85,32 @@ def test_killed_upload_leaves_no_rows_and_a_rerun_completes_it(
     result = run_cli("verify", DATASET_ID)
     assert result.exit_code == 0, result.stdout + result.stderr
     assert run_cli("gc", "--older-than", "0").stdout == ""
+
+
+def test_bucket_lost_in_the_middle_of_an_upload_is_one_error_and_no_rows(
+        pg_s3_site, run_cli, frames_upload, bucket_client, monkeypatch):
+    """The bucket disappears after five frames are stored: the upload stops, registers nothing."""
+    from imagingdb import faults
+
+    name = pg_s3_site.bucket.name
+    stored = []
+    original = faults.checkpoint
+
+    def lose_bucket_after_five(stage):
+        original(stage)
+        if stage == "object-stored":
+            stored.append(stage)
+            if len(stored) == 5:
+                for item in bucket_client.list_objects_v2(Bucket=name).get("Contents", []):
+                    bucket_client.delete_object(Bucket=name, Key=item["Key"])
+                bucket_client.delete_bucket(Bucket=name)
+
+    monkeypatch.setattr(faults, "checkpoint", lose_bucket_after_five)
+    result = run_cli("upload", "--csv", frames_upload[0], "--config", frames_upload[1],
+                     "--workers", "1")
+    assert result.exit_code == 1, result.stderr
+    assert len(result.errors) == 1 and name in result.errors[0]
+    assert "Traceback" not in result.stderr
+    bucket_client.create_bucket(Bucket=name)  # so the fixture's snapshot and teardown work
+    with pg_s3_site.connect() as db:
+        assert db.query() == []

@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean zipapp zipapp-lock
 
 # The plugins under plugins/ are installed too: the suite tests them installed, for real.
 $(STAMP): pyproject.toml plugins/imagingdb-ndtiff/pyproject.toml
@@ -25,6 +25,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin
 	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
+
+# dist/imagingdb: one executable file (shiv zipapp) of the project and the exact versions
+# in requirements/zipapp.lock; see README "Install as one file".
+zipapp: $(STAMP)
+	$(BIN)/python scripts/build_zipapp.py --output dist/imagingdb
+
+# Re-resolve the zipapp's dependencies (needs the package index); commit the result.
+zipapp-lock: $(STAMP)
+	$(BIN)/python scripts/lock_zipapp.py
 
 clean:
 	rm -rf build dist .pytest_cache *.egg-info

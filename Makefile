@@ -23,11 +23,12 @@ demo: $(STAMP)
 	$(BIN)/python -m imagingdb.demo
 
 test: $(STAMP)
-	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin
+	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin scripts
 	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
 
 # dist/imagingdb: one executable file (shiv zipapp) of the project and the exact versions
-# in requirements/zipapp.lock; see README "Install as one file".
+# in requirements/zipapp.lock; see README "Install as one file". Cached in build/zipapp-cache
+# by a hash of its inputs (the tests use the same build).
 zipapp: $(STAMP)
 	$(BIN)/python scripts/build_zipapp.py --output dist/imagingdb
 

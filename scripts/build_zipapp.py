@@ -8,22 +8,30 @@ command needs are pruned, and shiv packs the result. The zipapp runs with the
 machine's ``python3`` of the same minor version and platform as the build
 (numpy is compiled), isolated from that Python's own packages: its shebang runs
 ``python3 -I -S``.
+
+Builds are cached in ``build/zipapp-cache/<key>/``, the key a hash of every
+input (sources, locks, this script, the Python and shiv versions): the test
+suite and ``make zipapp`` share one build while nothing changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
+import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 from imagingdb.plugin_install import BUNDLED_WHEELS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "build" / "zipapp-cache"
 LOCK = ROOT / "requirements" / "zipapp.lock"
 TOOLS_LOCK = ROOT / "requirements" / "zipapp-tools.lock"
 # -I: no PYTHON* variables, no user site-packages; -S: no system site-packages (nor
@@ -44,13 +52,14 @@ PRUNE = (
 BOTOCORE_SERVICES = {"s3", "sts", "sso", "sso-oidc", "signin"}
 # What the project's wheel is built from (imagingdb/schema.sql is a symlink: copied as a file).
 PROJECT_FILES = ("pyproject.toml", "README.md", "imagingdb")
-# What decides the executable's behaviour: tests rebuild their copy when this changes.
+# What decides the executable's behaviour (README.md only feeds its metadata).
 SOURCES = ("pyproject.toml", "imagingdb", "requirements", "scripts/build_zipapp.py")
 
 
-def source_hash() -> str:
-    """sha256 over every file the build depends on (README.md aside: only its metadata)."""
-    digest = hashlib.sha256()
+def build_key() -> str:
+    """A hash of every input of a build: equal keys, equal executables."""
+    digest = hashlib.sha256(f"{sys.version_info[:2]} {platform.machine()} {sys.platform} "
+                            f"shiv {version('shiv')}".encode())
     for name in SOURCES:
         path = ROOT / name
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
@@ -58,7 +67,42 @@ def source_hash() -> str:
             if file.is_file() and "__pycache__" not in file.parts:
                 digest.update(file.relative_to(ROOT).as_posix().encode() + b"\0")
                 digest.update(file.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return digest.hexdigest()[:16]
+
+
+def cached_build(cache: Path = CACHE) -> Path:
+    """The executable for the current inputs, built unless the cache has it."""
+    key = build_key()
+    built = cache / key / "imagingdb"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel test workers: one builds, the others wait
+        if not built.exists():
+            for stale in cache.iterdir():
+                if stale.is_dir():
+                    shutil.rmtree(stale)
+            started = time.monotonic()
+            build(built, cache / key / "staging")
+            print(f"built {built} ({built.stat().st_size / 1e6:.1f} MB) "
+                  f"in {time.monotonic() - started:.0f} s")
+    return built
+
+
+def build(output: Path, staging: Path) -> None:
+    """Build the executable at ``output``; ``staging`` is a scratch folder, emptied first."""
+    shutil.rmtree(staging, ignore_errors=True)
+    site_packages = staging / "site-packages"
+    install(site_packages)
+    print(f"pruned {prune(site_packages)} file(s) no command needs")
+    partial = staging / output.name
+    subprocess.run(
+        [sys.executable, "-m", "shiv", "--site-packages", str(site_packages), "--reproducible",
+         "--entry-point", ENTRY_POINT, "--python", SHEBANG, "--output-file", str(partial)],
+        check=True,
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(partial, output)  # never a half-written executable at the final path
+    shutil.rmtree(staging)
 
 
 def pip(*args: str) -> None:
@@ -81,8 +125,8 @@ def install(site_packages: Path) -> None:
                 shutil.copy(path, source / name)
         pip("install", "--target", str(site_packages), "--no-deps", "--no-build-isolation",
             "--no-compile", "--upgrade", str(source))
-    pip("download", "--dest", str(site_packages / BUNDLED_WHEELS_DIR), "--no-deps", "--only-binary=:all:",
-        "--requirement", str(TOOLS_LOCK))
+    pip("download", "--dest", str(site_packages / BUNDLED_WHEELS_DIR), "--no-deps",
+        "--only-binary=:all:", "--requirement", str(TOOLS_LOCK))
 
 
 def prune(site_packages: Path) -> int:
@@ -105,32 +149,16 @@ def prune(site_packages: Path) -> int:
     return removed
 
 
-def build(output: Path, staging: Path) -> None:
-    """Build the executable at ``output``; ``staging`` is a scratch folder, emptied first."""
-    shutil.rmtree(staging, ignore_errors=True)
-    site_packages = staging / "site-packages"
-    install(site_packages)
-    print(f"pruned {prune(site_packages)} file(s) no command needs")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = staging / output.name
-    subprocess.run(
-        [sys.executable, "-m", "shiv", "--site-packages", str(site_packages), "--reproducible",
-         "--entry-point", ENTRY_POINT, "--python", SHEBANG, "--output-file", str(partial)],
-        check=True,
-    )
-    shutil.move(partial, output)  # never a half-written executable at the final path
-    shutil.rmtree(staging)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--output", type=Path, default=ROOT / "dist" / "imagingdb")
-    parser.add_argument("--staging", type=Path, default=ROOT / "build" / "zipapp")
     args = parser.parse_args()
-    started = time.monotonic()
-    build(args.output.absolute(), args.staging.absolute())
-    size = args.output.stat().st_size / 1e6
-    print(f"built {args.output} ({size:.1f} MB) in {time.monotonic() - started:.0f} s")
+    built = cached_build()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.output.with_name(args.output.name + ".partial")
+    shutil.copy2(built, partial)
+    partial.replace(args.output)
+    print(f"{args.output}: {args.output.stat().st_size / 1e6:.1f} MB, build {built.parent.name}")
 
 
 if __name__ == "__main__":

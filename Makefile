@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench install clean zipapp zipapp-lock
+.PHONY: demo test bench install clean zipapp zipapp-lock zipapp-bench
 
 # The plugins under plugins/ are installed too: the suite tests them installed, for real.
 $(STAMP): pyproject.toml plugins/imagingdb-ndtiff/pyproject.toml
@@ -31,6 +31,10 @@ test: $(STAMP)
 # by a hash of its inputs (the tests use the same build).
 zipapp: $(STAMP)
 	$(BIN)/python scripts/build_zipapp.py --output dist/imagingdb
+
+# Start-up figures of the zipapp (first run, concurrent first runs, --help once unpacked).
+zipapp-bench: $(STAMP)
+	$(BIN)/python scripts/time_zipapp.py
 
 # Re-resolve the zipapp's dependencies (needs the package index); commit the result.
 zipapp-lock: $(STAMP)

@@ -7,7 +7,6 @@ commands, never at module level, so ``imagingdb --help`` starts instantly.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from enum import Enum
 from pathlib import Path
@@ -196,6 +195,8 @@ def make_app() -> typer.Typer:
         version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                      help="Print the version and exit."),
     ) -> None:
+        import logging  # not at the top: --help never gets here
+
         ctx.obj = {"debug": debug, "site_config": site_config, "login": login}
         if not debug:
             # Libraries (tifffile...) log their own complaints about bad files; imagingdb

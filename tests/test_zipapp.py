@@ -12,11 +12,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,21 +125,17 @@ def test_the_machines_own_packages_stay_out(zipapp, system_python, tmp_path):
     assert strays == [], f"the executable looks for modules outside itself: {strays}"
 
 
-def test_help_starts_fast_and_imports_nothing_heavy(zipapp, system_python):
-    command = [system_python, "-I", "-S"]  # what the shebang runs, minus env's PATH lookup
-    assert zipapp.run("--help", executable=[*command, str(zipapp.path)]).exit_code == 0  # unpacked
-    traced = zipapp.run("--help", executable=[*command, "-X", "importtime", str(zipapp.path)])
+def test_help_imports_nothing_heavy_and_later_runs_use_byte_code(zipapp, system_python):
+    """What keeps --help fast (its time is measured by make zipapp-bench, not asserted here)."""
+    first = zipapp.run("--help")
+    assert first.exit_code == 0 and "Usage: imagingdb" in first.stdout
+    traced = zipapp.run("--help", executable=[system_python, "-I", "-S", "-X", "importtime",
+                                              str(zipapp.path)])
     imported = {line.split("|")[-1].strip() for line in traced.stderr.splitlines() if "|" in line}
+    assert "imagingdb.cli" in imported and "importlib.metadata" not in imported  # no plugin here
     assert not {name for name in imported if name.split(".")[0] in HEAVY_MODULES}
-    cpu_seconds = []
-    for _ in range(5):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        assert zipapp.run("--help", executable=[*command, str(zipapp.path)]).exit_code == 0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu_seconds.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        assert time.perf_counter() - started < 5  # wall time: a shared machine varies a lot
-    assert min(cpu_seconds) < 0.3, f"--help took {sorted(cpu_seconds)} s of CPU"
+    unpacked = next(zipapp.shiv_root.glob("imagingdb_*/site-packages"))
+    assert list((unpacked / "imagingdb" / "__pycache__").glob("cli.*.pyc"))  # compiled once
 
 
 def test_processes_starting_together_unpack_it_once(zipapp, tmp_path):

@@ -46,6 +46,7 @@ PRUNE = (
     "numpy/f2py",  # Fortran wrapper generator
     "numpy/distutils",
     "numpy/_pyinstaller",
+    "*.dist-info/direct_url.json",  # where the build found the project: a temporary folder
 )
 # botocore ships a model for every AWS service; the S3 backend needs S3, and the
 # credential chain (assume-role, SSO, console login profiles) the other four.
@@ -146,7 +147,18 @@ def prune(site_packages: Path) -> int:
         elif path.exists():
             removed += 1
             path.unlink()
+    for record in site_packages.glob("*.dist-info/RECORD"):
+        _keep_only_present(record, site_packages)
     return removed
+
+
+def _keep_only_present(record: Path, site_packages: Path) -> None:
+    """Drop the RECORD lines of files pruned or outside site-packages (the scripts, whose
+    first line names the building machine's Python): the same inputs, the same bytes."""
+    lines = record.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines
+            if not line.startswith("../") and (site_packages / line.rsplit(",", 2)[0]).exists()]
+    record.write_text("\n".join(kept) + "\n", encoding="utf-8")
 
 
 def main() -> None:

@@ -197,3 +197,20 @@ def test_uninstall_never_deletes_outside_the_plugins_folder(run_cli, plugins_fol
 
 def test_canonical_names_compare_as_pip_does():
     assert canonical_name("Imagingdb_NPY") == canonical_name("imagingdb.npy") == "imagingdb-npy"
+
+
+def test_the_cheap_look_for_entry_points_before_importlib_metadata(tmp_path):
+    from imagingdb.plugins import _may_declare_entry_points
+
+    other = tmp_path / "other-1.0.dist-info"
+    other.mkdir()
+    (other / "entry_points.txt").write_text("[console_scripts]\nother = other:main\n")
+    (tmp_path / "bare-1.0.dist-info").mkdir()  # no entry points at all
+    assert not _may_declare_entry_points([str(tmp_path), str(tmp_path / "missing")])
+    plugin = tmp_path / "imagingdb_npy-0.1.0.dist-info"
+    plugin.mkdir()
+    (plugin / "entry_points.txt").write_text("[imagingdb]\nnpy = imagingdb_npy\n")
+    assert _may_declare_entry_points([str(tmp_path)])
+    archive = tmp_path / "eggs.zip"
+    archive.write_bytes(b"PK\x05\x06" + bytes(18))  # a zip on sys.path: only importlib.metadata knows
+    assert _may_declare_entry_points([str(archive)])

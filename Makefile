@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 FUZZ_COUNT ?= 5000
 FUZZ_SEED  ?= $(shell date +%s)
 
-.PHONY: demo test fuzz bench install clean
+.PHONY: demo test fuzz bench install clean zipapp zipapp-lock zipapp-bench
 
 # The plugins under plugins/ are installed too: the suite tests them installed, for real.
 $(STAMP): pyproject.toml plugins/imagingdb-ndtiff/pyproject.toml
@@ -25,13 +25,27 @@ demo: $(STAMP)
 	$(BIN)/python -m imagingdb.demo
 
 test: $(STAMP)
-	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin
+	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin scripts
 	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
 
 # Mutated TIFFs against every splitter, longer than make test's bounded run.
 # Reproduce a failure with: $(BIN)/python -m tests.fuzz_readers --seed S --case N
 fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz_readers --count $(FUZZ_COUNT) --seed $(FUZZ_SEED) --keep build/fuzz-failures
+
+# dist/imagingdb: one executable file (shiv zipapp) of the project and the exact versions
+# in requirements/zipapp.lock; see README "Install as one file". Cached in build/zipapp-cache
+# by a hash of its inputs (the tests use the same build).
+zipapp: $(STAMP)
+	$(BIN)/python scripts/build_zipapp.py --output dist/imagingdb
+
+# Start-up figures of the zipapp (first run, concurrent first runs, --help once unpacked).
+zipapp-bench: $(STAMP)
+	$(BIN)/python scripts/time_zipapp.py
+
+# Re-resolve the zipapp's dependencies (needs the package index); commit the result.
+zipapp-lock: $(STAMP)
+	$(BIN)/python scripts/lock_zipapp.py
 
 clean:
 	rm -rf build dist .pytest_cache *.egg-info

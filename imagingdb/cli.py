@@ -7,7 +7,6 @@ commands, never at module level, so ``imagingdb --help`` starts instantly.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from enum import Enum
 from pathlib import Path
@@ -196,6 +195,8 @@ def make_app() -> typer.Typer:
         version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                      help="Print the version and exit."),
     ) -> None:
+        import logging  # not at the top: --help never gets here
+
         ctx.obj = {"debug": debug, "site_config": site_config, "login": login}
         if not debug:
             # Libraries (tifffile...) log their own complaints about bad files; imagingdb
@@ -211,6 +212,7 @@ def make_app() -> typer.Typer:
     _add_info_commands(app)
     _add_integrity_commands(app)
     app.add_typer(_make_db_app())
+    _add_plugins_commands(app)
     from . import plugins
 
     plugins.register_commands(app)
@@ -349,13 +351,22 @@ def _add_info_commands(app: typer.Typer) -> None:
             print(f"{key:<{width}}  {value}")
         print(f"{'global_meta':<{width}}  {json.dumps(meta, sort_keys=True, default=str)[:2000]}")
 
-    @app.command(name="plugins", epilog="Example: imagingdb plugins --format json")
-    def plugins_command(
+
+def _add_plugins_commands(app: typer.Typer) -> None:
+    plugins_app = typer.Typer(name="plugins", add_completion=False, rich_markup_mode=None)
+
+    @plugins_app.callback(invoke_without_command=True,
+                          epilog="Example: imagingdb plugins --format json")
+    def plugins_list(
+        ctx: typer.Context,
         output: ListFormat = typer.Option(ListFormat.table, "--format",
                                           help="table (or text) or json."),
     ) -> None:
         """Every splitter, filename parser, storage backend and plugin command, with the
-        plugin (package and version) that provides it; broken plugins and why."""
+        plugin (package and version) that provides it; broken plugins and why.
+        Plugins are installed into the plugins folder with `imagingdb plugins install`."""
+        if ctx.invoked_subcommand is not None:
+            return
         from . import plugins
 
         records = [
@@ -373,6 +384,55 @@ def _add_info_commands(app: typer.Typer) -> None:
         _print_records(records, OutputFormat.table)
         for entry in broken:
             print(f"broken plugin {entry['name']} ({entry['plugin']}): {entry['error']}")
+
+    @plugins_app.command(epilog="Example: imagingdb plugins install imagingdb-ndtiff")
+    def install(
+        requirements: List[str] = typer.Argument(..., metavar="PKG_OR_PATH",
+                                                 help="Package names, wheels or source folders."),
+        find_links: Optional[List[str]] = typer.Option(
+            None, "--find-links", metavar="DIR", help="Look for packages in DIR too (repeat)."),
+        index_url: Optional[str] = typer.Option(None, "--index-url", metavar="URL",
+                                                help="Package index to use instead of PyPI."),
+        no_index: bool = typer.Option(False, "--no-index",
+                                      help="Use no package index: only --find-links (offline)."),
+        no_build_isolation: bool = typer.Option(
+            False, "--no-build-isolation", help="Build source folders with the build tools "
+                                                "already installed (pip's option)."),
+    ) -> None:
+        """Install plugins, and what they need, into the plugins folder with pip.
+
+        The folder is $IMAGINGDB_PLUGINS_DIR, else $IMAGINGDB_HOME/plugins. What
+        imagingdb itself runs on (numpy...) is used, never installed again.
+        """
+        from .plugin_install import PipOptions
+        from .plugin_install import install as install_plugins
+        from .plugins import plugins_dir
+
+        options = PipOptions(find_links or (), index_url, no_index, no_build_isolation)
+        added = install_plugins(requirements, options)
+        if not added:
+            print("Nothing to install: already installed.", file=sys.stderr)
+        for dist in added:
+            role = "plugin" if dist.is_plugin else "needed by a plugin"
+            print(f"Installed {dist.name} {dist.version} ({role})", file=sys.stderr)
+        if added and not any(dist.is_plugin for dist in added):
+            print("Warning: nothing installed declares an 'imagingdb' entry point, "
+                  "so no plugin was added", file=sys.stderr)
+        print(f"Plugins folder: {plugins_dir()}", file=sys.stderr)
+
+    @plugins_app.command(epilog="Example: imagingdb plugins uninstall imagingdb-ndtiff")
+    def uninstall(
+        names: List[str] = typer.Argument(..., metavar="NAME",
+                                          help="Distribution names, as `imagingdb plugins` shows."),
+    ) -> None:
+        """Remove distributions from the plugins folder (the files their RECORD lists)."""
+        from .plugin_install import uninstall as uninstall_plugin
+
+        for name in names:
+            removed = uninstall_plugin(name)
+            print(f"Uninstalled {removed.name} {removed.version}", file=sys.stderr)
+
+    app.add_typer(plugins_app)
 
 
 def _make_db_app() -> typer.Typer:

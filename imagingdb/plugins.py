@@ -117,6 +117,8 @@ def _load_entry_points() -> None:
     folder = plugins_dir()
     if folder.is_dir() and str(folder) not in sys.path:
         sys.path.append(str(folder))
+    if not _may_declare_entry_points(sys.path):
+        return
     from importlib.metadata import entry_points
 
     allowed = _allowed()
@@ -137,6 +139,33 @@ def _load_entry_points() -> None:
             _skip(ep.name, source, f"{type(exc).__name__}: {exc}")
             continue
         _sources[ep.name] = source
+
+
+def _may_declare_entry_points(paths: list[str]) -> bool:
+    """Whether a distribution on ``paths`` may declare an ``imagingdb`` entry point.
+
+    A cheap look before importing importlib.metadata (and the email package it
+    reads metadata with), which costs every start, ``--help`` included, a good
+    part of its time while most machines have no third-party plugin at all.
+    Only folders can be looked into this way; anything else counts as a maybe.
+    """
+    section = f"[{ENTRY_POINT_GROUP}]"
+    for entry in paths:
+        try:
+            with os.scandir(entry or ".") as found:
+                infos = [item.path for item in found if item.name.endswith((".dist-info", ".egg-info"))]
+        except FileNotFoundError:
+            continue
+        except OSError:  # a zip file or an unreadable folder: let importlib.metadata decide
+            return True
+        for info in infos:
+            try:
+                with open(os.path.join(info, "entry_points.txt"), encoding="utf-8") as handle:
+                    if section in handle.read():
+                        return True
+            except OSError:  # no entry points, or an .egg-info file
+                continue
+    return False
 
 
 def _skip(name: str, source: str, error: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
@@ -154,6 +153,8 @@ class LocalStorage(StorageBackend):
         except OSError:
             return
         try:
+            import ctypes  # here, not at the top: every start (--help) would pay for it
+
             libc = ctypes.CDLL(None, use_errno=True)
             if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
                 os.sync()

@@ -1,0 +1,489 @@
+"""make bench: the figures of SPEC section 9, each measured in the same run as its limit.
+
+Run from the repository root: ``python bench/run.py [--repeat N] [--only NAME...]``.
+Data is generated once and cached under build/bench/data (a Micro-Manager
+OME-TIFF of 128 frames of 1024x1024 uint16, and one of 256 frames, pixels
+from :class:`imagingdb.sample.SCMOSScene`: see docs/performance.md for the
+camera and sample model). Every imagingdb figure comes from the real
+``imagingdb`` command run as a subprocess (or, for ``read()``, a subprocess
+calling the Python API), timed from outside; each is measured ``--repeat``
+times and the median is kept. Prints a table and writes build/bench/bench.json.
+
+Not a test: nothing here is collected by pytest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import platform
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD = REPO / "build" / "bench"
+DATA = BUILD / "data"
+RUNS = BUILD / "runs"
+BIN = Path(sys.executable).parent
+IMAGINGDB = str(BIN / "imagingdb")
+DATASET_ID = "BENCH-2026-01-15-10-00-00-0001"
+# Bump when the generator or its parameters change, so cached files are rebuilt.
+DATA_VERSION = 3
+SIZE = 1024
+CHANNELS = ("DAPI", "GFP")
+TIMES = 8
+CORES = os.cpu_count() or 1
+
+
+# ------------------------------------------------------------------------ data
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    name: str
+    slices: int
+
+    @property
+    def frames(self) -> int:
+        return len(CHANNELS) * self.slices * TIMES
+
+    @property
+    def pixel_bytes(self) -> int:
+        return self.frames * SIZE * SIZE * 2
+
+    @property
+    def folder(self) -> Path:
+        return DATA / self.name
+
+    @property
+    def file(self) -> Path:
+        return self.folder / f"{self.name}_MMStack_Pos0.ome.tif"
+
+
+BASE = Acquisition("mm128", slices=8)  # 128 frames, 256 MB of pixels
+DOUBLE = Acquisition("mm256", slices=16)  # 256 frames, 512 MB of pixels
+
+
+def ensure_data(acquisition: Acquisition) -> Path:
+    """Write the acquisition unless a complete copy of this DATA_VERSION is cached."""
+    from imagingdb.sample import SCMOSScene, write_mm_ometiff
+
+    stamp = acquisition.folder / "complete.json"
+    wanted = {"version": DATA_VERSION, "frames": acquisition.frames, "size": SIZE}
+    if stamp.is_file() and json.loads(stamp.read_text()) == wanted and acquisition.file.is_file():
+        return acquisition.file
+    shutil.rmtree(acquisition.folder, ignore_errors=True)
+    print(f"generating {acquisition.file.relative_to(REPO)} ({acquisition.frames} frames)...",
+          file=sys.stderr, flush=True)
+    scene = SCMOSScene(SIZE, SIZE, nbr_slices=acquisition.slices, seed=2026)
+    write_mm_ometiff(acquisition.folder, acquisition.name, channels=CHANNELS,
+                     slices=acquisition.slices, times=TIMES, positions=1, height=SIZE,
+                     width=SIZE, dtype="uint16", scene=scene)
+    stamp.write_text(json.dumps(wanted))
+    return acquisition.file
+
+
+def read_pixels(path: Path) -> list:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        return [page.asarray() for page in tif.pages]
+
+
+# ------------------------------------------------------------------ measuring
+
+
+@dataclass
+class Run:
+    seconds: float
+    max_rss_mb: float
+    stdout: str
+
+
+def run(args: list[str], env: Optional[dict] = None, check: bool = True) -> Run:
+    """Run a command; wall time and the peak RSS of that process (from wait4)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    stdout, stderr = proc.communicate()
+    seconds = time.perf_counter() - start
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return Run(seconds, 0.0, stdout)
+
+
+def run_with_rss(args: list[str], env: Optional[dict] = None) -> Run:
+    """Like :func:`run`, and the child's own peak RSS from os.wait4 (measured by the kernel)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, **(env or {})})
+    stderr = proc.stderr.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{stderr[-3000:]!r}")
+    return Run(seconds, usage.ru_maxrss / 1024, "")
+
+
+def median_of(repeat: int, measure: Callable[[int], float]) -> tuple[float, list[float]]:
+    values = [measure(i) for i in range(repeat)]
+    return statistics.median(values), values
+
+
+def on_all_cores(function: Callable, items: list) -> tuple[float, list]:
+    """Wall time of ``function`` over ``items`` with one thread per core (zlib drops the GIL)."""
+    with cf.ThreadPoolExecutor(CORES) as pool:
+        list(pool.map(function, items[:CORES]))  # warm up the threads
+        start = time.perf_counter()
+        results = list(pool.map(function, items))
+        return time.perf_counter() - start, results
+
+
+# ------------------------------------------------------------------- a site
+
+
+class Site:
+    """A throwaway imagingdb instance: SQLite (or a PostgreSQL URL) and a storage backend."""
+
+    def __init__(self, name: str, database_url: Optional[str] = None,
+                 storage: Optional[dict] = None, env: Optional[dict] = None):
+        self.folder = RUNS / name
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self.root = self.folder / "storage"
+        self.env = env or {}
+        database: dict[str, Any] = {"url": database_url or f"sqlite:///{self.folder / 'db.sqlite'}"}
+        if database_url and "postgresql" in database_url:
+            database["password_env"] = "BENCH_PG_PASSWORD"
+        import yaml
+
+        self.config = self.folder / "site.yaml"
+        self.config.write_text(yaml.safe_dump({
+            "database": database,
+            "storage": storage or {"backend": "local", "root": str(self.root)},
+        }))
+        (self.folder / "upload.yaml").write_text(yaml.safe_dump({
+            "upload_type": "frames", "frames_format": "ome_tiff", "microscope": "bench scope",
+        }))
+
+    def cli(self, *args: str) -> list[str]:
+        return [IMAGINGDB, "--site-config", str(self.config), *args]
+
+    def upload_args(self, source: Path) -> list[str]:
+        csv_file = self.folder / "upload.csv"
+        csv_file.write_text(f"dataset_id,file_name,description\n{DATASET_ID},{source},bench\n")
+        return self.cli("upload", "--csv", str(csv_file), "--config", str(self.folder / "upload.yaml"))
+
+    def reset(self) -> None:
+        """Forget every dataset: a fresh database file and an empty storage folder."""
+        (self.folder / "db.sqlite").unlink(missing_ok=True)
+        for suffix in ("-wal", "-shm"):
+            (self.folder / f"db.sqlite{suffix}").unlink(missing_ok=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def frames_folder(self) -> Path:
+        return self.root / "raw_frames" / DATASET_ID
+
+
+# --------------------------------------------------------------- the figures
+
+
+@dataclass
+class Figure:
+    name: str
+    value: Optional[float]
+    unit: str
+    limit: Optional[float] = None
+    limit_name: str = ""
+    ratio: Optional[float] = None
+    target: str = ""
+    ok: Optional[bool] = None
+    note: str = ""
+    samples: list = field(default_factory=list)
+
+
+class Bench:
+    def __init__(self, repeat: int):
+        self.repeat = repeat
+        self.figures: list[Figure] = []
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        print(f"  {format_row(figure)}", file=sys.stderr, flush=True)
+
+    # -- upload, size, RSS --------------------------------------------------
+
+    def upload_local(self, acquisition: Acquisition) -> Site:
+        source = ensure_data(acquisition)
+        site = Site(f"upload-{acquisition.name}")
+        runs = []
+        for _ in range(self.repeat):
+            site.reset()
+            runs.append(run_with_rss(site.upload_args(source)))
+        seconds = statistics.median(r.seconds for r in runs)
+        rss = max(r.max_rss_mb for r in runs)
+        mb = acquisition.pixel_bytes / 1e6
+        stored = sum(p.stat().st_size for p in site.frames_folder().iterdir())
+        if acquisition is BASE:
+            pixels = read_pixels(source)
+            limit_seconds, compressed = self._median_limit(
+                lambda: on_all_cores(lambda a: zlib.compress(a, 1), pixels))
+            zlib_bytes = sum(len(c) for c in compressed)
+            del pixels, compressed
+            limit = mb / limit_seconds
+            self.add(Figure("upload, local + SQLite", mb / seconds, "MB/s", limit,
+                            f"zlib -1 on {CORES} cores", mb / seconds / limit, ">= 1.0",
+                            mb / seconds / limit >= 1.0, samples=[r.seconds for r in runs],
+                            note=f"{acquisition.frames} frames, {mb:.0f} MB, whole CLI run"))
+            self.add(Figure("stored bytes", stored / 1e6, "MB", zlib_bytes / 1e6,
+                            "zlib -1 output", stored / zlib_bytes, "<= 0.85",
+                            stored / zlib_bytes <= 0.85,
+                            note=f"raw/stored = {acquisition.pixel_bytes / stored:.2f}"))
+        self.add(Figure(f"peak RSS, upload {acquisition.frames} frames", rss, "MB",
+                        target="<= 200", ok=rss <= 200, samples=[r.max_rss_mb for r in runs]))
+        return site
+
+    def _median_limit(self, measure: Callable[[], tuple[float, list]]) -> tuple[float, list]:
+        results = [measure() for _ in range(max(self.repeat, 3))]
+        results.sort(key=lambda r: r[0])
+        return results[len(results) // 2]
+
+    # -- read() --------------------------------------------------------------
+
+    def read(self, site: Site, acquisition: Acquisition) -> None:
+        script = (
+            "import sys, time, imagingdb\n"
+            "db = imagingdb.connect(sys.argv[1]); ds = db.dataset(sys.argv[2])\n"
+            "start = time.perf_counter(); array = ds.read(); seconds = time.perf_counter() - start\n"
+            "assert array.shape[-2:] == (1024, 1024) and array.any()\n"
+            "print(seconds)\n"
+        )
+        seconds, samples = median_of(self.repeat, lambda _: float(
+            run([sys.executable, "-c", script, str(site.config), DATASET_ID]).stdout))
+        pngs = [p.read_bytes() for p in sorted(site.frames_folder().iterdir())]
+        streams = [idat_of(data) for data in pngs]
+        sizes = [png_raw_size(data) for data in pngs]
+        limit_seconds, _ = self._median_limit(lambda: on_all_cores(
+            lambda item: zlib.decompress(item[0], bufsize=item[1]), list(zip(streams, sizes))))
+        mb = acquisition.pixel_bytes / 1e6
+        ratio = limit_seconds / seconds
+        self.add(Figure("read() whole dataset", mb / seconds, "MB/s", mb / limit_seconds,
+                        f"zlib inflate on {CORES} cores", ratio, ">= 0.8", ratio >= 0.8,
+                        samples=samples, note="ds.read() in a fresh process, imports excluded"))
+
+    # -- download ------------------------------------------------------------
+
+    def download(self, site: Site, label: str = "download, local", compare_copy: bool = True) -> None:
+        def timed(flag: list[str], i: int) -> float:
+            dest = site.folder / f"dl-{'meta' if flag else 'full'}-{i}"
+            shutil.rmtree(dest, ignore_errors=True)
+            seconds = run(site.cli("download", "--id", DATASET_ID, "--dest", str(dest), *flag),
+                          env=site.env).seconds
+            shutil.rmtree(dest, ignore_errors=True)
+            return seconds
+
+        full, full_samples = median_of(self.repeat, lambda i: timed([], i))
+        meta, meta_samples = median_of(self.repeat, lambda i: timed(["--no-download"], i))
+        net = max(full - meta, 1e-6)
+        stored = sum(p.stat().st_size for p in site.frames_folder().iterdir()) \
+            if site.frames_folder().is_dir() else None
+        if not compare_copy:
+            self.add(Figure(label, net, "s", note=f"net of start-up: {full:.2f} s - {meta:.2f} s",
+                            samples=full_samples))
+            return
+
+        def copy(i: int) -> float:
+            dest = site.folder / f"cp-{i}"
+            shutil.rmtree(dest, ignore_errors=True)
+            seconds = run(["cp", "-r", str(site.frames_folder()), str(dest)]).seconds
+            shutil.rmtree(dest, ignore_errors=True)
+            return seconds
+
+        copy_seconds, copy_samples = median_of(self.repeat, copy)
+        self.add(Figure(label, net, "s", copy_seconds, "cp -r of the objects",
+                        copy_seconds / net, ">= 1.0", copy_seconds / net >= 1.0,
+                        samples=full_samples,
+                        note=f"net of start-up: {full:.2f} s - {meta:.2f} s (--no-download); "
+                             f"{stored / 1e6:.0f} MB"))
+
+    # -- start-up ------------------------------------------------------------
+
+    def startup(self) -> None:
+        seconds, samples = median_of(max(self.repeat, 5), lambda _: run([IMAGINGDB, "--help"]).seconds)
+        self.add(Figure("imagingdb --help", seconds, "s", target="< 0.3", ok=seconds < 0.3,
+                        samples=samples))
+        site = Site("query")
+        register_datasets(site, 1000)
+        args = site.cli("query", "--format", "json")
+        count = len(json.loads(run(args).stdout))
+        seconds, samples = median_of(max(self.repeat, 5), lambda _: run(args).seconds)
+        self.add(Figure(f"query --format json ({count} datasets)", seconds, "s", target="< 0.4",
+                        ok=seconds < 0.4, samples=samples))
+
+    # -- other backends: figures only ---------------------------------------
+
+    def postgres(self, acquisition: Acquisition) -> None:
+        sys.path.insert(0, str(REPO))
+        from tests.servers import PostgresServer
+
+        source = ensure_data(acquisition)
+        with PostgresServer() as server:
+            url = server.create_database("bench")
+            site = Site("postgres", database_url=url, env={"BENCH_PG_PASSWORD": server.password})
+            seconds = run(site.upload_args(source), env=site.env).seconds
+            mb = acquisition.pixel_bytes / 1e6
+            self.add(Figure("upload, local + PostgreSQL", mb / seconds, "MB/s",
+                            note="figure only", samples=[seconds]))
+            self.download(site, "download, local + PostgreSQL", compare_copy=False)
+
+    def s3(self, acquisition: Acquisition) -> None:
+        import importlib.util
+
+        if importlib.util.find_spec("imagingdb.storage.s3") is None:
+            self.add(Figure("upload/download, S3 (moto)", None, "",
+                            note="not available (no s3 backend yet)"))
+            return
+        sys.path.insert(0, str(REPO))
+        from tests.servers import MotoS3Server
+
+        source = ensure_data(acquisition)
+        env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        os.environ.update(env)
+        with MotoS3Server() as server:
+            import boto3
+
+            boto3.client("s3", endpoint_url=server.endpoint_url).create_bucket(Bucket="bench")
+            site = Site("s3", storage={"backend": "s3", "bucket": "bench",
+                                       "endpoint_url": server.endpoint_url}, env=env)
+            seconds = run(site.upload_args(source), env=env).seconds
+            mb = acquisition.pixel_bytes / 1e6
+            self.add(Figure("upload, S3 (moto) + SQLite", mb / seconds, "MB/s",
+                            note="figure only; moto on loopback", samples=[seconds]))
+            self.download(site, "download, S3 (moto) + SQLite", compare_copy=False)
+
+
+def register_datasets(site: Site, count: int) -> None:
+    """``count`` frame datasets straight into the database (an upload each would take hours)."""
+    from datetime import datetime, timedelta
+
+    import sqlalchemy as sa
+
+    import imagingdb
+    from imagingdb import db as dbq
+
+    with imagingdb.connect(site.config) as database:
+        database.init()
+        start = datetime(2024, 1, 1, 9, 0, 0)
+        with database.connection(write=True) as conn:
+            for n in range(count):
+                when = start + timedelta(hours=7 * n)
+                pk = conn.execute(sa.insert(dbq.data_set).values(
+                    dataset_serial=f"ML-{when:%Y-%m-%d-%H-%M-%S}-{n % 10000:04d}",
+                    description=f"timelapse {n} of HEK293 cells, 2 channels",
+                    microscope=f"scope{n % 4}", frames=True, date_time=when,
+                ).returning(dbq.data_set.c.id)).scalar_one()
+                conn.execute(sa.insert(dbq.frames_global).values(
+                    storage_dir=f"raw_frames/x{n}", nbr_frames=128, im_width=1024,
+                    im_height=1024, nbr_slices=8, nbr_channels=2, nbr_timepoints=8,
+                    nbr_positions=1, im_colors=1, bit_depth="uint16",
+                    metadata_json={"Prefix": f"run{n}"}, dataset_id=pk))
+
+
+# ----------------------------------------------------------------- PNG parts
+
+
+def idat_of(data: bytes) -> bytes:
+    """The concatenated IDAT bodies of a PNG (its zlib stream)."""
+    position, parts = 8, []
+    while position < len(data):
+        length, tag = struct.unpack_from(">I4s", data, position)
+        if tag == b"IDAT":
+            parts.append(data[position + 8:position + 8 + length])
+        position += 12 + length
+    return b"".join(parts)
+
+
+def png_raw_size(data: bytes) -> int:
+    width, height, depth, color = struct.unpack_from(">IIBB", data, 16)
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[color]
+    return height * (width * channels * depth // 8 + 1)
+
+
+# ----------------------------------------------------------------- reporting
+
+
+def fmt(value: Optional[float], unit: str) -> str:
+    if value is None:
+        return "-"
+    digits = 2 if unit == "s" or value < 10 else 0
+    return f"{value:.{digits}f} {unit}".strip()
+
+
+def format_row(f: Figure) -> str:
+    verdict = "" if f.ok is None else ("ok" if f.ok else "MISSED")
+    ratio = "-" if f.ratio is None else f"{f.ratio:.2f}"
+    limit = "-" if f.limit is None else f"{fmt(f.limit, f.unit)} ({f.limit_name})"
+    return (f"{f.name:<36} {fmt(f.value, f.unit):>11}  {limit:<36} {ratio:>5}  "
+            f"{f.target:<8} {verdict:<6} {f.note}")
+
+
+def report(bench: Bench, started: float) -> None:
+    header = (f"{'figure':<36} {'value':>11}  {'limit':<36} {'ratio':>5}  {'target':<8} "
+              f"{'':<6} notes")
+    print(header)
+    print("-" * len(header))
+    for figure in bench.figures:
+        print(format_row(figure))
+    machine = (f"{platform.machine()}, {CORES} cores, Python {platform.python_version()}, "
+               f"median of {bench.repeat} run(s), {time.time() - started:.0f} s")
+    print(f"\n{machine}")
+    out = BUILD / "bench.json"
+    out.write_text(json.dumps({
+        "machine": machine,
+        "figures": [figure.__dict__ for figure in bench.figures],
+    }, indent=2) + "\n")
+    print(f"wrote {out.relative_to(REPO)}")
+
+
+STEPS = ("upload", "read", "download", "rss", "startup", "postgres", "s3")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median kept)")
+    parser.add_argument("--only", nargs="*", choices=STEPS, help="measure only these")
+    options = parser.parse_args()
+    steps = set(options.only or STEPS)
+    started = time.time()
+    bench = Bench(options.repeat)
+    if steps & {"upload", "read", "download", "rss"}:
+        site = bench.upload_local(BASE)
+        if "read" in steps:
+            bench.read(site, BASE)
+        if "download" in steps:
+            bench.download(site)
+        if "rss" in steps:
+            bench.upload_local(DOUBLE)
+    if "startup" in steps:
+        bench.startup()
+    if "postgres" in steps:
+        bench.postgres(BASE)
+    if "s3" in steps:
+        bench.s3(BASE)
+    report(bench, started)
+
+
+if __name__ == "__main__":
+    main()

@@ -164,22 +164,22 @@ def _download_frames(dataset: "Dataset", selection: "Selection", folder: Path, *
     storage = dataset.database.storage
     storage_dir = dataset.storage_dir
     if progress is not None:
-        dims = dataset.dims
-        frame_bytes = dims.im_height * dims.im_width * dims.im_colors
-        progress.start(dataset.id, len(rows), len(rows) * frame_bytes *
-                       (2 if dims.bit_depth == "uint16" else 1))
+        # MB/s here are of the PNG objects moved, whose sizes are known only once fetched.
+        progress.start(dataset.id, len(rows), 0)
 
-    def fetch(row: Any) -> None:
+    def fetch(row: Any) -> int:
         key = f"{storage_dir}/{row.file_name}"
+        path = folder / row.file_name
         try:
-            storage.get_file(key, str(folder / row.file_name))
+            storage.get_file(key, str(path))
         except KeyError:
             raise WorkError(f"frame {key} of dataset {dataset.id} is missing from storage; "
                             f"run: imagingdb verify {dataset.id}") from None
+        return path.stat().st_size
 
-    def advance(_: Any) -> None:
+    def advance(nbytes: int) -> None:
         if progress is not None:
-            progress.advance(1, 0)
+            progress.advance(1, nbytes)
 
     try:
         _run_all(fetch, rows, _workers(workers), advance)

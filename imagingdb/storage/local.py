@@ -60,6 +60,8 @@ class LocalStorage(StorageBackend):
         try:
             with open(tmp, "wb") as out:
                 write(out)
+                out.flush()
+                _start_writeback(out.fileno())
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -128,6 +130,32 @@ class LocalStorage(StorageBackend):
                 os.sync()
         finally:
             os.close(fd)
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _load_sync_file_range():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # not Linux
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def _start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing this file to disk now, without waiting.
+
+    flush() must make every object durable before the database commit; if
+    the disk writes start only then, a 256 MB upload waits ~0.3 s at the end
+    for what could have been written while later frames were being encoded.
+    """
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def _copy_file(source: Path, dest: str) -> None:

@@ -24,6 +24,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -113,15 +114,22 @@ class Run:
 
 
 def run(args: list[str], env: Optional[dict] = None, check: bool = True) -> Run:
-    """Run a command; wall time and the peak RSS of that process (from wait4)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    stdout, stderr = proc.communicate()
-    seconds = time.perf_counter() - start
+    """Run a command: its wall time and CPU time (from wait4), stdout and stderr."""
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors,
+                                env={**os.environ, **(env or {})})
+        stdout = proc.stdout.read()
+        proc.stdout.close()
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        errors.seek(0)
+        stderr = errors.read().decode()
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{stderr[-3000:]}")
-    return Run(seconds, 0.0, stdout)
+    # No peak RSS here: the child's ru_maxrss would include the bench's (see below).
+    return Run(seconds, 0.0, stdout.decode(), stderr, usage.ru_utime + usage.ru_stime)
 
 
 # Runs a command and prints its peak RSS (KB) and exit code. It is its own small
@@ -148,11 +156,6 @@ def run_with_rss(args: list[str], env: Optional[dict] = None) -> Run:
     if exit_code != "0":
         raise RuntimeError(f"{' '.join(args)} failed ({exit_code}):\n{stderr[-3000:]}")
     return Run(seconds, int(max_rss_kb) / 1024, "", stderr, float(cpu_seconds))
-
-
-def median_of(repeat: int, measure: Callable[[int], float]) -> tuple[float, list[float]]:
-    values = [measure(i) for i in range(repeat)]
-    return statistics.median(values), values
 
 
 def on_all_cores(function: Callable, items: list) -> tuple[float, list]:
@@ -240,32 +243,32 @@ class Bench:
     # -- upload, size, RSS --------------------------------------------------
 
     def upload_local(self, acquisition: Acquisition) -> Site:
+        """Upload runs, each followed by a run of the limit: both see the same machine load."""
         source = ensure_data(acquisition)
         site = Site(f"upload-{acquisition.name}")
-        runs = []
+        pixels = read_pixels(source) if acquisition is BASE else None
+        runs, limits = [], []
         for _ in range(self.repeat):
             site.reset()
             runs.append(run_with_rss(site.upload_args(source)))
-        seconds = statistics.median(r.seconds for r in runs)
-        cpu = statistics.median(r.cpu_seconds for r in runs)
-        pipeline_rate = statistics.median(_summary_rate(r.stderr) for r in runs)
+            if pixels is not None:
+                limits.append(on_all_cores(lambda a: zlib.compress(a, 1), pixels))
+        del pixels
         rss = max(r.max_rss_mb for r in runs)
         mb = acquisition.pixel_bytes / 1e6
-        stored = sum(p.stat().st_size for p in site.frames_folder().iterdir())
         if acquisition is BASE:
-            pixels = read_pixels(source)
-            limit_seconds, compressed = self._median_limit(
-                lambda: on_all_cores(lambda a: zlib.compress(a, 1), pixels))
-            zlib_bytes = sum(len(c) for c in compressed)
-            del pixels, compressed
-            limit = mb / limit_seconds
-            self.add(Figure("upload, local + SQLite", mb / seconds, "MB/s", limit,
-                            f"zlib -1 on {CORES} cores", mb / seconds / limit, ">= 1.0",
-                            mb / seconds / limit >= 1.0, samples=[r.seconds for r in runs],
-                            note=f"whole command: {seconds:.2f} s wall, {cpu:.2f} s CPU; "
-                                 f"{acquisition.frames} frames, {mb:.0f} MB"))
-            self.add(Figure("  same, first frame to commit", pipeline_rate, "MB/s", limit,
-                            f"zlib -1 on {CORES} cores", pipeline_rate / limit,
+            seconds = [r.seconds for r in runs]
+            limit_seconds = [t for t, _ in limits]
+            zlib_bytes = sum(len(c) for c in limits[0][1])
+            stored = sum(p.stat().st_size for p in site.frames_folder().iterdir())
+            cpu = statistics.median(r.cpu_seconds for r in runs)
+            self.add(paired("upload, local + SQLite", mb, seconds, limit_seconds,
+                            f"zlib -1 on {CORES} cores", ">= 1.0",
+                            note=f"whole command: {statistics.median(seconds):.2f} s wall, "
+                                 f"{cpu:.2f} s CPU; {acquisition.frames} frames, {mb:.0f} MB"))
+            pipeline = [mb / _summary_rate(r.stderr) for r in runs]
+            self.add(paired("  same, first frame to commit", mb, pipeline, limit_seconds,
+                            f"zlib -1 on {CORES} cores", "",
                             note="rate in the upload's own summary line "
                                  "(no start-up, no metadata pass)"))
             self.add(Figure("stored bytes", stored / 1e6, "MB", zlib_bytes / 1e6,
@@ -283,11 +286,6 @@ class Bench:
                             note="ratio RSS(x2) / RSS(x1); flat = at most 1.1"))
         return site
 
-    def _median_limit(self, measure: Callable[[], tuple[float, list]]) -> tuple[float, list]:
-        results = [measure() for _ in range(max(self.repeat, 3))]
-        results.sort(key=lambda r: r[0])
-        return results[len(results) // 2]
-
     # -- read() --------------------------------------------------------------
 
     def read(self, site: Site, acquisition: Acquisition) -> None:
@@ -298,67 +296,67 @@ class Bench:
             "assert array.shape[-2:] == (1024, 1024) and array.any()\n"
             "print(seconds)\n"
         )
-        seconds, samples = median_of(self.repeat, lambda _: float(
-            run([sys.executable, "-c", script, str(site.config), DATASET_ID]).stdout))
         pngs = [p.read_bytes() for p in sorted(site.frames_folder().iterdir())]
-        streams = [idat_of(data) for data in pngs]
-        sizes = [png_raw_size(data) for data in pngs]
-        limit_seconds, _ = self._median_limit(lambda: on_all_cores(
-            lambda item: zlib.decompress(item[0], bufsize=item[1]), list(zip(streams, sizes))))
-        mb = acquisition.pixel_bytes / 1e6
-        ratio = limit_seconds / seconds
-        self.add(Figure("read() whole dataset", mb / seconds, "MB/s", mb / limit_seconds,
-                        f"zlib inflate on {CORES} cores", ratio, ">= 0.8", ratio >= 0.8,
-                        samples=samples, note="ds.read() in a fresh process, imports excluded"))
+        streams = list(zip((idat_of(data) for data in pngs), (png_raw_size(d) for d in pngs)))
+        seconds, limit_seconds = [], []
+        for _ in range(self.repeat):
+            seconds.append(float(run([sys.executable, "-c", script, str(site.config),
+                                      DATASET_ID]).stdout))
+            limit_seconds.append(on_all_cores(
+                lambda item: zlib.decompress(item[0], bufsize=item[1]), streams)[0])
+        self.add(paired("read() whole dataset", acquisition.pixel_bytes / 1e6, seconds,
+                        limit_seconds, f"zlib inflate on {CORES} cores", ">= 0.8",
+                        note="ds.read() in a fresh process, imports excluded"))
 
     # -- download ------------------------------------------------------------
 
     def download(self, site: Site, label: str = "download, local", compare_copy: bool = True) -> None:
-        def timed(flag: list[str], i: int) -> float:
-            dest = site.folder / f"dl-{'meta' if flag else 'full'}-{i}"
+        """`download` minus `download --no-download` (same start-up and queries), vs `cp -r`."""
+        def timed(args: list[str], dest: Path) -> float:
             shutil.rmtree(dest, ignore_errors=True)
-            seconds = run(site.cli("download", "--id", DATASET_ID, "--dest", str(dest), *flag),
-                          env=site.env).seconds
+            seconds = run(args, env=site.env).seconds
             shutil.rmtree(dest, ignore_errors=True)
             return seconds
 
-        full, full_samples = median_of(self.repeat, lambda i: timed([], i))
-        meta, meta_samples = median_of(self.repeat, lambda i: timed(["--no-download"], i))
-        net = max(full - meta, 1e-6)
-        stored = sum(p.stat().st_size for p in site.frames_folder().iterdir()) \
-            if site.frames_folder().is_dir() else None
+        def download(dest: Path, *flags: str) -> float:
+            return timed(site.cli("download", "--id", DATASET_ID, "--dest", str(dest), *flags), dest)
+
+        full, meta, copies = [], [], []
+        for _ in range(self.repeat):
+            full.append(download(site.folder / "dl-full"))
+            meta.append(download(site.folder / "dl-meta", "--no-download"))
+            if compare_copy:
+                copies.append(timed(["cp", "-r", str(site.frames_folder()),
+                                     str(site.folder / "cp")], site.folder / "cp"))
+        net = [max(f - m, 1e-3) for f, m in zip(full, meta)]
+        note = (f"net of start-up: {statistics.median(full):.2f} s - "
+                f"{statistics.median(meta):.2f} s (--no-download)")
         if not compare_copy:
-            self.add(Figure(label, net, "s", note=f"net of start-up: {full:.2f} s - {meta:.2f} s",
-                            samples=full_samples))
+            self.add(Figure(label, statistics.median(net), "s", note=note, samples=net))
             return
-
-        def copy(i: int) -> float:
-            dest = site.folder / f"cp-{i}"
-            shutil.rmtree(dest, ignore_errors=True)
-            seconds = run(["cp", "-r", str(site.frames_folder()), str(dest)]).seconds
-            shutil.rmtree(dest, ignore_errors=True)
-            return seconds
-
-        copy_seconds, copy_samples = median_of(self.repeat, copy)
-        self.add(Figure(label, net, "s", copy_seconds, "cp -r of the objects",
-                        copy_seconds / net, ">= 1.0", copy_seconds / net >= 1.0,
-                        samples=full_samples,
-                        note=f"net of start-up: {full:.2f} s - {meta:.2f} s (--no-download); "
-                             f"{stored / 1e6:.0f} MB"))
+        stored = sum(p.stat().st_size for p in site.frames_folder().iterdir())
+        figure = paired(label, stored / 1e6, net, copies, "cp -r of the objects", ">= 1.0",
+                        note=f"{note}; {stored / 1e6:.0f} MB of PNG")
+        self.add(figure)
 
     # -- start-up ------------------------------------------------------------
 
     def startup(self) -> None:
-        seconds, samples = median_of(max(self.repeat, 5), lambda _: run([IMAGINGDB, "--help"]).seconds)
-        self.add(Figure("imagingdb --help", seconds, "s", target="< 0.3", ok=seconds < 0.3,
-                        samples=samples))
+        """Wall time (the target) and CPU time (steadier on a shared machine) of short commands."""
+        def measure(name: str, args: list[str], limit: float) -> None:
+            runs = [run(args) for _ in range(max(self.repeat, 5))]
+            seconds = statistics.median(r.seconds for r in runs)
+            cpu = statistics.median(r.cpu_seconds for r in runs)
+            self.add(Figure(name, seconds, "s", target=f"< {limit}", ok=seconds < limit,
+                            samples=[round(r.seconds, 3) for r in runs],
+                            note=f"CPU {cpu:.2f} s; fastest run {min(r.seconds for r in runs):.2f} s"))
+
+        measure("imagingdb --help", [IMAGINGDB, "--help"], 0.3)
         site = Site("query")
         register_datasets(site, 1000)
         args = site.cli("query", "--format", "json")
         count = len(json.loads(run(args).stdout))
-        seconds, samples = median_of(max(self.repeat, 5), lambda _: run(args).seconds)
-        self.add(Figure(f"query --format json ({count} datasets)", seconds, "s", target="< 0.4",
-                        ok=seconds < 0.4, samples=samples))
+        measure(f"query --format json ({count} datasets)", args, 0.4)
 
     # -- codec settings: one core, for docs/performance.md's tuning table ---
 
@@ -466,6 +464,22 @@ def _summary_rate(stderr: str) -> float:
         raise RuntimeError(f"no summary line in the upload's output:\n{stderr[-2000:]}")
     scale = {"B": 1e-6, "KB": 1e-3, "MB": 1.0, "GB": 1e3}[match.group(2)]
     return float(match.group(1)) * scale
+
+
+def paired(name: str, mb: float, seconds: list[float], limit_seconds: list[float],
+           limit_name: str, target: str, note: str = "") -> Figure:
+    """A throughput figure from runs paired with runs of its limit (run i next to limit i).
+
+    The ratio is the median of the pairs' ratios: on a shared machine the
+    load drifts, and a run is best compared with the limit measured beside it.
+    """
+    ratios = [limit / value for value, limit in zip(seconds, limit_seconds)]
+    ratio = statistics.median(ratios)
+    wanted = float(target.split()[-1]) if target else None
+    return Figure(name, mb / statistics.median(seconds), "MB/s",
+                  mb / statistics.median(limit_seconds), limit_name, ratio, target,
+                  None if wanted is None else ratio >= wanted, note,
+                  samples=[round(r, 3) for r in ratios])
 
 
 # ----------------------------------------------------------------- PNG parts

@@ -2,8 +2,8 @@
 
 The data path, one way through: the splitter plugin streams frames; a bounded
 pool of threads encodes each to PNG, hashes it and puts it in storage (zlib and
-hashlib release the GIL); rows are collected and inserted in bulk in ONE
-transaction that registers the dataset last. Nothing is registered until every
+hashlib release the GIL); rows are spooled to a temporary file (imagingdb.spool)
+and inserted in batches in ONE transaction that registers the dataset last. Nothing is registered until every
 object is stored, so a failed or killed upload leaves no half-registered
 dataset, and running it again finishes the job.
 """

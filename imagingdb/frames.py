@@ -7,7 +7,9 @@ ufuncs used here release the GIL, so callers encode and decode in threads.
 Encoding filters the scanlines with numpy over the whole frame (PNG filter
 "up" or "sub"; "none" is there for comparison) and deflates them in one zlib
 call. Decoding parses the chunks, inflates with zlib and undoes the filters
-row by row with numpy (see :func:`_unfilter_rows` for why row by row);
+with numpy: in log2(height) whole-image passes when every row is "up" (what
+imagingdb writes, see :func:`_unfilter_all_up`), else row by row (see
+:func:`_unfilter_rows`);
 rows filtered with PNG "average" or "paeth" need a per-byte Python loop,
 which is slow and holds the GIL.
 
@@ -232,7 +234,7 @@ def decode_png(data: bytes) -> np.ndarray:
     if header.needs_pypng:
         return _decode_with_pypng(data)
     out = np.empty(header.shape, header.dtype)
-    _inflate_into(header, idat, out)
+    _inflate_into(data, header, idat, out)
     return out
 
 
@@ -255,11 +257,18 @@ def decode_png_into(data: bytes, out: np.ndarray) -> None:
     if pixels is not None:
         out[...] = pixels
     else:
-        _inflate_into(header, idat, out)
+        _inflate_into(data, header, idat, out)
 
 
-def _read_chunks(data: bytes) -> tuple[_Header, list]:
-    """Check signature and CRCs; return the header and the IDAT chunk bodies."""
+def _read_chunks(data: bytes, check_idat_crc: bool = False) -> tuple[_Header, list]:
+    """Check signature and CRCs; return the header and the IDAT chunk bodies.
+
+    The CRCs of IDAT chunks (the image data, nearly all the bytes) are only
+    checked when ``check_idat_crc``: zlib verifies its own Adler-32 of the
+    inflated data, so a damaged IDAT fails to inflate anyway, and only then
+    does :func:`_inflate_into` look for the CRC that explains it. That saves
+    ~0.5 ms of a ~12 ms decode of a 1024x1024 uint16 frame.
+    """
     if bytes(data[:8]) != _SIGNATURE:
         raise ValueError("not a PNG: the data does not start with the PNG signature")
     view = memoryview(data)
@@ -273,7 +282,7 @@ def _read_chunks(data: bytes) -> tuple[_Header, list]:
             raise ValueError(f"truncated PNG: its {tag!r} chunk is cut short")
         body = view[position + 8:end]
         (crc,) = struct.unpack_from(">I", view, end)
-        if zlib.crc32(body, zlib.crc32(tag)) != crc:
+        if (tag != b"IDAT" or check_idat_crc) and zlib.crc32(body, zlib.crc32(tag)) != crc:
             raise ValueError(f"corrupt PNG: CRC mismatch in its {tag!r} chunk")
         if tag == b"IHDR":
             header = _parse_ihdr(body)
@@ -301,16 +310,20 @@ def _parse_ihdr(body) -> _Header:
     return _Header(width, height, depth, color, interlace)
 
 
-def _inflate_into(header: _Header, idat: list, out: np.ndarray) -> None:
+def _inflate_into(data: bytes, header: _Header, idat: list, out: np.ndarray) -> None:
     """Inflate and unfilter the image data into ``out`` (shape/dtype already checked)."""
     row_bytes = header.width * header.bytes_per_pixel
     expected = header.height * (row_bytes + 1)
     try:
-        scanlines = zlib.decompress(b"".join(idat), bufsize=expected)
+        scanlines = zlib.decompress(idat[0] if len(idat) == 1 else b"".join(idat),
+                                    bufsize=expected)
+        problem = None if len(scanlines) == expected else (
+            f"{len(scanlines)} bytes of image data, expected {expected}")
     except zlib.error as error:
-        raise ValueError(f"corrupt PNG: image data does not inflate ({error})") from None
-    if len(scanlines) != expected:
-        raise ValueError(f"corrupt PNG: {len(scanlines)} bytes of image data, expected {expected}")
+        problem = f"image data does not inflate ({error})"
+    if problem is not None:
+        _read_chunks(data, check_idat_crc=True)  # a CRC mismatch says more, if there is one
+        raise ValueError(f"corrupt PNG: {problem}")
     filtered = np.frombuffer(scanlines, np.uint8).reshape(header.height, row_bytes + 1)
     target = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
     rows = target.view(np.uint8).reshape(header.height, row_bytes)

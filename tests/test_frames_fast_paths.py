@@ -4,6 +4,7 @@ import concurrent.futures as cf
 import zlib
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -74,3 +75,15 @@ def test_many_threads_decode_at_once():
         decoded = list(pool.map(decode_png, encoded))
     for original, back in zip(frames, decoded):
         np.testing.assert_array_equal(back, original)
+
+
+def test_idat_crc_is_checked_only_when_the_image_data_fails():
+    """zlib's Adler-32 guards the pixels; the IDAT CRC is read to explain a failure."""
+    pixels = np.arange(64, dtype=np.uint16).reshape(8, 8) * 997
+    data = bytearray(encode_png(pixels))
+    crc_at = data.index(b"IEND") - 8  # the IDAT's CRC, just before IEND's length and tag
+    data[crc_at] ^= 0xFF
+    np.testing.assert_array_equal(decode_png(bytes(data)), pixels)
+    data[data.index(b"IDAT") + 6] ^= 0xFF  # now damage the compressed data too
+    with pytest.raises(ValueError, match="CRC mismatch in its b'IDAT' chunk"):
+        decode_png(bytes(data))

@@ -87,3 +87,18 @@ def test_idat_crc_is_checked_only_when_the_image_data_fails():
     data[data.index(b"IDAT") + 6] ^= 0xFF  # now damage the compressed data too
     with pytest.raises(ValueError, match="CRC mismatch in its b'IDAT' chunk"):
         decode_png(bytes(data))
+
+
+def test_frames_written_with_zlib_ng_or_plain_zlib_read_back_with_either(monkeypatch):
+    from imagingdb import frames
+
+    pixels = np.random.default_rng(2).integers(100, 900, (40, 30), dtype=np.uint16)
+    with_ng = encode_png(pixels)
+    monkeypatch.setattr(frames, "_zlib", zlib)  # the fallback where zlib-ng has no wheel
+    with_zlib = encode_png(pixels)
+    for data in (with_ng, with_zlib):
+        np.testing.assert_array_equal(decode_png(data), pixels)
+    monkeypatch.undo()
+    assert frames._zlib is not zlib, "zlib-ng is a dependency and should be in use"
+    for data in (with_ng, with_zlib):
+        np.testing.assert_array_equal(decode_png(data), pixels)

@@ -33,6 +33,10 @@ MB/s of raw pixels; size relative to ``zlib.compress(raw, 1)``::
     default): 133-143 MB/s; pypng's reader: 7-10 MB/s. Files using PNG
     "paeth" / "average" (libpng, PIL; measured separately): ~4 / ~7.5 MB/s.
 
+- These timings are the standard library's zlib. The codec now deflates and
+  inflates with zlib-ng when it is installed (a dependency): the same
+  streams, about twice as fast to deflate and 1.3x to inflate; ``make
+  bench`` prints both (docs/performance.md).
 - Z_RLE and Z_HUFFMAN_ONLY ignore the level (zlib takes the same code path
   for levels 1-9), so ``level`` only matters for "default" and "filtered".
   Both beat LZ77 at any level on speed and size, since sensor noise leaves

@@ -47,5 +47,11 @@ zipapp-bench: $(STAMP)
 zipapp-lock: $(STAMP)
 	$(BIN)/python scripts/lock_zipapp.py
 
+# Figures of SPEC section 9, each with the limit measured in the same run; data is
+# generated once under build/bench/data. BENCH_ARGS="--repeat 5" for steadier medians.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf build dist .pytest_cache *.egg-info

@@ -169,8 +169,13 @@ def _parse_int_or_range(part: str, what: str, strict: bool) -> list:
                          "range (0-4)") from None
 
 
-def make_app() -> typer.Typer:
-    """A fresh CLI app (tests and plugins get their own); plugins add commands to it."""
+def make_app(argv: Optional[list[str]] = None) -> typer.Typer:
+    """A fresh CLI app (tests and plugins get their own); plugins add commands to it.
+
+    When ``argv`` names a built-in command, plugins are not loaded: none of
+    their commands can be the one that runs, and scanning the installed
+    packages' entry points costs start-up time every user feels.
+    """
     app = typer.Typer(
         cls=ImagingDBGroup,
         name="imagingdb",
@@ -213,10 +218,32 @@ def make_app() -> typer.Typer:
     _add_integrity_commands(app)
     app.add_typer(_make_db_app())
     _add_plugins_commands(app)
+    if argv is not None and _command_word(argv) in _builtin_command_names(app):
+        return app
     from . import plugins
 
     plugins.register_commands(app)
     return app
+
+
+_GLOBAL_OPTIONS_WITH_VALUE = ("--site-config", "--login")
+
+
+def _command_word(args: list[str]) -> Optional[str]:
+    """The command named in ``args`` after the global options, if any."""
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        if arg in _GLOBAL_OPTIONS_WITH_VALUE:
+            args = args[1:]
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def _builtin_command_names(app: typer.Typer) -> set[str]:
+    names = {info.name or info.callback.__name__.replace("_", "-") for info in app.registered_commands}
+    return names | {info.name for info in app.registered_groups if info.name}
 
 
 def _add_data_commands(app: typer.Typer) -> None:
@@ -627,7 +654,7 @@ def _cell(value: Any) -> str:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """The ``imagingdb`` console script."""
-    app = make_app()
+    app = make_app(list(sys.argv[1:] if argv is None else argv))
     command = typer.main.get_command(app)
     command.main(args=argv, prog_name="imagingdb")
 

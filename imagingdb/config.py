@@ -273,7 +273,15 @@ UPLOAD_KEYS = {
     "storage": (str, type(None)),
     "storage_access": (str, type(None)),
     "nbr_workers": (int, type(None)),
+    "png_filter": (str, type(None)),
+    "png_strategy": (str, type(None)),
+    "png_level": (int, type(None)),
 }
+# The PNG codec's choices (imagingdb.frames.encode_png; a test keeps them in step),
+# spelt out here because loading a config must not import numpy.
+PNG_FILTERS = ("none", "sub", "up")
+PNG_STRATEGIES = ("default", "filtered", "huffman", "rle")
+PNG_DEFAULTS = {"png_filter": "up", "png_strategy": "rle", "png_level": 1}
 
 
 @dataclass
@@ -286,7 +294,15 @@ class UploadConfig:
     storage: Optional[str] = None
     storage_access: Optional[str] = None
     nbr_workers: Optional[int] = None
+    png_filter: str = PNG_DEFAULTS["png_filter"]
+    png_strategy: str = PNG_DEFAULTS["png_strategy"]
+    png_level: int = PNG_DEFAULTS["png_level"]
     source: Optional[Path] = None
+
+    def png_options(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`imagingdb.frames.encode_png` for this upload."""
+        return {"png_filter": self.png_filter, "strategy": self.png_strategy,
+                "level": self.png_level}
 
 
 def load_upload_config(path: Path) -> UploadConfig:
@@ -307,6 +323,7 @@ def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig
     workers = data.get("nbr_workers")
     if workers is not None and workers < 1:
         raise InputError(f"{path}: key 'nbr_workers' must be at least 1, got {workers}")
+    png = _png_settings(data, path)
     schema = data.get("meta_schema")
     if isinstance(schema, str):
         schema_path = Path(schema)
@@ -322,5 +339,20 @@ def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig
         storage=data.get("storage"),
         storage_access=data.get("storage_access"),
         nbr_workers=workers,
+        **png,
         source=path,
     )
+
+
+def _png_settings(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """png_filter, png_strategy and png_level, checked; unset (or null) keys take the defaults."""
+    settings = {key: default if data.get(key) is None else data[key]
+                for key, default in PNG_DEFAULTS.items()}
+    for key, allowed in (("png_filter", PNG_FILTERS), ("png_strategy", PNG_STRATEGIES)):
+        if settings[key] not in allowed:
+            raise InputError(f"{path}: key {key!r} must be one of {', '.join(allowed)}, "
+                             f"got {settings[key]!r}")
+    if not 0 <= settings["png_level"] <= 9:
+        raise InputError(f"{path}: key 'png_level' must be 0..9 (zlib levels), "
+                         f"got {settings['png_level']}")
+    return settings

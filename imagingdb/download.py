@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import csv
 import json
+import math
 import os
 import shutil
 import uuid
@@ -43,7 +44,13 @@ def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any],
              len(selection.slices), dims.im_height, dims.im_width)
     if dims.im_colors > 1:
         shape += (dims.im_colors,)
-    out = np.full(shape, fill_value, dtype=np.dtype(dims.bit_depth))
+    dtype = np.dtype(dims.bit_depth)
+    if len(rows) == math.prod(shape[:4]):
+        # Every frame is decoded over its slot: writing the fill value first
+        # would cost a pass over the whole array (~70 ms for 256 MB).
+        out = np.empty(shape, dtype)
+    else:
+        out = np.full(shape, fill_value, dtype)
     axis = [{v: i for i, v in enumerate(values)} for values in
             (selection.positions, selection.times, selection.channels, selection.slices)]
     storage = dataset.database.storage
@@ -172,22 +179,22 @@ def _download_frames(dataset: "Dataset", selection: "Selection", folder: Path, *
     storage = dataset.database.storage
     storage_dir = dataset.storage_dir
     if progress is not None:
-        dims = dataset.dims
-        frame_bytes = dims.im_height * dims.im_width * dims.im_colors
-        progress.start(dataset.id, len(rows), len(rows) * frame_bytes *
-                       (2 if dims.bit_depth == "uint16" else 1))
+        # MB/s here are of the PNG objects moved, whose sizes are known only once fetched.
+        progress.start(dataset.id, len(rows), 0)
 
-    def fetch(row: Any) -> None:
+    def fetch(row: Any) -> int:
         key = f"{storage_dir}/{row.file_name}"
+        path = folder / row.file_name
         try:
-            storage.get_file(key, str(folder / row.file_name))
+            storage.get_file(key, str(path))
         except KeyError:
             raise WorkError(f"frame {key} of dataset {dataset.id} is missing from storage; "
                             f"run: imagingdb verify {dataset.id}") from None
+        return path.stat().st_size
 
-    def advance(_: Any) -> None:
+    def advance(nbytes: int) -> None:
         if progress is not None:
-            progress.advance(1, 0)
+            progress.advance(1, nbytes)
 
     try:
         _run_all(fetch, rows, _workers(workers, storage), advance)

@@ -189,6 +189,135 @@ class FluorescenceScene:
         return self._layers[channel]
 
 
+@dataclass(frozen=True)
+class CameraModel:
+    """How an sCMOS camera turns photoelectrons into ADU (numbers from camera datasheets).
+
+    Defaults: a 16-bit-mode scientific CMOS of the Hamamatsu ORCA-Flash4.0 /
+    pco.edge 4.2 class: 0.46 e-/ADU (so one photoelectron is 2.17 ADU), an
+    offset ("baseline") of 100 ADU, read noise of 0.8 e- rms (1.7 ADU) and a
+    small per-pixel offset non-uniformity (fixed pattern, 0.5 ADU rms).
+    """
+
+    offset_adu: float = 100.0
+    adu_per_electron: float = 1 / 0.46
+    read_noise_adu: float = 1.7
+    offset_pattern_adu: float = 0.5
+
+
+@dataclass(frozen=True)
+class ChannelLook:
+    """Photoelectrons per pixel of one channel: what the sample and optics give the camera."""
+
+    background_e: float  # autofluorescence + out-of-focus light, before vignetting
+    peak_e: tuple[float, float]  # range of a cell's brightness above background
+    cell_scale: float  # cell radius relative to the typical cell (nucleus < cytoplasm)
+    texture: float  # relative brightness variation inside a cell
+
+
+#: A widefield acquisition of cultured cells: a nuclear stain and a cytoplasmic GFP.
+SCMOS_CHANNELS = (
+    ChannelLook(background_e=25.0, peak_e=(400.0, 1600.0), cell_scale=0.6, texture=0.15),
+    ChannelLook(background_e=45.0, peak_e=(150.0, 900.0), cell_scale=1.0, texture=0.35),
+)
+
+
+class SCMOSScene:
+    """Frames as a lab's sCMOS camera records cultured cells through a widefield microscope.
+
+    The model, per pixel and frame (all deterministic for a seed):
+
+    - photoelectrons expected = background (vignetted: 30% less in the
+      corners) + cells; cells are ellipses with soft edges (about 20-45 um
+      across at 0.65 um/pixel for the cytoplasm, nuclei smaller), a smooth
+      internal texture, covering roughly a fifth of the field; slices away
+      from focus are dimmer and lose contrast into a haze; time points
+      bleach by 1% each;
+    - recorded = Poisson(expected) photoelectrons (true shot noise) times the
+      camera gain, plus the camera offset, its fixed pattern, and gaussian
+      read noise, rounded and clipped to the pixel type.
+
+    So most of a frame is background near 100 + 55..100 ADU with 10-15 ADU of
+    noise, and cells reach a few thousand ADU: what raw Micro-Manager files
+    from such a camera hold. See docs/performance.md.
+    """
+
+    def __init__(self, height: int, width: int, *, nbr_slices: int = 1, seed: int = 0,
+                 camera: CameraModel = CameraModel(),
+                 channels: Sequence[ChannelLook] = SCMOS_CHANNELS):
+        self.height, self.width, self.dtype = height, width, "uint16"
+        self.camera, self.channels = camera, tuple(channels)
+        self._nbr_slices, self._seed = nbr_slices, seed
+        rng = np.random.default_rng([seed, _STREAM_NOISE])
+        self._offset = camera.offset_adu + rng.normal(
+            0.0, camera.offset_pattern_adu, (height, width)).astype(np.float32)
+        y = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]
+        x = np.linspace(-1.0, 1.0, width, dtype=np.float32)[None, :]
+        self._vignetting = 1.0 - 0.15 * (x**2 + y**2)
+        self._layers: dict[tuple[int, int], np.ndarray] = {}
+
+    def frame(self, channel: int, slice: int, time: int, position: int) -> np.ndarray:
+        """The (height, width) uint16 frame at this index."""
+        look = self.channels[channel % len(self.channels)]
+        cells = self._cells(channel, position)
+        middle = (self._nbr_slices - 1) / 2
+        defocus = abs(slice - middle) / max(1.0, self._nbr_slices / 4)
+        focus = np.float32(np.exp(-0.5 * defocus**2))
+        bleaching = np.float32(0.99**time)
+        haze = np.float32((1 - focus) * 0.2 * cells.mean())
+        expected = (look.background_e * self._vignetting + haze + cells * focus) * bleaching
+        rng = np.random.default_rng([self._seed, _STREAM_FRAME, channel, slice, time, position])
+        electrons = rng.poisson(expected).astype(np.float32)
+        adu = electrons * np.float32(self.camera.adu_per_electron) + self._offset
+        adu += rng.normal(0.0, self.camera.read_noise_adu, adu.shape).astype(np.float32)
+        return _to_dtype(np.rint(adu, out=adu), "uint16")
+
+    def _cells(self, channel: int, position: int) -> np.ndarray:
+        """Expected photoelectrons of the cells of one channel at one position (cached)."""
+        key = (channel, position)
+        if key not in self._layers:
+            if len(self._layers) >= 2 * len(self.channels):
+                self._layers.clear()  # writers go position by position: keep memory flat
+            look = self.channels[channel % len(self.channels)]
+            layout = np.random.default_rng([self._seed, _STREAM_CELLS, position])
+            rng = np.random.default_rng([self._seed, _STREAM_CHANNEL, channel, position])
+            self._layers[key] = _soft_cells(layout, rng, self.height, self.width, look)
+        return self._layers[key]
+
+
+def _soft_cells(layout: np.random.Generator, rng: np.random.Generator, height: int, width: int,
+                look: ChannelLook) -> np.ndarray:
+    """Ellipses with soft edges and smooth texture; ``layout`` places them (shared by channels)."""
+    count = max(1, round(height * width / 12_000))
+    centres = layout.uniform((0, 0), (height, width), size=(count, 2))
+    radii = layout.uniform(18, 35, size=(count, 2)) * (min(height, width) / 1024) ** 0.5
+    angles = layout.uniform(0, np.pi, size=count)
+    brightness = rng.uniform(*look.peak_e, size=count)
+    texture = _smooth_noise(rng, height, width, scale=6.0)
+    image = np.zeros((height, width), np.float32)
+    for (cy, cx), (ry, rx), angle, peak in zip(centres, radii * look.cell_scale, angles, brightness):
+        reach = int(1.5 * max(ry, rx)) + 2
+        y0, y1 = max(0, int(cy) - reach), min(height, int(cy) + reach)
+        x0, x1 = max(0, int(cx) - reach), min(width, int(cx) + reach)
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        cos, sin = np.cos(angle), np.sin(angle)
+        u, v = (yy - cy) * cos + (xx - cx) * sin, (xx - cx) * cos - (yy - cy) * sin
+        distance = np.sqrt((u / max(ry, 1.0)) ** 2 + (v / max(rx, 1.0)) ** 2)
+        inside = 1.0 / (1.0 + np.exp((distance - 1.0) * 6.0))
+        image[y0:y1, x0:x1] += peak * inside * (1.0 + look.texture * texture[y0:y1, x0:x1])
+    return np.maximum(image, 0.0)
+
+
+def _smooth_noise(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
+    """Gaussian-filtered white noise (correlation length ``scale`` pixels), unit variance."""
+    noise = rng.standard_normal((height, width)).astype(np.float32)
+    fy = np.fft.fftfreq(height)[:, None]
+    fx = np.fft.rfftfreq(width)[None, :]
+    smooth = np.fft.irfft2(np.fft.rfft2(noise) * np.exp(-2 * (np.pi * scale) ** 2 * (fy**2 + fx**2)),
+                           s=(height, width)).astype(np.float32)
+    return smooth / max(float(smooth.std()), 1e-6)
+
+
 # --------------------------------------------------------------------------
 # Micro-Manager OME-TIFF
 # --------------------------------------------------------------------------
@@ -284,6 +413,7 @@ def write_mm_ometiff(
     drop: Collection[FrameTuple] = (),
     seed: int = 0,
     file_header: bool = True,
+    scene: Any = None,
 ) -> list[Path]:
     """Write a Micro-Manager 1.4-style OME-TIFF acquisition into ``folder``.
 
@@ -318,7 +448,8 @@ def write_mm_ometiff(
     plan = _mm_file_plan(acquisition, set(map(tuple, drop)), max_pages_per_file)
     summary = _mm_summary(acquisition)
     ome = _ome_xml(acquisition, plan)
-    scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
+    if scene is None:
+        scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
     for file_name, pages in plan:
         ome.set("UUID", f"urn:uuid:{acquisition.uuid(file_name)}")
         _write_mm_file(folder / file_name, acquisition, pages, summary,
@@ -520,7 +651,7 @@ def _ome_plane(acquisition: _MMAcquisition, index: FrameTuple) -> ET.Element:
 
 
 def _write_mm_file(path: Path, acquisition: _MMAcquisition, pages: list[FrameTuple],
-                   summary: dict[str, Any], ome_xml: str, scene: FluorescenceScene,
+                   summary: dict[str, Any], ome_xml: str, scene: Any,
                    file_header: bool) -> None:
     """Stream one file: header, then IFD + pixels page by page, then trailer blocks."""
     summary_json = json.dumps(summary).encode()

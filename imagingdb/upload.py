@@ -2,8 +2,8 @@
 
 The data path, one way through: the splitter plugin streams frames; a bounded
 pool of threads encodes each to PNG, hashes it and puts it in storage (zlib and
-hashlib release the GIL); rows are collected and inserted in bulk in ONE
-transaction that registers the dataset last. Nothing is registered until every
+hashlib release the GIL); rows are spooled to a temporary file (imagingdb.spool)
+and inserted in batches in ONE transaction that registers the dataset last. Nothing is registered until every
 object is stored, so a failed or killed upload leaves no half-registered
 dataset, and running it again finishes the job.
 """
@@ -17,7 +17,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Container, Optional
 
 import sqlalchemy as sa
 
@@ -29,6 +29,7 @@ from .config import UploadConfig, load_upload_config
 from .errors import ImagingDBError, InputError, WorkError
 from .ids import DatasetID, parse_dataset_id
 from .progress import Progress
+from .spool import RowSpool
 from .storage import HashingReader, validate_object_name
 
 if TYPE_CHECKING:
@@ -376,6 +377,15 @@ class Uploader:
         return self._splitter.open(row.source, options)
 
     def _upload_frames(self, row: UploadRow) -> tuple[int, int]:
+        with RowSpool() as spool:
+            try:
+                return self._upload_frames_via(row, spool)
+            except BaseException:
+                # Only now are the stored keys needed in memory: to delete them.
+                self._written.update(spool.keys())
+                raise
+
+    def _upload_frames_via(self, row: UploadRow, frame_rows: RowSpool) -> tuple[int, int]:
         storage_dir = f"raw_frames/{row.dataset_id}"
         with self._open(row) as acquisition:
             count = self._validate_frames(row, acquisition)
@@ -385,7 +395,7 @@ class Uploader:
                 2 if dims.bit_depth == "uint16" else 1)
             self.progress.start(str(row.dataset_id), count, count * frame_bytes)
             try:
-                frame_rows, nbytes = self._store_frames(acquisition, storage_dir)
+                nbytes = self._store_frames(acquisition, storage_dir, frame_rows)
             except BaseException:
                 self.progress.finish(ok=False)
                 raise
@@ -401,16 +411,14 @@ class Uploader:
                 im_colors=dims.im_colors, bit_depth=dims.bit_depth,
                 metadata_json=global_meta, dataset_id=dataset_pk,
             ).returning(dbq.frames_global.c.id)).scalar_one()
-            for start in range(0, len(frame_rows), INSERT_BATCH):
-                batch = frame_rows[start:start + INSERT_BATCH]
+            for batch in frame_rows.batches(INSERT_BATCH):
                 for frame_row in batch:
                     frame_row["frames_global_id"] = fg_pk
                 conn.execute(sa.insert(dbq.frames), batch)
 
-        keys = {f"{storage_dir}/{r['file_name']}" for r in frame_rows}
         try:
             self._register(row, frames=True, insert_children=insert_children,
-                           keep_keys=keys, prefix=f"{storage_dir}/")
+                           keep_keys=frame_rows, prefix=f"{storage_dir}/")
         except BaseException:
             self.progress.finish(ok=False)
             raise
@@ -428,21 +436,24 @@ class Uploader:
             raise InputError(f"{row.source}: no frames to upload")
         return count
 
-    def _store_frames(self, acquisition: Acquisition, storage_dir: str
-                      ) -> tuple[list[dict[str, Any]], int]:
-        """Encode, hash and store every frame with a bounded pool; return their rows."""
+    def _store_frames(self, acquisition: Acquisition, storage_dir: str, rows: RowSpool) -> int:
+        """Encode, hash and store every frame with a bounded pool; spool their rows.
+
+        Returns the bytes of pixels stored. Memory is bounded by the frames in
+        flight (2 per worker) whatever the acquisition's size: rows go to the
+        spool and ``self._written`` only holds the keys being put.
+        """
         from .frames import encode_png, pixel_sha256
 
         storage = self._storage
-        # The bound on frames in flight is what bounds memory, whatever the file size.
+        codec = self.config.png_options()
         in_flight = threading.BoundedSemaphore(self.workers * 2)
-        rows: list[dict[str, Any]] = []
         total = [0]
         written_lock = threading.Lock()
 
-        def store(frame: Frame) -> dict[str, Any]:
+        def store(frame: Frame) -> tuple[str, dict[str, Any], int]:
             try:
-                data = encode_png(frame.pixels)
+                data = encode_png(frame.pixels, **codec)
                 checksum = pixel_sha256(frame.pixels)
                 name = frame.index.file_name
                 key = f"{storage_dir}/{name}"
@@ -450,7 +461,7 @@ class Uploader:
                     self._written.add(key)
                 storage.put_bytes(key, data)
                 faults.checkpoint("object-stored")
-                return {
+                return key, {
                     "channel_idx": frame.index.channel, "slice_idx": frame.index.slice,
                     "time_idx": frame.index.time, "pos_idx": frame.index.position,
                     "channel_name": frame.channel_name, "file_name": name,
@@ -460,8 +471,10 @@ class Uploader:
                 in_flight.release()
 
         def collect(future: cf.Future) -> None:
-            frame_row, nbytes = future.result()
-            rows.append(frame_row)
+            key, frame_row, nbytes = future.result()
+            rows.add(key, frame_row)
+            with written_lock:
+                self._written.discard(key)  # the spool has it now
             total[0] += nbytes
             self.progress.advance(1, nbytes)
 
@@ -481,12 +494,12 @@ class Uploader:
                 for future in pending:
                     future.cancel()
                 raise
-        return rows, total[0]
+        return total[0]
 
     # -------------------------------------------------------------- registration
 
-    def _register(self, row: UploadRow, *, frames: bool, insert_children, keep_keys: set[str],
-                  prefix: str) -> None:
+    def _register(self, row: UploadRow, *, frames: bool, insert_children,
+                  keep_keys: Container[str], prefix: str) -> None:
         """One transaction registers the dataset, then stale objects of an overwrite go."""
         faults.checkpoint("before-register")
         values = {

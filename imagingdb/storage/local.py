@@ -31,16 +31,29 @@ class LocalStorage(StorageBackend):
         if not root:
             raise InputError("storage backend 'local' needs storage.root (a folder)")
         self.root = Path(root).expanduser().resolve()
+        # Folders already seen to resolve inside the root (a dataset's folder
+        # holds thousands of frames: resolving its path for each one was ~0.1 ms
+        # of lstat calls, held under the GIL, per object).
+        self._folders_inside: set[Path] = set()
 
     def describe(self) -> str:
         return f"local:{self.root}"
 
     def _path(self, key: str) -> Path:
+        """The file of ``key``; validate_key forbids '..', and this refuses symlinked escapes."""
         path = self.root.joinpath(*validate_key(key).split("/"))
-        # validate_key already forbids '..'; this guards against symlinked escapes too.
+        folder = path.parent
+        if folder not in self._folders_inside:
+            self._refuse_outside(folder, key)
+            if folder.is_dir():  # remember only folders that exist, never a guess
+                self._folders_inside.add(folder)
+        if path.is_symlink():
+            self._refuse_outside(path, key)
+        return path
+
+    def _refuse_outside(self, path: Path, key: str) -> None:
         if not path.resolve().is_relative_to(self.root):
             raise InputError(f"storage key {key!r} resolves outside the storage root")
-        return path
 
     def check(self, writable: bool = False) -> None:
         if writable:
@@ -60,6 +73,8 @@ class LocalStorage(StorageBackend):
         try:
             with open(tmp, "wb") as out:
                 write(out)
+                out.flush()
+                _start_writeback(out.fileno())
             faults.checkpoint("object-written")
             os.replace(tmp, path)
         except OSError as exc:
@@ -85,7 +100,7 @@ class LocalStorage(StorageBackend):
 
     def get_file(self, key: str, dest: str) -> None:
         try:
-            shutil.copyfile(self._path(key), dest)
+            _copy_file(self._path(key), dest)
         except FileNotFoundError as exc:
             if not self._path(key).exists():
                 raise KeyError(key) from None
@@ -160,6 +175,54 @@ class LocalStorage(StorageBackend):
                 os.sync()
         finally:
             os.close(fd)
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _load_sync_file_range():
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):  # not Linux
+        return None
+    function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
+    return function
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def _start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing this file to disk now, without waiting.
+
+    flush() must make every object durable before the database commit; if
+    the disk writes start only then, a 256 MB upload waits ~0.3 s at the end
+    for what could have been written while later frames were being encoded.
+    """
+    if _sync_file_range is not None:
+        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+
+def _copy_file(source: Path, dest: str) -> None:
+    """Copy like ``cp``: copy_file_range lets the kernel copy (or share, on XFS/btrfs/NFS 4.2)
+    the blocks without moving them through user space; shutil.copyfile where it is refused."""
+    if not hasattr(os, "copy_file_range"):  # not Linux
+        shutil.copyfile(source, dest)
+        return
+    with open(source, "rb") as reader, open(dest, "wb") as writer:
+        size = os.fstat(reader.fileno()).st_size
+        copied = 0
+        try:
+            while copied < size:
+                done = os.copy_file_range(reader.fileno(), writer.fileno(), size - copied)
+                if done == 0:
+                    break
+                copied += done
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
+                                 errno.EPERM) or copied:
+                raise
+            shutil.copyfileobj(reader, writer, 1 << 20)
 
 
 @hookimpl

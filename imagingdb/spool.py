@@ -1,0 +1,65 @@
+"""Frame rows waiting for the transaction that registers their dataset, kept on disk.
+
+A 1 TB Micro-Manager acquisition has about 130,000 frames with ~2 KB of
+metadata each: held in a Python list until the commit, their rows alone would
+take hundreds of MB. Rows are spooled instead to a private temporary SQLite
+database (SQLite deletes its file when the connection closes; its page cache
+is bounded, 2 MB by default), then read back in batches inside the single
+registering transaction, so registration stays all-or-nothing and memory
+stays flat whatever the acquisition's size.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Iterator
+
+
+class RowSpool:
+    """Append-only frame rows keyed by storage key; one thread uses it (the uploader's)."""
+
+    def __init__(self) -> None:
+        # "" is SQLite's private temporary database: on disk, gone when closed.
+        self._db = sqlite3.connect("", isolation_level=None)
+        self._db.execute("PRAGMA journal_mode = OFF")
+        self._db.execute("PRAGMA synchronous = OFF")
+        self._db.execute("CREATE TABLE spooled (key TEXT PRIMARY KEY, row TEXT NOT NULL)")
+        self._db.execute("BEGIN")  # one transaction: no commit per row
+        self._count = 0
+
+    def add(self, key: str, row: dict[str, Any]) -> None:
+        """Spool one frame row; ``key`` is the storage key of its object (unique)."""
+        self._db.execute("INSERT INTO spooled (key, row) VALUES (?, ?)", (key, json.dumps(row)))
+        self._count += 1
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, key: object) -> bool:
+        found = self._db.execute("SELECT 1 FROM spooled WHERE key = ?", (key,)).fetchone()
+        return found is not None
+
+    def keys(self) -> Iterator[str]:
+        """The storage keys spooled so far, in the order they were added."""
+        for (key,) in self._db.execute("SELECT key FROM spooled ORDER BY rowid"):
+            yield key
+
+    def batches(self, size: int) -> Iterator[list[dict[str, Any]]]:
+        """The rows in the order they were added, ``size`` at a time."""
+        cursor = self._db.execute("SELECT row FROM spooled ORDER BY rowid")
+        while True:
+            chunk = cursor.fetchmany(size)
+            if not chunk:
+                return
+            yield [json.loads(text) for (text,) in chunk]
+
+    def close(self) -> None:
+        """Drop the spool and its file."""
+        self._db.close()
+
+    def __enter__(self) -> "RowSpool":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 import uuid
@@ -180,16 +181,17 @@ class LocalStorage(StorageBackend):
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_sync_file_range():
+@functools.lru_cache(maxsize=None)
+def _sync_file_range():
+    """libc's sync_file_range, looked up on first use (ctypes at import would slow --help)."""
+    import ctypes
+
     try:
         function = ctypes.CDLL(None, use_errno=True).sync_file_range
     except (OSError, AttributeError):  # not Linux
         return None
     function.argtypes = (ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint)
     return function
-
-
-_sync_file_range = _load_sync_file_range()
 
 
 def _start_writeback(fd: int) -> None:
@@ -199,8 +201,9 @@ def _start_writeback(fd: int) -> None:
     the disk writes start only then, a 256 MB upload waits ~0.3 s at the end
     for what could have been written while later frames were being encoded.
     """
-    if _sync_file_range is not None:
-        _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+    sync_file_range = _sync_file_range()
+    if sync_file_range is not None:
+        sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
 
 
 def _copy_file(source: Path, dest: str) -> None:

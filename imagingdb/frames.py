@@ -234,16 +234,17 @@ class _Header(NamedTuple):
         return _SAMPLES_PER_PIXEL[self.color_type] * self.bit_depth // 8
 
 
-def decode_png(data: bytes) -> np.ndarray:
+def decode_png(data: bytes, *, check_crc: bool = False) -> np.ndarray:
     """Decode PNG bytes into a uint8 or uint16 array (native byte order).
 
     Shape is (H, W) for grayscale, (H, W, C) otherwise (C = 2 gray+alpha,
     3 RGB, 4 RGBA; palette images come back as RGB or RGBA). Sample values
     are returned as stored: ancillary chunks (tRNS, sBIT, gAMA...) are
     ignored, sub-byte samples are not rescaled. Raises ValueError for data
-    that is not a valid PNG.
+    that is not a valid PNG. ``check_crc`` also checks the image data's
+    CRCs (what `imagingdb verify` wants: any changed byte is an error).
     """
-    header, idat = _read_chunks(data)
+    header, idat = _read_chunks(data, check_idat_crc=check_crc)
     if header.needs_pypng:
         return _decode_with_pypng(data)
     out = np.empty(header.shape, header.dtype)
@@ -251,15 +252,15 @@ def decode_png(data: bytes) -> np.ndarray:
     return out
 
 
-def decode_png_into(data: bytes, out: np.ndarray) -> None:
+def decode_png_into(data: bytes, out: np.ndarray, *, check_crc: bool = False) -> None:
     """Decode PNG bytes into ``out``, e.g. a view of a bigger array.
 
     ``out`` must have exactly the shape and dtype :func:`decode_png` would
     return; otherwise ValueError names both. A C-contiguous ``out`` (such as
     ``big[p, t, c, z]`` of a (P, T, C, Z, Y, X) array) is filled without an
-    intermediate copy.
+    intermediate copy. ``check_crc`` as for :func:`decode_png`.
     """
-    header, idat = _read_chunks(data)
+    header, idat = _read_chunks(data, check_idat_crc=check_crc)
     pixels = _decode_with_pypng(data) if header.needs_pypng else None
     shape, dtype = (pixels.shape, pixels.dtype) if pixels is not None else (header.shape, header.dtype)
     if out.shape != shape or out.dtype != dtype:

@@ -411,6 +411,11 @@ def ensure_current(engine: sa.Engine, *, auto_upgrade: bool) -> None:
     if version is None:
         upgrade(engine)
         return
+    if version == 0:
+        # detect_version looks at two tables in two statements: another process creating
+        # the schema may have committed between them. Ask again, alone on the server.
+        with _schema_change(engine) as conn:
+            version = detect_version(conn)
     _refuse_newer(version)
     if version == 0:
         raise WorkError("this database was made by the original imagingDB; adopt it with: "

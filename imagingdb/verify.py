@@ -216,7 +216,7 @@ class _Verifier:
             return
         pixels = np.empty(shape, np.dtype(bit_depth))
         try:
-            decode_png_into(data, pixels)
+            decode_png_into(data, pixels, check_crc=True)  # any changed byte is corruption
         except Exception as exc:  # noqa: BLE001 - any failure to decode is corruption
             self._record(Problem("corrupted", key, f"cannot be decoded ({exc})", index), len(data))
             return

@@ -23,8 +23,11 @@ def incomplete(tmp_path, run_cli, upload_files):
 
 
 def test_missing_frames_take_the_fill_value(site, incomplete):
+    from imagingdb.errors import MissingFramesWarning
+
     with site.connect() as database:
-        array = database.dataset(DATASET_ID).read(fill_value=7)
+        with pytest.warns(MissingFramesWarning, match="2 of the 12 frames"):
+            array = database.dataset(DATASET_ID).read(fill_value=7)
     expected = source_frames(incomplete)
     for c, z, t, p in np.ndindex(2, 3, 2, 1):
         if (c, z, t, p) in DROPPED:

@@ -190,6 +190,29 @@ def test_upload_query_show_download(zipapp, site, upload_files, mm_ometiff, tmp_
         array = db.dataset(DATASET_ID).read()
     for (c, z, t, p), pixels in source_frames(mm_ometiff).items():
         np.testing.assert_array_equal(array[p, t, c, z], pixels)
+    verified = zipapp.run("verify", "--all", "--format", "json")
+    assert verified.exit_code == 0, verified.stderr
+    assert verified.json()["ok"] and len(verified.json()["datasets"]) == 2
+    (stored / "im_c000_z000_t000_p000.png").unlink()
+    broken = zipapp.run("verify", DATASET_ID)
+    assert broken.exit_code == 1 and "missing" in broken.stdout
+
+
+def test_lab_instance_postgresql_and_s3(zipapp, pg_s3_site, upload_files, mm_ometiff, tmp_path):
+    """The executable against a real PostgreSQL and an S3 bucket over HTTP (moto)."""
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
+    uploaded = zipapp.run("upload", "--csv", csv_path, "--config", upload_files.frames_config())
+    assert uploaded.exit_code == 0, uploaded.stderr
+    keys = [k for k in pg_s3_site.objects() if k.startswith(f"imaging/raw_frames/{DATASET_ID}/")]
+    assert len(keys) == 24
+    found = zipapp.run("query", "--format", "json")
+    assert [d["dataset_id"] for d in found.json()] == [DATASET_ID]
+    dest = tmp_path / "dest"
+    got = zipapp.run("download", "--id", DATASET_ID, "--dest", dest, "-p", "1", "-z", "0")
+    assert got.exit_code == 0, got.stderr
+    assert len(list((dest / DATASET_ID).glob("*.png"))) == 4  # 2 channels x 2 times
+    assert zipapp.run("verify", DATASET_ID).exit_code == 0
+    assert zipapp.run("gc", "--older-than", "0").stdout == ""
 
 
 def test_bad_input_is_one_error_line_and_changes_nothing(zipapp, site, upload_files, mm_ometiff):

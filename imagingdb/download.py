@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
 from .errors import ImagingDBError, InputError, WorkError
+from .storage import validate_object_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -182,6 +183,9 @@ def _download_frames(dataset: "Dataset", selection: "Selection", folder: Path, *
         # MB/s here are of the PNG objects moved, whose sizes are known only once fetched.
         progress.start(dataset.id, len(rows), 0)
 
+    for row in rows:  # names come from the database: none may lead out of the folder
+        _safe_name(row.file_name, dataset.id)
+
     def fetch(row: Any) -> int:
         key = f"{storage_dir}/{row.file_name}"
         path = folder / row.file_name
@@ -212,8 +216,18 @@ def _download_file(dataset: "Dataset", folder: Path, *, metadata: bool, download
         summary = dataset.summary()
         _write_json(folder / "global_metadata.json", summary)
     if download:
+        name = _safe_name(info["file_name"], dataset.id)
         try:
-            dataset.database.storage.get_file(info["key"], str(folder / info["file_name"]))
+            dataset.database.storage.get_file(info["key"], str(folder / name))
         except KeyError:
             raise WorkError(f"file {info['key']} of dataset {dataset.id} is missing from "
                             f"storage; run: imagingdb verify {dataset.id}") from None
+
+
+def _safe_name(name: str, dataset_id: str) -> str:
+    """A file name from the database, refused if it is not a plain name (``../``, ``/``)."""
+    try:
+        return validate_object_name(name, "file name")
+    except InputError:
+        raise WorkError(f"dataset {dataset_id} names a file {name!r} in the database that "
+                        "is not a plain file name; nothing was downloaded") from None

@@ -138,3 +138,21 @@ def test_show_summary_has_dimensions_and_metadata(dataset):
     assert summary["nbr_frames"] == 24 and summary["nbr_positions"] == 2
     assert summary["channel_names"] == {0: "DAPI", 1: "GFP"}
     assert summary["missing_frames"] == 0
+
+
+@pytest.mark.parametrize("bad_name", ["../escaped.png", "/tmp/escaped.png", "sub/dir.png"])
+def test_download_refuses_file_names_from_the_database_that_leave_the_folder(
+        dataset, tmp_path, site, bad_name):
+    import sqlalchemy as sa
+
+    from imagingdb import db as dbq
+    from imagingdb.errors import WorkError
+
+    with site.connect() as db, db.connection(write=True) as conn:
+        conn.execute(sa.update(dbq.frames).where(dbq.frames.c.file_name ==
+                                                 "im_c000_z000_t000_p000.png")
+                     .values(file_name=bad_name))
+    with pytest.raises(WorkError, match="not a plain file name"):
+        dataset.download(tmp_path / "dest")
+    assert list((tmp_path / "dest").iterdir()) == []
+    assert not (tmp_path / "escaped.png").exists()

@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/python -m imagingdb.demo
 
 test: $(STAMP)
-	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin scripts
+	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin scripts bench
 	$(BIN)/python -m pytest -q -n auto $(PYTEST_ARGS)
 
 # Mutated TIFFs against every splitter, longer than make test's bounded run.

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
@@ -28,8 +29,15 @@ FRAMES_META_COLUMNS = ("channel_idx", "slice_idx", "time_idx", "pos_idx", "chann
                        "file_name", "sha256")
 
 
-def _workers(workers: Optional[int], storage: Any) -> int:
-    return workers or storage.transfer_workers or max(4, 4 * (os.cpu_count() or 1))
+def _workers(workers: Optional[int], storage: Any, per_core: int = 4) -> int:
+    """Threads for fetching objects: the caller's choice, the store's, else ``per_core`` per core.
+
+    Copying objects is I/O (4 per core hide a network mount's latency);
+    decoding them is CPU work, where more threads than ~2 per core only add
+    switching and per-thread buffers (measured on 2 cores, 128 frames: 8
+    threads 1.21-1.31 s, 3-4 threads 1.03-1.16 s).
+    """
+    return workers or storage.transfer_workers or max(4, per_core * (os.cpu_count() or 1))
 
 
 def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any], *,
@@ -56,10 +64,13 @@ def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any],
     storage = dataset.database.storage
     storage_dir = dataset.storage_dir
 
+    buffers = threading.local()  # each thread reads its objects into one buffer
+
     def fetch(row: Any) -> None:
         key = f"{storage_dir}/{row.file_name}"
+        buffer = getattr(buffers, "buffer", b"")
         try:
-            data = storage.get_bytes(key)
+            data = storage.get_bytes_into(key, buffer)
         except KeyError:
             raise WorkError(f"frame {key} of dataset {dataset.id} is missing from storage; "
                             f"run: imagingdb verify {dataset.id}") from None
@@ -71,8 +82,10 @@ def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any],
             raise WorkError(f"frame {key} of dataset {dataset.id} cannot be decoded: {exc}") from None
         if verify and row.sha256 and pixel_sha256(target) != row.sha256:
             raise WorkError(f"frame {key} of dataset {dataset.id} fails its sha256 check")
+        if len(data) >= len(buffer):  # did not fit: room for this size and a bit more
+            buffers.buffer = bytearray(len(data) * 5 // 4 + 4096)
 
-    _run_all(fetch, rows, _workers(workers, storage))
+    _run_all(fetch, rows, _workers(workers, storage, per_core=2))
     asked = len(selection.positions) * len(selection.times) * len(selection.channels) * len(
         selection.slices)
     if len(rows) < asked:

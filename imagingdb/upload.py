@@ -446,7 +446,7 @@ class Uploader:
         flight (2 per worker) whatever the acquisition's size: rows go to the
         spool and ``self._written`` only holds the keys being put.
         """
-        from .frames import encode_png, pixel_sha256
+        from .frames import encode_png_reusing, pixel_sha256
 
         storage = self._storage
         codec = self.config.png_options()
@@ -456,7 +456,9 @@ class Uploader:
 
         def store(frame: Frame) -> tuple[str, dict[str, Any], int]:
             try:
-                data = encode_png(frame.pixels, **codec)
+                data = encode_png_reusing(frame.pixels, **codec)  # stored before the next
+                if not getattr(storage, "put_takes_buffers", False):
+                    data = bytes(data)
                 checksum = pixel_sha256(frame.pixels)
                 name = frame.index.file_name
                 key = f"{storage_dir}/{name}"

@@ -138,3 +138,21 @@ def test_decode_reports_image_data_of_the_wrong_length():
     data[29:33] = crc.to_bytes(4, "big")
     with pytest.raises(ValueError, match="bytes of image data, expected"):
         decode_png(bytes(data))
+
+
+def test_encode_reusing_writes_the_same_png_into_one_buffer_per_thread():
+    from imagingdb.frames import encode_png_reusing
+
+    rng = np.random.default_rng(7)
+    first_frame, second_frame = rng.integers(0, 4000, (2, 300, 200), dtype=np.uint16)
+    first = encode_png_reusing(first_frame)
+    assert bytes(first) == encode_png(first_frame)
+    kept = bytes(first)
+    second = encode_png_reusing(second_frame)
+    assert bytes(second) == encode_png(second_frame)
+    assert np.shares_memory(np.asarray(first), np.asarray(second))  # valid until the next encode
+    np.testing.assert_array_equal(decode_png(kept), first_frame)
+    with cf.ThreadPoolExecutor(1) as pool:  # another thread has its own buffer
+        other = pool.submit(lambda: np.asarray(encode_png_reusing(first_frame))).result()
+    assert not np.shares_memory(other, np.asarray(second))
+    assert other.tobytes() == kept

@@ -70,6 +70,9 @@ class StorageBackend(abc.ABC):
     #: how many concurrent transfers suit this store when the user sets none (None: the
     #: CPU-based default); a remote store of many small objects wants more than a disk
     transfer_workers: Optional[int] = None
+    #: True if put_bytes takes any bytes-like object (a memoryview of a buffer the
+    #: caller reuses), not only bytes; upload then passes frames without a copy
+    put_takes_buffers: bool = False
 
     @abc.abstractmethod
     def describe(self) -> str:

@@ -24,6 +24,7 @@ class LocalStorage(StorageBackend):
     """Objects are files under ``root``; keys are relative paths."""
 
     name = "local"
+    put_takes_buffers = True
 
     def __init__(self, root: str | os.PathLike | None = None, **unknown):
         if unknown:

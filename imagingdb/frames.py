@@ -192,7 +192,8 @@ def encode_png_reusing(pixels, *, level: int = 1, strategy: str = "rle",
     _filter_rows(rows, channels * pixels.itemsize, png_filter, filtered)
     color_type = 0 if channels == 1 else 2
     ihdr = struct.pack(">IIBBBBB", width, height, 8 * pixels.itemsize, color_type, 0, 0, 0)
-    return _assemble_png(ihdr, _deflate_pieces(filtered.reshape(-1), level, strategy))
+    return _assemble_png(ihdr, _deflate_pieces(filtered.reshape(-1), level, strategy),
+                         most=_deflate_bound(filtered.size))
 
 
 def _deflate_pieces(data: np.ndarray, level: int, strategy: str) -> list:
@@ -204,13 +205,22 @@ def _deflate_pieces(data: np.ndarray, level: int, strategy: str) -> list:
     return pieces
 
 
-def _assemble_png(ihdr: bytes, idat_pieces: list) -> memoryview:
-    """Signature, IHDR, one IDAT of the pieces and IEND, in this thread's output buffer."""
+def _deflate_bound(size: int) -> int:
+    """The most bytes deflating ``size`` bytes can give (zlib's compressBound)."""
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13
+
+
+def _assemble_png(ihdr: bytes, idat_pieces: list, most: int) -> memoryview:
+    """Signature, IHDR, one IDAT of the pieces and IEND, in this thread's output buffer.
+
+    ``most`` bounds the IDAT's size: the buffer is made that big at once, so
+    frames of one acquisition, which compress to different sizes, share it.
+    """
     idat_size = sum(len(piece) for piece in idat_pieces)
     head = b"".join([_SIGNATURE, *_chunk(b"IHDR", ihdr), struct.pack(">I", idat_size), b"IDAT"])
     tail_start = len(head) + idat_size
     size = tail_start + 4 + 12
-    out = memoryview(_thread_buffer("png", size))
+    out = memoryview(_thread_buffer("png", size, len(head) + max(most, idat_size) + 16))
     out[:len(head)] = head
     position, crc = len(head), _zlib.crc32(b"IDAT")
     for piece in idat_pieces:
@@ -228,13 +238,16 @@ _REUSE_LIMIT = 64 << 20
 _buffers = threading.local()
 
 
-def _thread_buffer(name: str, size: int) -> np.ndarray:
-    """``size`` bytes (uint8) of a buffer this thread keeps under ``name``: reused, not zeroed."""
+def _thread_buffer(name: str, size: int, capacity: int = 0) -> np.ndarray:
+    """``size`` bytes (uint8) of a buffer this thread keeps under ``name``: reused, not zeroed.
+
+    A new buffer, when one is needed, gets ``capacity`` bytes if that is more.
+    """
     if size > _REUSE_LIMIT:
         return np.empty(size, np.uint8)
     buffer = getattr(_buffers, name, None)
     if buffer is None or len(buffer) < size:
-        buffer = np.empty(size, np.uint8)
+        buffer = np.empty(max(size, min(capacity, _REUSE_LIMIT)), np.uint8)
         setattr(_buffers, name, buffer)
     return buffer[:size]
 

@@ -29,15 +29,15 @@ FRAMES_META_COLUMNS = ("channel_idx", "slice_idx", "time_idx", "pos_idx", "chann
                        "file_name", "sha256")
 
 
-def _workers(workers: Optional[int], storage: Any, per_core: int = 4) -> int:
-    """Threads for fetching objects: the caller's choice, the store's, else ``per_core`` per core.
+def _workers(workers: Optional[int], storage: Any) -> int:
+    """Threads fetching objects: the caller's choice, the store's, else 2 per core (at least 4).
 
-    Copying objects is I/O (4 per core hide a network mount's latency);
-    decoding them is CPU work, where more threads than ~2 per core only add
-    switching and per-thread buffers (measured on 2 cores, 128 frames: 8
-    threads 1.21-1.31 s, 3-4 threads 1.03-1.16 s).
+    Measured on 2 cores, 128 frames: decoding them (CPU work) took 1.03-1.16 s
+    with 3-4 threads, 1.21-1.31 s with 8 (switching, per-thread buffers);
+    copying them (kernel copies) as fast with 2-4 threads as with 8. A store
+    with latency (S3) sets its own number.
     """
-    return workers or storage.transfer_workers or max(4, per_core * (os.cpu_count() or 1))
+    return workers or storage.transfer_workers or max(4, 2 * (os.cpu_count() or 1))
 
 
 def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any], *,
@@ -85,7 +85,7 @@ def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any],
         if len(data) >= len(buffer):  # did not fit: room for this size and a bit more
             buffers.buffer = bytearray(len(data) * 5 // 4 + 4096)
 
-    _run_all(fetch, rows, _workers(workers, storage, per_core=2))
+    _run_all(fetch, rows, _workers(workers, storage))
     asked = len(selection.positions) * len(selection.times) * len(selection.channels) * len(
         selection.slices)
     if len(rows) < asked:

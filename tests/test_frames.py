@@ -23,7 +23,7 @@ from imagingdb.frames import (
 )
 
 FILTERS = ("none", "sub", "up")
-STRATEGIES = ("default", "filtered", "huffman", "rle")
+STRATEGIES = ("isal", "default", "filtered", "huffman", "rle")
 # PNG colour type for a given number of samples per pixel
 COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 
@@ -122,6 +122,21 @@ def test_every_filter_strategy_and_level_round_trips(png_filter, strategy, level
     frame = random_frame((19, 23, 3), np.uint16)
     data = encode_png(frame, level=level, strategy=strategy, png_filter=png_filter)
     np.testing.assert_array_equal(decode_png(data), frame)
+
+
+@pytest.mark.parametrize("level", [0, 3])
+def test_without_the_isal_package_its_strategy_falls_back_to_zlib(monkeypatch, level):
+    from imagingdb import frames
+
+    frame = random_frame((40, 30), np.uint16)
+    with_isal = encode_png(frame, strategy="isal", level=level)
+    monkeypatch.setattr(frames, "_isal", None)
+    without = encode_png(frame, strategy="isal", level=level)
+    assert without == encode_png(frame, strategy="rle", level=1)  # never "stored" (level 0)
+    for data in (with_isal, without):  # each decodes with and without isal
+        np.testing.assert_array_equal(decode_png(data), frame)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(decode_png(without), frame)
 
 
 def test_big_endian_input_encodes_like_native():

@@ -309,9 +309,9 @@ class Bench:
                 lambda item: zlib.decompress(item[0], bufsize=item[1]), streams)[0])
         self.add(paired("read() whole dataset", acquisition.pixel_bytes / 1e6, seconds,
                         limit_seconds, f"zlib inflate on {CORES} cores", ">= 0.8",
-                        note="ds.read() in a fresh process, imports excluded; it returns a "
-                             f"new 256 MB array, whose first touch costs ~{statistics.median(faults):.2f} s "
-                             "(timed on a second array); the limit's outputs reuse freed memory"))
+                        note="ds.read() in a fresh process, imports excluded; touching its new "
+                             f"256 MB array costs ~{statistics.median(faults):.2f} s here (timed on a "
+                             "second array; see docs/performance.md)"))
 
     # -- download ------------------------------------------------------------
 

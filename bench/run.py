@@ -407,7 +407,8 @@ class Bench:
 
         zlib_rate, zlib_size = one_core(lambda p: zlib.compress(p, 1))
         self.add(Figure("codec: zlib -1 (the limit)", zlib_rate, "MB/s", note="one core, CPU time"))
-        settings = [("up", "rle", 1), ("up", "huffman", 1), ("sub", "rle", 1), ("none", "rle", 1),
+        settings = [("up", "isal", 3), ("up", "isal", 2), ("up", "isal", 1), ("up", "rle", 1),
+                    ("up", "huffman", 1), ("sub", "isal", 3), ("none", "isal", 3),
                     ("up", "default", 1), ("up", "default", 6)]
         for png_filter, strategy, level in settings:
             options = {"png_filter": png_filter, "strategy": strategy, "level": level}
@@ -419,7 +420,7 @@ class Bench:
 
         deflate, frames._zlib = frames._zlib, zlib  # the same codec on the standard library's zlib
         try:
-            rate, size = one_core(encode_png)
+            rate, size = one_core(lambda p: encode_png(p, strategy="rle", level=1))
         finally:
             frames._zlib = deflate
         self.add(Figure("codec: up + rle, stdlib zlib", rate, "MB/s", zlib_rate,

@@ -5,24 +5,27 @@ PNG (tests read it back with pypng and libpng). zlib, hashlib and the numpy
 ufuncs used here release the GIL, so callers encode and decode in threads.
 
 Encoding filters the scanlines with numpy over the whole frame (PNG filter
-"up" or "sub"; "none" is there for comparison) and deflates them in one zlib
-call. Decoding parses the chunks, inflates with zlib and undoes the filters
-with numpy: a blocked running sum when every row is "up" (what imagingdb
-writes, see :func:`_unfilter_all_up`), else row by row (see
-:func:`_unfilter_rows`);
-rows filtered with PNG "average" or "paeth" need a per-byte Python loop,
-which is slow and holds the GIL.
+"up" or "sub"; "none" is there for comparison) and deflates them in pieces,
+with Intel ISA-L (the isal package) or zlib. Decoding parses the chunks,
+inflates and undoes the filters with numpy: a blocked running sum when
+every row is "up" (what imagingdb writes, see :func:`_unfilter_all_up`),
+else row by row (see :func:`_unfilter_rows`); rows filtered with PNG
+"average" or "paeth" need a per-byte Python loop, which is slow and holds
+the GIL. Each thread reuses its buffers (see :func:`encode_png_reusing`).
 
-Defaults (``level=1, strategy="rle", png_filter="up"``, for uint8 and
-uint16 alike) come from ``tests/bench_codec.py``: one core of a shared
-2-core AMD EPYC VM (timings vary ~10%), 1024x1024 fluorescence-like frames
-(uint16 187..3847, Poisson + read noise; uint8 = the same scene / 16).
-MB/s of raw pixels; size relative to ``zlib.compress(raw, 1)``::
+The default, ``level=3, strategy="auto", png_filter="up"``, deflates
+16-bit camera frames with ISA-L and 8-bit or mostly-zero frames with zlib's
+RLE (see :func:`_choose`); docs/performance.md has the current figures of
+every setting. The choice of filter and zlib strategy came from
+``tests/bench_codec.py``, on the standard library's zlib: one core of a
+shared 2-core AMD EPYC VM (timings vary ~10%), 1024x1024 fluorescence-like
+frames (uint16 187..3847, Poisson + read noise; uint8 = the same scene /
+16). MB/s of raw pixels; size relative to ``zlib.compress(raw, 1)``::
 
     setting                   uint16 MB/s  size    uint8 MB/s  size
     zlib.compress(raw, 1)              53  1.000           66  1.000
     pypng writer, level 1              21  1.001           63  1.003
-    up   + rle  (default)              80  0.914           82  0.771
+    up   + rle                         80  0.914           82  0.771
     sub  + rle                         82  0.914           81  0.774
     up   + huffman                  68-84  0.913           92  0.768
     up   + default, level 1            54  0.976           68  0.929
@@ -33,10 +36,9 @@ MB/s of raw pixels; size relative to ``zlib.compress(raw, 1)``::
     default): 133-143 MB/s; pypng's reader: 7-10 MB/s. Files using PNG
     "paeth" / "average" (libpng, PIL; measured separately): ~4 / ~7.5 MB/s.
 
-- These timings are the standard library's zlib. The codec now deflates and
-  inflates with zlib-ng when it is installed (a dependency): the same
-  streams, about twice as fast to deflate and 1.3x to inflate; ``make
-  bench`` prints both (docs/performance.md).
+- zlib-ng (a dependency) replaces the standard library's zlib: the same
+  streams, about twice as fast to deflate; ISA-L, ~1.5x faster again on
+  16-bit frames, as small there; ``make bench`` prints them all.
 - Z_RLE and Z_HUFFMAN_ONLY ignore the level (zlib takes the same code path
   for levels 1-9), so ``level`` only matters for "default" and "filtered".
   Both beat LZ77 at any level on speed and size, since sensor noise leaves
@@ -88,6 +90,7 @@ __all__ = ["encode_png", "encode_png_reusing", "decode_png", "decode_png_into", 
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _STRATEGIES = {
+    "auto": None,  # "isal" for 16-bit frames, "rle" for 8-bit and mostly-zero ones (see _choose)
     "isal": None,  # ISA-L's deflate, its level 0-3 (zlib-ng's RLE where isal is missing)
     "default": zlib.Z_DEFAULT_STRATEGY,
     "filtered": zlib.Z_FILTERED,
@@ -157,22 +160,24 @@ def pixel_sha256(pixels: np.ndarray) -> str:
 # ----------------------------------------------------------------- encoding
 
 
-def encode_png(pixels, *, level: int = 3, strategy: str = "isal", png_filter: str = "up") -> bytes:
+def encode_png(pixels, *, level: int = 3, strategy: str = "auto", png_filter: str = "up") -> bytes:
     """Encode a uint8/uint16 grayscale (H, W) or RGB (H, W, 3) frame as PNG bytes.
 
     ``strategy`` is "isal" (Intel ISA-L's deflate, the fastest; ``level``
     is then ISA-L's, 0-3, higher values meaning 3; zlib's "rle" where the
-    isal package is missing) or a zlib strategy: "default", "filtered",
+    isal package is missing), a zlib strategy: "default", "filtered",
     "huffman" or "rle", with ``level`` (0-9) the zlib level, which "huffman"
-    and "rle" ignore except 0 (stored). ``png_filter`` is the PNG filter applied to
-    every row: "none", "sub" or "up". Output is lossless; 16-bit samples are
-    written big-endian as PNG requires. Raises ValueError for anything else
-    (see :func:`frame_dtype_check`).
+    and "rle" ignore except 0 (stored), or "auto": "isal" where it is as
+    small as "rle", "rle" where it is smaller (see :func:`_choose`).
+    ``png_filter`` is the PNG filter applied to every row: "none", "sub" or
+    "up". Output is lossless; 16-bit samples are written big-endian as PNG
+    requires. Raises ValueError for anything else (see
+    :func:`frame_dtype_check`).
     """
     return bytes(encode_png_reusing(pixels, level=level, strategy=strategy, png_filter=png_filter))
 
 
-def encode_png_reusing(pixels, *, level: int = 3, strategy: str = "isal",
+def encode_png_reusing(pixels, *, level: int = 3, strategy: str = "auto",
                        png_filter: str = "up") -> memoryview:
     """:func:`encode_png` into a buffer this thread reuses: valid until it encodes again.
 
@@ -200,10 +205,29 @@ def encode_png_reusing(pixels, *, level: int = 3, strategy: str = "isal",
     rows = samples.view(np.uint8).reshape(height, row_bytes)
     filtered = _thread_buffer("filtered", height * (row_bytes + 1)).reshape(height, row_bytes + 1)
     _filter_rows(rows, channels * pixels.itemsize, png_filter, filtered)
+    if strategy == "auto":
+        strategy, level = _choose(pixels.itemsize, filtered, level)
     color_type = 0 if channels == 1 else 2
     ihdr = struct.pack(">IIBBBBB", width, height, 8 * pixels.itemsize, color_type, 0, 0, 0)
     return _assemble_png(ihdr, _deflate_pieces(filtered.reshape(-1), level, strategy),
                          most=_deflate_bound(filtered.size))
+
+
+def _choose(itemsize: int, filtered: np.ndarray, level: int) -> tuple[str, int]:
+    """The strategy and level "auto" means for this frame.
+
+    ISA-L's deflate looks for repeats (LZ77) and so cannot code
+    low-entropy bytes as tightly as zlib's run-length mode. Measured against
+    ``zlib -1`` on the camera model of docs/performance.md: 16-bit frames
+    0.935-0.982 with ISA-L level 3, 0.935-0.971 with RLE, at ~1.5x the speed;
+    the same frames in 8 bits 0.89-0.97 against 0.76-0.82; background-
+    subtracted 16-bit frames (97% zeros) 0.95 against 0.81. So ISA-L for
+    16-bit frames, RLE for 8-bit ones and where most filtered bytes are 0
+    (a camera frame's are ~50%: the high bytes).
+    """
+    if itemsize == 2 and np.count_nonzero(filtered) > filtered.size // 4:
+        return "isal", level
+    return "rle", max(level, 1)
 
 
 def _deflate_pieces(data: np.ndarray, level: int, strategy: str) -> list:

@@ -280,8 +280,8 @@ UPLOAD_KEYS = {
 # The PNG codec's choices (imagingdb.frames.encode_png; a test keeps them in step),
 # spelt out here because loading a config must not import numpy.
 PNG_FILTERS = ("none", "sub", "up")
-PNG_STRATEGIES = ("default", "filtered", "huffman", "rle")
-PNG_DEFAULTS = {"png_filter": "up", "png_strategy": "rle", "png_level": 1}
+PNG_STRATEGIES = ("auto", "isal", "default", "filtered", "huffman", "rle")
+PNG_DEFAULTS = {"png_filter": "up", "png_strategy": "auto", "png_level": 3}
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -117,16 +118,13 @@ def _load_entry_points() -> None:
     folder = plugins_dir()
     if folder.is_dir() and str(folder) not in sys.path:
         sys.path.append(str(folder))
-    if not _may_declare_entry_points(sys.path):
-        return
-    from importlib.metadata import entry_points
-
+    declared = _declared_entry_points(sys.path)
+    if declared is None:  # somewhere only importlib.metadata can look (a zip, an egg)
+        declared = _importlib_entry_points()
     allowed = _allowed()
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        dist = getattr(ep, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else ep.name
-        source = f"{dist_name} {dist.version if dist is not None else '?'}"
-        if allowed is not None and ep.name not in allowed and dist_name not in allowed:
+    for ep in declared:
+        source = f"{ep.dist_name} {ep.dist_version}"
+        if allowed is not None and ep.name not in allowed and ep.dist_name not in allowed:
             continue
         if pm.has_plugin(ep.name):
             _skip(ep.name, source, f"entry point name {ep.name!r} is already used by "
@@ -141,31 +139,110 @@ def _load_entry_points() -> None:
         _sources[ep.name] = source
 
 
-def _may_declare_entry_points(paths: list[str]) -> bool:
-    """Whether a distribution on ``paths`` may declare an ``imagingdb`` entry point.
+@dataclass(frozen=True)
+class _EntryPoint:
+    """One ``imagingdb`` entry point: ``name = module[:attribute]`` of a distribution."""
 
-    A cheap look before importing importlib.metadata (and the email package it
-    reads metadata with), which costs every start, ``--help`` included, a good
-    part of its time while most machines have no third-party plugin at all.
-    Only folders can be looked into this way; anything else counts as a maybe.
+    name: str
+    value: str
+    dist_name: str
+    dist_version: str
+
+    def load(self) -> Any:
+        """The object named, as importlib.metadata's EntryPoint.load finds it (extras ignored)."""
+        module_name, _, attribute = self.value.split("[", 1)[0].partition(":")
+        found = importlib.import_module(module_name.strip())
+        for part in attribute.strip().split(".") if attribute.strip() else ():
+            found = getattr(found, part)
+        return found
+
+
+def _declared_entry_points(paths: list[str]) -> Optional[list[_EntryPoint]]:
+    """The ``imagingdb`` entry points of the distributions installed in the folders ``paths``.
+
+    Read from their .dist-info/.egg-info folders as importlib.metadata would
+    (the first distribution of a name on the path wins), without importing
+    it: importlib.metadata and the email parser it reads metadata with cost
+    ~0.07 s of every start that loads plugins (upload, download, read), most
+    of that start's plugin work. None when a path entry is not a folder (a
+    zip, an egg): then only importlib.metadata can tell.
     """
     section = f"[{ENTRY_POINT_GROUP}]"
+    seen: set[str] = set()
+    found: list[_EntryPoint] = []
     for entry in paths:
         try:
-            with os.scandir(entry or ".") as found:
-                infos = [item.path for item in found if item.name.endswith((".dist-info", ".egg-info"))]
+            with os.scandir(entry or ".") as items:
+                infos = [item for item in items if item.name.endswith((".dist-info", ".egg-info"))]
         except FileNotFoundError:
             continue
-        except OSError:  # a zip file or an unreadable folder: let importlib.metadata decide
-            return True
+        except OSError:  # a zip file or an unreadable folder
+            return None
         for info in infos:
+            if not info.is_dir():
+                return None  # an .egg-info file: importlib.metadata reads those
+            stem = info.name.rsplit(".", 1)[0]  # name-version[-pyX.Y]
+            name = _normalized(stem.partition("-")[0])
+            if name in seen:
+                continue  # shadowed by a distribution earlier on the path
+            seen.add(name)
             try:
-                with open(os.path.join(info, "entry_points.txt"), encoding="utf-8") as handle:
-                    if section in handle.read():
-                        return True
-            except OSError:  # no entry points, or an .egg-info file
+                with open(os.path.join(info.path, "entry_points.txt"), encoding="utf-8") as handle:
+                    text = handle.read()
+            except OSError:  # no entry points
                 continue
-    return False
+            if section in text:
+                dist_name, version = _name_and_version(info.path)
+                found += [_EntryPoint(ep_name, value, dist_name or name, version)
+                          for ep_name, value in _group_entries(text, ENTRY_POINT_GROUP)]
+    return found
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _group_entries(text: str, group: str) -> list[tuple[str, str]]:
+    """(name, value) of each ``name = value`` line in the entry_points.txt section ``group``."""
+    entries, current = [], None
+    for line in map(str.strip, text.splitlines()):
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip()
+        elif current == group and "=" in line:
+            name, value = line.split("=", 1)
+            entries.append((name.strip(), value.strip()))
+    return entries
+
+
+def _name_and_version(info: str) -> tuple[str, str]:
+    """Name and Version from a distribution's METADATA (or PKG-INFO) headers."""
+    fields: dict[str, str] = {}
+    for file_name in ("METADATA", "PKG-INFO"):
+        try:
+            with open(os.path.join(info, file_name), encoding="utf-8") as handle:
+                for line in handle:
+                    if not line.strip():
+                        break  # the headers end at the first blank line
+                    key, _, value = line.partition(":")
+                    fields.setdefault(key.strip().lower(), value.strip())
+            break
+        except OSError:
+            continue
+    return fields.get("name", ""), fields.get("version", "?")
+
+
+def _importlib_entry_points() -> list[_EntryPoint]:
+    from importlib.metadata import entry_points
+
+    found = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        found.append(_EntryPoint(ep.name, ep.value,
+                                 dist.metadata["Name"] if dist is not None else ep.name,
+                                 dist.version if dist is not None else "?"))
+    return found
 
 
 def _skip(name: str, source: str, error: str) -> None:

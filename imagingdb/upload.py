@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Container, Optional
 import sqlalchemy as sa
 
 from . import db as dbq
-from . import faults, plugins
+from . import faults, plugins, quick_schema
 from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
 from .claims import claim_dataset
 from .config import UploadConfig, load_upload_config
@@ -260,7 +260,10 @@ class Uploader:
                 self._splitter = plugins.get("splitter", cfg.frames_format).obj()
                 schema = cfg.meta_schema or getattr(self._splitter, "default_meta_schema", None)
                 if schema:
-                    self._validator = _schema_validator(schema, cfg.source)
+                    # A splitter's own schema is known to be valid: not checked (nor
+                    # jsonschema imported) unless a frame's metadata needs an error message.
+                    self._validator = _MetaValidator(schema, cfg.source,
+                                                     check_schema=bool(cfg.meta_schema))
             if cfg.filename_parser:
                 self._parser = plugins.get("filename_parser", cfg.filename_parser).obj
             storage = _storage_for(self.database, cfg)
@@ -443,7 +446,7 @@ class Uploader:
         flight (2 per worker) whatever the acquisition's size: rows go to the
         spool and ``self._written`` only holds the keys being put.
         """
-        from .frames import encode_png, pixel_sha256
+        from .frames import encode_png_reusing, pixel_sha256
 
         storage = self._storage
         codec = self.config.png_options()
@@ -453,7 +456,9 @@ class Uploader:
 
         def store(frame: Frame) -> tuple[str, dict[str, Any], int]:
             try:
-                data = encode_png(frame.pixels, **codec)
+                data = encode_png_reusing(frame.pixels, **codec)  # stored before the next
+                if not getattr(storage, "put_takes_buffers", False):
+                    data = bytes(data)
                 checksum = pixel_sha256(frame.pixels)
                 name = frame.index.file_name
                 key = f"{storage_dir}/{name}"
@@ -574,6 +579,29 @@ def _check_dims(row: UploadRow, dims: Dimensions) -> None:
         raise InputError(f"{row.source}: frames have no pixels ({dims.im_height}x{dims.im_width})")
 
 
+class _MetaValidator:
+    """Checks frame metadata against the upload's JSON Schema.
+
+    Metadata that :func:`quick_schema.is_valid` accepts passes without
+    jsonschema; anything else goes to jsonschema, imported then, for the
+    exact error.
+    """
+
+    def __init__(self, schema: dict[str, Any], source: Optional[Path], check_schema: bool):
+        self.schema = schema
+        self._validator = _schema_validator(schema, source) if check_schema else None
+
+    def first_error(self, metadata: Any):
+        """The first jsonschema error of ``metadata``, None if it is valid."""
+        if quick_schema.is_valid(self.schema, metadata):
+            return None
+        if self._validator is None:
+            import jsonschema
+
+            self._validator = jsonschema.validators.validator_for(self.schema)(self.schema)
+        return next(iter(self._validator.iter_errors(metadata)), None)
+
+
 def _schema_validator(schema: dict[str, Any], source: Optional[Path]):
     import jsonschema
 
@@ -585,8 +613,8 @@ def _schema_validator(schema: dict[str, Any], source: Optional[Path]):
     return validator_class(schema)
 
 
-def _check_meta(validator, source: Path, frame: Frame) -> None:
-    error = next(iter(validator.iter_errors(frame.metadata)), None)
+def _check_meta(validator: _MetaValidator, source: Path, frame: Frame) -> None:
+    error = validator.first_error(frame.metadata)
     if error is None:
         return
     key = "/".join(str(p) for p in error.absolute_path) or "(top level)"

@@ -52,7 +52,7 @@ def test_frames_are_standard_pngs_read_back_exactly(site, run_cli, upload_files,
 
 @pytest.mark.parametrize("line, message", [
     ("png_filter: paeth", "key 'png_filter' must be one of none, sub, up, got 'paeth'"),
-    ("png_strategy: fast", "key 'png_strategy' must be one of default, filtered, huffman, rle"),
+    ("png_strategy: fast", "key 'png_strategy' must be one of auto, isal, default, filtered, huffman, rle"),
     ("png_level: 10", "key 'png_level' must be 0..9"),
     ("png_level: '1'", "key 'png_level' must be an integer"),
     ("png_filtre: up", "unknown key 'png_filtre' (did you mean 'png_filter'?)"),

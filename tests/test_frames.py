@@ -23,7 +23,7 @@ from imagingdb.frames import (
 )
 
 FILTERS = ("none", "sub", "up")
-STRATEGIES = ("default", "filtered", "huffman", "rle")
+STRATEGIES = ("auto", "isal", "default", "filtered", "huffman", "rle")
 # PNG colour type for a given number of samples per pixel
 COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 
@@ -122,6 +122,21 @@ def test_every_filter_strategy_and_level_round_trips(png_filter, strategy, level
     frame = random_frame((19, 23, 3), np.uint16)
     data = encode_png(frame, level=level, strategy=strategy, png_filter=png_filter)
     np.testing.assert_array_equal(decode_png(data), frame)
+
+
+@pytest.mark.parametrize("level", [0, 3])
+def test_without_the_isal_package_its_strategy_falls_back_to_zlib(monkeypatch, level):
+    from imagingdb import frames
+
+    frame = random_frame((40, 30), np.uint16)
+    with_isal = encode_png(frame, strategy="isal", level=level)
+    monkeypatch.setattr(frames, "_isal", None)
+    without = encode_png(frame, strategy="isal", level=level)
+    assert without == encode_png(frame, strategy="rle", level=1)  # never "stored" (level 0)
+    for data in (with_isal, without):  # each decodes with and without isal
+        np.testing.assert_array_equal(decode_png(data), frame)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(decode_png(without), frame)
 
 
 def test_big_endian_input_encodes_like_native():
@@ -466,3 +481,23 @@ def test_any_single_bit_flip_in_a_stored_frame_is_detected(frame, data):
     except ValueError:
         return
     assert decoded.shape != frame.shape or pixel_sha256(decoded) != pixel_sha256(frame)
+
+
+def test_auto_deflates_16_bit_frames_with_isal_and_the_rest_with_rle():
+    from imagingdb.frames import _choose, _filter_rows
+
+    def filtered(frame):
+        rows = np.ascontiguousarray(frame, frame.dtype.newbyteorder(">")).view(np.uint8)
+        rows = rows.reshape(frame.shape[0], -1)
+        out = np.empty((rows.shape[0], rows.shape[1] + 1), np.uint8)
+        _filter_rows(rows, frame.itemsize, "up", out)
+        return out
+
+    camera = random_frame((64, 64), np.uint16)
+    assert _choose(2, filtered(camera), 3) == ("isal", 3)
+    assert _choose(1, filtered(random_frame((64, 64), np.uint8)), 3) == ("rle", 3)
+    sparse = np.zeros((64, 64), np.uint16)
+    sparse[::9, ::7] = camera[::9, ::7]  # background-subtracted: mostly zeros
+    assert _choose(2, filtered(sparse), 0) == ("rle", 1)  # never "stored"
+    for frame, strategy in ((camera, "isal"), (sparse, "rle")):
+        assert encode_png(frame) == encode_png(frame, strategy=strategy, level=3)

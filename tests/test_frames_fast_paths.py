@@ -102,3 +102,57 @@ def test_frames_written_with_zlib_ng_or_plain_zlib_read_back_with_either(monkeyp
     assert frames._zlib is not zlib, "zlib-ng is a dependency and should be in use"
     for data in (with_ng, with_zlib):
         np.testing.assert_array_equal(decode_png(data), pixels)
+
+
+@pytest.mark.parametrize("height", [1000, 1024, 1031])
+def test_tall_frames_decode_exactly(height):
+    """The running sum goes down blocks of rows; a height that is no multiple of the block too."""
+    pixels = np.random.default_rng(height).integers(0, 65535, (height, 24), dtype=np.uint16)
+    data = encode_png(pixels)
+    decoded = decode_png(data)
+    np.testing.assert_array_equal(decoded, pixels)
+    np.testing.assert_array_equal(decoded, row_by_row(data, decoded))
+
+
+def test_inflate_reuses_one_buffer_per_thread_and_checks_the_length():
+    from imagingdb.frames import _INFLATE_ERRORS, _inflate
+
+    raw = np.random.default_rng(1).integers(0, 255, 300_000, dtype=np.uint8).tobytes()
+    stream = zlib.compress(raw, 1)
+    first, size = _inflate(stream, len(raw))
+    assert size == len(raw) and first.tobytes() == raw
+    again, _ = _inflate(zlib.compress(raw[::-1], 1), len(raw))
+    assert again.tobytes() == raw[::-1]
+    assert np.shares_memory(first, again)  # the same buffer: no fresh memory per frame
+    longer, size = _inflate(stream, len(raw) - 10)
+    assert size == len(raw) and len(longer) == len(raw) - 10  # counted, not kept
+    with pytest.raises(_INFLATE_ERRORS):
+        _inflate(stream[:-100], len(raw))
+
+
+def test_decode_reports_image_data_of_the_wrong_length():
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8)
+    data = bytearray(encode_png(pixels))
+    data[16:24] = (8).to_bytes(4, "big") + (7).to_bytes(4, "big")  # IHDR now says 8x7
+    crc = zlib.crc32(bytes(data[12:29]))
+    data[29:33] = crc.to_bytes(4, "big")
+    with pytest.raises(ValueError, match="bytes of image data, expected"):
+        decode_png(bytes(data))
+
+
+def test_encode_reusing_writes_the_same_png_into_one_buffer_per_thread():
+    from imagingdb.frames import encode_png_reusing
+
+    rng = np.random.default_rng(7)
+    first_frame, second_frame = rng.integers(0, 4000, (2, 300, 200), dtype=np.uint16)
+    first = encode_png_reusing(first_frame)
+    assert bytes(first) == encode_png(first_frame)
+    kept = bytes(first)
+    second = encode_png_reusing(second_frame)
+    assert bytes(second) == encode_png(second_frame)
+    assert np.shares_memory(np.asarray(first), np.asarray(second))  # valid until the next encode
+    np.testing.assert_array_equal(decode_png(kept), first_frame)
+    with cf.ThreadPoolExecutor(1) as pool:  # another thread has its own buffer
+        other = pool.submit(lambda: np.asarray(encode_png_reusing(first_frame))).result()
+    assert not np.shares_memory(other, np.asarray(second))
+    assert other.tobytes() == kept

@@ -199,18 +199,51 @@ def test_canonical_names_compare_as_pip_does():
     assert canonical_name("Imagingdb_NPY") == canonical_name("imagingdb.npy") == "imagingdb-npy"
 
 
-def test_the_cheap_look_for_entry_points_before_importlib_metadata(tmp_path):
-    from imagingdb.plugins import _may_declare_entry_points
+def test_entry_points_are_read_without_importlib_metadata(tmp_path):
+    from imagingdb.plugins import _declared_entry_points
 
     other = tmp_path / "other-1.0.dist-info"
     other.mkdir()
     (other / "entry_points.txt").write_text("[console_scripts]\nother = other:main\n")
     (tmp_path / "bare-1.0.dist-info").mkdir()  # no entry points at all
-    assert not _may_declare_entry_points([str(tmp_path), str(tmp_path / "missing")])
+    assert _declared_entry_points([str(tmp_path), str(tmp_path / "missing")]) == []
     plugin = tmp_path / "imagingdb_npy-0.1.0.dist-info"
     plugin.mkdir()
-    (plugin / "entry_points.txt").write_text("[imagingdb]\nnpy = imagingdb_npy\n")
-    assert _may_declare_entry_points([str(tmp_path)])
+    (plugin / "METADATA").write_text("Metadata-Version: 2.1\nName: imagingdb-npy\nVersion: 0.1.0\n\n"
+                                     "Name: not-a-header\n")
+    (plugin / "entry_points.txt").write_text(
+        "[console_scripts]\nnpy-tool = x:y\n\n[imagingdb]\n# a comment\n"
+        "npy = imagingdb_npy\nnpy2 = imagingdb_npy.sub : hooks [extra]\n")
+    found = _declared_entry_points([str(tmp_path)])
+    assert [(ep.name, ep.value, ep.dist_name, ep.dist_version) for ep in found] == [
+        ("npy", "imagingdb_npy", "imagingdb-npy", "0.1.0"),
+        ("npy2", "imagingdb_npy.sub : hooks [extra]", "imagingdb-npy", "0.1.0")]
+    # The same distribution later on the path is shadowed, as importlib.metadata has it.
+    later = tmp_path / "later"
+    (later / "Imagingdb.NPY-0.2.0.dist-info").mkdir(parents=True)
+    (later / "Imagingdb.NPY-0.2.0.dist-info" / "entry_points.txt").write_text("[imagingdb]\nz = z\n")
+    assert [ep.name for ep in _declared_entry_points([str(tmp_path), str(later)])] == ["npy", "npy2"]
     archive = tmp_path / "eggs.zip"
     archive.write_bytes(b"PK\x05\x06" + bytes(18))  # a zip on sys.path: only importlib.metadata knows
-    assert _may_declare_entry_points([str(archive)])
+    assert _declared_entry_points([str(archive)]) is None
+
+
+def test_entry_points_load_the_named_object():
+    import json.decoder
+
+    from imagingdb.plugins import _EntryPoint
+
+    assert _EntryPoint("j", "json", "d", "1").load() is json
+    assert _EntryPoint("j", "json.decoder:JSONDecoder.decode [x]", "d", "1").load() is (
+        json.decoder.JSONDecoder.decode)
+    with pytest.raises(ModuleNotFoundError):
+        _EntryPoint("n", "no_such_module_here", "d", "1").load()
+
+
+def test_entry_points_agree_with_importlib_metadata():
+    """On this environment (imagingdb-ndtiff is installed for the tests) both readers agree."""
+    import sys
+
+    from imagingdb.plugins import _declared_entry_points, _importlib_entry_points
+
+    assert _declared_entry_points(sys.path) == _importlib_entry_points()

@@ -1,6 +1,7 @@
 """What a command loads before it runs: start-up time is what a lab user feels most."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -42,9 +43,27 @@ def test_query_on_sqlite_loads_no_postgresql_pydantic_numpy_or_plugins(tmp_path,
         "import sys\nfrom imagingdb.cli import main\n"
         "try:\n    main(['query', '--format', 'json'])\nexcept SystemExit:\n    pass\n"
         "loaded = [m for m in ('sqlalchemy.dialects.postgresql', 'pydantic', 'numpy', 'tifffile',"
-        " 'boto3', 'imagingdb.splitters.ome_tiff') if m in sys.modules]\n"
+        " 'boto3', 'imagingdb.splitters.ome_tiff', 'pluggy', 'jsonschema') if m in sys.modules]\n"
         "print(loaded, file=sys.stderr)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert json.loads(result.stdout) == []
     assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_commands_skip_blas_threads_and_the_exit_time_garbage_walk(tmp_path, isolated_home):
+    """A built-in command asks OpenBLAS for one thread (its idle threads spin for CPU the
+    encoders need) unless the user chose, and freezes the heap at exit (the last
+    garbage collections would walk every object the libraries made)."""
+    code = (
+        "import atexit, gc, os, sys\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0,"
+        " os.environ.get('OPENBLAS_NUM_THREADS'), file=sys.stderr))\n"
+        "from imagingdb.cli import main\n"
+        "try:\n    main(['query', '--format', 'json'])\nexcept SystemExit:\n    pass\n")
+    environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for chosen, expected in ((None, "1"), ("3", "3")):
+        env = environment if chosen is None else {**environment, "OPENBLAS_NUM_THREADS": chosen}
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=60, env=env)
+        assert result.stderr.strip().splitlines()[-1] == f"frozen True {expected}"

@@ -40,6 +40,20 @@ def test_put_and_get_bytes(backend):
     assert not backend.exists("raw_frames/ML-2005-05-23-10-00-00-0001/missing.png")
 
 
+@pytest.mark.parametrize("room", [0, 5, 10, 11, 12, 4096])
+def test_get_bytes_into_a_buffer_of_any_size(backend, room):
+    backend.check(writable=True)
+    key = "raw_frames/ML-2005-05-23-10-00-00-0001/im_c000_z000_t000_p000.png"
+    backend.put_bytes(key, b"\x89PNG pixels")  # 11 bytes
+    buffer = bytearray(room)
+    data = backend.get_bytes_into(key, buffer)
+    assert bytes(data) == b"\x89PNG pixels"
+    if isinstance(backend, LocalStorage):  # read into the buffer exactly when it has room
+        assert isinstance(data, memoryview) == (room > 11)
+    with pytest.raises(KeyError):
+        backend.get_bytes_into("raw_files/nope/a.tif", buffer)
+
+
 def test_missing_objects_are_key_errors(backend, tmp_path):
     backend.check(writable=True)
     with pytest.raises(KeyError):

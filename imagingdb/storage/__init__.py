@@ -70,6 +70,9 @@ class StorageBackend(abc.ABC):
     #: how many concurrent transfers suit this store when the user sets none (None: the
     #: CPU-based default); a remote store of many small objects wants more than a disk
     transfer_workers: Optional[int] = None
+    #: True if put_bytes takes any bytes-like object (a memoryview of a buffer the
+    #: caller reuses), not only bytes; upload then passes frames without a copy
+    put_takes_buffers: bool = False
 
     @abc.abstractmethod
     def describe(self) -> str:
@@ -90,6 +93,17 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def get_bytes(self, key: str) -> bytes:
         """The object's bytes; KeyError if it does not exist."""
+
+    def get_bytes_into(self, key: str, buffer: bytearray) -> "bytes | memoryview":
+        """The object's bytes: read into ``buffer`` if they fit and the store can, else new bytes.
+
+        For callers that read many objects one after another and are done
+        with each before the next (``Dataset.read``): reusing a buffer spares
+        the kernel mapping fresh memory for every object. A memoryview result
+        is only valid until ``buffer`` is used again. KeyError if the object
+        does not exist. This default returns :meth:`get_bytes`.
+        """
+        return self.get_bytes(key)
 
     @abc.abstractmethod
     def get_file(self, key: str, dest: str) -> None:

@@ -6,6 +6,7 @@ import errno
 import functools
 import os
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -23,6 +24,7 @@ class LocalStorage(StorageBackend):
     """Objects are files under ``root``; keys are relative paths."""
 
     name = "local"
+    put_takes_buffers = True
 
     def __init__(self, root: str | os.PathLike | None = None, **unknown):
         if unknown:
@@ -36,6 +38,7 @@ class LocalStorage(StorageBackend):
         # holds thousands of frames: resolving its path for each one was ~0.1 ms
         # of lstat calls, held under the GIL, per object).
         self._folders_inside: set[Path] = set()
+        self._background_sync = _BackgroundSync(self.root)
 
     def describe(self) -> str:
         return f"local:{self.root}"
@@ -78,6 +81,7 @@ class LocalStorage(StorageBackend):
                 _start_writeback(out.fileno())
             faults.checkpoint("object-written")
             os.replace(tmp, path)
+            self._background_sync.written()
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if exc.errno == errno.ENOSPC:
@@ -98,6 +102,23 @@ class LocalStorage(StorageBackend):
             return self._path(key).read_bytes()
         except FileNotFoundError:
             raise KeyError(key) from None
+
+    def get_bytes_into(self, key: str, buffer: bytearray) -> "bytes | memoryview":
+        try:
+            handle = open(self._path(key), "rb", buffering=0)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        with handle:
+            # One byte to spare, so a file that grows while it is read is noticed.
+            if os.fstat(handle.fileno()).st_size < len(buffer):
+                view = memoryview(buffer)
+                size = 0
+                while size < len(view) and (count := handle.readinto(view[size:])):
+                    size += count
+                if size < len(view):
+                    return view[:size]
+                handle.seek(0)
+            return handle.read()
 
     def get_file(self, key: str, dest: str) -> None:
         try:
@@ -164,18 +185,73 @@ class LocalStorage(StorageBackend):
 
     def flush(self) -> None:
         """syncfs() the storage's filesystem so objects survive a crash before the commit."""
-        try:
-            fd = os.open(self.root, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            import ctypes  # here, not at the top: every start (--help) would pay for it
+        _sync_filesystem(self.root)
 
-            libc = ctypes.CDLL(None, use_errno=True)
-            if getattr(libc, "syncfs", None) is None or libc.syncfs(fd) != 0:
-                os.sync()
-        finally:
-            os.close(fd)
+
+def _sync_filesystem(root: Path) -> None:
+    """syncfs() the filesystem holding ``root`` (sync() where there is no syncfs)."""
+    try:
+        fd = os.open(root, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        syncfs = _syncfs()
+        if syncfs is None or syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+class _BackgroundSync:
+    """Syncs the filesystem in a background thread while objects are being written.
+
+    flush() must wait until every object is on disk before the database
+    commit. Even with each file's writeback started as it is written, syncfs
+    then waits ~1.2 ms per new object on the bench's VM (inodes, bitmaps and
+    journal: 0.15 s for 128 frames). A thread that calls syncfs whenever
+    objects were written since its last call does that work while later
+    frames are encoded, so flush() finds only the last few objects to sync.
+    The thread stops when it has caught up; the next write starts another.
+    """
+
+    def __init__(self, root: Path):
+        self._root = root
+        self._lock = threading.Lock()
+        self._written = 0
+        self._synced = 0
+        self._running = False
+
+    def written(self) -> None:
+        """One more object was written."""
+        if _syncfs() is None:  # without syncfs a sync() would flush every filesystem
+            return
+        with self._lock:
+            self._written += 1
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._run, name="imagingdb-sync", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if self._synced == self._written:
+                    self._running = False
+                    return
+                target = self._written
+            _sync_filesystem(self._root)
+            self._synced = target
+
+
+@functools.lru_cache(maxsize=None)
+def _syncfs():
+    """libc's syncfs, looked up on first use; None where there is none (not Linux)."""
+    import ctypes  # here, not at the top: every start (--help) would pay for it
+
+    function = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
+    if function is not None:
+        function.argtypes = (ctypes.c_int,)
+    return function
 
 
 _SYNC_FILE_RANGE_WRITE = 2

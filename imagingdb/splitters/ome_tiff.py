@@ -36,7 +36,6 @@ import os
 import re
 import struct
 import weakref
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
@@ -45,15 +44,15 @@ import pluggy
 
 from ..acquisition import Acquisition, Dimensions, Frame, FrameIndex, SplitOptions, Splitter
 from ..errors import SplitterError
+from . import tiff_pages
 
 if TYPE_CHECKING:
     import tifffile
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
-MM_METADATA_TAG = 51123  # MicroManagerMetadata: per-page JSON
-IJ_METADATA_TAG = 50839  # IJMetadata: ImageJ extras, whose Info holds Micro-Manager's summary
-SUPPORTED_DTYPES = ("uint8", "uint16")
+MM_METADATA_TAG = tiff_pages.MM_METADATA_TAG  # MicroManagerMetadata: per-page JSON
+IJ_METADATA_TAG = tiff_pages.IJ_METADATA_TAG  # IJMetadata, whose Info holds Micro-Manager's summary
 OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 
 # Magic numbers of Micro-Manager's file header (bytes 8-40 of the file).
@@ -114,29 +113,6 @@ def register_splitters(register: Callable[[str, Callable[[], Splitter]], None]) 
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _PixelFormat:
-    """Shape and pixel type every page of an acquisition must share."""
-
-    shape: tuple[int, ...]  # (height, width) or (height, width, 3)
-    dtype: str
-
-    @classmethod
-    def of(cls, page: "tifffile.TiffPage", path: Path, number: int) -> "_PixelFormat":
-        dtype = page.dtype.name if page.dtype is not None else "unknown"
-        if dtype not in SUPPORTED_DTYPES:
-            raise SplitterError(
-                f"{path}: page {number} has {dtype} pixels; frames are stored as uint8 "
-                "or uint16: convert the file (e.g. rescale to uint16 in Fiji or numpy) "
-                "or store it whole with upload_type: file")
-        shape = tuple(page.shape)
-        if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
-            raise SplitterError(
-                f"{path}: page {number} has shape {shape}; frames must be (height, width) "
-                "or RGB (height, width, 3): store it whole with upload_type: file")
-        return cls(shape, dtype)
-
-
 class OmeTiffAcquisition(Acquisition):
     """A Micro-Manager OME-TIFF acquisition: summary read at once, pages streamed."""
 
@@ -186,12 +162,9 @@ class OmeTiffAcquisition(Acquisition):
             if not self._positions_by_file[path] & self._selected:
                 continue
             for number, page, metadata in _iter_pages(path):
-                page_format = _PixelFormat.of(page, path, number)
-                if page_format != self._format:
-                    raise SplitterError(
-                        f"{path}: page {number} is {page_format.shape} {page_format.dtype} but "
-                        f"the first page is {self._format.shape} {self._format.dtype}: "
-                        "all frames of an acquisition must share shape and pixel type")
+                where = f"{path}: page {number}"
+                self._format.check_same(tiff_pages.PixelFormat.of(page, where), where,
+                                        "the first page")
                 index = _frame_index(metadata, path, number, self._position_labels)
                 if index.position not in self._selected:
                     continue
@@ -205,7 +178,7 @@ class OmeTiffAcquisition(Acquisition):
                     index=index,
                     channel_name=self._channel_name(metadata, index.channel),
                     metadata=metadata,
-                    pixels=_read_pixels(page, path, number) if pixels else None,
+                    pixels=tiff_pages.read_pixels(page, f"{path}: page {number}") if pixels else None,
                     origin=first_seen[index],
                 )
 
@@ -232,7 +205,7 @@ class OmeTiffAcquisition(Acquisition):
 def _source_files(source: Path) -> list[Path]:
     if source.is_dir():
         files = sorted((path for path in source.iterdir()
-                        if path.is_file() and _ome_tiff_suffix(path.name)), key=_natural_key)
+                        if path.is_file() and _ome_tiff_suffix(path.name)), key=tiff_pages.natural_key)
         if not files:
             raise SplitterError(f"{source}: folder contains no .ome.tif file")
         return files
@@ -262,90 +235,25 @@ def _continuation_files(path: Path) -> list[Path]:
         found.append(candidate)
 
 
-def _natural_key(path: Path) -> list[Any]:
-    """Sort Pos2 before Pos10 and <stem> before <stem>_1 before <stem>_2."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
 # --------------------------------------------------------------------------
 # Reading pages
 # --------------------------------------------------------------------------
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:200]
-
-
-@contextmanager
-def _reading(path: Path, number: int) -> Iterator[None]:
-    """Turn whatever tifffile raises on a corrupt page into a SplitterError."""
-    try:
-        yield
-    except SplitterError:
-        raise
-    except Exception as exc:  # tifffile, struct, numpy... raise many kinds on bad files
-        raise SplitterError(
-            f"{path}: page {number} cannot be read, the file is truncated or corrupt "
-            f"({_describe(exc)})") from exc
-
-
-@contextmanager
-def _opened(path: Path) -> Iterator["tifffile.TiffFile"]:
-    """Open a TIFF file with page caching off, or raise a SplitterError."""
-    import tifffile
-
-    try:
-        if path.stat().st_size == 0:
-            raise SplitterError(f"{path}: empty file (0 bytes), not a TIFF file")
-        tif = tifffile.TiffFile(path)
-    except SplitterError:
-        raise
-    except Exception as exc:  # TiffFileError, OSError, struct.error...
-        raise SplitterError(f"{path}: not a readable TIFF file ({_describe(exc)})") from exc
-    with tif:
-        # Pages are parsed as they are reached and dropped after use, so a
-        # file of any size is read in constant memory.
-        tif.pages.cache = False
-        tif.pages.useframes = False
-        yield tif
-
-
-def _first_page(tif: "tifffile.TiffFile", path: Path) -> "tifffile.TiffPage":
-    try:
-        return tif.pages.first
-    except IndexError:
-        raise SplitterError(f"{path}: TIFF file has no pages (truncated or corrupt)") from None
-
-
 def _iter_pages(path: Path) -> Iterator[tuple[int, "tifffile.TiffPage", dict[str, Any]]]:
     """Yield (page number, page, MicroManagerMetadata) for each page, in file order."""
-    with _opened(path) as tif:
-        _first_page(tif, path)
+    with tiff_pages.opened(path) as tif:
+        tiff_pages.first_page(tif, path)
         pages = iter(tif.pages)
         for number in itertools.count():
-            with _reading(path, number):
+            with tiff_pages.reading(f"{path}: page {number}"):
                 page = next(pages, None)
                 if page is None:
                     break
-                _check_data_in_file(tif, page, path, number)
+                tiff_pages.check_data_in_file(tif, page, f"{path}: page {number}")
                 metadata = _mm_metadata(page, path, number)
             yield number, page, metadata
         _check_chain_end(tif, path, number)
-
-
-def _check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage",
-                        path: Path, number: int) -> None:
-    """tifffile zero-fills pixel data past the end of a file; call it truncated."""
-    ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
-    if not ends or 0 in page.dataoffsets or max(ends) > tif.filehandle.size:
-        raise SplitterError(
-            f"{path}: pixel data of page {number} is missing or runs past the end "
-            "of the file (truncated file)")
-    if page.compression == 1 and sum(page.databytecounts) < page.nbytes:
-        # Corrupt dimensions: reading would allocate their size and zero-fill it.
-        raise SplitterError(
-            f"{path}: page {number} declares {page.shape} {page.dtype} pixels "
-            f"({page.nbytes} bytes) but stores {sum(page.databytecounts)} bytes (corrupt file)")
 
 
 def _check_chain_end(tif: "tifffile.TiffFile", path: Path, count: int) -> None:
@@ -379,28 +287,18 @@ def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> dict[str
     return value
 
 
-def _read_pixels(page: "tifffile.TiffPage", path: Path, number: int) -> Any:
-    with _reading(path, number):
-        pixels = page.asarray()
-    if not pixels.dtype.isnative:  # big-endian ('MM') files
-        pixels = pixels.astype(pixels.dtype.newbyteorder("="))
-    return pixels
-
-
 # --------------------------------------------------------------------------
 # Summary, indexes and dimensions
 # --------------------------------------------------------------------------
 
 
-def _read_first_page(path: Path) -> tuple[dict[str, Any], _PixelFormat]:
+def _read_first_page(path: Path) -> tuple[dict[str, Any], tiff_pages.PixelFormat]:
     """The acquisition summary and the pixel format, from page 0 of ``path``."""
-    with _opened(path) as tif:
-        page = _first_page(tif, path)
-        with _reading(path, 0):
-            _check_data_in_file(tif, page, path, 0)  # else a cut file looks untagged
+    with tiff_pages.opened(path) as tif:
+        page = tiff_pages.first_page(tif, path)  # checks its data: else a cut file looks untagged
         metadata = _mm_metadata(page, path, 0)
-        page_format = _PixelFormat.of(page, path, 0)
-        with _reading(path, 0):
+        page_format = tiff_pages.PixelFormat.of(page, f"{path}: page 0")
+        with tiff_pages.reading(f"{path}: page 0"):
             summary = (_mm_header_block(tif.filehandle, "Summary")
                        or _imagej_summary(page)
                        or metadata.get("Summary"))
@@ -579,7 +477,7 @@ def _select_positions(source: Path, available: set[int],
     return set(wanted)
 
 
-def _dimensions(summary: dict[str, Any], census: _Census, page_format: _PixelFormat,
+def _dimensions(summary: dict[str, Any], census: _Census, page_format: tiff_pages.PixelFormat,
                 nbr_positions: int) -> Dimensions:
     sizes = {axis: _summary_size(summary, axis) or max(census.sizes[axis], 1)
              for axis in census.sizes}

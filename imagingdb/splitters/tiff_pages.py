@@ -1,4 +1,4 @@
-"""Reading TIFF pages one at a time, for the ``tif_folder`` and ``tif_id`` splitters.
+"""Reading TIFF pages one at a time, for the ``ome_tiff``, ``tif_folder`` and ``tif_id`` splitters.
 
 Every problem a file can have (not a TIFF, truncated, corrupt page, a pixel
 type PNG frames cannot hold) becomes a :class:`SplitterError` naming the file
@@ -127,6 +127,11 @@ def check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage", wher
     if not ends or 0 in page.dataoffsets or max(ends) > tif.filehandle.size:
         raise SplitterError(f"{where}: pixel data is missing or runs past the end of the file "
                             "(truncated file)")
+    if page.compression == 1 and sum(page.databytecounts) < page.nbytes:
+        # Corrupt dimensions: reading would allocate their size and zero-fill it.
+        raise SplitterError(
+            f"{where} declares {page.shape} {page.dtype} pixels ({page.nbytes} bytes) "
+            f"but stores {sum(page.databytecounts)} bytes (corrupt file)")
 
 
 def read_pixels(page: "tifffile.TiffPage", where: str) -> "np.ndarray":

@@ -117,12 +117,24 @@ def _not_a_tiff(path):
     path.write_text("plain text\n")
 
 
+def _taller_than_its_data(path):
+    """Page 1's ImageLength says 4,000 rows; its strip holds 8 (corrupt dimensions)."""
+    tifffile.imwrite(path, np.ones((2, 8, 8), np.uint16), photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[1].tags["ImageLength"].valueoffset
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write((4000).to_bytes(2, "little"))
+
+
 @pytest.mark.parametrize("make, message", [
     (_float_stack, "float32 pixels; PNG frames hold integers only and imagingdb never rounds "
                    "silently: convert the images to 16-bit first"),
     (_too_many_pages, "has 5 pages but its ImageDescription declares 4"),
     (_int32_stack, "int32 pixels"),
     (_not_a_tiff, "not a readable TIFF file"),
+    (_taller_than_its_data, "page 1 declares (4000, 8) uint16 pixels (64000 bytes) but stores "
+                            "128 bytes (corrupt file)"),
 ])
 def test_bad_stack_is_refused_and_changes_nothing(site, run_cli, upload_files, tmp_path, make,
                                                   message):

@@ -744,6 +744,7 @@ def write_mm_tif_folder(
     rgb: bool = False,
     drop: Collection[tuple[int, int, int]] = (),
     metadata_txt: bool = True,
+    nbr_positions: int = 1,
     seed: int = 0,
 ) -> list[Path]:
     """Write one position of a Micro-Manager 1.4 "separate image files" acquisition.
@@ -755,18 +756,21 @@ def write_mm_tif_folder(
     and one ``FrameKey-<time>-<channel>-<slice>`` entry per image.
     ``drop``: (channel, slice, time) images not written (an acquisition
     stopped early). ``rgb`` writes 8-bit RGB images (PixelType RGB32).
+    ``nbr_positions``: how many stage positions the summary lists (Positions,
+    InitialPositionList), as in each folder of a multi-position acquisition.
     Returns the image files written, in acquisition order.
     """
     if rgb:
         dtype = "uint8"
     acquisition = _MMAcquisition(
-        "img", tuple(channels), slices, times, position + 1, height, width,
+        "img", tuple(channels), slices, times, max(position + 1, nbr_positions), height, width,
         np.dtype(dtype).name, seed)
     _check_acquisition(acquisition)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     summary = _mm_summary(acquisition)
-    summary.update(Positions=1, InitialPositionList=[_mm_position(acquisition, position)])
+    if nbr_positions == 1:
+        summary.update(Positions=1, InitialPositionList=[_mm_position(acquisition, position)])
     if rgb:
         summary.update(PixelType="RGB32", BitDepth=8, IJType=4)
     scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
@@ -792,6 +796,27 @@ def write_mm_tif_folder(
     if metadata_txt:
         (folder / "metadata.txt").write_text(json.dumps(entries, indent=2), encoding="utf-8")
     return written
+
+
+def write_mm_position_folders(
+    folder: "os.PathLike[str] | str",
+    *,
+    positions: Collection[int] = (0, 1),
+    nbr_positions: Optional[int] = None,
+    **options: Any,
+) -> dict[int, list[Path]]:
+    """Write a multi-position Micro-Manager 1.4 "separate image files" acquisition.
+
+    One folder ``Pos<p>`` per position in ``positions`` under ``folder``, each
+    as :func:`write_mm_tif_folder` writes it, with a summary listing
+    ``nbr_positions`` positions (default: up to the highest written, so a
+    missing folder can be left out). ``options`` go to
+    :func:`write_mm_tif_folder`. Returns each position's files.
+    """
+    count = nbr_positions if nbr_positions is not None else max(positions) + 1
+    return {position: write_mm_tif_folder(Path(folder) / f"Pos{position}", position=position,
+                                          nbr_positions=count, **options)
+            for position in positions}
 
 
 def write_imagej_hyperstack(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from imagingdb.sample import write_mm_tif_folder
+from imagingdb.sample import write_mm_position_folders, write_mm_tif_folder
 from tests.conftest import DATASET_ID
 from tests.test_upload_errors import assert_refused
 
@@ -156,6 +156,91 @@ def test_frame_breaking_meta_schema_names_file_frame_and_key(site, run_cli, uplo
     result = upload(run_cli, upload_files, mm_tif_folder, meta_schema=schema)
     assert_refused(result, site, before, contains=(
         "img_000000000_GFP_000.tif", "frame (c=1, z=0, t=0, p=0)", "'Exposure-ms'"))
+
+
+# ------------------------------------------------- multi-position acquisitions
+
+
+def test_position_folders_upload_as_one_dataset_at_their_positions(site, run_cli, upload_files,
+                                                                  tmp_path):
+    acquisition = tmp_path / "acq_1"
+    written = write_mm_position_folders(acquisition, positions=(0, 1, 2), channels=CHANNELS,
+                                        slices=2, times=2, height=12, width=10, seed=5)
+    (acquisition / "display_and_comments.txt").write_text("{}")  # Micro-Manager writes it too
+    result = upload(run_cli, upload_files, acquisition)
+    assert result.exit_code == 0, result.stderr
+    with site.connect() as db:
+        ds = db.dataset(DATASET_ID)
+        array = ds.read()
+        frames = ds.frames()
+        meta = ds.global_meta
+        assert ds.missing_frames() == []
+    assert array.shape == (3, 2, 2, 2, 12, 10)
+    assert meta["position_folders"] == {"0": "Pos0", "1": "Pos1", "2": "Pos2"}
+    assert meta["nbr_files"] == 24
+    for position, files in written.items():
+        for path in files:
+            c, z, t = mm_name_index(path.name)
+            np.testing.assert_array_equal(array[position, t, c, z], tifffile.imread(path))
+    # Each frame keeps its own folder's metadata.txt entry
+    by_index = {(f["pos_idx"], f["time_idx"], f["channel_idx"], f["slice_idx"]): f for f in frames}
+    frame_meta = by_index[(2, 1, 1, 0)]["metadata_json"]
+    assert (frame_meta["PositionName"], frame_meta["PositionIndex"], frame_meta["FrameIndex"]) == (
+        "Pos2", 2, 1)
+
+
+def test_position_folders_are_placed_by_the_position_list_and_a_missing_one_is_recorded(
+        site, run_cli, upload_files, tmp_path):
+    acquisition = tmp_path / "acq_2"
+    written = write_mm_position_folders(acquisition, positions=(1, 2), nbr_positions=3,
+                                        channels=CHANNELS, slices=1, times=1, height=6, width=6)
+    result = upload(run_cli, upload_files, acquisition)
+    assert result.exit_code == 0, result.stderr
+    with site.connect() as db:
+        ds = db.dataset(DATASET_ID)
+        assert ds.dims.nbr_positions == 3
+        assert sorted({f["pos_idx"] for f in ds.frames(with_metadata=False)}) == [1, 2]
+        assert {m.position for m in ds.missing_frames()} == {0}
+        array = ds.read(positions=[2])
+    np.testing.assert_array_equal(array[0, 0, 0, 0], tifffile.imread(written[2][0]))
+
+
+def test_positions_column_takes_some_position_folders(site, run_cli, upload_files, tmp_path):
+    acquisition = tmp_path / "acq_3"
+    write_mm_position_folders(acquisition, positions=(0, 1, 2), channels=CHANNELS, slices=1,
+                              times=1, height=6, width=6)
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(acquisition),
+                                  "positions": "[1]"}])
+    result = run_cli("upload", "--csv", csv_path, "--config", tif_folder_config(upload_files))
+    assert result.exit_code == 0, result.stderr
+    with site.connect() as db:
+        ds = db.dataset(DATASET_ID)
+        assert {f["pos_idx"] for f in ds.frames(with_metadata=False)} == {1}
+        assert ds.dims.nbr_positions == 1 and ds.nbr_frames == 2
+
+
+def test_folder_without_tiffs_or_position_folders_is_refused(site, run_cli, upload_files, tmp_path):
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    before = site.snapshot()
+    result = upload(run_cli, upload_files, empty)
+    assert_refused(result, site, before, contains=(
+        str(empty), "no .tif file, nor position folders that do (Pos0/, Pos1/...)"))
+
+
+def test_name_giving_another_position_than_its_folder_is_refused(site, run_cli, upload_files,
+                                                                 tmp_path):
+    acquisition = tmp_path / "acq_4"
+    for p in (0, 1):
+        (acquisition / f"Pos{p}").mkdir(parents=True)
+        tifffile.imwrite(acquisition / f"Pos{p}" / f"im_c000_z000_t000_p{p:03d}.tif",
+                         np.zeros((4, 4), np.uint8))
+    (acquisition / "Pos1" / "im_c000_z000_t000_p001.tif").rename(
+        acquisition / "Pos1" / "im_c000_z001_t000_p003.tif")
+    before = site.snapshot()
+    result = upload(run_cli, upload_files, acquisition)
+    assert_refused(result, site, before, contains=(
+        "im_c000_z001_t000_p003.tif", "says position 3 but its folder is position 1"))
 
 
 # ------------------------------------------------------------------ bad folders

@@ -2,8 +2,16 @@
 
 What a source means: a folder; every ``*.tif`` / ``*.tiff`` file directly in
 it is one frame, taken in natural order (``img_2`` before ``img_10``). This is
-what Micro-Manager 1.4 writes with "save as separate image files" (one folder
-per position), and what many scripts write.
+what Micro-Manager 1.4 writes with "save as separate image files" for one
+position, and what many scripts write.
+
+A multi-position acquisition is a folder of position folders (``Pos0/``,
+``Pos1/``... or the stage positions' labels), each a folder as above with its
+own ``metadata.txt``. It is recognised when the source holds no TIFF file
+itself but subfolders that do. A folder's position index is the index of its
+name among the summary's ``InitialPositionList`` labels, else its rank in
+natural order; it overrides a position the filename parser gives (a parser
+giving another one is an error).
 
 - **Indexes** come from each file's name through the upload config's
   ``filename_parser`` (default ``parse_idx_from_name``: Micro-Manager's
@@ -76,21 +84,38 @@ class TifFolderAcquisition(Acquisition):
 
     def __init__(self, source: Path, options: SplitOptions):
         self.source = source
-        files = _tiff_files(source)
-        metadata_txt = _read_metadata_txt(source / METADATA_FILE)
-        summary = metadata_txt.get("Summary") if isinstance(metadata_txt.get("Summary"), dict) else {}
-        self._frame_entries = _frame_entries_by_file(metadata_txt)
+        folders = _position_folders(source)
+        summaries, files, folder_position = [], [], {}
+        self._frame_entries: dict[Path, dict[str, Any]] = {}
+        for position, folder in folders:
+            metadata_txt = _read_metadata_txt(folder / METADATA_FILE)
+            summary = metadata_txt.get("Summary")
+            summaries.append(summary if isinstance(summary, dict) else {})
+            self._frame_entries.update(
+                (folder / name, entry) for name, entry in _frame_entries_by_file(metadata_txt).items())
+            folder_files = _tiff_files(folder)
+            files += folder_files
+            folder_position.update((path, position) for path in folder_files)
+        summary = summaries[0]  # the acquisition's; each position folder has a copy
+        summary_file = folders[0][1] / METADATA_FILE
         parse = options.filename_parser or parse_idx_from_name
-        self._plan = _plan_frames(files, summary, SplitOptions(filename_parser=parse))
+        self._plan = _plan_frames(files, summary, SplitOptions(filename_parser=parse), folder_position)
         self._plan = [f for f in self._plan
                       if options.positions is None or f.index.position in options.positions]
         _check_positions(source, self._plan, options.positions)
-        self._format = _first_format(files[0])
-        _check_summary_format(summary, self._format, source / METADATA_FILE)
+        self._format = _first_format(self._plan[0].path)
+        _check_summary_format(summary, self._format, summary_file)
         self.channel_names = _channel_names(summary, self._plan)
-        self.dims = _dimensions(summary, self._plan, self._format, len(self.channel_names))
-        _check_within(summary, self._plan, source / METADATA_FILE)
+        # A multi-position acquisition's summary says how many positions there
+        # should be: a position folder missing is then recorded as missing frames.
+        declared = 0
+        if folders[0][0] is not None and options.positions is None:
+            declared = _summary_count(summary, "Positions") or 0
+        self.dims = _dimensions(summary, self._plan, self._format, len(self.channel_names), declared)
+        _check_within(summary, self._plan, summary_file)
         self.global_meta = {**summary, "file_origin": str(source), "nbr_files": len(files)}
+        if folders[0][0] is not None:
+            self.global_meta["position_folders"] = {str(p): f.name for p, f in folders}
 
     def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:
         for planned in self._plan:
@@ -108,23 +133,54 @@ class TifFolderAcquisition(Acquisition):
                     "file (use frames_format: tif_id for a stack in one file)")
             self._format.check_same(tiff_pages.PixelFormat.of(page, str(path)), str(path),
                                     f"the first file ({self._plan[0].path.name})")
-            metadata = {**self._frame_entries.get(path.name, {}),
+            metadata = {**self._frame_entries.get(path, {}),
                         **tiff_pages.page_metadata(page), **planned.name_metadata}
             data = tiff_pages.read_pixels(page, str(path)) if pixels else None
         return Frame(planned.index, planned.channel_name, metadata, data, origin=path.name)
 
 
-def _tiff_files(source: Path) -> list[Path]:
+def _position_folders(source: Path) -> list[tuple[Optional[int], Path]]:
+    """[(None, source)] for a folder of TIFF files; [(position, folder)...] for a
+    multi-position acquisition (see the module's docstring), by position."""
     if not source.is_dir():
         if source.is_file():
             raise SplitterError(f"{source} is a file; tif_folder takes a folder of TIFF files "
                                 "(use frames_format: tif_id for a stack in one file)")
         raise SplitterError(f"{source}: no such folder")
-    files = sorted((p for p in source.iterdir()
+    if _tiff_files(source, required=False):
+        return [(None, source)]
+    folders = sorted((p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")
+                      and _tiff_files(p, required=False)), key=tiff_pages.natural_key)
+    if not folders:
+        raise SplitterError(f"{source}: folder contains no .tif file, nor position folders "
+                            "that do (Pos0/, Pos1/...)")
+    labels = _position_labels(_read_metadata_txt(folders[0] / METADATA_FILE))
+    positioned: dict[int, Path] = {}
+    for rank, folder in enumerate(folders):
+        position = labels.index(folder.name) if folder.name in labels else rank
+        if position in positioned:
+            raise SplitterError(f"{folder} and {positioned[position]} are both position {position} "
+                                f"(by the InitialPositionList of {folders[0] / METADATA_FILE} "
+                                "and the folders' order)")
+        positioned[position] = folder
+    return sorted(positioned.items())
+
+
+def _position_labels(metadata_txt: dict[str, Any]) -> list[Optional[str]]:
+    """The Label of each stage position in the summary's InitialPositionList."""
+    summary = metadata_txt.get("Summary")
+    positions = summary.get("InitialPositionList") if isinstance(summary, dict) else None
+    if not isinstance(positions, list):
+        return []
+    return [p.get("Label") if isinstance(p, dict) else None for p in positions]
+
+
+def _tiff_files(folder: Path, required: bool = True) -> list[Path]:
+    files = sorted((p for p in folder.iterdir()
                     if p.is_file() and p.suffix.lower() in tiff_pages.TIFF_SUFFIXES),
                    key=tiff_pages.natural_key)
-    if not files:
-        raise SplitterError(f"{source}: folder contains no .tif file")
+    if not files and required:
+        raise SplitterError(f"{folder}: folder contains no .tif file")
     return files
 
 
@@ -150,9 +206,13 @@ def _frame_entries_by_file(metadata_txt: dict[str, Any]) -> dict[str, dict[str, 
     return entries
 
 
-def _plan_frames(files: list[Path], summary: dict[str, Any],
-                 options: SplitOptions) -> list[_PlannedFrame]:
-    """Parse every name; place each file in the grid; refuse two files at one index."""
+def _plan_frames(files: list[Path], summary: dict[str, Any], options: SplitOptions,
+                 folder_position: dict[Path, Optional[int]]) -> list[_PlannedFrame]:
+    """Parse every name; place each file in the grid; refuse two files at one index.
+
+    ``folder_position``: the position of each file's position folder (None
+    for a single folder: the parser's position, if any, holds).
+    """
     known_names = [str(n) for n in summary.get("ChNames") or [] if n is not None]
     discovered: list[str] = []
     plan, seen = [], {}
@@ -161,6 +221,12 @@ def _plan_frames(files: list[Path], summary: dict[str, Any],
         by_index = "channel_idx" in parsed
         name = parsed.pop("channel_name", None)
         values = {axis: _index(parsed.pop(_PARSED_KEYS[axis], 0), path, axis) for axis in _AXES}
+        folder_pos = folder_position.get(path)
+        if folder_pos is not None:
+            if values["position"] not in (0, folder_pos):
+                raise SplitterError(f"{path}: the file name says position {values['position']} "
+                                    f"but its folder is position {folder_pos}")
+            values["position"] = folder_pos
         if name is not None and not by_index:
             name = str(name)
             if known_names:
@@ -228,12 +294,17 @@ def _channel_names(summary: dict[str, Any], plan: list[_PlannedFrame]) -> list[s
 
 
 def _summary_size(summary: dict[str, Any], axis: str) -> Optional[int]:
-    value = summary.get(_SUMMARY_SIZES[axis])
+    return _summary_count(summary, _SUMMARY_SIZES[axis])
+
+
+def _summary_count(summary: dict[str, Any], key: str) -> Optional[int]:
+    value = summary.get(key)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _dimensions(summary: dict[str, Any], plan: list[_PlannedFrame],
-                page_format: tiff_pages.PixelFormat, nbr_channels: int) -> Dimensions:
+                page_format: tiff_pages.PixelFormat, nbr_channels: int,
+                declared_positions: int) -> Dimensions:
     def size(axis: str) -> int:
         found = max(getattr(f.index, axis) for f in plan) + 1
         return max(_summary_size(summary, axis) or 0, found)
@@ -242,7 +313,7 @@ def _dimensions(summary: dict[str, Any], plan: list[_PlannedFrame],
         nbr_channels=nbr_channels,
         nbr_slices=size("slice"),
         nbr_timepoints=size("time"),
-        nbr_positions=len({f.index.position for f in plan}),
+        nbr_positions=max(len({f.index.position for f in plan}), declared_positions),
         im_height=page_format.shape[0],
         im_width=page_format.shape[1],
         im_colors=page_format.colors,

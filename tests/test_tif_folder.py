@@ -228,6 +228,18 @@ def test_folder_without_tiffs_or_position_folders_is_refused(site, run_cli, uplo
         str(empty), "no .tif file, nor position folders that do (Pos0/, Pos1/...)"))
 
 
+def test_two_folders_at_one_position_are_refused(site, run_cli, upload_files, tmp_path):
+    import shutil
+
+    acquisition = tmp_path / "acq_5"
+    write_mm_position_folders(acquisition, positions=(0,), channels=CHANNELS, slices=1, times=1,
+                              height=6, width=6)
+    shutil.copytree(acquisition / "Pos0", acquisition / "copy")  # not a listed label: rank 0
+    before = site.snapshot()
+    result = upload(run_cli, upload_files, acquisition)
+    assert_refused(result, site, before, contains=("Pos0 and ", "copy are both position 0"))
+
+
 def test_name_giving_another_position_than_its_folder_is_refused(site, run_cli, upload_files,
                                                                  tmp_path):
     acquisition = tmp_path / "acq_4"

@@ -87,17 +87,17 @@ class TifFolderAcquisition(Acquisition):
         folders = _position_folders(source)
         summaries, files, folder_position = [], [], {}
         self._frame_entries: dict[Path, dict[str, Any]] = {}
-        for position, folder in folders:
+        for position, folder, folder_files in folders:
             metadata_txt = _read_metadata_txt(folder / METADATA_FILE)
             summary = metadata_txt.get("Summary")
             summaries.append(summary if isinstance(summary, dict) else {})
             self._frame_entries.update(
                 (folder / name, entry) for name, entry in _frame_entries_by_file(metadata_txt).items())
-            folder_files = _tiff_files(folder)
             files += folder_files
             folder_position.update((path, position) for path in folder_files)
         summary = summaries[0]  # the acquisition's; each position folder has a copy
         summary_file = folders[0][1] / METADATA_FILE
+        multi_position = folders[0][0] is not None
         parse = options.filename_parser or parse_idx_from_name
         self._plan = _plan_frames(files, summary, SplitOptions(filename_parser=parse), folder_position)
         self._plan = [f for f in self._plan
@@ -109,13 +109,13 @@ class TifFolderAcquisition(Acquisition):
         # A multi-position acquisition's summary says how many positions there
         # should be: a position folder missing is then recorded as missing frames.
         declared = 0
-        if folders[0][0] is not None and options.positions is None:
+        if multi_position and options.positions is None:
             declared = _summary_count(summary, "Positions") or 0
         self.dims = _dimensions(summary, self._plan, self._format, len(self.channel_names), declared)
         _check_within(summary, self._plan, summary_file)
         self.global_meta = {**summary, "file_origin": str(source), "nbr_files": len(files)}
-        if folders[0][0] is not None:
-            self.global_meta["position_folders"] = {str(p): f.name for p, f in folders}
+        if multi_position:
+            self.global_meta["position_folders"] = {str(p): f.name for p, f, _ in folders}
 
     def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:
         for planned in self._plan:
@@ -139,31 +139,34 @@ class TifFolderAcquisition(Acquisition):
         return Frame(planned.index, planned.channel_name, metadata, data, origin=path.name)
 
 
-def _position_folders(source: Path) -> list[tuple[Optional[int], Path]]:
-    """[(None, source)] for a folder of TIFF files; [(position, folder)...] for a
-    multi-position acquisition (see the module's docstring), by position."""
+def _position_folders(source: Path) -> list[tuple[Optional[int], Path, list[Path]]]:
+    """[(None, source, its TIFF files)] for a folder of TIFF files; [(position,
+    folder, its TIFF files)...] for a multi-position acquisition (see the
+    module's docstring), by position."""
     if not source.is_dir():
         if source.is_file():
             raise SplitterError(f"{source} is a file; tif_folder takes a folder of TIFF files "
                                 "(use frames_format: tif_id for a stack in one file)")
         raise SplitterError(f"{source}: no such folder")
-    if _tiff_files(source, required=False):
-        return [(None, source)]
-    folders = sorted((p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")
-                      and _tiff_files(p, required=False)), key=tiff_pages.natural_key)
+    files = _tiff_files(source)
+    if files:
+        return [(None, source, files)]
+    subfolders = sorted((p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                        key=tiff_pages.natural_key)
+    folders = [(folder, files) for folder in subfolders if (files := _tiff_files(folder))]
     if not folders:
         raise SplitterError(f"{source}: folder contains no .tif file, nor position folders "
                             "that do (Pos0/, Pos1/...)")
-    labels = _position_labels(_read_metadata_txt(folders[0] / METADATA_FILE))
-    positioned: dict[int, Path] = {}
-    for rank, folder in enumerate(folders):
+    labels = _position_labels(_read_metadata_txt(folders[0][0] / METADATA_FILE))
+    positioned: dict[int, tuple[Optional[int], Path, list[Path]]] = {}
+    for rank, (folder, files) in enumerate(folders):
         position = labels.index(folder.name) if folder.name in labels else rank
         if position in positioned:
-            raise SplitterError(f"{folder} and {positioned[position]} are both position {position} "
-                                f"(by the InitialPositionList of {folders[0] / METADATA_FILE} "
-                                "and the folders' order)")
-        positioned[position] = folder
-    return sorted(positioned.items())
+            raise SplitterError(f"{folder} and {positioned[position][1]} are both position "
+                                f"{position} (by the InitialPositionList of "
+                                f"{folders[0][0] / METADATA_FILE} and the folders' order)")
+        positioned[position] = (position, folder, files)
+    return [positioned[position] for position in sorted(positioned)]
 
 
 def _position_labels(metadata_txt: dict[str, Any]) -> list[Optional[str]]:
@@ -175,13 +178,11 @@ def _position_labels(metadata_txt: dict[str, Any]) -> list[Optional[str]]:
     return [p.get("Label") if isinstance(p, dict) else None for p in positions]
 
 
-def _tiff_files(folder: Path, required: bool = True) -> list[Path]:
-    files = sorted((p for p in folder.iterdir()
-                    if p.is_file() and p.suffix.lower() in tiff_pages.TIFF_SUFFIXES),
-                   key=tiff_pages.natural_key)
-    if not files and required:
-        raise SplitterError(f"{folder}: folder contains no .tif file")
-    return files
+def _tiff_files(folder: Path) -> list[Path]:
+    """The folder's .tif/.tiff files in natural order."""
+    return sorted((p for p in folder.iterdir()
+                   if p.is_file() and p.suffix.lower() in tiff_pages.TIFF_SUFFIXES),
+                  key=tiff_pages.natural_key)
 
 
 def _read_metadata_txt(path: Path) -> dict[str, Any]:

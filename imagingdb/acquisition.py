@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 from .errors import SplitterError
 
@@ -22,6 +22,11 @@ if TYPE_CHECKING:  # numpy is imported lazily: `imagingdb --help` must stay fast
 
 #: filename parser keys that place a frame rather than describe it
 FRAME_INDEX_KEYS = ("channel_idx", "slice_idx", "time_idx", "pos_idx", "channel_name")
+
+#: How sure a :class:`SourceClaim` is, from strongest to weakest.
+CERTAIN = 3  # the format's own signature: Micro-Manager's tags, an NDTiff index...
+LIKELY = 2  # the format's structure without its signature: OME-XML, an ImageJ hyperstack...
+POSSIBLE = 1  # a generic reading that fits anything of that shape: a plain multi-page TIFF
 
 
 @dataclass(frozen=True, order=True)
@@ -73,6 +78,9 @@ class SplitOptions:
 
     positions: Optional[list[int]] = None  # only these positions, None for all
     filename_parser: Optional[Callable[[str], dict[str, Any]]] = None
+    #: the axis of a sequence numbered by one integer (image sequences, plain stacks):
+    #: "slice" (the upload config's ``sequence_axis: z``, the default) or "time" (``t``)
+    sequence_axis: str = "slice"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def parse_name(self, path: "os.PathLike[str] | str") -> dict[str, Any]:
@@ -98,6 +106,19 @@ class SplitOptions:
                 if key not in FRAME_INDEX_KEYS}
 
 
+@dataclass(frozen=True)
+class SourceClaim:
+    """A splitter's answer to "is this source yours?" (the ``claim_source`` hook).
+
+    ``frames_format: auto`` (the default) asks every plugin and takes the
+    claim with the highest ``certainty``; the upload shows ``kind``.
+    """
+
+    format: str  # the frames_format that reads the source, e.g. "ome_tiff"
+    kind: str  # what the source is, in words, e.g. "Micro-Manager 1.4 OME-TIFF (4 files)"
+    certainty: int  # CERTAIN, LIKELY or POSSIBLE
+
+
 class Acquisition(abc.ABC):
     """An opened source. Use as a context manager so file handles are closed."""
 
@@ -107,6 +128,11 @@ class Acquisition(abc.ABC):
     dims: Dimensions
     #: channel index -> channel name
     channel_names: list[str]
+    #: what the source is, in words (e.g. "Micro-Manager 2.0 OME-TIFF"); the upload shows it
+    kind: str = ""
+    #: problems that did not stop the upload, one line each naming the file (e.g. a
+    #: damaged metadata.txt whose complete entries were kept); shown as ``Warning:`` lines
+    warnings: Sequence[str] = ()
 
     @abc.abstractmethod
     def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:

@@ -267,6 +267,7 @@ def load_login_file(path: Path) -> DatabaseSettings:
 UPLOAD_KEYS = {
     "upload_type": (str,),
     "frames_format": (str, type(None)),
+    "sequence_axis": (str, type(None)),
     "microscope": (str, type(None)),
     "filename_parser": (str, type(None)),
     "meta_schema": (str, dict, type(None)),
@@ -284,10 +285,17 @@ PNG_STRATEGIES = ("auto", "isal", "default", "filtered", "huffman", "rle")
 PNG_DEFAULTS = {"png_filter": "up", "png_strategy": "auto", "png_level": 3}
 
 
+#: frames_format that lets imagingdb choose the splitter for each source
+AUTO_FORMAT = "auto"
+#: sequence_axis values: the FrameIndex axis a one-number-per-image sequence runs along
+SEQUENCE_AXES = {"z": "slice", "t": "time"}
+
+
 @dataclass
 class UploadConfig:
     upload_type: str
-    frames_format: Optional[str] = None
+    frames_format: str = AUTO_FORMAT
+    sequence_axis: str = "slice"  # a FrameIndex axis (SEQUENCE_AXES' values)
     microscope: Optional[str] = None
     filename_parser: Optional[str] = None
     meta_schema: Optional[dict[str, Any]] = None
@@ -318,8 +326,11 @@ def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig
         raise InputError(
             f"{path}: key 'upload_type' must be 'file' or 'frames', got {upload_type!r}"
         )
-    if upload_type == "frames" and not data.get("frames_format"):
-        raise InputError(f"{path}: upload_type 'frames' needs the key 'frames_format'")
+    frames_format = data.get("frames_format") or AUTO_FORMAT
+    axis = data.get("sequence_axis") or "z"
+    if axis not in SEQUENCE_AXES:
+        raise InputError(f"{path}: key 'sequence_axis' must be z (slices, the default) or t "
+                         f"(time points), got {axis!r}")
     workers = data.get("nbr_workers")
     if workers is not None and workers < 1:
         raise InputError(f"{path}: key 'nbr_workers' must be at least 1, got {workers}")
@@ -332,7 +343,8 @@ def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig
         schema = load_mapping_file(schema_path, "meta_schema file")
     return UploadConfig(
         upload_type=upload_type,
-        frames_format=data.get("frames_format"),
+        frames_format=frames_format,
+        sequence_axis=SEQUENCE_AXES[axis],
         microscope=data.get("microscope"),
         filename_parser=data.get("filename_parser"),
         meta_schema=schema,

@@ -26,6 +26,22 @@ def register_splitters(register):
 
 
 @hookspec
+def claim_source(source):
+    """Say whether one of this plugin's splitters reads ``source``.
+
+    ``source`` is a :class:`pathlib.Path` to a file or a folder that exists.
+    Return an :class:`imagingdb.acquisition.SourceClaim` (the ``frames_format``
+    that reads it, what it is in words, how certain), or None when it is not
+    this plugin's. ``frames_format: auto`` asks every plugin and uses the most
+    certain claim; two formats equally certain are refused, naming both. An
+    explicit ``frames_format`` is refused when another format claims the
+    source as CERTAIN and it does not, so that no file is split against what
+    it declares. Keep it cheap (headers and one folder listing, never pixels)
+    and never raise for a source of another format: return None.
+    """
+
+
+@hookspec
 def register_filename_parsers(register):
     """Register filename parsers (the upload config's ``filename_parser``).
 

@@ -359,3 +359,61 @@ def reset_for_tests() -> None:
 
 def splitter_factory(name: str) -> Callable[[], Any]:
     return get("splitter", name).obj
+
+
+def claims(source: Path) -> list[Any]:
+    """Every :class:`~imagingdb.acquisition.SourceClaim` made on ``source``, most certain first.
+
+    Only claims for a registered splitter count. A plugin whose ``claim_source``
+    raises is skipped (as broken) and the others are still asked.
+    """
+    splitters = registry("splitter")
+    found = []
+    for impl in pm.hook.claim_source.get_hookimpls():
+        try:
+            claim = impl.function(source=source)
+        except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the upload
+            _skip(impl.plugin_name, _sources.get(impl.plugin_name, impl.plugin_name),
+                  f"claim_source failed: {type(exc).__name__}: {exc}")
+            continue
+        if claim is not None and claim.format in splitters:
+            found.append(claim)
+    return sorted(found, key=lambda claim: -claim.certainty)
+
+
+def choose_format(source: Path, explicit: Optional[str] = None) -> Any:
+    """The SourceClaim of the splitter that will read ``source``.
+
+    Without ``explicit`` (``frames_format: auto``): the most certain claim; an
+    InputError when no splitter claims the source, or when two formats claim
+    it equally. With ``explicit``: that format, unless another one claims the
+    source as its own (CERTAIN) and ``explicit`` does not; then an InputError
+    naming the format that reads it, since splitting a file against what it
+    declares would put frames in the wrong place.
+    """
+    from .acquisition import CERTAIN, SourceClaim
+
+    made = claims(source)
+    if explicit is not None:
+        get("splitter", explicit)  # an unknown name lists the available ones
+        mine = [claim for claim in made if claim.format == explicit]
+        best = made[0] if made else None
+        if (best is not None and best.format != explicit and best.certainty == CERTAIN
+                and not (mine and mine[0].certainty == CERTAIN)):
+            raise InputError(
+                f"{source} is a {best.kind}, which frames_format {explicit} would not read as "
+                f"it was recorded; use frames_format: {best.format} (or leave frames_format "
+                "out to choose automatically)")
+        return mine[0] if mine else SourceClaim(explicit, "", 0)
+    if not made:
+        raise InputError(
+            f"{source}: no splitter recognises it (formats: "
+            f"{', '.join(sorted(registry('splitter')))}); set frames_format in the upload "
+            "config, or upload it whole with upload_type: file")
+    rivals = [claim for claim in made if claim.certainty == made[0].certainty
+              and claim.format != made[0].format]
+    if rivals:
+        names = " or ".join(f"{claim.format} ({claim.kind})" for claim in [made[0], *rivals])
+        raise InputError(f"{source} could be read as {names}; set frames_format in the upload "
+                         "config to say which")
+    return made[0]

@@ -19,6 +19,9 @@ class Progress:
     def finish(self, ok: bool = True) -> None:
         """The piece of work is over: done, or failed (``ok=False``, the error says why)."""
 
+    def note(self, message: str) -> None:
+        """A line for the person watching (what was found, a warning), between pieces of work."""
+
 
 def _size(nbytes: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -70,6 +73,11 @@ class TerminalProgress(Progress):
         bar = "#" * filled + "-" * (width - filled)
         self.stream.write(f"\r{self.verb} {self.label} [{bar}] {self.frames}/{total} "
                           f"({self._rates(now)})\x1b[K")
+        self.stream.flush()
+
+    def note(self, message: str) -> None:
+        """Printed whether or not stderr is a terminal: it is part of the command's output."""
+        self.stream.write(("\r\x1b[K" if self.bar else "") + message + "\n")
         self.stream.flush()
 
     def finish(self, ok: bool = True) -> None:

@@ -25,7 +25,7 @@ from . import db as dbq
 from . import faults, plugins, quick_schema
 from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
 from .claims import claim_dataset
-from .config import UploadConfig, load_upload_config
+from .config import AUTO_FORMAT, UploadConfig, load_upload_config
 from .errors import ImagingDBError, InputError, WorkError
 from .ids import DatasetID, parse_dataset_id
 from .progress import Progress
@@ -68,11 +68,15 @@ class RowResult:
     exit_code: int = 0
     frames: int = 0
     bytes: int = 0
+    format: Optional[str] = None  # the splitter that read the source (frames uploads)
+    kind: Optional[str] = None  # what the source is, in the splitter's words
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"row": self.line, "dataset_id": self.dataset_id,
                 "status": "uploaded" if self.ok else "failed", "error": self.error,
-                "frames": self.frames, "bytes": self.bytes}
+                "frames": self.frames, "bytes": self.bytes, "format": self.format,
+                "kind": self.kind, "warnings": self.warnings}
 
 
 @dataclass
@@ -239,9 +243,10 @@ class Uploader:
         self._workers_chosen = bool(workers or config.nbr_workers)
         self.progress = progress
         self._storage: Optional["StorageBackend"] = None
-        self._splitter = None
+        self._splitters: dict[str, Any] = {}  # frames_format -> splitter instance
+        self._validators: dict[str, Optional[_MetaValidator]] = {}  # frames_format -> checker
         self._parser = None
-        self._validator = None
+        self._row_notes: dict[str, Any] = {}  # this row's format, kind and warnings
         self._setup_error: Optional[ImagingDBError] = None
         self._written: set[str] = set()  # keys this row's upload has put so far
         self._commit_sent = False  # this row's registering transaction reached its commit
@@ -257,13 +262,10 @@ class Uploader:
         try:
             cfg = self.config
             if cfg.upload_type == "frames":
-                self._splitter = plugins.get("splitter", cfg.frames_format).obj()
-                schema = cfg.meta_schema or getattr(self._splitter, "default_meta_schema", None)
-                if schema:
-                    # A splitter's own schema is known to be valid: not checked (nor
-                    # jsonschema imported) unless a frame's metadata needs an error message.
-                    self._validator = _MetaValidator(schema, cfg.source,
-                                                     check_schema=bool(cfg.meta_schema))
+                if cfg.frames_format != AUTO_FORMAT:
+                    plugins.get("splitter", cfg.frames_format)  # unknown: fails every row alike
+                if cfg.meta_schema:
+                    _schema_validator(cfg.meta_schema, cfg.source)  # invalid: fails every row
             if cfg.filename_parser:
                 self._parser = plugins.get("filename_parser", cfg.filename_parser).obj
             storage = _storage_for(self.database, cfg)
@@ -279,14 +281,16 @@ class Uploader:
 
     def upload_row(self, row: UploadRow) -> RowResult:
         where = f"{row.csv_name} row {row.line} ({row.dataset_id})".lstrip()
+        self._row_notes = {"warnings": []}
         try:
             self._setup()
             with claim_dataset(self.database, row.dataset_id.text):
                 frames, nbytes = self._upload_claimed(row)
         except ImagingDBError as exc:
             return RowResult(row.line, row.dataset_id.text, False, f"{where}: {exc}",
-                             exc.exit_code)
-        return RowResult(row.line, row.dataset_id.text, True, frames=frames, bytes=nbytes)
+                             exc.exit_code, **self._row_notes)
+        return RowResult(row.line, row.dataset_id.text, True, frames=frames, bytes=nbytes,
+                         **self._row_notes)
 
     def _upload_claimed(self, row: UploadRow) -> tuple[int, int]:
         """The upload proper, while this process holds the claim on the dataset ID."""
@@ -376,8 +380,39 @@ class Uploader:
     # ------------------------------------------------------------ frames upload
 
     def _open(self, row: UploadRow) -> Acquisition:
-        options = SplitOptions(positions=row.positions, filename_parser=self._parser)
-        return self._splitter.open(row.source, options)
+        """Choose the splitter (frames_format, or what claims the source) and open the source."""
+        explicit = self.config.frames_format
+        claim = plugins.choose_format(row.source, None if explicit == AUTO_FORMAT else explicit)
+        splitter = self._splitter(claim.format)
+        options = SplitOptions(positions=row.positions, filename_parser=self._parser,
+                               sequence_axis=self.config.sequence_axis)
+        acquisition = splitter.open(row.source, options)
+        kind = acquisition.kind or claim.kind
+        self._row_notes.update(format=claim.format, kind=kind or None)
+        if explicit == AUTO_FORMAT:
+            self.progress.note(f"{row.dataset_id}: {kind}; frames_format auto chose {claim.format}")
+        for warning in acquisition.warnings:
+            self._row_notes["warnings"].append(warning)
+            self.progress.note(f"Warning: {row.dataset_id}: {warning}")
+        return acquisition
+
+    def _splitter(self, name: str) -> Any:
+        if name not in self._splitters:
+            self._splitters[name] = plugins.get("splitter", name).obj()
+        return self._splitters[name]
+
+    def _validator(self, name: str) -> Optional["_MetaValidator"]:
+        """The metadata check of frames read by splitter ``name``: the upload's meta_schema,
+        else the splitter's own schema, else none."""
+        if name not in self._validators:
+            cfg = self.config
+            schema = cfg.meta_schema or getattr(self._splitter(name), "default_meta_schema", None)
+            # A splitter's own schema is known to be valid: not checked (nor jsonschema
+            # imported) unless a frame's metadata needs an error message.
+            self._validators[name] = (_MetaValidator(schema, cfg.source,
+                                                     check_schema=bool(cfg.meta_schema))
+                                      if schema else None)
+        return self._validators[name]
 
     def _upload_frames(self, row: UploadRow) -> tuple[int, int]:
         with RowSpool() as spool:
@@ -431,9 +466,10 @@ class Uploader:
     def _validate_frames(self, row: UploadRow, acquisition: Acquisition) -> int:
         """The metadata-only pass: every check that can fail is done before any write."""
         count = 0
+        validator = self._validator(self._row_notes["format"])
         for frame in acquisition.iter_frames(pixels=False):
-            if self._validator is not None:
-                _check_meta(self._validator, row.source, frame)
+            if validator is not None:
+                _check_meta(validator, row.source, frame)
             count += 1
         if count == 0:
             raise InputError(f"{row.source}: no frames to upload")

@@ -102,11 +102,21 @@ def test_meta_schema_file_is_loaded_relative_to_the_config(tmp_path):
     assert load_upload_config(path).meta_schema["required"] == ["ChannelIndex"]
 
 
+def test_frames_format_left_out_is_auto_and_sequences_run_along_z(tmp_path):
+    config = load_upload_config(write(tmp_path / "u.yaml", "upload_type: frames\n"))
+    assert (config.frames_format, config.sequence_axis) == ("auto", "slice")
+
+
+def test_sequence_axis_t_runs_sequences_along_time(tmp_path):
+    path = write(tmp_path / "u.yaml", "upload_type: frames\nsequence_axis: t\n")
+    assert load_upload_config(path).sequence_axis == "time"
+
+
 @pytest.mark.parametrize("text, message", [
     ("upload_type: frames\nframe_format: ome_tiff\n",
      "unknown key 'frame_format'.*did you mean 'frames_format'"),
     ("upload_type: video\n", "'upload_type' must be 'file' or 'frames'"),
-    ("upload_type: frames\n", "needs the key 'frames_format'"),
+    ("upload_type: frames\nsequence_axis: c\n", "'sequence_axis' must be z .* or t"),
     ("upload_type: file\nnbr_workers: many\n", "'nbr_workers' must be an integer"),
     ("upload_type: file\nnbr_workers: 0\n", "at least 1"),
     ("upload_type: file\nupload_type: frames\n", "duplicate key 'upload_type'"),

@@ -117,6 +117,45 @@ def test_hook_register_splitters(plugin_folder, run_cli, upload_files, tmp_path)
             "plugin": "imagingdb-timeseries 2.1.0"} in listed
 
 
+def test_hook_claim_source(plugin_folder, run_cli, upload_files, tmp_path):
+    """A plugin's claim makes frames_format auto choose its splitter, and says what it found."""
+    plugin_folder.install("imagingdb-timeseries", NPY_SPLITTER + '''
+from imagingdb.acquisition import CERTAIN, SourceClaim
+
+@hookimpl
+def claim_source(source):
+    if source.suffix == ".npy":
+        return SourceClaim("npy_time_series", "numpy time series", CERTAIN)
+''', version="2.1.0")
+    frames = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+    np.save(tmp_path / "series.npy", frames)
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(tmp_path / "series.npy")}])
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.config(upload_type="frames"),
+                     "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    assert f"{DATASET_ID}: numpy time series; frames_format auto chose npy_time_series" in result.stderr
+    assert result.json()[0]["format"] == "npy_time_series"
+    import imagingdb
+
+    with imagingdb.connect() as db:
+        np.testing.assert_array_equal(db.dataset(DATASET_ID).read()[0, :, 0, 0], frames)
+
+
+def test_claim_source_that_raises_is_skipped_and_the_source_refused_clearly(
+        plugin_folder, run_cli, upload_files, tmp_path):
+    plugin_folder.install("imagingdb-buggy", NPY_SPLITTER + '''
+@hookimpl
+def claim_source(source):
+    raise RuntimeError("bug in the claim")
+''')
+    np.save(tmp_path / "series.npy", np.zeros((2, 3, 4), np.uint16))
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(tmp_path / "series.npy")}])
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.config(upload_type="frames"))
+    assert result.exit_code == 2
+    assert "claim_source failed: RuntimeError: bug in the claim" in result.stderr
+    assert "series.npy: no splitter recognises it" in result.errors[0]
+
+
 def test_hook_register_filename_parsers(plugin_folder, run_cli, upload_files, tmp_path):
     plugin_folder.install("imagingdb-wellparser", HOOKIMPL + '''
 import os, re
@@ -210,7 +249,7 @@ def register_commands(cli):
 
 def test_every_hook_has_a_test_and_documentation():
     hooks = [name for name, value in inspect.getmembers(hookspecs, inspect.isfunction)
-             if name.startswith("register_")]
+             if hasattr(value, "imagingdb_spec")]  # what pluggy's HookspecMarker marked
     assert hooks, "no hook found in imagingdb.hookspecs"
     docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
     tests = {name for name, _ in inspect.getmembers(sys.modules[__name__], inspect.isfunction)}

@@ -11,53 +11,14 @@ from __future__ import annotations
 import inspect
 import re
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from imagingdb import hookspecs, plugins
 from tests.conftest import DATASET_ID
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class PluginFolder:
-    """Installs plugin distributions into the plugins folder, as pip --target would."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.modules: list[str] = []
-
-    def install(self, dist: str, code: str, *, version: str = "1.0.0",
-                entry_point: str | None = None) -> str:
-        module = f"{dist.replace('-', '_')}_{len(self.modules)}_{id(self) % 10000}"
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / f"{module}.py").write_text(textwrap.dedent(code), encoding="utf-8")
-        info = self.folder / f"{dist.replace('-', '_')}-{version}.dist-info"
-        info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
-        (info / "entry_points.txt").write_text(
-            f"[imagingdb]\n{entry_point or dist} = {module}\n")
-        self.modules.append(module)
-        plugins.reset_for_tests()  # the next CLI run loads plugins afresh
-        return module
-
-
-@pytest.fixture
-def plugin_folder(tmp_path, isolated_home):
-    import os
-
-    folder = Path(os.environ["IMAGINGDB_PLUGINS_DIR"])
-    installer = PluginFolder(folder)
-    path_before = list(sys.path)
-    plugins.reset_for_tests()
-    yield installer
-    plugins.reset_for_tests()
-    sys.path[:] = path_before
-    for module in installer.modules:
-        sys.modules.pop(module, None)
 
 
 HOOKIMPL = "import pluggy\nhookimpl = pluggy.HookimplMarker('imagingdb')\n"

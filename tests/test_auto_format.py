@@ -1,0 +1,80 @@
+"""frames_format auto: the splitter is chosen by what claims the source, never by guessing.
+
+Plugins installed for real (tests.conftest.PluginFolder) make the claims, so
+the rules of :func:`imagingdb.plugins.choose_format` are checked on their own;
+the built-in splitters' claims are checked with each format's tests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from imagingdb import plugins
+from imagingdb.errors import InputError
+from tests.conftest import DATASET_ID
+from tests.test_plugins import NPY_SPLITTER
+
+
+def _claiming(name: str, certainty: str, kind: str = "numpy time series") -> str:
+    """The NPY splitter registered as ``name``, claiming .npy files with ``certainty``."""
+    return NPY_SPLITTER.replace('"npy_time_series"', repr(name)) + f'''
+from imagingdb.acquisition import {certainty}, SourceClaim
+
+@hookimpl
+def claim_source(source):
+    if source.suffix == ".npy":
+        return SourceClaim({name!r}, {kind!r}, {certainty})
+'''
+
+
+@pytest.fixture
+def npy_file(tmp_path):
+    path = tmp_path / "series.npy"
+    np.save(path, np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4))
+    return path
+
+
+def test_the_most_certain_claim_wins(plugin_folder, npy_file):
+    plugin_folder.install("imagingdb-sure", _claiming("npy_sure", "CERTAIN"))
+    plugin_folder.install("imagingdb-maybe", _claiming("npy_maybe", "POSSIBLE"))
+    assert plugins.choose_format(npy_file).format == "npy_sure"
+
+
+def test_two_formats_equally_certain_are_refused_naming_both(plugin_folder, npy_file):
+    plugin_folder.install("imagingdb-one", _claiming("npy_one", "LIKELY", "one reading"))
+    plugin_folder.install("imagingdb-two", _claiming("npy_two", "LIKELY", "another reading"))
+    with pytest.raises(InputError, match=r"could be read as npy_\w+ \(\w+ reading\) or "
+                                         r"npy_\w+ \(\w+ reading\); set frames_format"):
+        plugins.choose_format(npy_file)
+
+
+def test_an_explicit_format_is_refused_when_another_claims_the_source_as_its_own(
+        plugin_folder, npy_file):
+    plugin_folder.install("imagingdb-sure", _claiming("npy_sure", "CERTAIN", "numpy series"))
+    with pytest.raises(InputError, match="is a numpy series, which frames_format tif_id would "
+                                         "not read as it was recorded; use frames_format: npy_sure"):
+        plugins.choose_format(npy_file, "tif_id")
+
+
+def test_an_explicit_format_that_only_likely_reads_the_source_goes_ahead(plugin_folder, npy_file):
+    plugin_folder.install("imagingdb-maybe", _claiming("npy_maybe", "LIKELY"))
+    assert plugins.choose_format(npy_file, "tif_id").format == "tif_id"
+
+
+def test_an_unknown_explicit_format_lists_the_available_ones(npy_file):
+    with pytest.raises(InputError, match="unknown splitter 'tiff_id'; available: .*tif_id"):
+        plugins.choose_format(npy_file, "tiff_id")
+
+
+def test_a_source_nobody_claims_is_refused_with_what_to_do(run_cli, upload_files, site, tmp_path):
+    source = tmp_path / "notes.txt"
+    source.write_text("not an image")
+    before = site.snapshot()
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(source)}])
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.config(upload_type="frames"))
+    assert result.exit_code == 2
+    assert len(result.errors) == 1
+    assert "notes.txt: no splitter recognises it" in result.errors[0]
+    assert "set frames_format in the upload config, or upload it whole" in result.errors[0]
+    assert site.snapshot() == before

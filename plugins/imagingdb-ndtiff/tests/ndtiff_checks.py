@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import ndtiff
 import numpy as np
+import pytest
 
 import imagingdb
 
@@ -79,3 +81,17 @@ def snapshot() -> dict[str, Any]:
     from tests.conftest import Site
 
     return Site("sqlite", imagingdb.config.imagingdb_home() / "storage", None).snapshot()
+
+
+#: the project's copies of real files (see its README), beside the repository: ../shared/realdata;
+#: IMAGINGDB_REALDATA_DIR names them for a checkout that lives elsewhere (a git worktree)
+REPOSITORY = Path(__file__).resolve().parents[3]
+REALDATA = Path(os.environ.get("IMAGINGDB_REALDATA_DIR") or REPOSITORY.parent / "shared" / "realdata")
+
+
+def real_dataset(relative: str) -> Path:
+    """A dataset under REALDATA; the test is skipped when the copies are not there."""
+    path = REALDATA / relative
+    if not path.exists():
+        pytest.skip(f"{path} is not there (the real files live in ../shared/realdata)")
+    return path

@@ -5,7 +5,9 @@ back; while that header still sits in Python's write buffer (a first image
 under ~8 KB) ``put_image`` fails with "Endian type not specified correctly",
 and so does opening a dataset before ``finish()``. Images of 64x64 uint16 (8 KB)
 reach the file at once, so these datasets use them. The writer takes no uint8
-arrays ("unknown pixel type"), so the datasets are 16-bit.
+arrays ("unknown pixel type"), so the datasets are 16-bit. And ``finish()`` leaves
+files open (a reader of each file written, and one inside the stack writer):
+``finish`` below closes them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,14 @@ from ndtiff import NDTiffDataset
 from imagingdb.sample import FluorescenceScene
 
 SIZE = 64  # pixels a side: see the module docstring
+
+
+def finish(dataset: NDTiffDataset) -> None:
+    """Finish writing and close every file ndtiff's writer left open (see the module docstring)."""
+    if dataset.current_writer is not None:
+        dataset.current_writer.reader.close()
+    dataset.finish()
+    dataset.close()
 
 
 def mm2_summary(channels: Sequence[str], slices: int, times: int, positions: int) -> dict:
@@ -63,7 +73,7 @@ def write_ndtiff(root: Path, *, channels: Sequence[str] = ("DAPI", "GFP"), slice
                         "ZPosition_um_Intended": 0.5 * z, "TimeReceivedByCore": f"t{t}",
                         "PositionName": f"Pos{p}", "ImageNumber": len(written)})
                     written[c, z, t, p] = pixels
-    dataset.finish()
+    finish(dataset)
     return Path(dataset.path), written
 
 
@@ -89,7 +99,7 @@ def write_labelled_positions(root: Path, labels: Sequence[str], *, declared: Opt
             dataset.put_image({"channel": channel, "position": label}, pixels,
                               {"Channel": channel, "PositionName": label, "ImageNumber": len(written)})
             written[channel, label] = pixels
-    dataset.finish()
+    finish(dataset)
     return Path(dataset.path), written
 
 
@@ -148,7 +158,7 @@ def _write_level(root: Path, folder: str, channels: Sequence[str], images: dict,
         axes = {"channel": channel, "z": z, "row": row, "column": column, **(extra_axes or {})}
         dataset.put_image(axes, pixels, {"Channel": channel, "GridRowIndex": row,
                                          "GridColumnIndex": column, "ZPosition_um_Intended": 2.0 * z})
-    dataset.finish()
+    finish(dataset)
     Path(dataset.path).rename(root / folder)
     shutil.rmtree(staging)
 
@@ -160,5 +170,5 @@ def write_axes(root: Path, coordinates: Sequence[dict], summary: Optional[dict] 
                             summary_metadata=summary or mm2_summary(["DAPI"], 1, 1, 1))
     for number, axes in enumerate(coordinates):
         dataset.put_image(dict(axes), scene.frame(0, 0, 0, number), {"ImageNumber": number})
-    dataset.finish()
+    finish(dataset)
     return Path(dataset.path)

@@ -245,3 +245,16 @@ def test_bad_dataset_is_refused_and_changes_nothing(run_cli, upload_files, tmp_p
     assert len(result.errors) == 1 and message in result.errors[0] and str(source) in result.errors[0]
     assert "Traceback" not in result.stderr
     assert snapshot() == before
+
+
+def test_index_left_unterminated_uploads_with_ndtiffs_warning(run_cli, upload_files, tmp_path):
+    """Micro-Manager's Java writer preallocates the index; an acquisition that never finished
+    leaves zeros after the last entry, which ndtiff reads up to, with a warning."""
+    folder, written = write_ndtiff(tmp_path, slices=1, times=2, seed=9)
+    with open(folder / "NDTiff.index", "ab") as index:
+        index.write(bytes(4096))
+    result = upload(run_cli, upload_files, folder)
+    assert result.exit_code == 0, result.stderr
+    assert (f"Warning: {DATASET_ID}: {folder}: ndtiff: Index appears to not have been properly "
+            "terminated (the dataset may still work)") in result.stderr.splitlines()
+    assert_stored_as(folder, lambda axes: (("DAPI", "GFP").index(axes["channel"]), 0, axes["time"], 0))

@@ -36,7 +36,9 @@ def test_v2_writer_reproduces_a_real_ndtiff2_dataset(tmp_path):
                                   "Full resolution/acq_NDTiffStack.tif"])
 def test_v2_dataset_uploads_from_any_part(run_cli, upload_files, tmp_path, part):
     root, written = write_v2_acquisition(tmp_path, seed=1)
-    assert isinstance(reference(root), NDTiff_v2_0)  # ndtiff itself reads it as NDTiff 2
+    ref = reference(root)
+    assert isinstance(ref, NDTiff_v2_0)  # ndtiff itself reads it as NDTiff 2
+    close(ref)
     result = upload(run_cli, upload_files, root / part, frames_format=None)
     assert result.exit_code == 0, result.stderr
     assert "Micro-Manager NDTiff 2 dataset; frames_format auto chose ndtiff" in result.stderr

@@ -56,7 +56,7 @@ class NDTiffAcquisition(Acquisition):
         self._level = _FullResolution(layout)
         try:
             summary = self._level.summary
-            placement = self._place(layout)
+            placement, self._format = self._place(layout)
             self._images = [image for image in placement.images
                             if options.positions is None or image.index.position in options.positions]
             _check_positions(layout.root, self._images, options.positions)
@@ -73,13 +73,14 @@ class NDTiffAcquisition(Acquisition):
         self.kind = _kind(layout, placement)
         self.warnings = self._level.warnings
 
-    def _place(self, layout: DatasetLayout) -> Placement:
+    def _place(self, layout: DatasetLayout) -> tuple[Placement, tuple[int, int, str, int]]:
+        """Every image's index, and the (height, width, dtype, colours) they all share."""
         entries = self._level.entries
         if not entries:
             raise SplitterError(f"{layout.level}: the NDTiff dataset holds no image")
         pixel_types = _PIXEL_TYPES_V2 if layout.version[0] == 2 else _PIXEL_TYPES
-        self._format = _common_format(layout.level, entries.values(), pixel_types)
-        return place(layout.root, [dict(key) for key in entries], self._level.summary)
+        pixel_format = _common_format(layout.level, entries.values(), pixel_types)
+        return place(layout.root, [dict(key) for key in entries], self._level.summary), pixel_format
 
     def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:
         for image in self._images:
@@ -92,7 +93,9 @@ class NDTiffAcquisition(Acquisition):
 
     def _channel_names(self, summary: dict[str, Any], placement: Placement) -> list[str]:
         """Index -> name: the channel labels, else ChNames, else each channel's Channel metadata."""
-        declared = placement.channel_labels or [str(name) for name in summary.get("ChNames") or []]
+        listed = summary.get("ChNames")
+        declared = placement.channel_labels or ([str(name) for name in listed]
+                                                if isinstance(listed, list) else [])
         first_image = {}
         for image in self._images:
             first_image.setdefault(image.index.channel, image)

@@ -160,7 +160,7 @@ class _FullResolution:
                 raise SplitterError(f"{layout.level}: the NDTiff dataset cannot be read "
                                     f"({type(exc).__name__}: {exc}); check that its "
                                     f"{INDEX_FILE} and stack files were copied whole") from None
-        self.entries = dict(entries)
+        self.entries = entries  # ndtiff's own index: {frozenset of axes: entry}
         self.summary = dict(self._dataset.summary_metadata or {})
         self.warnings = [f"{layout.level}: ndtiff: {warning.message}" for warning in caught]
 
@@ -176,7 +176,8 @@ class _FullResolution:
             return read(**{"channel": None, **axes})
         except Exception as exc:  # ndtiff raises plain Exceptions on damaged files
             raise SplitterError(f"{self.folder}: the {what} of image {axes} cannot be read "
-                                f"({type(exc).__name__}: {exc})") from None
+                                f"({type(exc).__name__}: {exc}); check that its stack files were "
+                                "copied whole") from None
 
     def close(self) -> None:
         self._dataset.close()

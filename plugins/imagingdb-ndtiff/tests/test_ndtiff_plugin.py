@@ -180,6 +180,14 @@ def _cut_index(tmp_path):
     return folder, "the NDTiff dataset cannot be read ("
 
 
+def _cut_stack(tmp_path):
+    folder = _dataset(tmp_path)
+    stack = folder / "acq_NDTiffStack.tif"
+    data = stack.read_bytes()
+    stack.write_bytes(data[:len(data) - 100])  # what an interrupted copy leaves
+    return folder, "cannot be read (JSONDecodeError"
+
+
 def _unknown_axis(tmp_path):
     folder = write_axes(tmp_path, [{"z": 0, "angle": 0}, {"z": 0, "angle": 1}])
     return folder, "NDTiff axes angle are not supported"
@@ -234,7 +242,7 @@ def _rewrite_axes(index, number, axes):
 
 
 @pytest.mark.parametrize("damage", [
-    _no_index, _cut_index, _unknown_axis, _positions_and_tiles, _row_without_column, _labels_on_z,
+    _no_index, _cut_index, _cut_stack, _unknown_axis, _positions_and_tiles, _row_without_column, _labels_on_z,
     _channel_labels_and_numbers, _negative_z, _same_frame_twice, _downsampled_level])
 def test_bad_dataset_is_refused_and_changes_nothing(run_cli, upload_files, tmp_path, damage):
     source, message = damage(tmp_path / "data")

@@ -8,12 +8,13 @@ tifffile and numpy are imported lazily.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from ..errors import SplitterError
 
@@ -119,6 +120,41 @@ def first_page(tif: "tifffile.TiffFile", path: Path) -> "tifffile.TiffPage":
                             f"{describe(exc)})") from None
     check_data_in_file(tif, page, f"{path}: page 0")
     return page
+
+
+def page_count(tif: "tifffile.TiffFile", path: Path) -> int:
+    """How many pages the file holds (walks the page chain; reads no pixels)."""
+    with reading(f"{path}: page list"):
+        return len(tif.pages)
+
+
+def numbered_pages(tif: "tifffile.TiffFile", path: Path,
+                   stop: Optional[int] = None) -> Iterator[tuple[int, "tifffile.TiffPage"]]:
+    """(number, page) in file order, each page's pixel data checked to lie in the file.
+
+    ``stop``: read no page past number ``stop - 1``.
+    """
+    pages = iter(tif.pages)
+    for number in itertools.count() if stop is None else range(stop):
+        where = f"{path}: page {number}"
+        with reading(where):
+            page = next(pages, None)
+            if page is None:
+                return
+            check_data_in_file(tif, page, where)
+        yield number, page
+
+
+def has_micromanager_metadata(page: "tifffile.TiffPage") -> bool:
+    return MM_METADATA_TAG in page.tags
+
+
+def is_ndtiff(tif: "tifffile.TiffFile") -> bool:
+    """NDTiff's header (its magic number after the TIFF header), as tifffile tells it."""
+    try:
+        return bool(tif.is_ndtiff)
+    except Exception:  # noqa: BLE001 - an unreadable header is simply not NDTiff's
+        return False
 
 
 def check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage", where: str) -> None:

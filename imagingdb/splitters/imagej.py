@@ -135,8 +135,11 @@ class ImageJHeader:
         found: dict[str, Any] = {}
         unit = self.entries.get("unit")
         resolution_unit = _RESOLUTION_UNITS.get(_tag_int(page, 296))
+        # ImageJ writes X/YResolution only for a calibrated image (one with a unit=);
+        # others' default 1/1 without a unit is no calibration.
+        calibrated = unit is not None or resolution_unit is not None
         for axis, code in (("x", 282), ("y", 283)):
-            size = _pixel_size(page, code)
+            size = _pixel_size(page, code) if calibrated else None
             if size is not None:
                 found[axis] = size
                 found[f"{axis}_unit"] = resolution_unit or (

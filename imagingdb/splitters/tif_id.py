@@ -242,8 +242,9 @@ def _shaped_layout(source: Path, description: str, page_format: tiff_pages.Pixel
     placed = [(letter, size) for letter, size in leading if size > 1]
     if all(letter in _SEQUENCE_LETTERS + "?" for letter, _size in placed) and len(placed) <= 1:
         layout = _plain_layout(placed[0][1] if placed else 1, sequence_axis, declared)
-        return _Layout(layout.sizes, layout.order, f"tifffile stack (shape {tuple(shape)})",
-                       declared)
+        along = "z" if sequence_axis == "slice" else "t"
+        return _Layout(layout.sizes, layout.order,
+                       f"tifffile stack (shape {tuple(shape)}, along {along})", declared)
     if axes is None:
         raise SplitterError(
             f"{source}: its tifffile description declares shape {tuple(shape)} without axes, "

@@ -953,17 +953,20 @@ def write_fiji_hyperstack(
     finterval: Optional[float] = None,
     info: Optional[str] = None,
     labels: Optional[Sequence[str]] = None,
+    display_range: Optional[tuple[float, float]] = None,
     seed: int = 0,
 ) -> Path:
     """Write a stack as Fiji saves it (File > Save As > Tiff), with tifffile's ImageJ writer.
 
     ``labels``: one per image (page order: channel fastest, then slice, then
     frame), as ImageJ writes slice labels; ``info``: the Info text (Image >
-    Show Info). Composite images get Fiji's display Ranges and LUTs. A stack
-    with one of channels/slices/times over 1 is a plain ImageJ stack, more
-    make a hyperstack. tifffile writes the header only on page 0 (ImageJ on
-    every page), always a ``hyperstack=`` line and a Compression tag; the
-    rest is ImageJ's structure.
+    Show Info); ``display_range``: ImageJ's min= and max= (always written for
+    16-bit images: by default the camera's range). Composite images get Fiji's
+    display Ranges and LUTs. A stack with one of channels/slices/times over 1
+    is a plain ImageJ stack, more make a hyperstack. tifffile writes the
+    header only on page 0 (ImageJ on every page), always a ``hyperstack=``
+    line, a Compression tag, and X/YResolution 1/1 for an uncalibrated image
+    (ImageJ none); the rest is ImageJ's structure.
     """
     path = Path(path)
     scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
@@ -981,10 +984,12 @@ def write_fiji_hyperstack(
         metadata["finterval"] = finterval
     metadata["loop"] = False
     levels = _levels(dtype)
-    if dtype == "uint16":
-        metadata.update(min=float(levels.offset), max=float(levels.offset + levels.peak[1]))
+    if display_range is None and dtype == "uint16":
+        display_range = (float(levels.offset), float(levels.offset + levels.peak[1]))
+    if display_range is not None:
+        metadata.update(min=float(display_range[0]), max=float(display_range[1]))
     if channels > 1:  # FileSaver saves display ranges and LUTs of composite images only
-        metadata["Ranges"] = [float(levels.offset), float(levels.offset + levels.peak[1])] * channels
+        metadata["Ranges"] = [float(value) for value in display_range or (0, 255)] * channels
         metadata["LUTs"] = _fiji_luts(channels)
     if info is not None:
         metadata["Info"] = info
@@ -1080,6 +1085,7 @@ def write_bioformats_ometiff(
     Returns the files written.
     """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.name[:-len(".ome.tif")] if path.name.endswith(".ome.tif") else path.stem
     names = ([f"{stem}_s{image}.ome.tif" for image in range(images)] if multifile
              else [path.name])

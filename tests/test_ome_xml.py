@@ -222,10 +222,75 @@ def _float_pixels(tmp_path):
     return path, ("float32 pixels", "convert the images to 16-bit first")
 
 
+def _rewritten(tmp_path, change, name="bad.ome.tif"):
+    """A one-image Bio-Formats file whose OME-XML went through ``change(xml) -> xml``."""
+    [path] = write_bioformats_ometiff(tmp_path / "source" / name, slices=2, times=1)
+    with tifffile.TiffFile(path) as tif:
+        xml = tif.pages[0].description
+        pages = [page.asarray() for page in tif.pages]
+    bad = tmp_path / name
+    with tifffile.TiffWriter(bad) as writer:
+        for number, pixels in enumerate(pages):
+            writer.write(pixels, metadata=None, contiguous=False,
+                         description=change(xml).encode() if number == 0 else None)
+    return bad
+
+
+def _binary_only(tmp_path):
+    path = _rewritten(tmp_path, lambda xml: xml[:xml.index("<Image ")]
+                      + '<BinaryOnly MetadataFile="master.ome.tif" UUID="urn:uuid:1"/></OME>')
+    return path, ("holds pixels only: its OME-XML is in 'master.ome.tif'",
+                  "give the OME-TIFF file that holds the OME-XML")
+
+
+def _first_z_outside(tmp_path):
+    path = _rewritten(tmp_path, lambda xml: xml.replace('FirstZ="1" IFD="1"', 'FirstZ="7" IFD="1"'))
+    return path, ("starts at FirstZ=7 but SizeZ is 2 (damaged OME-XML)",)
+
+
+def _plane_placed_twice(tmp_path):
+    path = _rewritten(tmp_path, lambda xml: xml.replace('FirstZ="1" IFD="1"', 'FirstZ="0" IFD="1"'))
+    return path, ("plane (channel 0, slice 0, time 0, image 0) is placed twice",)
+
+
+def _plane_count_too_large(tmp_path):
+    path = _rewritten(tmp_path, lambda xml: xml.replace('IFD="3" PlaneCount="1"',
+                                                        'IFD="3" PlaneCount="5"'))
+    return path, ("places 5 planes from plane 3, past the Image's 4",)
+
+
+def _file_name_with_a_folder(tmp_path):
+    def elsewhere(xml):
+        head, tail = xml.split("<TiffData ", 1)
+        return head + "<TiffData " + tail.replace(
+            'FileName="bad.ome.tif">urn:uuid:', 'FileName="../x.ome.tif">urn:uuid:0', 1)
+
+    return _rewritten(tmp_path, elsewhere), ("TiffData FileName '../x.ome.tif' is not a file name",)
+
+
+def _unknown_dimension_order(tmp_path):
+    path = _rewritten(tmp_path, lambda xml: xml.replace('DimensionOrder="XYZCT"',
+                                                        'DimensionOrder="XYZQT"'))
+    return path, ("DimensionOrder 'XYZQT' is not one of",)
+
+
 @pytest.mark.parametrize("make", [_missing_file, _different_images, _damaged_xml, _wrong_uuid,
-                                  _stranger_in_the_folder, _float_pixels])
+                                  _stranger_in_the_folder, _float_pixels, _binary_only,
+                                  _first_z_outside, _plane_placed_twice, _plane_count_too_large,
+                                  _file_name_with_a_folder, _unknown_dimension_order])
 def test_bad_ome_tiff_is_refused_and_changes_nothing(site, run_cli, upload_files, tmp_path, make):
     source, messages = make(tmp_path)
     before = site.snapshot()
     result = upload(run_cli, upload_files, source, frames_format="ome_tiff")
     assert_refused(result, site, before, contains=(source.name, *messages))
+
+
+def test_a_position_the_file_does_not_hold_is_refused(site, run_cli, upload_files, tmp_path):
+    [path] = write_bioformats_ometiff(tmp_path / "two.ome.tif", images=2, slices=1, times=1)
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(path),
+                                  "positions": "[2]"}])
+    before = site.snapshot()
+    result = run_cli("upload", "--csv", csv_path, "--config",
+                     upload_files.config(upload_type="frames", frames_format="ome_tiff"))
+    assert_refused(result, site, before, contains=(
+        str(path), "position(s) 2 not found; the OME-XML has images 0-1"))

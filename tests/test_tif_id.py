@@ -337,9 +337,21 @@ def _axis_with_no_place(tmp_path):
     return path, ("have A=3, which is not one of channels (C), slices (Z) or time (T)",)
 
 
+def _imagej_over_4gb_layout(tmp_path):
+    """ImageJ's format for files over 4 GB: one page directory, the images one after another."""
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16), metadata=None,
+                     description="ImageJ=1.54f\nimages=3\nslices=3\n")
+    with open(path, "ab") as handle:
+        handle.write(np.ones((2, 8, 8), np.uint16).tobytes())
+    return path, ("declares 3 images in one contiguous block with a single page directory",
+                  "re-save it with Fiji or tifffile")
+
+
 @pytest.mark.parametrize("make", [_several_ome_images, _micromanager_ome_tiff,
                                   _images_disagree_with_sizes, _unknown_page_order,
-                                  _shape_without_axes, _axis_with_no_place])
+                                  _shape_without_axes, _axis_with_no_place,
+                                  _imagej_over_4gb_layout])
 def test_dimensions_tif_id_cannot_use_are_refused(site, run_cli, upload_files, tmp_path, make):
     path, messages = make(tmp_path)
     before = site.snapshot()

@@ -55,6 +55,8 @@ class PixelFormat:
         if dtype not in STORABLE_DTYPES:
             raise SplitterError(unstorable_dtype_message(dtype, where))
         shape = tuple(page.shape)
+        if 0 in shape:
+            raise SplitterError(f"{where} has no pixels (shape {shape}): a damaged file")
         if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
             raise SplitterError(
                 f"{where} has shape {shape}; frames must be (height, width) or RGB "
@@ -159,15 +161,16 @@ def is_ndtiff(tif: "tifffile.TiffFile") -> bool:
 
 def check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage", where: str) -> None:
     """tifffile zero-fills pixel data past the end of a file; call it truncated."""
-    ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
-    if not ends or 0 in page.dataoffsets or max(ends) > tif.filehandle.size:
-        raise SplitterError(f"{where}: pixel data is missing or runs past the end of the file "
-                            "(truncated file)")
-    if page.compression == 1 and sum(page.databytecounts) < page.nbytes:
-        # Corrupt dimensions: reading would allocate their size and zero-fill it.
-        raise SplitterError(
-            f"{where} declares {page.shape} {page.dtype} pixels ({page.nbytes} bytes) "
-            f"but stores {sum(page.databytecounts)} bytes (corrupt file)")
+    with reading(where):  # a damaged size tag makes tifffile's own arithmetic raise
+        ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
+        if not ends or 0 in page.dataoffsets or max(ends) > tif.filehandle.size:
+            raise SplitterError(f"{where}: pixel data is missing or runs past the end of the "
+                                "file (truncated file)")
+        if page.compression == 1 and sum(page.databytecounts) < page.nbytes:
+            # Corrupt dimensions: reading would allocate their size and zero-fill it.
+            raise SplitterError(
+                f"{where} declares {page.shape} {page.dtype} pixels ({page.nbytes} bytes) "
+                f"but stores {sum(page.databytecounts)} bytes (corrupt file)")
 
 
 def read_pixels(page: "tifffile.TiffPage", where: str) -> "np.ndarray":

@@ -122,3 +122,12 @@ def test_damaged_ome_xml_is_still_ome_tiffs_so_its_reader_explains(tmp_path):
     bad = [path for path in _junk(tmp_path) if path.name == "bad.ome.tif"][0]
     claim = ome_xml._claim_generic_ome(bad)
     assert claim is not None and claim.format == "ome_tiff" and "damaged" in claim.kind
+
+
+def test_an_inconsistent_imagej_header_is_still_tif_ids_so_its_reader_explains(tmp_path):
+    path = tmp_path / "six.tif"
+    tifffile.imwrite(path, np.zeros((6, 8, 8), np.uint16), metadata=None,
+                     description="ImageJ=1.54f\nimages=6\nchannels=2\nslices=2\n")
+    claim = tif_id.claim_source(path)
+    assert claim.format == "tif_id" and claim.certainty == LIKELY
+    assert "its header is inconsistent" in claim.kind

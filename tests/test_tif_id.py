@@ -156,7 +156,27 @@ def _taller_than_its_data(path):
         handle.write((4000).to_bytes(2, "little"))
 
 
+def _patched_width_entry(path, at, value):
+    """Page 0's ImageWidth entry with ``value`` written ``at`` bytes into it."""
+    tifffile.imwrite(path, np.ones((2, 8, 8), np.uint16), photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        offset = tif.pages[0].tags["ImageWidth"].offset
+    with open(path, "r+b") as handle:
+        handle.seek(offset + at)
+        handle.write(value)
+
+
+def _no_pixels(path):
+    _patched_width_entry(path, 8, (0).to_bytes(4, "little"))  # ImageWidth 0
+
+
+def _width_with_two_values(path):
+    _patched_width_entry(path, 4, (2).to_bytes(4, "little"))  # ImageWidth's count: 2
+
+
 @pytest.mark.parametrize("make, message", [
+    (_no_pixels, "page 0 has no pixels (shape (8, 0))"),
+    (_width_with_two_values, "page 0 cannot be read, the file is truncated or corrupt"),
     (_float_stack, "float32 pixels; PNG frames hold integers only and imagingdb never rounds "
                    "silently: convert the images to 16-bit first"),
     (_too_many_pages, "has 5 pages but its ImageDescription declares 4"),
@@ -255,6 +275,7 @@ def test_imagej_header_in_the_second_description_with_z_fastest(run_cli, upload_
     for (c, z), pixels in planes.items():
         np.testing.assert_array_equal(array[0, 0, c, z], pixels)
     assert ds.global_meta["image_description_found_in"] == "second ImageDescription"
+    assert ds.global_meta["first_image_description"] == "Acquired with LabScope 3.1"
 
 
 @pytest.mark.parametrize("axes, shape", [("TZCYX", (2, 3, 2)), ("CTZYX", (2, 2, 3)),

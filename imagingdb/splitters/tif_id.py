@@ -152,7 +152,7 @@ class TifIdAcquisition(Acquisition):
             _refuse_contiguous_block(tif, page, layout.declared, self._nbr_pages)
         self._layout = layout
         self._labels = extra.get("imagej_metadata", {}).get("Labels", [])
-        self._header_text = page.description if header else None
+        self._header_text = (page.description1 if header.second else page.description) if header else None
         self._positions = _selected_positions(source, layout.sizes["position"], options.positions)
         self.kind = layout.kind
         self.channel_names = [f"channel{c}" for c in range(layout.sizes["channel"])]
@@ -286,8 +286,9 @@ def _imagej_metadata(page: "tifffile.TiffPage", header: imagej.ImageJHeader) -> 
     ijmeta = imagej.read_ijmetadata(page)
     if ijmeta:
         found["imagej_metadata"] = ijmeta
-    if header.second:
+    if header.second:  # the first one is another program's: kept as it is
         found["image_description_found_in"] = header.where
+        found["first_image_description"] = page.description
     return found
 
 
@@ -350,7 +351,11 @@ def _claim_page(source: Path, page: "tifffile.TiffPage") -> Optional[SourceClaim
         return SourceClaim("tif_id", ome_xml.describe(document), POSSIBLE)
     header = imagej.find_header(page)
     if header is not None:
-        return SourceClaim("tif_id", header.kind(header.sizes(source)), LIKELY)
+        try:
+            kind = header.kind(header.sizes(source))
+        except SplitterError:  # tif_id's reader says what is wrong with it
+            kind = f"ImageJ file (ImageJ {header.version}; its header is inconsistent)"
+        return SourceClaim("tif_id", kind, LIKELY)
     if page.is_shaped:
         declared = _shaped_metadata(source, description)
         if declared.get("axes"):

@@ -46,6 +46,7 @@ channel named ``488`` into the number 488.
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -74,7 +75,7 @@ _NUMERIC = frozenset({
 
 def looks_like_ome(text: Optional[str]) -> bool:
     """True if an ImageDescription is OME-XML (an XML document whose root is OME)."""
-    if not text or not text.lstrip().startswith("<"):
+    if not text or not text.lstrip("\ufeff \t\r\n").startswith("<"):
         return False
     return _OME_START.search(text[:8192]) is not None
 
@@ -191,10 +192,11 @@ def _typed(attrs: dict[str, str]) -> dict[str, Any]:
         if key in _NUMERIC:
             try:
                 number = float(value)
+            except ValueError:
+                number = math.nan
+            if math.isfinite(number):  # NaN and infinities stay text: JSON has no such numbers
                 typed[key] = int(number) if number.is_integer() and "." not in value else number
                 continue
-            except ValueError:
-                pass
         typed[key] = value
     return typed
 

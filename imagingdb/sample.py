@@ -888,3 +888,355 @@ def write_tiff_stack(
     tifffile.imwrite(path, data=frames, shape=shape, dtype=dtype,
                      photometric="rgb" if rgb else "minisblack")
     return path
+
+
+# --------------------------------------------------------------------------
+# Fiji, Bio-Formats and tifffile files (no Micro-Manager)
+# --------------------------------------------------------------------------
+#
+# Each writer reproduces what its software writes, read from that software's
+# code and compared tag by tag with files it wrote (../shared/realdata/NEUBIAS,
+# bioformats-samples; tests/test_sample_writers.py keeps the comparison):
+#
+# - ImageJ/Fiji (ij/io/FileSaver.getDescriptionString, ij/io/TiffEncoder):
+#   big-endian; the header "ImageJ=<version>\nimages=\nchannels=\nslices=\n
+#   frames=\nhyperstack=true\nmode=\nunit=\nspacing=\nfinterval=\nloop=\nmin=\n
+#   max=" (each key only when it applies; non-ASCII escaped as \uXXXX);
+#   ResolutionUnit none with X/YResolution = 1 / pixel size in ``unit``;
+#   IJMetadata with its byte counts: a header (4 + 8 per type), then Info
+#   (UTF-16), one entry per image's label (0 bytes for an empty one), the
+#   Ranges doubles, one 768-byte LUT per channel.
+# - Bio-Formats (loci/formats/out/OMETiffWriter): the OME-XML, with its warning
+#   comment after the XML declaration, in page 0's ImageDescription (later
+#   pages: an empty one); one TiffData per plane (FirstC/T/Z, IFD, PlaneCount=1,
+#   a UUID naming the file); the root UUID is the file's own; pages in
+#   DimensionOrder, Images one after the other; a multi-file set has a file per
+#   Image, each with the whole OME-XML; RowsPerStrip 1, X/YResolution 1/1, a
+#   Software tag.
+
+_OME_2016_NS = "http://www.openmicroscopy.org/Schemas/OME/2016-06"
+_BIOFORMATS_WARNING = (
+    "<!-- Warning: this comment is an OME-XML metadata block, which contains crucial "
+    "dimensional parameters and other important metadata. Please edit cautiously (if at all), "
+    "and back up the original data before doing so. For more information, see the OME-TIFF "
+    "web site: https://docs.openmicroscopy.org/latest/ome-model/ome-tiff/. -->")
+_NO_RESOLUTION_UNIT = 1  # TIFF ResolutionUnit "none": ImageJ's unit= says what the unit is
+
+
+def imagej_escaped(text: str) -> str:
+    """``text`` as ImageJ writes a description value: non-ASCII and backslash as \\uXXXX."""
+    return "".join(char if 0x20 <= ord(char) < 0x7F and char != "\\" else f"\\u{ord(char):04X}"
+                   for char in text)
+
+
+def _fiji_luts(channels: int) -> list[np.ndarray]:
+    """Fiji's default composite LUTs (red, green, blue, grey... ramps), (3, 256) uint8 each."""
+    ramp = np.arange(256, dtype=np.uint8)
+    colours = [(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1), (0, 1, 1), (1, 0, 1), (1, 1, 0)]
+    return [np.stack([ramp * c for c in colours[channel % len(colours)]]).astype(np.uint8)
+            for channel in range(channels)]
+
+
+def write_fiji_hyperstack(
+    path: "os.PathLike[str] | str",
+    *,
+    channels: int = 2,
+    slices: int = 3,
+    times: int = 1,
+    height: int = 32,
+    width: int = 32,
+    dtype: str = "uint16",
+    version: str = "1.53f",
+    unit: Optional[str] = "µm",
+    pixel_size: Optional[float] = 0.0941,
+    spacing: Optional[float] = 0.4,
+    finterval: Optional[float] = None,
+    info: Optional[str] = None,
+    labels: Optional[Sequence[str]] = None,
+    display_range: Optional[tuple[float, float]] = None,
+    seed: int = 0,
+) -> Path:
+    """Write a stack as Fiji saves it (File > Save As > Tiff), with tifffile's ImageJ writer.
+
+    ``labels``: one per image (page order: channel fastest, then slice, then
+    frame), as ImageJ writes slice labels; ``info``: the Info text (Image >
+    Show Info); ``display_range``: ImageJ's min= and max= (always written for
+    16-bit images: by default the camera's range). Composite images get Fiji's
+    display Ranges and LUTs. A stack with one of channels/slices/times over 1
+    is a plain ImageJ stack, more make a hyperstack. tifffile writes the
+    header only on page 0 (ImageJ on every page), always a ``hyperstack=``
+    line, a Compression tag, and X/YResolution 1/1 for an uncalibrated image
+    (ImageJ none); the rest is ImageJ's structure.
+    """
+    path = Path(path)
+    scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
+    frames = (scene.frame(c, z, t, 0) for t in range(times) for z in range(slices)
+              for c in range(channels))
+    hyperstack = sum(size > 1 for size in (channels, slices, times)) > 1
+    metadata: dict[str, Any] = {"axes": "TZCYX", "ImageJ": version, "hyperstack": hyperstack}
+    if channels > 1:
+        metadata["mode"] = "composite"
+    if unit is not None:
+        metadata["unit"] = imagej_escaped(unit)
+    if spacing is not None and spacing != 1.0:
+        metadata["spacing"] = spacing
+    if finterval is not None:
+        metadata["finterval"] = finterval
+    metadata["loop"] = False
+    levels = _levels(dtype)
+    if display_range is None and dtype == "uint16":
+        display_range = (float(levels.offset), float(levels.offset + levels.peak[1]))
+    if display_range is not None:
+        metadata.update(min=float(display_range[0]), max=float(display_range[1]))
+    if channels > 1:  # FileSaver saves display ranges and LUTs of composite images only
+        metadata["Ranges"] = [float(value) for value in display_range or (0, 255)] * channels
+        metadata["LUTs"] = _fiji_luts(channels)
+    if info is not None:
+        metadata["Info"] = info
+    if labels is not None:
+        metadata["Labels"] = list(labels)
+    resolution = (1 / pixel_size, 1 / pixel_size) if pixel_size and unit is not None else None
+    tifffile.imwrite(path, data=frames, shape=(times, slices, channels, height, width),
+                     dtype=dtype, imagej=True, byteorder=">", software=False, subfiletype=0,
+                     resolution=resolution, resolutionunit=_NO_RESOLUTION_UNIT if resolution else None,
+                     metadata=metadata)
+    return path
+
+
+def write_fiji_image_sequence(
+    folder: "os.PathLike[str] | str",
+    name: str = "c_elegans_em_z",
+    *,
+    count: int = 5,
+    start: int = 0,
+    digits: int = 4,
+    height: int = 32,
+    width: int = 32,
+    dtype: str = "uint8",
+    version: str = "1.54f",
+    labels: Optional[Sequence[str]] = None,
+    skip: Collection[int] = (),
+    seed: int = 0,
+) -> list[Path]:
+    """Write a folder as Fiji's File > Save As > Image Sequence does (ij/plugin/StackWriter).
+
+    One single-image TIFF per slice named ``<name><number>.tif``, numbers from
+    ``start`` in ``digits`` digits; each file as ``FileSaver.saveAsTiff`` saves
+    one image: the description "ImageJ=<version>\\nunit=" (the stack's
+    unit, empty when uncalibrated; min/max for 16-bit), X/YResolution of a
+    1-unit pixel, ResolutionUnit none, big-endian, and the slice's label in
+    IJMetadata when it has one. ``skip``: slice numbers not written (gaps).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = FluorescenceScene(height, width, dtype, nbr_slices=count, seed=seed)
+    written = []
+    for slice in range(count):
+        if slice in skip:
+            continue
+        description = f"ImageJ={version}\nunit=\n"
+        if dtype == "uint16":
+            levels = _levels(dtype)
+            description += f"min={float(levels.offset)}\nmax={float(levels.offset + levels.peak[1])}\n"
+        label = labels[slice] if labels is not None else None
+        extratags = tifffile.imagej_metadata_tag({"Labels": [label]}, ">") if label else ()
+        path = folder / f"{name}{start + slice:0{digits}d}.tif"
+        tifffile.imwrite(path, scene.frame(0, slice, 0, 0), byteorder=">", software=False,
+                         subfiletype=0, description=description, metadata=None,
+                         resolution=((1000000, 1000000), (1000000, 1000000)),
+                         resolutionunit=_NO_RESOLUTION_UNIT, extratags=extratags)
+        written.append(path)
+    return written
+
+
+def _ome_plane_index(dimension_order: str, sizes: dict[str, int], plane: int) -> dict[str, int]:
+    """Plane number ``plane`` of an OME DimensionOrder (``XYZCT``: z fastest) as C, Z, T."""
+    found = {}
+    for letter in dimension_order[2:]:
+        plane, found[letter] = divmod(plane, sizes[letter])
+    return found
+
+
+def write_bioformats_ometiff(
+    path: "os.PathLike[str] | str",
+    *,
+    images: int = 1,
+    channels: Sequence[str] = ("DAPI", "GFP"),
+    slices: int = 5,
+    times: int = 5,
+    dimension_order: str = "XYZCT",
+    height: int = 24,
+    width: int = 18,
+    dtype: str = "uint8",
+    physical_size: Optional[tuple[float, float, float]] = (0.1625, 0.1625, 0.5),
+    time_increment: Optional[float] = 2.0,
+    multifile: bool = False,
+    creator: Optional[str] = "OME Bio-Formats 6.14.0",
+    software: str = "OME Bio-Formats 6.14.0",
+    seed: int = 0,
+) -> list[Path]:
+    """Write an OME-TIFF as Bio-Formats' OMETiffWriter does (bfconvert, Fiji's exporter).
+
+    ``images`` Images (positions) of the same grid, in one file, or with
+    ``multifile`` one file per Image (``<stem>_s<i>.ome.tif``, as bfconvert
+    writes with ``%s`` in the output name), each holding the whole OME-XML.
+    Every Plane has DeltaT, ExposureTime and the stage position. ``creator``
+    None leaves the Creator attribute out, as Bio-Formats before 5.x did.
+    Returns the files written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = path.name[:-len(".ome.tif")] if path.name.endswith(".ome.tif") else path.stem
+    names = ([f"{stem}_s{image}.ome.tif" for image in range(images)] if multifile
+             else [path.name])
+    file_of = (lambda image: names[image]) if multifile else (lambda image: names[0])
+    uuids = {name: f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{name}:{seed}')}" for name in names}
+    sizes = {"C": len(channels), "Z": slices, "T": times}
+    root = _bioformats_ome(images, channels, sizes, dimension_order, height, width, dtype,
+                           physical_size, time_increment, creator, file_of, uuids)
+    scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
+    written = []
+    for name in names:
+        root.set("UUID", uuids[name])
+        xml = ET.tostring(root, encoding="unicode")
+        xml = f'<?xml version="1.0" encoding="UTF-8"?>{_BIOFORMATS_WARNING}{xml}'
+        frames = [(image, _ome_plane_index(dimension_order, sizes, plane))
+                  for image in range(images) if file_of(image) == name
+                  for plane in range(len(channels) * slices * times)]
+        _write_bioformats_file(path.with_name(name), xml, frames, scene, software)
+        written.append(path.with_name(name))
+    return written
+
+
+def _bioformats_ome(images: int, channels: Sequence[str], sizes: dict[str, int], order: str,
+                    height: int, width: int, dtype: str,
+                    physical_size: Optional[tuple[float, float, float]],
+                    time_increment: Optional[float], creator: Optional[str],
+                    file_of: Any, uuids: dict[str, str]) -> ET.Element:
+    """Bio-Formats' OME-XML: Images with Channels, one TiffData and one Plane per plane."""
+    root = ET.Element("OME", {"xmlns": _OME_2016_NS,
+                              "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance"})
+    if creator:
+        root.set("Creator", creator)
+    ifds: dict[str, int] = {}
+    for image in range(images):
+        element = ET.SubElement(root, "Image", {"ID": f"Image:{image}", "Name": f"Position {image}"})
+        ET.SubElement(element, "AcquisitionDate").text = "2024-03-02T10:01:15"
+        attrs = {"BigEndian": "false", "DimensionOrder": order, "ID": f"Pixels:{image}",
+                 "Interleaved": "false", "SignificantBits": str(np.dtype(dtype).itemsize * 8),
+                 "SizeC": str(sizes["C"]), "SizeT": str(sizes["T"]), "SizeX": str(width),
+                 "SizeY": str(height), "SizeZ": str(sizes["Z"]), "Type": dtype}
+        if physical_size is not None:
+            for axis, value in zip("XYZ", physical_size):
+                attrs.update({f"PhysicalSize{axis}": str(value), f"PhysicalSize{axis}Unit": "µm"})
+        if time_increment is not None:
+            attrs.update(TimeIncrement=str(time_increment), TimeIncrementUnit="s")
+        pixels = ET.SubElement(element, "Pixels", attrs)
+        for number, name in enumerate(channels):
+            channel = ET.SubElement(pixels, "Channel", {"ID": f"Channel:{image}:{number}",
+                                                        "Name": name, "SamplesPerPixel": "1"})
+            ET.SubElement(channel, "LightPath")
+        file_name = file_of(image)
+        planes = [_ome_plane_index(order, sizes, plane)
+                  for plane in range(sizes["C"] * sizes["Z"] * sizes["T"])]
+        for plane in planes:
+            ifd = ifds.get(file_name, 0)
+            ifds[file_name] = ifd + 1
+            data = ET.SubElement(pixels, "TiffData", {
+                "FirstC": str(plane["C"]), "FirstT": str(plane["T"]), "FirstZ": str(plane["Z"]),
+                "IFD": str(ifd), "PlaneCount": "1"})
+            ET.SubElement(data, "UUID", {"FileName": file_name}).text = uuids[file_name]
+        for plane in planes:
+            ET.SubElement(pixels, "Plane", {
+                "DeltaT": str(plane["T"] * (time_increment or 1.0)), "DeltaTUnit": "s",
+                "ExposureTime": str(10.0 + 5 * plane["C"]), "ExposureTimeUnit": "ms",
+                "PositionX": str(1000.0 + 250 * image), "PositionXUnit": "µm",
+                "PositionY": str(2000.0), "PositionYUnit": "µm",
+                "PositionZ": str(plane["Z"] * (physical_size[2] if physical_size else 1.0)),
+                "PositionZUnit": "µm",
+                "TheC": str(plane["C"]), "TheT": str(plane["T"]), "TheZ": str(plane["Z"])})
+    return root
+
+
+def _write_bioformats_file(path: Path, xml: str, frames: list[tuple[int, dict[str, int]]],
+                           scene: FluorescenceScene, software: str) -> None:
+    """Pages as Bio-Formats' TiffSaver writes them: one row per strip, X/YResolution 1/1, the
+    OME-XML (UTF-8) on page 0 and an empty description on the others.
+
+    tifffile cannot leave ResolutionUnit out, so it is written as inch, what its
+    absence means in TIFF; nor write PlanarConfiguration 2 for one sample per
+    pixel, where it means nothing.
+    """
+    with tifffile.TiffWriter(path, byteorder="<") as writer:
+        for number, (image, plane) in enumerate(frames):
+            writer.write(scene.frame(plane["C"], plane["Z"], plane["T"], image),
+                         description=xml.encode() if number == 0 else None, metadata=None,
+                         rowsperstrip=1, software=software, contiguous=False,
+                         resolution=(1, 1), resolutionunit="INCH",
+                         extratags=() if number == 0 else [(270, "s", 0, "", False)])
+
+
+def write_tifffile_ometiff(
+    path: "os.PathLike[str] | str",
+    *,
+    images: int = 1,
+    channels: Sequence[str] = ("DAPI", "GFP"),
+    slices: int = 3,
+    times: int = 2,
+    height: int = 16,
+    width: int = 12,
+    dtype: str = "uint16",
+    physical_size: tuple[float, float, float] = (0.2, 0.2, 1.0),
+    time_increment: float = 30.0,
+    seed: int = 0,
+) -> Path:
+    """Write an OME-TIFF with tifffile's own OME writer (``ome=True``, axes TZCYX).
+
+    tifffile writes one TiffData per Image (IFD, PlaneCount), no UUID children,
+    and Creator="tifffile.py <version>"; each Image is a series of the file.
+    """
+    path = Path(path)
+    scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
+    with tifffile.TiffWriter(path, ome=True) as writer:
+        for image in range(images):
+            frames = (scene.frame(c, z, t, image) for t in range(times) for z in range(slices)
+                      for c in range(len(channels)))
+            writer.write(frames, shape=(times, slices, len(channels), height, width),
+                         dtype=dtype, metadata={
+                             "axes": "TZCYX", "Name": f"Position {image}",
+                             "Channel": {"Name": list(channels)},
+                             "PhysicalSizeX": physical_size[0], "PhysicalSizeY": physical_size[1],
+                             "PhysicalSizeZ": physical_size[2], "TimeIncrement": time_increment,
+                             "TimeIncrementUnit": "s"})
+    return path
+
+
+def write_tifffile_stack(
+    path: "os.PathLike[str] | str",
+    *,
+    axes: Optional[str] = "TZCYX",
+    shape: Sequence[int] = (2, 3, 2),
+    height: int = 16,
+    width: int = 12,
+    dtype: str = "uint16",
+    seed: int = 0,
+) -> Path:
+    """Write a stack as ``tifffile.imwrite(path, array, metadata={'axes': axes})`` does.
+
+    ``shape``: the sizes of the axes before YX, slowest first (tifffile's
+    C order: the last is fastest). tifffile's shaped description
+    ``{"shape": [...], "axes": "..."}`` declares them; ``axes`` None leaves the
+    axes out, as ``tifffile.imwrite(path, array)`` does.
+    """
+    path = Path(path)
+    letters = axes[:-2] if axes else "Q" * len(shape)
+    scene = FluorescenceScene(height, width, dtype, nbr_slices=max(shape, default=1), seed=seed)
+
+    def frame(index: tuple[int, ...]) -> np.ndarray:
+        at = dict(zip(letters, index))
+        return scene.frame(at.get("C", 0), at.get("Z", at.get("Q", 0)), at.get("T", 0), 0)
+
+    frames = (frame(index) for index in np.ndindex(*shape))
+    tifffile.imwrite(path, data=frames, shape=(*shape, height, width), dtype=dtype,
+                     metadata={"axes": axes} if axes else {}, photometric="minisblack")
+    return path

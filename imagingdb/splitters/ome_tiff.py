@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import pluggy
 
-from ..acquisition import Acquisition, Dimensions, Frame, FrameIndex, SplitOptions, Splitter
+from ..acquisition import Acquisition, Dimensions, Frame, FrameIndex, SourceClaim, SplitOptions, Splitter
 from ..errors import SplitterError
-from . import tiff_pages
+from . import ome_xml, tiff_pages
 
 if TYPE_CHECKING:
     import tifffile
@@ -98,14 +98,21 @@ class OmeTiffSplitter(Splitter):
     name = "ome_tiff"
     default_meta_schema = OME_TIFF_META_SCHEMA
 
-    def open(self, source: "os.PathLike[str] | str", options: SplitOptions) -> "OmeTiffAcquisition":
+    def open(self, source: "os.PathLike[str] | str", options: SplitOptions) -> Acquisition:
         source = Path(source)
+        if ome_xml.is_generic_ome(source):  # OME-XML without Micro-Manager's tags: Bio-Formats...
+            return ome_xml.OmeXmlAcquisition(source, options)
         return OmeTiffAcquisition(source, _source_files(source), options)
 
 
 @hookimpl
 def register_splitters(register: Callable[[str, Callable[[], Splitter]], None]) -> None:
     register("ome_tiff", OmeTiffSplitter)
+
+
+@hookimpl
+def claim_source(source: Path) -> Optional[SourceClaim]:
+    return ome_xml._claim_generic_ome(source)
 
 
 # --------------------------------------------------------------------------

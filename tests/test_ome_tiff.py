@@ -359,7 +359,7 @@ def text_file(tmp_path):
 
 
 def plain_tiff(tmp_path):
-    tifffile.imwrite(tmp_path / "plain.ome.tif", np.zeros((3, 8, 8), "uint16"))
+    tifffile.imwrite(tmp_path / "plain.ome.tif", np.zeros((3, 8, 8), "uint16"), ome=False)
     return tmp_path / "plain.ome.tif", None
 
 

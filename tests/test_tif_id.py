@@ -380,7 +380,20 @@ def test_dimensions_tif_id_cannot_use_are_refused(site, run_cli, upload_files, t
     assert_refused(result, site, before, contains=(str(path), *messages))
 
 
-def test_an_ndtiff_stack_is_refused_naming_ndtiff(site, run_cli, upload_files, tmp_path):
+@pytest.mark.parametrize("plugins_loaded, message", [
+    # the NDTiff plugin claims its stack files, so frames_format tif_id is refused up front
+    (True, "is a stack file of a Micro-Manager NDTiff 3.3 dataset, which frames_format tif_id "
+           "would not read as it was recorded; use frames_format: ndtiff"),
+    # without the plugin, tif_id itself recognises an NDTiff stack
+    (False, "is an NDTiff stack"),
+])
+def test_an_ndtiff_stack_is_refused_naming_ndtiff(site, run_cli, upload_files, tmp_path,
+                                                 monkeypatch, plugins_loaded, message):
+    from imagingdb import plugins
+
+    if not plugins_loaded:
+        monkeypatch.setenv("IMAGINGDB_LOAD_PLUGINS", "")  # built-in splitters only
+    plugins.reset_for_tests()
     ndtiff = pytest.importorskip("ndtiff")
     # ndtiff's writer needs images of at least 8 KB (64x64 uint16) to read its own header back
     dataset = ndtiff.NDTiffDataset(str(tmp_path / "nd"), name="acq", writable=True,
@@ -390,6 +403,8 @@ def test_an_ndtiff_stack_is_refused_naming_ndtiff(site, run_cli, upload_files, t
     dataset.finish()
     [stack] = Path(dataset.path).glob("*NDTiffStack.tif")
     before = site.snapshot()
-    result = upload(run_cli, upload_files, stack)
-    assert_refused(result, site, before, contains=(
-        str(stack), "is an NDTiff stack", "upload its folder with frames_format: ndtiff"))
+    try:
+        result = upload(run_cli, upload_files, stack)
+    finally:
+        plugins.reset_for_tests()  # the next test loads every plugin again
+    assert_refused(result, site, before, contains=(str(stack), message, "ndtiff"))

@@ -84,9 +84,9 @@ def snapshot() -> dict[str, Any]:
 
 
 #: the project's copies of real files (see its README), beside the repository: ../shared/realdata;
-#: IMAGINGDB_REALDATA_DIR names them for a checkout that lives elsewhere (a git worktree)
+#: IMAGINGDB_REALDATA names them for a checkout that lives elsewhere (a git worktree)
 REPOSITORY = Path(__file__).resolve().parents[3]
-REALDATA = Path(os.environ.get("IMAGINGDB_REALDATA_DIR") or REPOSITORY.parent / "shared" / "realdata")
+REALDATA = Path(os.environ.get("IMAGINGDB_REALDATA") or REPOSITORY.parent / "shared" / "realdata")
 
 
 def real_dataset(relative: str) -> Path:

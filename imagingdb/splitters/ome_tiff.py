@@ -171,8 +171,10 @@ class OmeTiffAcquisition(Acquisition):
             **options.name_metadata(source),
             **summary,
             **({"ome_xml": ome_xml} if ome_xml else {}),
-            "position_labels": {str(p): self._position_labels[p] for p in sorted(self._selected)
-                                if p < len(self._position_labels) and self._position_labels[p]},
+            "position_labels": {str(p): label for p in sorted(self._selected)
+                                if p < len(self._position_labels)
+                                and mm.label_position(self._position_labels,
+                                                      label := self._position_labels[p]) == p},
             "file_origin": str(source),
             "source_files": [path.name for path in files],
         }

@@ -1095,19 +1095,46 @@ def mm_image_file_name(version: str, acquisition_channels: Sequence[str], index:
 
 def _imagej_image_file(path: Path, pixels: np.ndarray, info: str, acquisition: _MMAcquisition
                        ) -> None:
-    """An image as ImageJ's FileSaver writes it: big-endian, calibration in the description,
-    the image's JSON as the ImageJ ``Info`` property (no MicroManagerMetadata tag)."""
+    """An image as ImageJ's FileSaver (TiffEncoder) writes it for Micro-Manager: big-endian;
+    one IFD (NewSubfileType ... ResolutionUnit, then IJMetadataByteCounts, IJMetadata) followed
+    by the description, the resolution, the ImageJ metadata and last the pixels; the image's
+    JSON as the ImageJ ``Info`` property, no MicroManagerMetadata tag."""
     lines = [f"ImageJ={_IMAGEJ_VERSIONS[acquisition.version]}", "unit=um"]
     interval_s = _INTERVAL_MS / 1000.0
     lines.append(f"finterval={int(interval_s) if interval_s.is_integer() else interval_s}")
     if not acquisition.rgb and acquisition.dtype == "uint16":
         lines += [f"min={float(pixels.min())}", f"max={float(pixels.max())}"]
-    scale = 1000000.0
-    tifffile.imwrite(
-        path, pixels, byteorder=">", photometric="rgb" if acquisition.rgb else "minisblack",
-        description="\n".join(lines) + "\n", metadata=None, software=False,
-        resolution=(int(scale / _PIXEL_SIZE_UM), int(scale)), resolutionunit="NONE",
-        extratags=list(tifffile.imagej_metadata_tag({"Info": info}, ">")))
+    description = ("\n".join(lines) + "\n\0").encode("ascii")
+    ij_header = struct.pack(">3I", 0x494A494A, 0x696E666F, 1)
+    ij_info = info.encode("utf-16-be")
+    samples = 3 if pixels.ndim == 3 else 1
+    height, width = pixels.shape[:2]
+    data = np.ascontiguousarray(pixels, pixels.dtype.newbyteorder(">")).tobytes()
+    bits_at = 8 + 2 + 15 * 12 + 4
+    description_at = bits_at + (6 if samples == 3 else 0)
+    scale_at = description_at + len(description)
+    counts_at = scale_at + 16
+    ij_at = counts_at + 8
+    pixels_at = ij_at + len(ij_header) + len(ij_info)
+    # TiffEncoder: xscale = 1/pixelWidth over 1000000 (1000 when xscale > 1000)
+    denominator = 1000 if 1 / _PIXEL_SIZE_UM > 1000 else 1000000
+    entries = [(254, 4, 1, 0), (256, 4, 1, width), (257, 4, 1, height),
+               (258, 3, samples, bits_at if samples == 3 else pixels.dtype.itemsize * 8),
+               (262, 3, 1, 2 if samples == 3 else 1), (270, 2, len(description), description_at),
+               (273, 4, 1, pixels_at), (277, 3, 1, samples), (278, 3, 1, height),
+               (279, 4, 1, len(data)), (282, 5, 1, scale_at), (283, 5, 1, scale_at + 8),
+               (296, 3, 1, 1), (50838, 4, 2, counts_at),
+               (50839, 1, len(ij_header) + len(ij_info), ij_at)]
+    ifd = struct.pack(">H", len(entries)) + b"".join(
+        struct.pack(">HHI", tag, kind, count)
+        + (struct.pack(">HH", value, 0) if kind == 3 and count == 1 else struct.pack(">I", value))
+        for tag, kind, count, value in entries) + struct.pack(">I", 0)
+    resolution = struct.pack(">2I", int(denominator / _PIXEL_SIZE_UM), denominator) * 2
+    with open(path, "wb") as fh:
+        fh.write(b"MM\x00\x2a" + struct.pack(">I", 8) + ifd)
+        fh.write(struct.pack(">3H", 8, 8, 8) if samples == 3 else b"")
+        fh.write(description + resolution + struct.pack(">2I", len(ij_header), len(ij_info)))
+        fh.write(ij_header + ij_info + data)
 
 
 def write_mm_tif_folder(

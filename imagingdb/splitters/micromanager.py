@@ -122,17 +122,22 @@ def version(summary: dict[str, Any]) -> Optional[str]:
 def image_indexes(metadata: dict[str, Any], where: str) -> dict[str, int]:
     """The indexes Micro-Manager recorded for one image, by axis (only those it recorded).
 
-    ``where`` names the metadata in errors, e.g. "x.ome.tif: page 3's MicroManagerMetadata".
+    ``where`` names the metadata in errors, e.g. "x.ome.tif: page 3's MicroManagerMetadata";
+    a ``{key}`` in it says where the key's name goes (else it is appended).
     """
     found: dict[str, int] = {}
     coords = metadata.get("completeCoords")
     if isinstance(coords, dict):
-        _add_coords(found, coords, where + " completeCoords")
+        _add_coords(found, coords, _at(where, "completeCoords"))
     for axis, keys in _INDEX_KEYS.items():
         for key in keys:
             if key in metadata:
-                _add(found, axis, _index(metadata[key], f"{where} {key}"), f"{where} {key}")
+                _add(found, axis, _index(metadata[key], _at(where, key)), _at(where, key))
     return found
+
+
+def _at(where: str, key: str) -> str:
+    return where.replace("{key}", key) if "{key}" in where else f"{where} {key}"
 
 
 def coords_indexes(coords: dict[str, Any], where: str) -> dict[str, int]:
@@ -145,7 +150,7 @@ def coords_indexes(coords: dict[str, Any], where: str) -> dict[str, int]:
 def _add_coords(found: dict[str, int], coords: dict[str, Any], where: str) -> None:
     for name, axis in _COORDS_AXES.items():
         if name in coords:
-            _add(found, axis, _index(coords[name], f"{where} {name}"), f"{where} {name}")
+            _add(found, axis, _index(coords[name], _at(where, name)), _at(where, name))
 
 
 def _add(found: dict[str, int], axis: str, value: int, where: str) -> None:

@@ -405,7 +405,7 @@ def _imagej_summary(page: "tifffile.TiffPage") -> Optional[dict[str, Any]]:
 def _frame_index(metadata: dict[str, Any], path: Path, number: int,
                  position_labels: list[Optional[str]]) -> FrameIndex:
     where = f"{path}: page {number}'s MicroManagerMetadata"
-    found = mm.image_indexes(metadata, where)
+    found = mm.image_indexes(metadata, f"{path}: MicroManagerMetadata {{key}} on page {number}")
     name = metadata.get("PositionName")
     by_label = mm.label_position(position_labels, name)
     position = found.get("position")

@@ -32,7 +32,7 @@ import os
 import re
 import struct
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Collection, Optional, Sequence
@@ -382,6 +382,7 @@ class _MMAcquisition:
     slices_first: bool = False  # z varies fastest (else channel)
     comment: str = ""
     rgb: bool = False
+    times_written: Optional[int] = None  # time points an aborted acquisition completed
 
     @property
     def pixel_type(self) -> str:
@@ -719,7 +720,8 @@ def _ome_image(acquisition: _MMAcquisition, position: int,
         "ID": f"Pixels:{position}", "Type": acquisition.dtype,
         "SizeX": acquisition.width, "SizeY": acquisition.height,
         "SizeC": len(acquisition.channels), "SizeZ": acquisition.slices,
-        "SizeT": acquisition.times, "TimeIncrement": _INTERVAL_MS, "TimeIncrementUnit": "ms",
+        "SizeT": acquisition.times_written or acquisition.times,
+        "TimeIncrement": _INTERVAL_MS, "TimeIncrementUnit": "ms",
         "PhysicalSizeX": _PIXEL_SIZE_UM, "PhysicalSizeXUnit": "µm",
         "PhysicalSizeY": _PIXEL_SIZE_UM, "PhysicalSizeYUnit": "µm",
         "PhysicalSizeZ": _Z_STEP_UM, "PhysicalSizeZUnit": "µm"}, channels + tiff_data + planes)
@@ -749,7 +751,8 @@ def _ome_plane(acquisition: _MMAcquisition, index: FrameTuple) -> str:
 
 def _ij_description(acquisition: _MMAcquisition) -> str:
     """The second ImageDescription of a file's first page (getIJDescriptionString)."""
-    channels, slices, times = len(acquisition.channels), acquisition.slices, acquisition.times
+    channels, slices = len(acquisition.channels), acquisition.slices
+    times = acquisition.times_written or acquisition.times  # setAbortedNumFrames
     lines = [f"ImageJ={_IMAGEJ_VERSIONS[acquisition.version]}"]
     lines += [f"{key}={value}" for key, value in
               (("channels", channels), ("slices", slices), ("frames", times)) if value > 1]
@@ -859,10 +862,9 @@ class _MMStackFile:
         self._index_map_next = self._index_map_start + 8
         self._position = first_ifd  # the reserved entries stay zero (sparse on disk)
 
-    def write_image(self, pixels: np.ndarray, index: FrameTuple, metadata: str,
-                    resolution: int) -> None:
+    def write_image(self, pixels: np.ndarray, index: FrameTuple, md_bytes: bytes,
+                    resolution: int, indexed: bool = True) -> None:
         height, width = pixels.shape[:2]
-        md_bytes = metadata.encode("utf-8") + b"\0"
         count = 17 if self._first_ifd else 13
         start = self._position
         data = start + 2 + count * 12 + 4
@@ -892,7 +894,7 @@ class _MMStackFile:
         self._fh.write(np.ascontiguousarray(pixels, pixels.dtype.newbyteorder("<")).tobytes())
         self._fh.write(struct.pack("<4I", resolution, 1, resolution, 1))
         self._fh.write(md_bytes)
-        if self._mm_header:
+        if self._mm_header and indexed:
             self._fh.seek(self._index_map_next)
             self._fh.write(struct.pack("<5I", *index, start))
             self._index_map_next += 20
@@ -944,10 +946,11 @@ class _MMFile:
     name: str
     position: int
     pages: list[FrameTuple]
+    blank: frozenset[FrameTuple] = frozenset()  # padding of an aborted acquisition's last frame
 
 
 def _mm_file_plan(acquisition: _MMAcquisition, drop: set[FrameTuple],
-                  max_pages_per_file: Optional[int]) -> list[_MMFile]:
+                  max_pages_per_file: Optional[int], blank: set[FrameTuple]) -> list[_MMFile]:
     """Every file to write: a position's pages continue in <base>_1.ome.tif... when one is full."""
     page_bytes = acquisition.height * acquisition.width * np.dtype(acquisition.dtype).itemsize
     limit = (_MM_MAX_FILE_BYTES - _MM_SPARE_BYTES) // (page_bytes + 4096)
@@ -955,11 +958,33 @@ def _mm_file_plan(acquisition: _MMAcquisition, drop: set[FrameTuple],
     plan = []
     for position in range(acquisition.positions):
         pages = [index for index in acquisition.order(position) if index not in drop]
+        pages += sorted((index for index in blank if index[3] == position),
+                        key=lambda index: (index[1], index[0]))
         base = f"{acquisition.name}_MMStack_{acquisition.label(position)}"
         for part, start in enumerate(range(0, len(pages), per_file)):
             suffix = f"_{part}" if part else ""
-            plan.append(_MMFile(f"{base}{suffix}.ome.tif", position, pages[start:start + per_file]))
+            chunk = pages[start:start + per_file]
+            plan.append(_MMFile(f"{base}{suffix}.ome.tif", position, chunk,
+                                frozenset(blank.intersection(chunk))))
     return plan
+
+
+def _aborted(acquisition: _MMAcquisition, images: int) -> tuple[set[FrameTuple], set[FrameTuple]]:
+    """(images never acquired, blank pages) of an acquisition stopped after ``images`` images.
+
+    FileSet.finishAbortedAcqIfNeeded completes the last time point of every position
+    already started with blank images (completeFrameWithBlankImages).
+    """
+    order = [index for time in range(acquisition.times) for position in range(acquisition.positions)
+             for index in acquisition.order(position) if index[2] == time]
+    acquired, lost = order[:images], set(order[images:])
+    if not acquired or not lost:
+        return lost, set()
+    last = acquired[-1][2]
+    started = {index[3] for index in acquired}
+    blank = {(c, z, last, p) for p in started for c in range(len(acquisition.channels))
+             for z in range(acquisition.slices)} - set(acquired)
+    return lost, blank
 
 
 def write_mm_ometiff(
@@ -983,6 +1008,7 @@ def write_mm_ometiff(
     slices_first: bool = False,
     comment: str = "",
     reserve_index_map: bool = False,
+    aborted_after: Optional[int] = None,
 ) -> list[Path]:
     """Write a Micro-Manager OME-TIFF acquisition (``version`` "1.4" or "2.0") into ``folder``.
 
@@ -1007,8 +1033,14 @@ def write_mm_ometiff(
     of megabytes for test-sized images: ``reserve_index_map`` does the same
     (the room stays sparse on disk), else only the pages written get room.
 
+    ``aborted_after``: the acquisition was stopped after this many images (in
+    acquisition order: time, then position, then its slices and channels), and
+    Micro-Manager completed the last time point of each position it had started
+    with blank pages (MicroManagerMetadata ``NULL``, absent from the index
+    map), declaring that many time points in the ImageJ description and the
+    OME-XML; the summary keeps the sizes asked for.
     ``drop``: (channel, slice, time, position) tuples not written, to mimic an
-    acquisition stopped early. Pixels come from :class:`FluorescenceScene`
+    acquisition stopped early without that completion. Pixels come from :class:`FluorescenceScene`
     with ``seed`` (or ``scene``); pages are streamed one at a time, so any
     size is written in constant memory. Returns the files written, sorted.
     """
@@ -1017,9 +1049,15 @@ def write_mm_ometiff(
                                     slices_first=slices_first, comment=comment)
     if max_pages_per_file is not None and max_pages_per_file < 1:
         raise ValueError("max_pages_per_file must be >= 1")
+    drop, blank = set(map(tuple, drop)), set()
+    if aborted_after is not None:
+        lost, blank = _aborted(acquisition, aborted_after)
+        drop |= lost
+        if blank:
+            acquisition = replace(acquisition, times_written=max(i[2] for i in blank) + 1)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    plan = _mm_file_plan(acquisition, set(map(tuple, drop)), max_pages_per_file)
+    plan = _mm_file_plan(acquisition, drop, max_pages_per_file, blank)
     if scene is None:
         scene = FluorescenceScene(height, width, dtype, nbr_slices=slices, seed=seed)
     full_ome = _ome_xml(acquisition, plan)
@@ -1028,13 +1066,13 @@ def write_mm_ometiff(
     master = [mm_file for mm_file in plan if mm_file.position == plan[0].position] if plan else []
     pointer = _ome_binary_only(acquisition, master[-1].name) if master else ""
     for mm_file in plan:
-        _write_mm_file(folder / mm_file.name, acquisition, mm_file.pages,
+        _write_mm_file(folder / mm_file.name, acquisition, mm_file,
                        full_ome if mm_file in master else pointer, scene, file_header,
                        reserve_index_map)
     return sorted(folder / mm_file.name for mm_file in plan)
 
 
-def _write_mm_file(path: Path, acquisition: _MMAcquisition, pages: list[FrameTuple],
+def _write_mm_file(path: Path, acquisition: _MMAcquisition, mm_file: _MMFile,
                    ome_xml: str, scene: Any, file_header: bool, reserve_index_map: bool) -> None:
     summary = _mm_summary(acquisition)
     if acquisition.version == "1.4":
@@ -1043,16 +1081,22 @@ def _write_mm_file(path: Path, acquisition: _MMAcquisition, pages: list[FrameTup
     else:
         summary_text = _json_pretty(summary)
     image_bytes = acquisition.height * acquisition.width * np.dtype(acquisition.dtype).itemsize
-    capacity = _MM_MAX_FILE_BYTES // image_bytes if reserve_index_map else len(pages)
+    acquired = [index for index in mm_file.pages if index not in mm_file.blank]
+    capacity = _MM_MAX_FILE_BYTES // image_bytes if reserve_index_map else len(acquired)
     writer = _MMStackFile(path, summary_text, image_bytes, capacity, file_header)
     resolution = int(1 / (0.0001 * _PIXEL_SIZE_UM))  # pixels per cm, as the rational's numerator
-    for index in pages:
-        metadata = _mm_page_metadata(acquisition, index, path.name)
-        writer.write_image(scene.frame(*index), index, _json_compact(metadata), resolution)
+    for index in mm_file.pages:
+        if index in mm_file.blank:  # writeBlankIFD: zeros, "NULL " unterminated, not indexed
+            writer.write_image(np.zeros((acquisition.height, acquisition.width), acquisition.dtype),
+                               index, b"NULL ", resolution, indexed=False)
+            continue
+        metadata = _json_compact(_mm_page_metadata(acquisition, index, path.name))
+        writer.write_image(scene.frame(*index), index, metadata.encode("utf-8") + b"\0",
+                           resolution)
     writer.finish()
     writer.close(ome_xml, _ij_description(acquisition), _ij_metadata(acquisition),
                  _display_settings(acquisition), len(acquisition.channels),
-                 _comments(acquisition, pages))
+                 _comments(acquisition, acquired))
 
 
 def write_demo_acquisition(folder: "os.PathLike[str] | str") -> Path:

@@ -35,6 +35,11 @@ Global metadata is the summary, plus the dataset's whole OME-XML
 first position's files and a ``BinaryOnly`` pointer to one of them in the
 others, which is followed.
 
+An acquisition stopped early keeps the summary's sizes, and its frames never
+acquired are recorded as missing; the blank pages with which Micro-Manager
+completes such an acquisition's last time point (MicroManagerMetadata
+``NULL``, absent from the index map) are not frames and are skipped.
+
 Pages are read one at a time and not cached, so memory stays flat whatever the
 file size. numpy and tifffile are imported lazily.
 """
@@ -196,6 +201,8 @@ class OmeTiffAcquisition(Acquisition):
             if not self._positions_by_file[path] & self._selected:
                 continue
             for number, page, metadata in _iter_pages(path):
+                if metadata is None:  # a blank page, no image Micro-Manager acquired
+                    continue
                 where = f"{path}: page {number}"
                 self._format.check_same(tiff_pages.PixelFormat.of(page, where), where,
                                         "the first page")
@@ -274,8 +281,8 @@ def _continuation_files(path: Path) -> list[Path]:
 # --------------------------------------------------------------------------
 
 
-def _iter_pages(path: Path) -> Iterator[tuple[int, "tifffile.TiffPage", dict[str, Any]]]:
-    """Yield (page number, page, MicroManagerMetadata) for each page, in file order."""
+def _iter_pages(path: Path) -> Iterator[tuple[int, "tifffile.TiffPage", Optional[dict[str, Any]]]]:
+    """Yield (page number, page, MicroManagerMetadata or None if blank) for each page."""
     with tiff_pages.opened(path) as tif:
         tiff_pages.first_page(tif, path)
         pages = iter(tif.pages)
@@ -304,14 +311,22 @@ def _check_chain_end(tif: "tifffile.TiffFile", path: Path, count: int) -> None:
             "(truncated or corrupt file)")
 
 
-def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> dict[str, Any]:
+def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> Optional[dict[str, Any]]:
+    """The page's MicroManagerMetadata; None for the blank pages with which Micro-Manager
+    completes the last time point of an aborted acquisition (writeBlankIFD: "NULL ")."""
     tag = page.tags.get(MM_METADATA_TAG)
     if tag is None:
         raise SplitterError(
             f"{path} has no MicroManagerMetadata on page {number}: not a Micro-Manager "
             "OME-TIFF; use frames_format: tif_id for plain TIFF stacks")
     value = tag.value  # tifffile decodes the JSON; None if it is invalid
+    if value is None and tag.count < 16:
+        fh = page.parent.filehandle
+        fh.seek(tag.valueoffset)
+        value = fh.read(tag.count)
     if isinstance(value, (bytes, str)):
+        if (value.encode() if isinstance(value, str) else value).strip(b"\0 ") == b"NULL":
+            return None
         try:
             value = json.loads(value)
         except ValueError:
@@ -337,7 +352,7 @@ def _read_first_page(path: Path) -> _FirstPage:
     """The acquisition summary, the pixel format and the OME-XML, from page 0 of ``path``."""
     with tiff_pages.opened(path) as tif:
         page = tiff_pages.first_page(tif, path)  # checks its data: else a cut file looks untagged
-        metadata = _mm_metadata(page, path, 0)
+        metadata = _mm_metadata(page, path, 0) or {}
         page_format = tiff_pages.PixelFormat.of(page, f"{path}: page 0")
         with tiff_pages.reading(f"{path}: page 0"):
             summary = (_mm_header_block(tif.filehandle, "Summary")
@@ -415,7 +430,7 @@ def _frame_index(metadata: dict[str, Any], path: Path, number: int,
     elif by_label is not None and by_label != position:
         raise SplitterError(f"{where} says PositionIndex {position} but its PositionName "
                             f"{name!r} is position {by_label} in the summary's position list")
-    _check_file_name(path, name, position, where)
+    _check_file_name(path, name, position, position_labels, where)
     return FrameIndex(channel=found.get("channel", 0), slice=found.get("slice", 0),
                       time=found.get("time", 0), position=position)
 
@@ -434,23 +449,38 @@ def _labels_in_file_name(path: Path) -> list[str]:
 def _position_from_file_name(path: Path, labels: list[Optional[str]]) -> int:
     """Position of a page without PositionIndex nor a listed PositionName."""
     for label in _labels_in_file_name(path):
-        by_label = mm.label_position(labels, label)
-        if by_label is not None:
-            return by_label
-        numbered = re.fullmatch(r"Pos(\d+)", label)
-        if numbered:
-            return int(numbered[1])
+        said = _label_in_name_position(label, labels)
+        if said is not None:
+            return said
     return 0
 
 
-def _check_file_name(path: Path, name: Any, position: int, where: str) -> None:
-    """Micro-Manager names a position's files after its label, else Pos<index>."""
-    labels = _labels_in_file_name(path)
-    recorded = name if isinstance(name, str) and name else f"Pos{position}"
-    if labels and recorded not in labels:
-        said = f"PositionName {name!r}" if recorded == name else f"PositionIndex {position}"
-        raise SplitterError(f"{path}: the file name says position {labels[-1]!r} but {where} "
-                            f"says {said}; Micro-Manager names a position's files after it")
+def _check_file_name(path: Path, name: Any, position: int, labels: list[Optional[str]],
+                     where: str) -> None:
+    """Micro-Manager names a position's files after its PositionName, else Pos<index>."""
+    in_name = _labels_in_file_name(path)
+    if not in_name:
+        return
+    if isinstance(name, str) and name:
+        if name not in in_name:
+            raise SplitterError(f"{path}: the file name says position {in_name[-1]!r} but {where} "
+                                f"says PositionName {name!r}; Micro-Manager names a position's "
+                                "files after it")
+        return
+    meant = {said for said in (_label_in_name_position(label, labels) for label in in_name)
+             if said is not None}
+    if meant and position not in meant:
+        raise SplitterError(f"{path}: the file name says position {in_name[-1]!r} but {where} "
+                            f"says PositionIndex {position}; Micro-Manager names a position's "
+                            "files after it")
+
+
+def _label_in_name_position(label: str, labels: list[Optional[str]]) -> Optional[int]:
+    by_label = mm.label_position(labels, label)
+    if by_label is not None:
+        return by_label
+    numbered = re.fullmatch(r"Pos(\d+)", label)
+    return int(numbered[1]) if numbered else None
 
 
 def _describe_index(index: FrameIndex) -> str:
@@ -474,6 +504,8 @@ class _Census:
         """Read every page's metadata (not pixels); return the positions in ``path``."""
         positions = set()
         for number, _page, metadata in _iter_pages(path):
+            if metadata is None:
+                continue
             index = _frame_index(metadata, path, number, position_labels)
             positions.add(index.position)
             for axis in self.sizes:

@@ -324,3 +324,29 @@ def test_cut_metadata_txt_is_what_micromanager_leaves_when_it_stops(tmp_path):
         assert real.rstrip().endswith("}") and not real.rstrip().endswith("}\n}")
         assert list(read_metadata_txt(REAL_ALPHA / "Pos0" / "metadata.txt").entries) == [
             "Coords-img_channel000_position000_time000000000_z000.tif"]
+
+
+def test_aborted_acquisition_is_completed_with_blank_pages(tmp_path):
+    """FileSet.completeFrameWithBlankImages: the last time point of each started position
+    gets blank IFDs (writeBlankIFD: zero pixels, "NULL " metadata, no index map entry), and
+    setAbortedNumFrames makes the ImageJ description and OME-XML declare that many frames."""
+    files = write_mm_ometiff(tmp_path, "x", positions=2, slices=2, times=3, height=4, width=4,
+                             aborted_after=10)
+    with tifffile.TiffFile(files[1]) as tif:
+        pages = list(tif.pages)
+        raw = []
+        for page in pages:
+            tag = page.tags[51123]
+            tif.filehandle.seek(tag.valueoffset)
+            raw.append(tif.filehandle.read(tag.count))
+        index_map = tif.micromanager_metadata["IndexMap"].tolist()
+        descriptions = [tag.value for tag in pages[0].tags if tag.code == 270]
+    assert raw[4:] == [b"NULL "] * 4 and all(not page.asarray().any() for page in pages[4:])
+    assert [entry[4] for entry in index_map] == [page.offset for page in pages[:4]]
+    assert "frames=2" in descriptions[1]
+    with tifffile.TiffFile(files[0]) as tif:
+        ome = ET.fromstring(tif.pages[0].description)
+        summary = tif.micromanager_metadata["Summary"]
+    ns = "{http://www.openmicroscopy.org/Schemas/OME/2015-01}"
+    assert {p.attrib["SizeT"] for p in ome.iter(f"{ns}Pixels")} == {"2"}
+    assert summary["Frames"] == 3

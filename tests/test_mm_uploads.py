@@ -393,3 +393,25 @@ def test_missing_metadata_txt_is_accepted_without_warning(local_site, run_cli, u
     assert result.exit_code == 0, result.stderr
     assert "Warning:" not in result.stderr
     assert stored()["sizes"] == (2, 2, 1, 1)
+
+
+def test_aborted_ometiff_records_the_frames_never_acquired(local_site, run_cli, upload_files,
+                                                          tmp_path):
+    folder = tmp_path / "stopped"
+    write_mm_ometiff(folder, "stopped", channels=CHANNELS, slices=2, times=3, positions=2,
+                     height=8, width=8, aborted_after=10, seed=9)
+    result = upload(run_cli, upload_files, folder)
+    assert_uploaded_as(result, "Micro-Manager 1.4 OME-TIFF (2 files)", "ome_tiff")
+    got = stored()
+    assert got["sizes"] == (2, 2, 3, 2) and len(got["frames"]) == 10
+    assert len(got["missing"]) == 24 - 10
+    expected = {}
+    for path in sorted(folder.glob("*.ome.tif")):
+        with tifffile.TiffFile(path) as tif:
+            for page in tif.pages:
+                tags = page.tags[51123].value  # None: a blank page ("NULL "), no image
+                if tags is not None:
+                    expected[tags["ChannelIndex"], tags["SliceIndex"], tags["FrameIndex"],
+                             tags["PositionIndex"]] = page.asarray()
+    assert len(expected) == 10
+    assert_every_pixel(got["array"], expected)

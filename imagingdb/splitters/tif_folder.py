@@ -129,17 +129,8 @@ class TifFolderAcquisition(Acquisition):
         summary = next((f.summary for f in folders if f.summary), {})  # each folder has a copy
         summary_file = next((f.metadata_txt.path for f in folders if f.metadata_txt),
                             source / METADATA_FILE)
-        parse = SplitOptions(filename_parser=options.filename_parser or parse_idx_from_name)
-        planner = _Planner(summary, parse)
-        self._plan: list[_PlannedFrame] = []
         positions = _FolderPositions(summary)
-        for rank, folder in enumerate(folders):
-            planned = [planner.plan(folder, path) for path in folder.files]
-            if multi_position:
-                positions.place(folder, rank, planned)
-            self._plan += planned
-        _check_unique(self._plan)
-        self._plan = [f for f in self._plan
+        self._plan = [f for f in _plan(folders, multi_position, summary, options, positions)
                       if options.positions is None or f.index.position in options.positions]
         _check_positions(source, self._plan, options.positions)
         self._format = _first_format(self._plan[0].path)
@@ -290,6 +281,21 @@ class _FolderPositions:
 # --------------------------------------------------------------------------
 # Placing each file
 # --------------------------------------------------------------------------
+
+
+def _plan(folders: list[_Folder], multi_position: bool, summary: dict[str, Any],
+          options: SplitOptions, positions: "_FolderPositions") -> list[_PlannedFrame]:
+    """Every file placed in the grid; two files at one index are refused."""
+    parse = SplitOptions(filename_parser=options.filename_parser or parse_idx_from_name)
+    planner = _Planner(summary, parse)
+    plan: list[_PlannedFrame] = []
+    for rank, folder in enumerate(folders):
+        planned = [planner.plan(folder, path) for path in folder.files]
+        if multi_position:
+            positions.place(folder, rank, planned)
+        plan += planned
+    _check_unique(plan)
+    return plan
 
 
 class _Planner:

@@ -99,9 +99,8 @@ OME_TIFF_META_SCHEMA: dict[str, Any] = {
     "required": ["ChannelIndex", "FrameIndex"],
     "allOf": [
         {"anyOf": [{"required": ["SliceIndex"]}, {"required": ["Slice"]}]},
-        {"if": {"not": {"anyOf": [{"required": ["ScopeDataKeys"]},
-                                  {"required": ["completeCoords"]}]}},
-         "then": {"required": ["Channel"]}},
+        {"anyOf": [{"required": ["Channel"]}, {"required": ["ScopeDataKeys"]},
+                   {"required": ["completeCoords"]}]},
     ],
     "properties": {
         "ChannelIndex": _INDEX,
@@ -637,6 +636,11 @@ def _text_file(path: Path) -> Optional[str]:
 
 @hookimpl
 def claim_source(source: Path) -> Optional[SourceClaim]:
+    """The sources this splitter reads (one hookimpl per module: each kind is asked in turn)."""
+    return _claim_micromanager(source)
+
+
+def _claim_micromanager(source: Path) -> Optional[SourceClaim]:
     """Micro-Manager OME-TIFFs: a file, or a folder of them; never an NDTiff stack.
 
     NDTiff stacks carry Micro-Manager's page tags too, but sit next to their

@@ -341,7 +341,8 @@ def test_aborted_acquisition_is_completed_with_blank_pages(tmp_path):
             raw.append(tif.filehandle.read(tag.count))
         index_map = tif.micromanager_metadata["IndexMap"].tolist()
         descriptions = [tag.value for tag in pages[0].tags if tag.code == 270]
-    assert raw[4:] == [b"NULL "] * 4 and all(not page.asarray().any() for page in pages[4:])
+        blank_pixels = [page.asarray().any() for page in pages[4:]]
+    assert raw[4:] == [b"NULL "] * 4 and not any(blank_pixels)
     assert [entry[4] for entry in index_map] == [page.offset for page in pages[:4]]
     assert "frames=2" in descriptions[1]
     with tifffile.TiffFile(files[0]) as tif:

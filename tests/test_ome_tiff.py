@@ -301,7 +301,9 @@ def test_position_without_index_comes_from_the_position_name(tmp_path):
 
 @pytest.mark.parametrize("name, position", [("x_MMStack_B2.ome.tif", 1),
                                             ("x_MMStack_B2_1.ome.tif", 1),
-                                            ("x_MMStack_Pos3.ome.tif", 3)])
+                                            ("x_MMStack_Pos3.ome.tif", 3),
+                                            # positions not split into files: no label
+                                            ("x_MMStack_1.ome.tif", 0)])
 def test_position_without_index_nor_name_comes_from_the_file_name(tmp_path, name, position):
     summary = dict(SMALL_SUMMARY, Positions=4,
                    InitialPositionList=[{"Label": "A1"}, {"Label": "B2"}])

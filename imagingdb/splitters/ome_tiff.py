@@ -438,7 +438,7 @@ def _labels_in_file_name(path: Path) -> list[str]:
     """What the file name can say about its position: the label after ``_MMStack_``,
     and that label less a continuation file's ``_<n>``."""
     match = _LABEL_IN_NAME.search(path.name)
-    if match is None:
+    if match is None or match["label"].isdigit():  # <prefix>_MMStack_1: positions not split
         return []
     label = match["label"]
     rollover = _ROLLOVER.match(label)

@@ -415,3 +415,21 @@ def test_aborted_ometiff_records_the_frames_never_acquired(local_site, run_cli, 
                              tags["PositionIndex"]] = page.asarray()
     assert len(expected) == 10
     assert_every_pixel(got["array"], expected)
+
+
+def test_a_position_folder_given_alone_keeps_its_position(local_site, run_cli, upload_files,
+                                                          tmp_path):
+    """Images without metadata of their own in the Pos2 folder of a 1.4 acquisition whose
+    metadata.txt was cut before their entries: its Summary's PositionIndex says where."""
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, positions=(2,), nbr_positions=3, channels=CHANNELS,
+                                        slices=1, times=2, height=6, width=6)
+    for path in written[2]:
+        tifffile.imwrite(path, tifffile.imread(path))  # pixels only
+    cut_metadata_txt(folder / "Pos2" / "metadata.txt", keep_entries=2, half_of_next=False)
+    assert upload(run_cli, upload_files, folder / "Pos2").exit_code == 0
+    got = stored()
+    assert {f["pos_idx"] for f in got["frames"]} == {2}
+    # read() gives the positions stored: position 2 is the first
+    assert_every_pixel(got["array"], {(*index[:3], 0): pixels for index, pixels
+                                      in image_files({2: written[2]}).items()})

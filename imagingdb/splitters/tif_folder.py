@@ -223,9 +223,17 @@ class _FolderPositions:
         self._labels = mm.position_labels(summary)
         self._folders: dict[int, Path] = {}
 
-    def place(self, folder: _Folder, rank: int, planned: list[_PlannedFrame]) -> None:
-        """Set the position of the folder's frames; refuse sources that disagree."""
-        position, why = self._position(folder, rank, planned)
+    def place(self, folder: _Folder, rank: Optional[int], planned: list[_PlannedFrame]) -> None:
+        """Set the position of the folder's frames; refuse sources that disagree.
+
+        ``rank``: the folder's place among position folders; None for a single folder,
+        whose frames keep the positions their names give unless Micro-Manager says which
+        position the folder is (a position folder given alone).
+        """
+        found = self._position(folder, rank, planned)
+        if found is None:
+            return
+        position, why = found
         if position in self._folders:
             raise SplitterError(f"{folder.path} and {self._folders[position]} are both position "
                                 f"{position} (by {why})")
@@ -236,10 +244,11 @@ class _FolderPositions:
                                     f"{frame.index.position} but its folder is position {position}")
             frame.index = FrameIndex(frame.index.channel, frame.index.slice, frame.index.time,
                                      position)
-            frame.position_name = frame.position_name or folder.path.name
+            if rank is not None:  # Micro-Manager names position folders after the position
+                frame.position_name = frame.position_name or folder.path.name
 
-    def _position(self, folder: _Folder, rank: int,
-                  planned: list[_PlannedFrame]) -> tuple[int, str]:
+    def _position(self, folder: _Folder, rank: Optional[int],
+                  planned: list[_PlannedFrame]) -> Optional[tuple[int, str]]:
         recorded = {f.recorded_position for f in planned if f.recorded_position is not None}
         if len(recorded) > 1:
             raise SplitterError(f"{folder.path}: its images record positions "
@@ -259,7 +268,9 @@ class _FolderPositions:
             if position != candidates[0][0]:
                 raise SplitterError(f"{folder.path}: {candidates[0][1]} says position "
                                     f"{candidates[0][0]} but {why} says {position}")
-        return candidates[0] if candidates else (rank, "the folders' order")
+        if candidates:
+            return candidates[0]
+        return None if rank is None else (rank, "the folders' order")
 
     def folder_names(self) -> dict[str, str]:
         return {str(p): self._folders[p].name for p in sorted(self._folders)}
@@ -291,8 +302,7 @@ def _plan(folders: list[_Folder], multi_position: bool, summary: dict[str, Any],
     plan: list[_PlannedFrame] = []
     for rank, folder in enumerate(folders):
         planned = [planner.plan(folder, path) for path in folder.files]
-        if multi_position:
-            positions.place(folder, rank, planned)
+        positions.place(folder, None if not multi_position else rank, planned)
         plan += planned
     _check_unique(plan)
     return plan

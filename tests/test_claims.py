@@ -111,7 +111,7 @@ def _junk(tmp_path) -> list[Path]:
 
 
 @pytest.mark.parametrize("claim", [tif_id.claim_source, image_sequence.claim_source,
-                                   ome_xml._claim_generic_ome])
+                                   ome_xml.claim_generic_ome])
 def test_claims_never_raise_on_what_they_cannot_read(tmp_path, claim):
     for source in _junk(tmp_path):
         made = claim(source)
@@ -120,7 +120,7 @@ def test_claims_never_raise_on_what_they_cannot_read(tmp_path, claim):
 
 def test_damaged_ome_xml_is_still_ome_tiffs_so_its_reader_explains(tmp_path):
     bad = [path for path in _junk(tmp_path) if path.name == "bad.ome.tif"][0]
-    claim = ome_xml._claim_generic_ome(bad)
+    claim = ome_xml.claim_generic_ome(bad)
     assert claim is not None and claim.format == "ome_tiff" and "damaged" in claim.kind
 
 

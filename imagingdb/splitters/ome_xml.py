@@ -720,7 +720,7 @@ def is_generic_ome(source: Path) -> bool:
     return path is not None and generic_ome_description(path) is not None
 
 
-def _claim_generic_ome(source: Path) -> Optional[SourceClaim]:
+def claim_generic_ome(source: Path) -> Optional[SourceClaim]:
     """``ome_tiff``'s claim on OME-TIFFs without Micro-Manager metadata: LIKELY."""
     path = first_file(source)
     found = generic_ome_description(path) if path is not None else None

@@ -32,6 +32,7 @@ import os
 import re
 import struct
 import uuid
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

@@ -653,6 +653,11 @@ def _check_meta(validator: _MetaValidator, source: Path, frame: Frame) -> None:
     error = validator.first_error(frame.metadata)
     if error is None:
         return
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # "matches none of the alternatives" names no key; the best alternative's error does
+        import jsonschema
+
+        error = jsonschema.exceptions.best_match(error.context)
     key = "/".join(str(p) for p in error.absolute_path) or "(top level)"
     if error.validator == "required":
         key = error.message.split("'")[1] if "'" in error.message else key

@@ -8,19 +8,15 @@ tests are skipped.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tifffile
 
 from imagingdb.acquisition import FrameIndex
 from imagingdb.splitters import imagej
+from tests.realdata import REALDATA
 from tests.test_ome_xml import series_as_ptczyx, stored, upload
 
-REALDATA = Path(os.environ.get("IMAGINGDB_REALDATA")
-                or Path(__file__).resolve().parents[1].parent / "shared" / "realdata")
 NEUBIAS = REALDATA / "NEUBIAS"
 BIOFORMATS = REALDATA / "bioformats-samples" / "2010-04_18x24y5z5t2c8b-text.ome-v2010-06.ome.tiff"
 

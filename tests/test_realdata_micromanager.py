@@ -9,38 +9,18 @@ from __future__ import annotations
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 
 from tests.conftest import DATASET_ID
+from tests.realdata import REALDATA, real
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def realdata_folder() -> Path:
-    """``<repo root>/../shared/realdata``; for a git worktree, beside its main checkout."""
-    candidates = [ROOT.parent / "shared" / "realdata"]
-    git = ROOT / ".git"
-    if git.is_file():  # "gitdir: <main checkout>/.git/worktrees/<name>"
-        gitdir = Path(git.read_text().split(":", 1)[1].strip())
-        if len(gitdir.parents) > 2:
-            candidates.append(gitdir.parents[2].parent / "shared" / "realdata")
-    return next((path for path in candidates if path.is_dir()), candidates[0])
-
-
-MICRO_MANAGER = realdata_folder() / "micro-manager"
+MICRO_MANAGER = REALDATA / "micro-manager"
 VERSION_COMPAT = MICRO_MANAGER / "VersionCompatTest"
 ALPHA = MICRO_MANAGER / "alpha_2.0_singleplane_manual"
 HCS_LABELS = ["1-Pos_000_000", "1-Pos_001_000", "1-Pos_001_001", "1-Pos_000_001"]
-
-
-def real(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is not here (real files live beside the project, not in it)")
-    return path
 
 
 def upload(run_cli, upload_files, source):

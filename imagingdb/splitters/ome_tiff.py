@@ -1,4 +1,5 @@
-"""The ``ome_tiff`` splitter: Micro-Manager (1.4 / 2.0) multipage OME-TIFF acquisitions.
+"""The ``ome_tiff`` splitter: Micro-Manager (1.4 / 2.0) multipage OME-TIFF acquisitions, and
+(through :mod:`.ome_xml`) any other OME-TIFF, whose OME-XML alone says where each page goes.
 
 What a source means:
 

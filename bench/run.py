@@ -487,7 +487,7 @@ def register_datasets(site: Site, count: int) -> None:
     with imagingdb.connect(site.config) as database:
         database.init()
         start = datetime(2024, 1, 1, 9, 0, 0)
-        with database.connection(write=True) as conn:
+        with database.site.connection(write=True) as conn:
             for n in range(count):
                 when = start + timedelta(hours=7 * n)
                 pk = conn.execute(sa.insert(dbq.data_set).values(

@@ -38,14 +38,6 @@ class FrameIndex:
     time: int
     position: int
 
-    @property
-    def file_name(self) -> str:
-        """The original imagingDB's object name, e.g. ``im_c001_z010_t000_p002.png``."""
-        return (
-            f"im_c{self.channel:03d}_z{self.slice:03d}"
-            f"_t{self.time:03d}_p{self.position:03d}.png"
-        )
-
 
 @dataclass
 class Frame:

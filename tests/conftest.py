@@ -176,7 +176,7 @@ class Site:
 
         state: dict[str, Any] = {"objects": self.objects()}
         with self.connect() as database:
-            with database.connection() as conn:
+            with database.site.connection() as conn:
                 for table in (dbq.data_set, dbq.file_global, dbq.frames_global, dbq.frames):
                     rows = conn.execute(sa.select(table).order_by(table.c.id)).all()
                     state[table.name] = [tuple(r) for r in rows]

@@ -270,7 +270,7 @@ def test_installed_command_runs_as_a_real_subprocess(mm_ometiff, upload_files, t
 
 
 def test_help_does_not_import_heavy_modules():
-    code = ("import sys; from imagingdb.cli import main\n"
+    code = ("import sys; from imagingdb.entry import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('numpy', 'tifffile', 'sqlalchemy', 'boto3', 'png', 'yaml')"
             " if m in sys.modules]\n"

@@ -391,7 +391,7 @@ class Bench:
     # -- codec settings: one core, for docs/performance.md's tuning table ---
 
     def codec(self, acquisition: Acquisition) -> None:
-        from imagingdb.frames import encode_png
+        from imagingdb.codecs.png import encode_png
 
         # 32 frames, both channels (pages go channel fastest), every other slice and time.
         pixels = [p for i, p in enumerate(read_pixels(ensure_data(acquisition))) if i % 8 in (0, 5)]
@@ -418,7 +418,7 @@ class Bench:
             self.add(Figure(f"codec: {png_filter} + {strategy}, level {level}{default}", rate, "MB/s",
                             zlib_rate, "zlib -1, one core", rate / zlib_rate,
                             note=f"size {size / zlib_size:.3f} of zlib -1"))
-        from imagingdb import frames
+        from imagingdb.codecs import png as frames
 
         deflate, frames._zlib = frames._zlib, zlib  # the same codec on the standard library's zlib
         try:

@@ -67,8 +67,9 @@ def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any]
     """Decode the frame ``rows`` into one (P, T, C, Z, Y, X[, colours]) array of ``selection``."""
     import numpy as np
 
-    from .frames import decode_png_into, pixel_sha256
+    from .codecs import frame_codec
 
+    codec = frame_codec()
     shape = (len(selection.positions), len(selection.times), len(selection.channels),
              len(selection.slices), dims.im_height, dims.im_width)
     if dims.im_colors > 1:
@@ -94,10 +95,10 @@ def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any]
         target = out[axis[0][row.pos_idx], axis[1][row.time_idx],
                      axis[2][row.channel_idx], axis[3][row.slice_idx]]
         try:
-            decode_png_into(data, target)
+            codec.decode_into(data, target)
         except ValueError as exc:
             raise WorkError(f"frame {key} of dataset {dataset_id} cannot be decoded: {exc}") from None
-        if verify and row.sha256 and pixel_sha256(target) != row.sha256:
+        if verify and row.sha256 and codec.pixel_hash(target) != row.sha256:
             raise WorkError(f"frame {key} of dataset {dataset_id} fails its sha256 check")
         if len(data) >= len(buffer):  # did not fit: room for this size and a bit more
             buffers.buffer = bytearray(len(data) * 5 // 4 + 4096)

@@ -21,7 +21,7 @@ FRAMES_FOLDER = "raw_frames"
 FILES_FOLDER = "raw_files"
 #: the top folders holding dataset folders; nothing else in a store is imagingdb's
 DATASET_FOLDERS = (FRAMES_FOLDER, FILES_FOLDER)
-#: the suffix of a frame object in the png layout
+#: the suffix of a frame object of the png codec, the original's
 FRAME_SUFFIX = ".png"
 
 
@@ -40,10 +40,11 @@ def object_key(folder: str, name: str) -> str:
     return f"{folder}/{name}"
 
 
-def frame_name(index: "FrameIndex") -> str:
-    """The original imagingDB's name of a frame object, e.g. ``im_c001_z010_t000_p002.png``."""
+def frame_name(index: "FrameIndex", suffix: str = FRAME_SUFFIX) -> str:
+    """The original imagingDB's name of a frame object, e.g. ``im_c001_z010_t000_p002.png``
+    (``suffix``: the frame codec's)."""
     return (f"im_c{index.channel:03d}_z{index.slice:03d}"
-            f"_t{index.time:03d}_p{index.position:03d}{FRAME_SUFFIX}")
+            f"_t{index.time:03d}_p{index.position:03d}{suffix}")
 
 
 def folder_of(key: str) -> Optional[str]:

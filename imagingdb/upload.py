@@ -24,6 +24,7 @@ from . import db as dbq
 from . import faults, layout, plugins
 from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
 from .claims import claim_dataset
+from .codecs import FrameCodec, frame_codec
 from .config import AUTO_FORMAT, StorageSettings, UploadConfig, load_upload_config
 from .errors import ImagingDBError, InputError, WorkError
 from .meta_schema import MetaValidator
@@ -338,15 +339,16 @@ class RowUpload:
     def _upload_frames_via(self, frame_rows: RowSpool) -> tuple[int, int]:
         row = self.row
         storage_dir = layout.dataset_folder(row.dataset_id.text, frames=True)
+        codec = frame_codec("png", **self.config.png_options())
         with self._open() as acquisition:
             count = self._validate_frames(acquisition)
             dims = acquisition.dims
-            _check_dims(row, dims)
+            _check_storable(row, dims, codec)
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * (
                 2 if dims.bit_depth == "uint16" else 1)
             self.progress.start(str(row.dataset_id), count, count * frame_bytes)
             try:
-                nbytes = self._store_frames(acquisition, storage_dir, frame_rows)
+                nbytes = self._store_frames(acquisition, codec, storage_dir, frame_rows)
             except BaseException:
                 self.progress.finish(ok=False)
                 raise
@@ -387,26 +389,24 @@ class RowUpload:
             raise InputError(f"{self.row.source}: no frames to upload")
         return count
 
-    def _store_frames(self, acquisition: Acquisition, storage_dir: str, rows: RowSpool) -> int:
+    def _store_frames(self, acquisition: Acquisition, codec: FrameCodec, storage_dir: str,
+                      rows: RowSpool) -> int:
         """Encode, hash and store every frame with a bounded pool; spool their rows.
 
         Returns the bytes of pixels stored. Memory is bounded by the frames in
         flight whatever the acquisition's size: rows go to the spool and
         ``self._written`` only holds the keys being put.
         """
-        from .frames import encode_png_reusing, pixel_sha256
-
         storage = self.storage
-        codec = self.config.png_options()
         total = [0]
         written_lock = threading.Lock()
 
         def store(frame: Frame) -> tuple[str, dict[str, Any], int]:
-            data = encode_png_reusing(frame.pixels, **codec)  # stored before the next
+            data = codec.encode(frame.pixels)  # a view this thread reuses: stored before the next
             if not getattr(storage, "put_takes_buffers", False):
                 data = bytes(data)
-            checksum = pixel_sha256(frame.pixels)
-            name = layout.frame_name(frame.index)
+            checksum = codec.pixel_hash(frame.pixels)
+            name = layout.frame_name(frame.index, codec.suffix)
             key = layout.object_key(storage_dir, name)
             with written_lock:
                 self._written.add(key)
@@ -487,14 +487,12 @@ def _storage_for(site: Site, config: UploadConfig) -> "StorageBackend":
     return open_storage(StorageSettings(backend, options))
 
 
-def _check_dims(row: UploadRow, dims: Dimensions) -> None:
-    if dims.bit_depth not in ("uint8", "uint16"):
-        raise InputError(
-            f"{row.source}: {dims.bit_depth} pixels cannot be stored as PNG frames without loss; "
-            "convert them to uint16 or upload the file whole with upload_type: file"
-        )
-    if min(dims.im_height, dims.im_width) < 1:
-        raise InputError(f"{row.source}: frames have no pixels ({dims.im_height}x{dims.im_width})")
+def _check_storable(row: UploadRow, dims: Dimensions, codec: FrameCodec) -> None:
+    """The codec's one rule of what is storable, asked before anything is written."""
+    shape = (dims.im_height, dims.im_width) + ((dims.im_colors,) if dims.im_colors > 1 else ())
+    reason = codec.refusal(dims.bit_depth, shape)
+    if reason is not None:
+        raise InputError(f"{row.source}: {reason}")
 
 
 def _tiff_tags(path: Path) -> dict[str, Any]:

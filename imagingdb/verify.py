@@ -1,7 +1,7 @@
 """Verify: re-read a dataset's objects from storage and check them against its rows.
 
 Every frame is fetched, decoded and hashed the way the upload hashed it (the
-sha256 of its pixels, :func:`imagingdb.frames.pixel_sha256`); a file kept
+sha256 of its pixels, :func:`imagingdb.codecs.pixel_sha256`); a file kept
 whole is hashed byte for byte as it streams. A check reports
 
 - ``missing``: a row names an object that storage does not have;
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional
 from . import db as dbq
 from . import layout
 from .acquisition import FrameIndex
+from .codecs import frame_codec
 from .errors import NotFoundError
 from .ids import parse_dataset_id
 from .pool import TRANSFER, default_workers, run_bounded
@@ -131,6 +132,7 @@ class _Verifier:
         self.storage: "StorageBackend" = site.storage
         self.check = check
         self.workers = workers
+        self.codec = frame_codec()
         self._lock = threading.Lock()
 
     def _record(self, problem: Optional[ObjectProblem], nbytes: int) -> None:
@@ -181,8 +183,6 @@ class _Verifier:
     def _check_frame(self, key: str, frame: Any, shape: tuple[int, ...], bit_depth: str) -> None:
         import numpy as np
 
-        from .frames import decode_png_into, pixel_sha256
-
         index = FrameIndex(frame.channel_idx, frame.slice_idx, frame.time_idx, frame.pos_idx)
         try:
             data = self.storage.get_bytes(key)
@@ -191,7 +191,7 @@ class _Verifier:
             return
         pixels = np.empty(shape, np.dtype(bit_depth))
         try:
-            decode_png_into(data, pixels, check_crc=True)  # any changed byte is corruption
+            self.codec.decode_into(data, pixels, check=True)  # any changed byte is corruption
         except Exception as exc:  # noqa: BLE001 - any failure to decode is corruption
             self._record(ObjectProblem("corrupted", key, f"cannot be decoded ({exc})", index), len(data))
             return
@@ -199,7 +199,7 @@ class _Verifier:
         if frame.sha256 is None:
             with self._lock:
                 self.check.without_checksum += 1
-        elif pixel_sha256(pixels) != frame.sha256:
+        elif self.codec.pixel_hash(pixels) != frame.sha256:
             problem = ObjectProblem("corrupted", key, "the sha256 of its pixels differs from the "
                               f"recorded {frame.sha256[:12]}...", index)
         self._record(problem, len(data))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from imagingdb import config as config_module
-from imagingdb import frames
+from imagingdb.codecs import png as frames
 from tests.conftest import DATASET_ID
 from tests.helpers import read_png_with_pypng, source_frames
 from tests.test_upload_errors import assert_refused

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from imagingdb import db as dbq
-from imagingdb.frames import decode_png, encode_png
+from imagingdb.codecs.png import decode_png, encode_png
 from tests.conftest import DATASET_ID
 
 FILE_ID = "ML-2000-01-01-00-00-00-0001"

@@ -167,13 +167,13 @@ class Database:
 
     def dataset(self, dataset_id: str) -> "Dataset":
         """The dataset with this ID, or NotFoundError."""
-        serial = parse_dataset_id(dataset_id).text
+        dataset_id = parse_dataset_id(dataset_id).text
         with self.site.connection() as conn:
-            rows = dbq.datasets_named(conn, serial)
+            rows = dbq.datasets_named(conn, dataset_id)
             if not rows:
-                raise NotFoundError(f"dataset {serial} not found")
+                raise NotFoundError(f"dataset {dataset_id} not found")
             if len(rows) > 1:  # only in a database adopted from the original imagingDB
-                raise WorkError(f"dataset {serial} is registered {len(rows)} times (data_set id "
+                raise WorkError(f"dataset {dataset_id} is registered {len(rows)} times (data_set id "
                                 f"{', '.join(str(r.id) for r in rows)}); keep one, see: "
                                 "imagingdb db status")
             row = rows[0]
@@ -224,25 +224,25 @@ def _as_date(value: Optional[Union[date, str]], what: str) -> Optional[date]:
         raise InputError(f"invalid {what} {value!r}; expected YYYY-MM-DD, e.g. 2005-05-23") from None
 
 
-def _info(row: Any, parent_serial: Optional[str]) -> DatasetInfo:
+def _info(row: Any, parent_id_text: Optional[str]) -> DatasetInfo:
     return DatasetInfo(
         dataset_id=row.dataset_serial,
         date_time=row.date_time,
         microscope=row.microscope,
         description=row.description,
         frames=bool(row.frames),
-        parent_dataset_id=parent_serial,
+        parent_dataset_id=parent_id_text,
     )
 
 
 class Dataset:
     """One dataset: its row, its metadata, its frames or file."""
 
-    def __init__(self, database: Database, row: Any, parent_serial: Optional[str]):
+    def __init__(self, database: Database, row: Any, parent_id_text: Optional[str]):
         self.database = database
         self._site = database.site
         self._row = row
-        self.info = _info(row, parent_serial)
+        self.info = _info(row, parent_id_text)
         self.id = row.dataset_serial
         self._frames_global: Any = None
         self._file_global: Any = None
@@ -448,7 +448,7 @@ class Dataset:
 
         dest = Path(dest)
         check_destination(dest, self.id)
-        plan = DownloadPlan(self.id, self._site.storage, frames=self.is_frames)
+        plan = DownloadPlan(self.id, self._site.storage, is_frames=self.is_frames)
         if self.is_frames:
             selection = self.select(channels, slices, times, positions)
             rows = self._frame_rows(selection, with_metadata=False)

@@ -138,7 +138,7 @@ class DownloadPlan:
     #: frames_meta.csv rows (frames datasets); None writes none
     frame_rows: Optional[Sequence[Any]] = None
     #: frames are counted on the progress bar; a file kept whole is one copy
-    frames: bool = True
+    is_frames: bool = True
 
 
 def check_destination(dest: Path, dataset_id: str) -> Path:
@@ -195,7 +195,7 @@ def _copy_objects(plan: DownloadPlan, objects: list[tuple[str, str]], folder: Pa
     if not objects:
         return
     storage = plan.storage
-    counting = progress is not None and plan.frames
+    counting = progress is not None and plan.is_frames
     if counting:
         # MB/s here are of the PNG objects moved, whose sizes are known only once fetched.
         progress.start(plan.dataset_id, len(objects), 0)
@@ -206,7 +206,7 @@ def _copy_objects(plan: DownloadPlan, objects: list[tuple[str, str]], folder: Pa
         try:
             storage.get_file(key, str(path))
         except KeyError:
-            raise _missing(key, plan.dataset_id, "frame" if plan.frames else "file") from None
+            raise _missing(key, plan.dataset_id, "frame" if plan.is_frames else "file") from None
         return path.stat().st_size
 
     def advance(nbytes: int) -> None:

@@ -50,7 +50,7 @@ class RowResult:
     ok: bool
     error: Optional[str] = None
     exit_code: int = 0
-    frames: int = 0
+    nbr_frames: int = 0  # frames stored (1 for a file kept whole)
     bytes: int = 0
     format: Optional[str] = None  # the splitter that read the source (frames uploads)
     kind: Optional[str] = None  # what the source is, in the splitter's words
@@ -59,7 +59,7 @@ class RowResult:
     def to_json(self) -> dict[str, Any]:
         return {"row": self.line, "dataset_id": self.dataset_id,
                 "status": "uploaded" if self.ok else "failed", "error": self.error,
-                "frames": self.frames, "bytes": self.bytes, "format": self.format,
+                "nbr_frames": self.nbr_frames, "bytes": self.bytes, "format": self.format,
                 "kind": self.kind, "warnings": self.warnings}
 
 
@@ -155,12 +155,12 @@ class Uploader:
         where = f"{row.csv_name} row {row.line} ({row.dataset_id})".lstrip()
         try:
             self._setup()
-            with claim_dataset(self.site, row.dataset_id.text):
+            with claim_dataset(self.site, row.dataset_id):
                 frames, nbytes = upload.run()
         except ImagingDBError as exc:
-            return RowResult(row.line, row.dataset_id.text, False, f"{where}: {exc}",
+            return RowResult(row.line, row.dataset_id, False, f"{where}: {exc}",
                              exc.exit_code, **upload.notes)
-        return RowResult(row.line, row.dataset_id.text, True, frames=frames, bytes=nbytes,
+        return RowResult(row.line, row.dataset_id, True, nbr_frames=frames, bytes=nbytes,
                          **upload.notes)
 
     def _setup(self) -> None:
@@ -249,7 +249,7 @@ class RowUpload:
             return
         try:
             with self.uploader.site.connection() as conn:
-                registered = dbq.find_dataset(conn, self.row.dataset_id.text) is not None
+                registered = dbq.find_dataset(conn, self.row.dataset_id) is not None
         except Exception:  # noqa: BLE001 - the original error matters more
             registered = self.uploader.overwrite or self._commit_sent
         if registered:
@@ -263,10 +263,10 @@ class RowUpload:
         row = self.row
         if not row.source.exists():
             raise InputError(f"{row.source} not found")
-        if row.parent_dataset_id == row.dataset_id.text:
+        if row.parent_dataset_id == row.dataset_id:
             raise InputError("a dataset cannot be its own parent")
         with self.uploader.site.connection() as conn:
-            existing = dbq.find_dataset(conn, row.dataset_id.text)
+            existing = dbq.find_dataset(conn, row.dataset_id)
             if existing is not None and not self.uploader.overwrite:
                 raise InputError(
                     f"dataset {row.dataset_id} already exists; use --overwrite to replace it"
@@ -281,10 +281,10 @@ class RowUpload:
         if not source.is_file():
             raise InputError(f"{source} is not a file (upload_type: file takes one file)")
         name = validate_object_name(source.name)
-        storage_dir = layout.dataset_folder(self.row.dataset_id.text, frames=False)
+        storage_dir = layout.dataset_folder(self.row.dataset_id, frames=False)
         key = layout.object_key(storage_dir, name)
         metadata = _json_safe({"file_origin": str(source), **_tiff_tags(source)})
-        self.progress.start(str(self.row.dataset_id), 1, source.stat().st_size)
+        self.progress.start(self.row.dataset_id, 1, source.stat().st_size)
         try:
             with open(source, "rb") as handle:
                 reader = HashingReader(handle)
@@ -304,7 +304,7 @@ class RowUpload:
                 "storage_dir": storage_dir, "file_name": name, "metadata_json": metadata,
                 "dataset_id": dataset_pk, "sha256": reader.hexdigest()})
 
-        self._register(frames=False, insert_children=insert_children, keep_keys={key},
+        self._register(is_frames=False, insert_children=insert_children, keep_keys={key},
                        prefix=f"{storage_dir}/")
         self.progress.finish()
         return 1, reader.bytes_read
@@ -338,7 +338,7 @@ class RowUpload:
 
     def _upload_frames_via(self, frame_rows: RowSpool) -> tuple[int, int]:
         row = self.row
-        storage_dir = layout.dataset_folder(row.dataset_id.text, frames=True)
+        storage_dir = layout.dataset_folder(row.dataset_id, frames=True)
         codec = frame_codec("png", **self.config.png_options())
         with self._open() as acquisition:
             count = self._validate_frames(acquisition)
@@ -346,7 +346,7 @@ class RowUpload:
             _check_storable(row, dims, codec)
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * (
                 2 if dims.bit_depth == "uint16" else 1)
-            self.progress.start(str(row.dataset_id), count, count * frame_bytes)
+            self.progress.start(row.dataset_id, count, count * frame_bytes)
             try:
                 nbytes = self._store_frames(acquisition, codec, storage_dir, frame_rows)
             except BaseException:
@@ -369,7 +369,7 @@ class RowUpload:
                 dbq.insert_frames(conn, batch)
 
         try:
-            self._register(frames=True, insert_children=insert_children, keep_keys=frame_rows,
+            self._register(is_frames=True, insert_children=insert_children, keep_keys=frame_rows,
                            prefix=f"{storage_dir}/")
         except BaseException:
             self.progress.finish(ok=False)
@@ -433,19 +433,19 @@ class RowUpload:
 
     # -------------------------------------------------------------- registration
 
-    def _register(self, *, frames: bool, insert_children: Callable[[sa.Connection, int], None],
+    def _register(self, *, is_frames: bool, insert_children: Callable[[sa.Connection, int], None],
                   keep_keys: Container[str], prefix: str) -> None:
         """One transaction registers the dataset, then stale objects of an overwrite go."""
         row = self.row
         faults.checkpoint("before-register")
         values = {
-            "dataset_serial": row.dataset_id.text, "description": row.description,
-            "microscope": self.config.microscope, "frames": frames,
-            "date_time": row.dataset_id.date_time,
+            "dataset_serial": row.dataset_id, "description": row.description,
+            "microscope": self.config.microscope, "frames": is_frames,
+            "date_time": row.parsed_id.date_time,
         }
         try:
             with self.uploader.site.connection(write=True) as conn:
-                existing = dbq.find_dataset(conn, row.dataset_id.text)
+                existing = dbq.find_dataset(conn, row.dataset_id)
                 parent_pk = None
                 if row.parent_dataset_id:
                     parent = dbq.find_dataset(conn, row.parent_dataset_id)

@@ -37,12 +37,17 @@ class UploadRow:
     """One validated CSV row."""
 
     line: int
-    dataset_id: DatasetID
+    parsed_id: DatasetID
     source: Path
     csv_name: str = ""
     description: Optional[str] = None
     parent_dataset_id: Optional[str] = None
     positions: Optional[list[int]] = None
+
+    @property
+    def dataset_id(self) -> str:
+        """The dataset ID as text."""
+        return self.parsed_id.text
 
 
 def _parse_positions(text: str, where: str) -> Optional[list[int]]:
@@ -96,7 +101,7 @@ def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
             if None in raw:  # more cells than header columns
                 raise InputError(f"{where}: more values than columns")
             parsed_row = _parse_row(path, line, row, where)
-            text = parsed_row.dataset_id.text
+            text = parsed_row.dataset_id
             if text in seen:
                 raise InputError(f"{where}: dataset ID {text} repeats row {seen[text]}")
             seen[text] = line
@@ -128,7 +133,7 @@ def _parse_row(path: Path, line: int, row: dict[str, Optional[str]], where: str)
     description = row.get("description")
     return UploadRow(
         line=line,
-        dataset_id=dataset_id,
+        parsed_id=dataset_id,
         source=source,
         csv_name=path.name,
         description=description if description not in (None, "") else None,

@@ -36,9 +36,10 @@ __all__ = [
 # ----------------------------------------------------------------------- queries
 
 
-def find_dataset(conn: sa.Connection, serial: str) -> Optional[sa.Row]:
+def find_dataset(conn: sa.Connection, dataset_id: str) -> Optional[sa.Row]:
+    """The (first) data_set row of the dataset ID ``dataset_id``, None if there is none."""
     return conn.execute(
-        sa.select(data_set).where(data_set.c.dataset_serial == serial).order_by(data_set.c.id)
+        sa.select(data_set).where(data_set.c.dataset_serial == dataset_id).order_by(data_set.c.id)
     ).first()
 
 
@@ -139,9 +140,9 @@ def distinct_indexes(conn: sa.Connection, frames_global_pk: int) -> dict[str, li
     return result
 
 
-def datasets_named(conn: sa.Connection, serial: str) -> list[sa.Row]:
+def datasets_named(conn: sa.Connection, dataset_id: str) -> list[sa.Row]:
     """Every data_set row with this dataset ID (more than one only in an adopted database)."""
-    return conn.execute(sa.select(data_set).where(data_set.c.dataset_serial == serial)
+    return conn.execute(sa.select(data_set).where(data_set.c.dataset_serial == dataset_id)
                         .order_by(data_set.c.id)).all()
 
 

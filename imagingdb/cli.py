@@ -386,6 +386,7 @@ def _make_db_app() -> typer.Typer:
     db_app = typer.Typer(
         name="db", no_args_is_help=True, rich_markup_mode=None,
         help="The database schema: its version, upgrades, adopting an original imagingDB database.",
+        epilog="Example: imagingdb db status",
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
 

@@ -250,3 +250,19 @@ def plugin_folder(isolated_home):
     sys.path[:] = path_before
     for module in installer.modules:
         sys.modules.pop(module, None)
+
+
+#: the dataset ID of snapshot_with_one_dataset's dataset
+EXISTING_ID = "ML-2000-01-01-00-00-00-0001"
+
+
+@pytest.fixture
+def snapshot_with_one_dataset(site, run_cli, upload_files, tmp_path):
+    """The site's state (Site.snapshot) with one dataset (EXISTING_ID, a file kept whole)
+    registered, so that "nothing changed" is checked against real rows."""
+    notes = tmp_path / "existing.txt"
+    notes.write_text("existing")
+    csv_path = upload_files.csv([{"dataset_id": EXISTING_ID, "file_name": str(notes)}])
+    assert run_cli("upload", "--csv", csv_path, "--config",
+                   upload_files.file_config()).exit_code == 0
+    return site.snapshot()

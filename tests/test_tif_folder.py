@@ -9,7 +9,7 @@ import tifffile
 
 from imagingdb.sample import write_mm_position_folders, write_mm_tif_folder
 from tests.conftest import DATASET_ID
-from tests.test_upload_errors import assert_refused
+from tests.helpers import assert_refused
 
 CHANNELS = ("DAPI", "GFP")
 

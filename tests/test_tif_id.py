@@ -6,7 +6,7 @@ import tifffile
 
 from imagingdb.sample import write_imagej_hyperstack, write_tiff_stack
 from tests.conftest import DATASET_ID
-from tests.test_upload_errors import assert_refused
+from tests.helpers import assert_refused
 
 
 def upload(run_cli, upload_files, source, **config):

@@ -5,8 +5,7 @@ import sqlalchemy as sa
 from imagingdb import db as dbq
 from imagingdb.spool import RowSpool
 from tests.conftest import DATASET_ID
-from tests.helpers import source_frames
-from tests.test_upload_errors import assert_refused
+from tests.helpers import assert_refused, source_frames
 
 # ------------------------------------------------------------------ RowSpool
 

@@ -31,8 +31,8 @@ def default_workers(kind: str, store_workers: Optional[int] = None) -> int:
     Encoding: one per core (at least 2), since each thread keeps a core busy;
     a store with latency (``store_workers``, its ``transfer_workers``) raises
     that, as the same threads wait on its puts. Transfers: the store's own
-    number, else two per core (at least 4); on 2 cores, decoding 128 frames
-    took 1.03-1.16 s with 3-4 threads and 1.21-1.31 s with 8.
+    number, else two per core (at least 4): reads decode as they fetch, and
+    more threads than that only switch (docs/performance.md, "Tuning").
     """
     cores = os.cpu_count() or 1
     if kind == ENCODE:

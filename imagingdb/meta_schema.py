@@ -34,6 +34,11 @@ class MetaValidator:
         error = self._first_error(frame.metadata)
         if error is None:
             return
+        if error.validator in ("anyOf", "oneOf") and error.context:
+            # "matches none of the alternatives" names no key; the best alternative's error does
+            import jsonschema
+
+            error = jsonschema.exceptions.best_match(error.context)
         key = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         if error.validator == "required":
             key = error.message.split("'")[1] if "'" in error.message else key

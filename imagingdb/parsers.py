@@ -43,19 +43,30 @@ def _stem(name: str) -> str:
 # ------------------------------------------------------------- parse_idx_from_name
 
 IDX_PATTERN = ("'img_<time>_<channel name>_<slice>.tif' (Micro-Manager 1.4, e.g. "
-               "img_000000000_DAPI_000.tif) or a name holding exactly four integers in the "
-               "order channel, slice, time, position (e.g. im_c001_z002_t000_p003.tif)")
+               "img_000000000_DAPI_000.tif), numbers named by axis words (Micro-Manager 2.0's "
+               "img_channel000_position000_time000000000_z000.tif, or c/z/t/p as in "
+               "im_c001_z002_t000_p003.tif), or exactly four integers in the order channel, "
+               "slice, time, position")
 _MM_IMAGE_NAME = re.compile(r"^img_(?P<time>\d+)_(?P<channel>.+)_(?P<slice>\d+)$")
+#: Axis words as Micro-Manager 2.0 writes them, and the original imagingDB's letters.
+_AXIS_WORDS = {"channel": "channel_idx", "c": "channel_idx", "z": "slice_idx",
+               "time": "time_idx", "t": "time_idx", "position": "pos_idx", "p": "pos_idx"}
+_NUMBER = re.compile(r"([A-Za-z]*)(\d+)")
 
 
 def parse_idx_from_name(file_name: "str | os.PathLike[str]") -> dict[str, Any]:
-    """Indexes from a per-frame file name, in either of two conventions.
+    """Indexes from a per-frame file name, in one of three conventions.
 
     - Micro-Manager 1.4's image files, ``img_<time>_<channel name>_<slice>.tif``
       (``img_000000002_GFP_004.tif``): time and slice index, channel name (the
       splitter turns it into an index through the acquisition's ChNames);
-    - the original imagingDB's rule: exactly four integers in the name, taken
-      as channel, slice, time and position (``im_c001_z002_t000_p003.tif``).
+    - numbers named by axis words: Micro-Manager 2.0's
+      ``img_channel000_position001_time000000002_z003.tif`` (only the axes the
+      acquisition used) or the original imagingDB's ``im_c001_z002_t000_p003.tif``.
+      Each number is read by its word, whatever the order; a name mixing
+      axis words with other numbers is refused rather than guessed;
+    - the original imagingDB's rule for other names: exactly four integers,
+      taken as channel, slice, time and position (``0001_0002_0000_0003.tif``).
     """
     name = _base_name(file_name)
     stem = _stem(name)
@@ -63,12 +74,31 @@ def parse_idx_from_name(file_name: "str | os.PathLike[str]") -> dict[str, Any]:
     if match:
         return {"time_idx": int(match["time"]), "channel_name": match["channel"],
                 "slice_idx": int(match["slice"])}
-    numbers = re.findall(r"\d+", stem)
+    numbers = _NUMBER.findall(stem)
+    words = [word.lower() for word, _ in numbers]
+    if any(word in _AXIS_WORDS for word in words):
+        return _indexes_by_axis_word(name, numbers)
     if len(numbers) != 4:
         raise FilenameError(f"{name!r} does not match {IDX_PATTERN}; "
                             f"it holds {len(numbers)} integer(s)")
-    channel, slice_, time, position = (int(n) for n in numbers)
+    channel, slice_, time, position = (int(number) for _, number in numbers)
     return {"channel_idx": channel, "slice_idx": slice_, "time_idx": time, "pos_idx": position}
+
+
+def _indexes_by_axis_word(name: str, numbers: list[tuple[str, str]]) -> dict[str, Any]:
+    """``img_time000000002_z003`` -> time 2, slice 3; every number must have its axis word."""
+    result: dict[str, Any] = {}
+    for word, number in numbers:
+        key = _AXIS_WORDS.get(word.lower())
+        if key is None:
+            raise FilenameError(
+                f"{name!r} mixes axis words (channel, position, time, z, or c, p, t) with "
+                f"another number ({word}{number}); rename it to match {IDX_PATTERN}")
+        if key in result:
+            raise FilenameError(f"{name!r} names the {key[:-4].replace('pos', 'position')} "
+                                "axis twice")
+        result[key] = int(number)
+    return result
 
 
 # ------------------------------------------------------------------ parse_sms_name

@@ -39,6 +39,7 @@ DEFAULT_PLUGINS = (
     "imagingdb.splitters.ome_tiff",
     "imagingdb.splitters.tif_folder",
     "imagingdb.splitters.tif_id",
+    "imagingdb.splitters.image_sequence",
     "imagingdb.parsers",
     "imagingdb.storage.local",
     "imagingdb.storage.s3",

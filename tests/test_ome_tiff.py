@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -31,7 +32,7 @@ ALL_INDEXES = {
     for c in range(len(CHANNELS)) for z in range(SLICES)
     for t in range(TIMES) for p in range(POSITIONS)
 }
-OME = "{http://www.openmicroscopy.org/Schemas/OME/2016-06}"
+OME14 = "{http://www.openmicroscopy.org/Schemas/OME/2015-01}"
 
 
 @pytest.fixture
@@ -100,7 +101,8 @@ def test_generator_writes_summary_in_file_header_and_imagej_info(mm_ometiff_file
     with tifffile.TiffFile(mm_ometiff_files[0]) as tif:
         header_summary = tif.micromanager_metadata["Summary"]
         info = json.loads(tif.pages[0].tags["IJMetadata"].value["Info"])
-    assert header_summary == info
+    # 1.4's writeMMHeaderAndSummaryMD drops the Comment from the header's copy only
+    assert header_summary == {key: value for key, value in info.items() if key != "Comment"}
     assert info["ChNames"] == list(CHANNELS)
     assert (info["Channels"], info["Slices"], info["Frames"], info["Positions"]) == (2, 3, 2, 2)
     assert [p["Label"] for p in info["InitialPositionList"]] == ["Pos0", "Pos1"]
@@ -117,16 +119,24 @@ def test_generator_index_map_points_at_each_page(mm_ometiff_files):
 
 
 def test_generator_ome_xml_describes_every_position(mm_ometiff_files):
-    with tifffile.TiffFile(mm_ometiff_files[1]) as tif:
+    with tifffile.TiffFile(mm_ometiff_files[0]) as tif:
         ome = ET.fromstring(tif.pages[0].description)
-    pixels = ome.findall(f"{OME}Image/{OME}Pixels")
+    pixels = ome.findall(f"{OME14}Image/{OME14}Pixels")
     assert len(pixels) == POSITIONS
     assert pixels[1].attrib["DimensionOrder"] == "XYCZT"
     sizes = [pixels[1].attrib[key] for key in ("SizeC", "SizeZ", "SizeT", "SizeX", "Type")]
     assert sizes == ["2", "3", "2", "64", "uint16"]
-    tiff_data = pixels[1].findall(f"{OME}TiffData")
+    tiff_data = pixels[1].findall(f"{OME14}TiffData")
     assert len(tiff_data) == PAGES_PER_POSITION
-    assert tiff_data[0].find(f"{OME}UUID").attrib["FileName"] == mm_ometiff_files[1].name
+    assert tiff_data[0].find(f"{OME14}UUID").attrib["FileName"] == mm_ometiff_files[1].name
+
+
+def test_generator_other_positions_point_at_the_full_ome_xml(mm_ometiff_files):
+    with tifffile.TiffFile(mm_ometiff_files[1]) as tif:
+        ome = ET.fromstring(tif.pages[0].description)
+    (pointer,) = ome
+    assert pointer.tag == f"{OME14}BinaryOnly"
+    assert pointer.attrib["MetadataFile"] == mm_ometiff_files[0].name
 
 
 def test_tifffile_reads_the_generated_dataset_as_one_series(mm_ometiff_files):
@@ -187,9 +197,10 @@ def test_demo_acquisition_has_two_positions_of_128_pixels(tmp_path):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", ["uint16", "uint8"])
-def test_every_frame_comes_back_with_its_index_and_pixels(tmp_path, dtype):
-    write_mm_ometiff(tmp_path, dtype=dtype, seed=3)
+@pytest.mark.parametrize("dtype, version", [("uint16", "1.4"), ("uint8", "1.4"),
+                                            ("uint16", "2.0")])
+def test_every_frame_comes_back_with_its_index_and_pixels(tmp_path, dtype, version):
+    write_mm_ometiff(tmp_path, dtype=dtype, seed=3, version=version)
     _, frames = read_frames(tmp_path)
     scene = FluorescenceScene(HEIGHT, WIDTH, dtype, nbr_slices=SLICES, seed=3)
     assert {frame.index for frame in frames} == ALL_INDEXES
@@ -288,6 +299,59 @@ def test_position_without_index_comes_from_the_position_name(tmp_path):
     assert frames[0].index == FrameIndex(0, 0, 0, 1)
 
 
+@pytest.mark.parametrize("name, position", [("x_MMStack_B2.ome.tif", 1),
+                                            ("x_MMStack_B2_1.ome.tif", 1),
+                                            ("x_MMStack_Pos3.ome.tif", 3),
+                                            # positions not split into files: no label
+                                            ("x_MMStack_1.ome.tif", 0)])
+def test_position_without_index_nor_name_comes_from_the_file_name(tmp_path, name, position):
+    summary = dict(SMALL_SUMMARY, Positions=4,
+                   InitialPositionList=[{"Label": "A1"}, {"Label": "B2"}])
+    metadata = {"ChannelIndex": 0, "SliceIndex": 0, "FrameIndex": 0, "Channel": "DAPI"}
+    path = write_mm_pages(tmp_path / name, [(np.ones((8, 8), "uint16"), metadata)], summary)
+    _, frames = read_frames(path)
+    assert frames[0].index == FrameIndex(0, 0, 0, position)
+
+
+def test_summary_is_read_from_imagej_info_after_the_acquisition_comments(tmp_path):
+    write_mm_ometiff(tmp_path, file_header=False, comment="cells {fed} at\n\n\n9am",
+                     channels=("Cy5", "DAPI"))
+    acquisition, _ = read_frames(tmp_path, positions=[0], pixels=False)
+    assert acquisition.channel_names == ["Cy5", "DAPI"]
+    assert acquisition.global_meta["Comment"] == "cells {fed} at\n\n\n9am"
+
+
+def test_aborted_acquisition_skips_the_blank_pages_micromanager_added(tmp_path):
+    """Stopped after 10 images: Micro-Manager completed time point 1 of both positions with
+    blank pages; they are not frames, and the summary's 3 time points stay declared."""
+    write_mm_ometiff(tmp_path, slices=2, times=3, aborted_after=10, seed=6)
+    acquisition, frames = read_frames(tmp_path)
+    assert acquisition.dims.nbr_timepoints == 3
+    order = [(c, z, t, p) for t in range(3) for p in range(2) for z in range(2) for c in range(2)]
+    assert {frame.index for frame in frames} == {FrameIndex(*index) for index in order[:10]}
+    scene = FluorescenceScene(HEIGHT, WIDTH, "uint16", nbr_slices=2, seed=6)
+    for frame in frames:
+        assert np.array_equal(frame.pixels, scene.frame(*(frame.index.channel, frame.index.slice,
+                                                          frame.index.time, frame.index.position)))
+
+
+def test_positions_of_an_unfinished_file_ignore_its_reserved_index_entries(tmp_path):
+    """A file Micro-Manager never finished keeps the index map's count at its room, the
+    entries past the images written all zero: not images of position 0."""
+    files = write_mm_ometiff(tmp_path, positions=2, slices=1, times=1, height=256, width=256,
+                             reserve_index_map=True)
+    files[0].unlink()
+    data = bytearray(files[1].read_bytes())
+    summary_length = struct.unpack("<I", data[36:40])[0]
+    room = (struct.unpack("<I", data[4:8])[0] - 40 - summary_length - 8) // 20
+    data[44 + summary_length:48 + summary_length] = struct.pack("<I", room)
+    files[1].write_bytes(bytes(data))
+    with tifffile.TiffFile(files[1]) as tif:
+        assert len(tif.micromanager_metadata["IndexMap"]) == room
+    with pytest.raises(SplitterError, match="position.s. 0 not found; available positions: 1$"):
+        read_frames(tmp_path, positions=[0])
+
+
 def test_rgb_pages_have_three_colors(tmp_path):
     rgb = np.arange(8 * 8 * 3, dtype="uint8").reshape(8, 8, 3)
     path = write_mm_pages(tmp_path / "rgb.ome.tif",
@@ -359,7 +423,7 @@ def text_file(tmp_path):
 
 
 def plain_tiff(tmp_path):
-    tifffile.imwrite(tmp_path / "plain.ome.tif", np.zeros((3, 8, 8), "uint16"))
+    tifffile.imwrite(tmp_path / "plain.ome.tif", np.zeros((3, 8, 8), "uint16"), ome=False)
     return tmp_path / "plain.ome.tif", None
 
 
@@ -375,6 +439,13 @@ def absent_position(tmp_path):
 def duplicate_frame_index(tmp_path):
     pages = [(np.zeros((8, 8), "uint16"), page_meta())] * 2
     return write_mm_pages(tmp_path / "dup.ome.tif", pages, SMALL_SUMMARY), None
+
+
+def position_index_against_its_name(tmp_path):
+    summary = dict(SMALL_SUMMARY, Positions=2, InitialPositionList=[{"Label": "A1"},
+                                                                    {"Label": "B2"}])
+    pages = [(np.zeros((8, 8), "uint16"), dict(page_meta(p=0), PositionName="B2"))]
+    return write_mm_pages(tmp_path / "x.ome.tif", pages, summary), None
 
 
 def index_outside_summary(tmp_path):
@@ -401,6 +472,8 @@ def inconsistent_page_shapes(tmp_path):
     (absent_position, "position(s) 5 not found; available positions: 0, 1"),
     (duplicate_frame_index, "repeats frame"),
     (index_outside_summary, "time index 2"),
+    (position_index_against_its_name, "page 0's MicroManagerMetadata says PositionIndex 0 but "
+                                      "its PositionName 'B2' is position 1"),
     (inconsistent_page_shapes, "share shape and pixel type"),
 ])
 def test_bad_input_raises_splitter_error_naming_the_file(tmp_path, make_source, expected):

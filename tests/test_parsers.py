@@ -40,6 +40,30 @@ def test_parse_sms_name_round_trips(channel, t, p, z, order, extension):
                                     "slice_idx": z}
 
 
+@given(c=indexes, p=indexes, t=indexes, z=indexes, extension=extensions)
+def test_parse_idx_from_name_reads_micromanager_2_names_by_their_axis_words(c, p, t, z, extension):
+    name = f"img_channel{c:03d}_position{p:03d}_time{t:09d}_z{z:03d}{extension}"
+    assert parse_idx_from_name(f"/data/Pos0/{name}") == {
+        "channel_idx": c, "pos_idx": p, "time_idx": t, "slice_idx": z}
+
+
+@pytest.mark.parametrize("name, expected", [
+    # 2.0 names only the axes its acquisition used; a z-stack is never read as positions
+    ("img_channel000_position000_time000000000_z002.tif",
+     {"channel_idx": 0, "pos_idx": 0, "time_idx": 0, "slice_idx": 2}),
+    ("img_time000000003_z001.tif", {"time_idx": 3, "slice_idx": 1}),
+    ("img_z004.tif", {"slice_idx": 4}),
+    # the original's letters are words too, read by their letter, not their order
+    ("im_t002_c001_z000_p003.tif", {"time_idx": 2, "channel_idx": 1, "slice_idx": 0,
+                                    "pos_idx": 3}),
+    # four numbers without words keep the original rule: channel, slice, time, position
+    ("0001_0002_0000_0003.tif", {"channel_idx": 1, "slice_idx": 2, "time_idx": 0,
+                                 "pos_idx": 3}),
+])
+def test_parse_idx_from_name_reads_words_before_order(name, expected):
+    assert parse_idx_from_name(name) == expected
+
+
 @given(plate=words, stack=st.integers(0, 99999), protein=words,
        rest=st.lists(words, min_size=1, max_size=3), extension=extensions)
 def test_parse_ml_name_round_trips(plate, stack, protein, rest, extension):
@@ -51,7 +75,9 @@ def test_parse_ml_name_round_trips(plate, stack, protein, rest, extension):
 
 @pytest.mark.parametrize("parser, name, pattern", [
     (parse_idx_from_name, "cells.tif", "four integers"),
-    (parse_idx_from_name, "im_c1_z2_t3.tif", "img_<time>_<channel name>_<slice>.tif"),
+    (parse_idx_from_name, "im_1_2_3.tif", "img_<time>_<channel name>_<slice>.tif"),
+    (parse_idx_from_name, "exp1_time002_z003.tif", "mixes axis words"),
+    (parse_idx_from_name, "img_z001_z002.tif", "names the slice axis twice"),
     (parse_sms_name, "img_DAPI_t001_p002.tif", "img_<channel name>_t<time>_p<position>_z<slice>"),
     (parse_sms_name, "img_DAPI_t001_t002_z003.tif", "img_<channel name>_t<time>"),
     (parse_sms_name, "DAPI_t001_p002_z003.tif", "img_<channel name>"),

@@ -162,7 +162,7 @@ def _tiff_variants(tmp_path, mm_ometiff):
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     text = _write(tmp_path / "text.ome.tif", "this is not a TIFF\n")
     plain = tmp_path / "plain.ome.tif"
-    tifffile.imwrite(plain, np.zeros((3, 8, 8), np.uint16))
+    tifffile.imwrite(plain, np.zeros((3, 8, 8), np.uint16), ome=False)
     return {"zero": zero, "truncated": truncated, "text": text, "plain": plain}
 
 

@@ -1,4 +1,5 @@
-"""The ``ome_tiff`` splitter: Micro-Manager (1.4 / 2.0) multipage OME-TIFF acquisitions.
+"""The ``ome_tiff`` splitter: Micro-Manager (1.4 / 2.0) multipage OME-TIFF acquisitions, and
+(through :mod:`.ome_xml`) any other OME-TIFF, whose OME-XML alone says where each page goes.
 
 What a source means:
 
@@ -9,20 +10,36 @@ What a source means:
   *not* gathered, even when the summary lists more positions: give the folder
   to get every position.
 
-Each page's ``MicroManagerMetadata`` tag (51123, JSON) gives the frame's
-indexes: ChannelIndex, SliceIndex (or Slice), FrameIndex (or Frame),
-PositionIndex (else the index of PositionName in the summary's position list,
-else the ``_MMStack_Pos<p>`` number in the file name, else 0). A missing
-channel/slice/time index counts as 0; a clash is then reported as a duplicate.
+Micro-Manager names a position's files ``<prefix>_MMStack_<position label>``
+(``Pos<index>`` when the position has no label) and continues a full file in
+``_1``, ``_2``... Each page's ``MicroManagerMetadata`` tag (51123, JSON) gives
+the frame's indexes: ChannelIndex, SliceIndex, FrameIndex, PositionIndex
+(written by 1.4 and 2.0; 2.0 also writes Slice and Frame, 2.0 beta
+``completeCoords``, see :mod:`.micromanager`). A page without PositionIndex
+is placed by its PositionName among the summary's position labels, else by
+the label in its file name. A file name whose label says another position
+than its pages is refused, naming both. A missing channel/slice/time index
+counts as 0; a clash is then reported as a duplicate.
 
 The acquisition summary comes from the first file: Micro-Manager's file header
 (``TiffFile.micromanager_metadata['Summary']``), else the ImageJ ``Info`` of
-the IJMetadata tag on page 0, else a ``Summary`` key in page 0's
-MicroManagerMetadata. It gives the dimensions (Channels, Slices, Frames; 2.0's
-IntendedDimensions) and the channel names (ChNames); without it they are
+the IJMetadata tag on page 0 (after the "Acquisition comments" Micro-Manager
+puts first), else a ``Summary`` key in page 0's MicroManagerMetadata. It gives
+the dimensions (Channels, Slices, Frames; 2.0's IntendedDimensions) and the
+channel names (ChNames; 2.0 pages carry no channel name); without it they are
 learnt from a metadata pass over the pages at open time. Pages missing from an
 incomplete acquisition are not an error: the summary's dimensions are kept and
 the frames present are yielded.
+
+Global metadata is the summary, plus the dataset's whole OME-XML
+(``ome_xml``): Micro-Manager writes it in the first ImageDescription of the
+first position's files and a ``BinaryOnly`` pointer to one of them in the
+others, which is followed.
+
+An acquisition stopped early keeps the summary's sizes, and its frames never
+acquired are recorded as missing; the blank pages with which Micro-Manager
+completes such an acquisition's last time point (MicroManagerMetadata
+``NULL``, absent from the index map) are not frames and are skipped.
 
 Pages are read one at a time and not cached, so memory stays flat whatever the
 file size. numpy and tifffile are imported lazily.
@@ -39,12 +56,23 @@ import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from xml.sax.saxutils import unescape
 
 import pluggy
 
-from ..acquisition import Acquisition, Dimensions, Frame, FrameIndex, SplitOptions, Splitter
+from ..acquisition import (
+    CERTAIN,
+    Acquisition,
+    Dimensions,
+    Frame,
+    FrameIndex,
+    SourceClaim,
+    SplitOptions,
+    Splitter,
+)
 from ..errors import SplitterError
-from . import tiff_pages
+from . import micromanager as mm
+from . import ome_xml, tiff_pages
 
 if TYPE_CHECKING:
     import tifffile
@@ -62,13 +90,19 @@ _MM_SUMMARY_HEADER = 2355492
 _INDEX = {"type": "integer", "minimum": 0}
 
 #: Per-frame metadata Micro-Manager writes; the original imagingDB required the
-#: channel, slice and frame indexes and the channel name.
+#: channel, slice and frame indexes and the channel name. 2.0 names channels in
+#: the summary only; its pages are told by the ScopeDataKeys (or 2.0 beta's
+#: completeCoords) that 1.4 never writes.
 OME_TIFF_META_SCHEMA: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "title": "Micro-Manager per-frame metadata (MicroManagerMetadata TIFF tag)",
     "type": "object",
-    "required": ["ChannelIndex", "FrameIndex", "Channel"],
-    "anyOf": [{"required": ["SliceIndex"]}, {"required": ["Slice"]}],
+    "required": ["ChannelIndex", "FrameIndex"],
+    "allOf": [
+        {"anyOf": [{"required": ["SliceIndex"]}, {"required": ["Slice"]}]},
+        {"anyOf": [{"required": ["Channel"]}, {"required": ["ScopeDataKeys"]},
+                   {"required": ["completeCoords"]}]},
+    ],
     "properties": {
         "ChannelIndex": _INDEX,
         "SliceIndex": _INDEX,
@@ -82,14 +116,10 @@ OME_TIFF_META_SCHEMA: dict[str, Any] = {
     },
 }
 
-# Summary keys giving each axis' size: Micro-Manager 1.4 key, 2.0 IntendedDimensions key.
-_SIZE_KEYS = {
-    "channel": ("Channels", "channel"),
-    "slice": ("Slices", "z"),
-    "time": ("Frames", "time"),
-    "position": ("Positions", "position"),
-}
-_POSITION_IN_NAME = re.compile(r"_MMStack_Pos(\d+)(?:_\d+)?\.ome\.tiff?$", re.IGNORECASE)
+_LABEL_IN_NAME = re.compile(r"_MMStack_(?P<label>.+?)\.ome\.tiff?$", re.IGNORECASE)
+_ROLLOVER = re.compile(r"^(?P<label>.+)_\d+$")
+_NDTIFF_INDEX = "NDTiff.index"
+_NDTIFF_MAJOR_HEADER = 483729  # NDTiff >= 2 puts it where Micro-Manager's index map header goes
 
 
 class OmeTiffSplitter(Splitter):
@@ -98,8 +128,10 @@ class OmeTiffSplitter(Splitter):
     name = "ome_tiff"
     default_meta_schema = OME_TIFF_META_SCHEMA
 
-    def open(self, source: "os.PathLike[str] | str", options: SplitOptions) -> "OmeTiffAcquisition":
+    def open(self, source: "os.PathLike[str] | str", options: SplitOptions) -> Acquisition:
         source = Path(source)
+        if ome_xml.is_generic_ome(source):  # OME-XML without Micro-Manager's tags: Bio-Formats...
+            return ome_xml.OmeXmlAcquisition(source, options)
         return OmeTiffAcquisition(source, _source_files(source), options)
 
 
@@ -119,8 +151,9 @@ class OmeTiffAcquisition(Acquisition):
     def __init__(self, source: Path, files: list[Path], options: SplitOptions):
         self.source = source
         self.files = files
-        summary, self._format = _read_first_page(files[0])
-        self._position_labels = _position_labels(summary)
+        first = _read_first_page(files[0])
+        summary, self._format = first.summary, first.pixel_format
+        self._position_labels = mm.position_labels(summary)
         census = _take_census(files, summary, self._position_labels)
         self._positions_by_file = census.positions_by_file
         self._selected = _select_positions(source, census.positions(), options.positions)
@@ -128,7 +161,7 @@ class OmeTiffAcquisition(Acquisition):
         if source.is_dir() and options.positions is None:
             # An acquisition stopped before its last positions keeps its declared count,
             # so the positions it never reached are known to be missing.
-            nbr_positions = max(nbr_positions, _summary_size(summary, "position") or 0)
+            nbr_positions = max(nbr_positions, mm.summary_size(summary, "position") or 0)
         self.dims = _dimensions(summary, census, self._format, nbr_positions)
         self.channel_names = _channel_names(summary, census, self.dims.nbr_channels)
         # Largest index + 1 per axis; positions are only bounded by the summary.
@@ -136,11 +169,19 @@ class OmeTiffAcquisition(Acquisition):
             "channel": self.dims.nbr_channels,
             "slice": self.dims.nbr_slices,
             "time": self.dims.nbr_timepoints,
-            "position": _summary_size(summary, "position"),
+            "position": mm.summary_size(summary, "position"),
         }
+        self.kind = _kind(summary, files)
+        ome_xml, ome_warning = _dataset_ome_xml(files[0], first.ome_xml)
+        self.warnings = [ome_warning] if ome_warning else []
         self.global_meta = {
             **options.name_metadata(source),
             **summary,
+            **({"ome_xml": ome_xml} if ome_xml else {}),
+            "position_labels": {str(p): label for p in sorted(self._selected)
+                                if p < len(self._position_labels)
+                                and mm.label_position(self._position_labels,
+                                                      label := self._position_labels[p]) == p},
             "file_origin": str(source),
             "source_files": [path.name for path in files],
         }
@@ -162,6 +203,8 @@ class OmeTiffAcquisition(Acquisition):
             if not self._positions_by_file[path] & self._selected:
                 continue
             for number, page, metadata in _iter_pages(path):
+                if metadata is None:  # a blank page, no image Micro-Manager acquired
+                    continue
                 where = f"{path}: page {number}"
                 self._format.check_same(tiff_pages.PixelFormat.of(page, where), where,
                                         "the first page")
@@ -240,8 +283,8 @@ def _continuation_files(path: Path) -> list[Path]:
 # --------------------------------------------------------------------------
 
 
-def _iter_pages(path: Path) -> Iterator[tuple[int, "tifffile.TiffPage", dict[str, Any]]]:
-    """Yield (page number, page, MicroManagerMetadata) for each page, in file order."""
+def _iter_pages(path: Path) -> Iterator[tuple[int, "tifffile.TiffPage", Optional[dict[str, Any]]]]:
+    """Yield (page number, page, MicroManagerMetadata or None if blank) for each page."""
     with tiff_pages.opened(path) as tif:
         tiff_pages.first_page(tif, path)
         pages = iter(tif.pages)
@@ -270,14 +313,22 @@ def _check_chain_end(tif: "tifffile.TiffFile", path: Path, count: int) -> None:
             "(truncated or corrupt file)")
 
 
-def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> dict[str, Any]:
+def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> Optional[dict[str, Any]]:
+    """The page's MicroManagerMetadata; None for the blank pages with which Micro-Manager
+    completes the last time point of an aborted acquisition (writeBlankIFD: "NULL ")."""
     tag = page.tags.get(MM_METADATA_TAG)
     if tag is None:
         raise SplitterError(
             f"{path} has no MicroManagerMetadata on page {number}: not a Micro-Manager "
             "OME-TIFF; use frames_format: tif_id for plain TIFF stacks")
     value = tag.value  # tifffile decodes the JSON; None if it is invalid
+    if value is None and tag.count < 16:
+        fh = page.parent.filehandle
+        fh.seek(tag.valueoffset)
+        value = fh.read(tag.count)
     if isinstance(value, (bytes, str)):
+        if (value.encode() if isinstance(value, str) else value).strip(b"\0 ") == b"NULL":
+            return None
         try:
             value = json.loads(value)
         except ValueError:
@@ -292,17 +343,26 @@ def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> dict[str
 # --------------------------------------------------------------------------
 
 
-def _read_first_page(path: Path) -> tuple[dict[str, Any], tiff_pages.PixelFormat]:
-    """The acquisition summary and the pixel format, from page 0 of ``path``."""
+@dataclass
+class _FirstPage:
+    summary: dict[str, Any]
+    pixel_format: tiff_pages.PixelFormat
+    ome_xml: Optional[str]  # the first ImageDescription, where Micro-Manager puts the OME-XML
+
+
+def _read_first_page(path: Path) -> _FirstPage:
+    """The acquisition summary, the pixel format and the OME-XML, from page 0 of ``path``."""
     with tiff_pages.opened(path) as tif:
         page = tiff_pages.first_page(tif, path)  # checks its data: else a cut file looks untagged
-        metadata = _mm_metadata(page, path, 0)
+        metadata = _mm_metadata(page, path, 0) or {}
         page_format = tiff_pages.PixelFormat.of(page, f"{path}: page 0")
         with tiff_pages.reading(f"{path}: page 0"):
             summary = (_mm_header_block(tif.filehandle, "Summary")
                        or _imagej_summary(page)
                        or metadata.get("Summary"))
-    return (dict(summary) if isinstance(summary, dict) else {}), page_format
+            description = page.tags.valueof(270)
+    ome_xml = description if isinstance(description, str) and "<OME" in description[:1000] else None
+    return _FirstPage(dict(summary) if isinstance(summary, dict) else {}, page_format, ome_xml)
 
 
 def _mm_header_block(fh: Any, key: str) -> Any:
@@ -337,74 +397,92 @@ def _mm_block_fits(fh: Any, byteorder: str, key: str, *, index_offset: int,
 
 
 def _imagej_summary(page: "tifffile.TiffPage") -> Optional[dict[str, Any]]:
-    """Micro-Manager's summary, stored as JSON in the ImageJ Info entry."""
+    """Micro-Manager's summary, stored as JSON in the ImageJ Info entry.
+
+    With a comment, Micro-Manager writes "Acquisition comments: \\n<comment>\\n\\n\\n"
+    before the JSON, and the comment may hold anything: the summary is the
+    JSON object that runs to the end.
+    """
     imagej = page.tags.valueof(IJ_METADATA_TAG)
     info = imagej.get("Info") if isinstance(imagej, dict) else None
-    try:
-        summary = json.loads(info) if isinstance(info, str) else None
-    except ValueError:
+    if not isinstance(info, str):
         return None
-    return summary if isinstance(summary, dict) else None
-
-
-def _summary_size(summary: dict[str, Any], axis: str) -> Optional[int]:
-    key, intended_key = _SIZE_KEYS[axis]
-    intended = summary.get("IntendedDimensions")
-    value = summary.get(key)
-    if value is None and isinstance(intended, dict):
-        value = intended.get(intended_key)
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        return None
-    return size if size > 0 else None
-
-
-def _position_labels(summary: dict[str, Any]) -> list[Optional[str]]:
-    """Position names in index order: 1.4's InitialPositionList or 2.0's StagePositions."""
-    positions = summary.get("InitialPositionList") or summary.get("StagePositions") or []
-    if not isinstance(positions, list):
-        return []
-    return [entry.get("Label") if isinstance(entry, dict) else None for entry in positions]
-
-
-def _index_value(metadata: dict[str, Any], keys: tuple[str, ...], path: Path, number: int) -> int:
-    """The first of ``keys`` present in ``metadata`` as a non-negative int (0 if none is)."""
-    for key in keys:
-        if key in metadata:
-            value = metadata[key]
-            if isinstance(value, str) and value.strip().isdigit():
-                value = int(value)
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise SplitterError(
-                    f"{path}: MicroManagerMetadata {key} on page {number} is {value!r}, "
-                    "not a non-negative integer")
-            return value
-    return 0
+    starts = [0] if not info.startswith("Acquisition comments:") else [
+        match.end() for match in re.finditer(r"\n\n\n(?=\{)", info)]
+    for start in starts:
+        try:
+            summary = json.loads(info[start:])
+        except ValueError:
+            continue
+        if isinstance(summary, dict):
+            return summary
+    return None
 
 
 def _frame_index(metadata: dict[str, Any], path: Path, number: int,
                  position_labels: list[Optional[str]]) -> FrameIndex:
-    if "PositionIndex" in metadata:
-        position = _index_value(metadata, ("PositionIndex",), path, number)
-    else:
-        position = _position_from_name(metadata.get("PositionName"), position_labels, path)
-    return FrameIndex(
-        channel=_index_value(metadata, ("ChannelIndex",), path, number),
-        slice=_index_value(metadata, ("SliceIndex", "Slice"), path, number),
-        time=_index_value(metadata, ("FrameIndex", "Frame"), path, number),
-        position=position,
-    )
+    where = f"{path}: page {number}'s MicroManagerMetadata"
+    found = mm.image_indexes(metadata, f"{path}: MicroManagerMetadata {{key}} on page {number}")
+    name = metadata.get("PositionName")
+    by_label = mm.label_position(position_labels, name)
+    position = found.get("position")
+    if position is None:
+        position = by_label if by_label is not None else _position_from_file_name(
+            path, position_labels)
+    elif by_label is not None and by_label != position:
+        raise SplitterError(f"{where} says PositionIndex {position} but its PositionName "
+                            f"{name!r} is position {by_label} in the summary's position list")
+    _check_file_name(path, name, position, position_labels, where)
+    return FrameIndex(channel=found.get("channel", 0), slice=found.get("slice", 0),
+                      time=found.get("time", 0), position=position)
 
 
-def _position_from_name(name: Any, labels: list[Optional[str]], path: Path) -> int:
-    """Position of a page without PositionIndex: its label's place, or the file's Pos<p>."""
-    if name is not None and name in labels:
-        return labels.index(name)
-    match = _POSITION_IN_NAME.search(path.name)
-    return int(match.group(1)) if match else 0
+def _labels_in_file_name(path: Path) -> list[str]:
+    """What the file name can say about its position: the label after ``_MMStack_``,
+    and that label less a continuation file's ``_<n>``."""
+    match = _LABEL_IN_NAME.search(path.name)
+    if match is None or match["label"].isdigit():  # <prefix>_MMStack_1: positions not split
+        return []
+    label = match["label"]
+    rollover = _ROLLOVER.match(label)
+    return [label, rollover["label"]] if rollover else [label]
+
+
+def _position_from_file_name(path: Path, labels: list[Optional[str]]) -> int:
+    """Position of a page without PositionIndex nor a listed PositionName."""
+    for label in _labels_in_file_name(path):
+        said = _label_in_name_position(label, labels)
+        if said is not None:
+            return said
+    return 0
+
+
+def _check_file_name(path: Path, name: Any, position: int, labels: list[Optional[str]],
+                     where: str) -> None:
+    """Micro-Manager names a position's files after its PositionName, else Pos<index>."""
+    in_name = _labels_in_file_name(path)
+    if not in_name:
+        return
+    if isinstance(name, str) and name:
+        if name not in in_name:
+            raise SplitterError(f"{path}: the file name says position {in_name[-1]!r} but {where} "
+                                f"says PositionName {name!r}; Micro-Manager names a position's "
+                                "files after it")
+        return
+    meant = {said for said in (_label_in_name_position(label, labels) for label in in_name)
+             if said is not None}
+    if meant and position not in meant:
+        raise SplitterError(f"{path}: the file name says position {in_name[-1]!r} but {where} "
+                            f"says PositionIndex {position}; Micro-Manager names a position's "
+                            "files after it")
+
+
+def _label_in_name_position(label: str, labels: list[Optional[str]]) -> Optional[int]:
+    by_label = mm.label_position(labels, label)
+    if by_label is not None:
+        return by_label
+    numbered = re.fullmatch(r"Pos(\d+)", label)
+    return int(numbered[1]) if numbered else None
 
 
 def _describe_index(index: FrameIndex) -> str:
@@ -428,6 +506,8 @@ class _Census:
         """Read every page's metadata (not pixels); return the positions in ``path``."""
         positions = set()
         for number, _page, metadata in _iter_pages(path):
+            if metadata is None:
+                continue
             index = _frame_index(metadata, path, number, position_labels)
             positions.add(index.position)
             for axis in self.sizes:
@@ -442,7 +522,7 @@ def _take_census(files: list[Path], summary: dict[str, Any],
     """Positions from Micro-Manager's index maps when the summary is complete,
     else from a metadata pass over the pages."""
     census = _Census()
-    summary_complete = (all(_summary_size(summary, axis) for axis in census.sizes)
+    summary_complete = (all(mm.summary_size(summary, axis) for axis in census.sizes)
                         and isinstance(summary.get("ChNames"), list))
     for path in files:
         positions = _index_map_positions(path) if summary_complete else None
@@ -461,7 +541,8 @@ def _index_map_positions(path: Path) -> Optional[set[int]]:
         return None  # the page scan that follows reports what is wrong
     if index_map is None or len(index_map) == 0:
         return None
-    return set(index_map[:, 3].tolist())
+    # A file Micro-Manager never finished keeps its reserved, all-zero entries.
+    return set(index_map[index_map[:, 4] != 0, 3].tolist())
 
 
 def _select_positions(source: Path, available: set[int],
@@ -479,7 +560,7 @@ def _select_positions(source: Path, available: set[int],
 
 def _dimensions(summary: dict[str, Any], census: _Census, page_format: tiff_pages.PixelFormat,
                 nbr_positions: int) -> Dimensions:
-    sizes = {axis: _summary_size(summary, axis) or max(census.sizes[axis], 1)
+    sizes = {axis: mm.summary_size(summary, axis) or max(census.sizes[axis], 1)
              for axis in census.sizes}
     return Dimensions(
         nbr_channels=sizes["channel"],
@@ -502,3 +583,110 @@ def _channel_names(summary: dict[str, Any], census: _Census, nbr_channels: int) 
         else census.channel_names.get(channel, f"channel{channel}")
         for channel in range(nbr_channels)
     ]
+
+
+def _kind(summary: dict[str, Any], files: list[Path]) -> str:
+    version = mm.version(summary)
+    name = f"Micro-Manager {version} OME-TIFF" if version else "Micro-Manager OME-TIFF"
+    return f"{name} ({len(files)} file{'' if len(files) == 1 else 's'})"
+
+
+# --------------------------------------------------------------------------
+# The dataset's OME-XML
+# --------------------------------------------------------------------------
+
+_BINARY_ONLY = re.compile(r'<BinaryOnly\b[^>]*\bMetadataFile="(?P<file>[^"]*)"')
+
+
+def _dataset_ome_xml(path: Path, ome_xml: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """The whole OME-XML, and a warning when only a pointer to it could be found.
+
+    Micro-Manager writes it into the files of one position (the first with
+    room for it) and a ``BinaryOnly`` pointer to the last of them into every
+    other file; when no file has room, into a text file ``OMEXMLMetadata.ome``.
+    """
+    pointer = _BINARY_ONLY.search(ome_xml[:4096]) if ome_xml else None
+    if pointer is None:
+        return ome_xml, None
+    target = path.with_name(unescape(pointer["file"]))
+    full = None
+    if target.is_file() and target != path:
+        full = _text_file(target) if target.suffix == ".ome" else _read_ome_xml(target)
+    if full is None or _BINARY_ONLY.search(full[:4096]):
+        return ome_xml, (f"{path.name}: its OME-XML points to {target.name}, which is not "
+                         "in the folder or holds no OME-XML; only the pointer is kept")
+    return full, None
+
+
+def _read_ome_xml(path: Path) -> Optional[str]:
+    try:
+        return _read_first_page(path).ome_xml
+    except SplitterError:
+        return None
+
+
+def _text_file(path: Path) -> Optional[str]:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+# --------------------------------------------------------------------------
+# Claiming sources (frames_format: auto)
+# --------------------------------------------------------------------------
+
+
+@hookimpl
+def claim_source(source: Path) -> Optional[SourceClaim]:
+    """The sources this splitter reads: Micro-Manager's OME-TIFFs (CERTAIN), other OME-TIFFs
+    (LIKELY). One hookimpl per module, asking each kind in turn."""
+    return _claim_micromanager(source) or ome_xml.claim_generic_ome(source)
+
+
+def _claim_micromanager(source: Path) -> Optional[SourceClaim]:
+    """Micro-Manager OME-TIFFs: a file, or a folder of them; never an NDTiff stack.
+
+    NDTiff stacks carry Micro-Manager's page tags too, but sit next to their
+    ``NDTiff.index`` (and NDTiff >= 2 has its own header): the NDTiff plugin's.
+    Reads one folder listing and the header and page-0 tags of one file.
+    """
+    try:
+        files = _claimable_files(source)
+        summary = _claimed_summary(files[0]) if files else None
+    except (OSError, ValueError, struct.error, SplitterError):
+        return None
+    if summary is None:
+        return None
+    return SourceClaim("ome_tiff", _kind(summary, files), CERTAIN)
+
+
+def _claimable_files(source: Path) -> list[Path]:
+    if source.is_dir():
+        if (source / _NDTIFF_INDEX).exists():
+            return []
+        return sorted((path for path in source.iterdir()
+                       if path.is_file() and _ome_tiff_suffix(path.name)), key=tiff_pages.natural_key)
+    if (not source.is_file() or source.suffix.lower() not in tiff_pages.TIFF_SUFFIXES
+            or source.with_name(_NDTIFF_INDEX).exists()):
+        return []
+    return [source, *_continuation_files(source)]
+
+
+def _claimed_summary(path: Path) -> Optional[dict[str, Any]]:
+    """The summary of a Micro-Manager OME-TIFF ({} if it has none), None if it is not one."""
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+        if len(head) < 16 or head[:2] not in (b"II", b"MM"):
+            return None
+        byteorder = "<" if head[:2] == b"II" else ">"
+        if struct.unpack(byteorder + "I", head[8:12])[0] == _NDTIFF_MAJOR_HEADER:
+            return None
+        summary = _mm_header_block(fh, "Summary")
+    if isinstance(summary, dict):
+        return summary
+    with tiff_pages.opened(path) as tif:
+        page = tiff_pages.first_page(tif, path)
+        if MM_METADATA_TAG not in page.tags:
+            return None
+        return _imagej_summary(page) or {}

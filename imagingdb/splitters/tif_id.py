@@ -1,52 +1,86 @@
-"""The ``tif_id`` splitter: one TIFF file holding a stack described by its ImageDescription.
+"""The ``tif_id`` splitter: one TIFF file, its pages placed by the dimensions the file declares.
 
-What a source means: one file. Its first page's ImageDescription says how its
-pages fill the grid:
+What a source means: one file. Where each page goes is what the file itself
+declares, looked for in this order:
 
-- an **ImageJ hyperstack** (``ImageJ=...``, ``channels=``, ``slices=``,
-  ``frames=``, and the original imagingDB's ``positions=``): pages in
-  ImageJ's order, channel fastest, then slice, then position, then time
-  (frame) slowest, i.e. page ``i`` is channel ``i % C``, slice
-  ``i // C % Z``...;
-- anything else (a tifffile JSON shape, no description, another program's
-  text): a **plain multi-page TIFF**, read as a z-stack, page ``i`` = slice ``i``.
+1. **OME-XML** in page 0's ImageDescription: read exactly as ``ome_tiff``
+   reads an OME-TIFF that Micro-Manager did not write (:mod:`.ome_xml`).
+   A file with several OME Images, or one file of a multi-file set, is
+   refused, naming ``ome_tiff``.
+2. an **ImageJ header** (:mod:`.imagej`) in the first ImageDescription, or in
+   the second (where Micro-Manager writes it): ``channels=``, ``slices=``,
+   ``frames=`` and the original imagingDB's ``positions=``; pages run channel
+   fastest, then slice, position, time, or z fastest with ``order=zct``.
+   ImageJ's ``Info``, ``Labels`` (each page's own label also in its frame's
+   metadata, as ``Label``), display ``Ranges``, LUTs and the whole header
+   (``spacing``, ``unit``, ``finterval``...) are kept; the pixel size, z step
+   and frame interval also as ``physical_size``.
+3. **tifffile's shaped description** (``{"shape": [...], "axes": "TZCYX"}``):
+   pages in C order over the axes before YX: ``T`` time, ``Z`` slices, ``C``
+   channels. Without axes, or with tifffile's unknown ``Q``/sequence ``I``,
+   one dimension over 1 is a sequence (below); more cannot be placed and are
+   refused.
+4. anything else: a **plain multi-page TIFF**, page ``i`` = slice ``i``
+   (time ``i`` with the upload config's ``sequence_axis: t``).
 
-A file with fewer pages than its description declares (an acquisition stopped
-early) is stored as it is: the declared sizes are the dataset's dimensions
-and the frames never written are its missing frames. More pages than
-declared is an error. Channels are named ``channel<c>`` (an ImageJ file does
-not name them). Global metadata: the parsed description, the file's origin,
-and what the ``filename_parser`` reads from the file name (e.g.
-``parse_ml_name``'s plate, stack number and protein); frame metadata: each
-page's TIFF tags. Pages are read one at a time.
+Refused, naming the format that reads them: Micro-Manager files (their
+MicroManagerMetadata places each page: ``ome_tiff``, or ``tif_folder`` for a
+folder of single images) and NDTiff stacks (``ndtiff``).
+
+A file with fewer pages than it declares (an acquisition stopped early) is
+stored as it is: the declared sizes are the dataset's dimensions and the
+pages never written are its missing frames. More pages than declared is an
+error. Channels are named ``channel<c>`` (ImageJ and tifffile do not name
+them). Global metadata: the parsed description, the file's origin, and what
+the ``filename_parser`` reads from the file name (e.g. ``parse_ml_name``'s
+plate, stack number and protein); frame metadata: each page's TIFF tags.
+Pages are read one at a time.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import pluggy
 
-from ..acquisition import Acquisition, Dimensions, Frame, FrameIndex, SplitOptions, Splitter
+from ..acquisition import (
+    LIKELY,
+    POSSIBLE,
+    Acquisition,
+    Dimensions,
+    Frame,
+    FrameIndex,
+    SourceClaim,
+    SplitOptions,
+    Splitter,
+)
 from ..errors import SplitterError
-from . import tiff_pages
+from . import imagej, ome_xml, tiff_pages
+
+if TYPE_CHECKING:
+    import tifffile
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
-#: ImageDescription keys giving the sizes, in page order (fastest first)
-_IMAGEJ_SIZES = (("channel", "channels"), ("slice", "slices"), ("position", "positions"),
-                 ("time", "frames"))
+_AXES = ("channel", "slice", "time", "position")
+_SHAPED_AXES = {"C": "channel", "Z": "slice", "T": "time"}
+_SEQUENCE_LETTERS = "IQ"  # tifffile's "image sequence" and "unknown" axes
 
 
 class TifIdSplitter(Splitter):
-    """Splits one TIFF stack described by its ImageDescription (``frames_format: tif_id``)."""
+    """Splits one TIFF stack by the dimensions it declares (``frames_format: tif_id``)."""
 
     name = "tif_id"
 
-    def open(self, source: "os.PathLike[str] | str", options: SplitOptions) -> "TifIdAcquisition":
-        return TifIdAcquisition(Path(source), options)
+    def open(self, source: "os.PathLike[str] | str", options: SplitOptions) -> Acquisition:
+        source = Path(source)
+        if _first_look(source):
+            return ome_xml.OmeXmlAcquisition(source, options, reader="tif_id")
+        return TifIdAcquisition(source, options)
 
 
 @hookimpl
@@ -54,57 +88,96 @@ def register_splitters(register: Callable[[str, Callable[[], Splitter]], None]) 
     register("tif_id", TifIdSplitter)
 
 
+def _first_look(source: Path) -> bool:
+    """Refuse what tif_id must not split; True if the file's dimensions are in OME-XML."""
+    if not source.is_file():
+        raise SplitterError(f"{source}: no such file" if not source.exists() else
+                            f"{source} is a folder; tif_id takes one TIFF file "
+                            "(leave frames_format out to let imagingdb choose for a folder)")
+    with tiff_pages.opened(source) as tif:
+        page = tiff_pages.first_page(tif, source)
+        if tiff_pages.is_ndtiff(tif):
+            raise SplitterError(f"{source} is an NDTiff stack, placed by its NDTiff.index: "
+                                "upload its folder with frames_format: ndtiff")
+        if tiff_pages.has_micromanager_metadata(page):
+            right = ("ome_tiff" if ome_xml.looks_like_ome(page.description)
+                     else "tif_folder for its folder")
+            raise SplitterError(f"{source} is a Micro-Manager file, whose pages are placed by "
+                                f"their MicroManagerMetadata: use frames_format: {right}")
+        return ome_xml.looks_like_ome(page.description)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a file's pages fill the grid: each axis' size and the page order."""
+
+    sizes: dict[str, int]
+    order: tuple[str, ...]  # axes in page order, fastest first
+    kind: str  # what the file is, in words
+    description: Any  # what the file declares, for global metadata
+
+    @property
+    def declared(self) -> int:
+        count = 1
+        for axis in _AXES:
+            count *= self.sizes[axis]
+        return count
+
+    def index_of_page(self, number: int) -> FrameIndex:
+        values = dict.fromkeys(_AXES, 0)
+        for axis in self.order:
+            number, values[axis] = divmod(number, self.sizes[axis])
+        return FrameIndex(**values)
+
+    @property
+    def page_order(self) -> str:
+        shown = [axis for axis in self.order if self.sizes[axis] > 1] or list(self.order[:1])
+        return f"{', '.join(shown)} ({shown[0]} fastest)" if len(shown) > 1 else shown[0]
+
+
 class TifIdAcquisition(Acquisition):
-    """One TIFF stack: description and page count read at open, pages streamed."""
+    """One TIFF stack: its declared layout and page count read at open, pages streamed."""
 
     def __init__(self, source: Path, options: SplitOptions):
-        if not source.is_file():
-            raise SplitterError(f"{source}: no such file" if not source.exists() else
-                                f"{source} is a folder; tif_id takes one TIFF file "
-                                "(use frames_format: tif_folder for a folder of TIFF files)")
         self.source = source
         with tiff_pages.opened(source) as tif:
             page = tiff_pages.first_page(tif, source)
             self._format = tiff_pages.PixelFormat.of(page, f"{source}: page 0")
-            description = page.description or ""
-            with tiff_pages.reading(f"{source}: page list"):
-                self._nbr_pages = len(tif.pages)
-            imagej = parse_imagej_description(description)
-            self._sizes = _sizes(source, imagej, self._nbr_pages)
-            _refuse_contiguous_block(tif, page, self._sizes, self._nbr_pages)
-        self._positions = _selected_positions(source, self._sizes["position"], options.positions)
-        name_meta = options.name_metadata(source)
-        self.channel_names = [f"channel{c}" for c in range(self._sizes["channel"])]
+            self._nbr_pages = tiff_pages.page_count(tif, source)
+            with tiff_pages.reading(f"{source}: page 0"):
+                header = imagej.find_header(page)
+                layout = _layout(source, page, header, self._format, self._nbr_pages,
+                                 options.sequence_axis)
+                extra = _imagej_metadata(page, header) if header else {}
+            _refuse_contiguous_block(tif, page, layout.declared, self._nbr_pages)
+        self._layout = layout
+        self._labels = extra.get("imagej_metadata", {}).get("Labels", [])
+        self._header_text = (page.description1 if header.second else page.description) if header else None
+        self._positions = _selected_positions(source, layout.sizes["position"], options.positions)
+        self.kind = layout.kind
+        self.channel_names = [f"channel{c}" for c in range(layout.sizes["channel"])]
         self.dims = Dimensions(
-            nbr_channels=self._sizes["channel"], nbr_slices=self._sizes["slice"],
-            nbr_timepoints=self._sizes["time"], nbr_positions=len(self._positions),
+            nbr_channels=layout.sizes["channel"], nbr_slices=layout.sizes["slice"],
+            nbr_timepoints=layout.sizes["time"], nbr_positions=len(self._positions),
             im_height=self._format.shape[0], im_width=self._format.shape[1],
             im_colors=self._format.colors, bit_depth=self._format.dtype)
         self.global_meta = {
-            **name_meta,
+            **options.name_metadata(source),
             "file_origin": str(source),
             "nbr_pages": self._nbr_pages,
-            "image_description": imagej if imagej else description[:10000],
-            "page_order": "channel, slice, position, time (channel fastest)" if imagej
-            else "slice (plain multi-page TIFF)",
+            "image_description": layout.description,
+            "page_order": layout.page_order,
+            **extra,
         }
 
     def index_of_page(self, number: int) -> FrameIndex:
-        """Where page ``number`` sits: ImageJ's order, channel fastest, time slowest."""
-        values = {}
-        for axis, _key in _IMAGEJ_SIZES:
-            number, values[axis] = divmod(number, self._sizes[axis])
-        return FrameIndex(**values)
+        return self._layout.index_of_page(number)
 
     def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:
         source = self.source
         with tiff_pages.opened(source) as tif:
-            pages = iter(tif.pages)
-            for number in range(self._nbr_pages):
+            for number, page in tiff_pages.numbered_pages(tif, source, stop=self._nbr_pages):
                 where = f"{source}: page {number}"
-                with tiff_pages.reading(where):
-                    page = next(pages)
-                    tiff_pages.check_data_in_file(tif, page, where)
                 index = self.index_of_page(number)
                 if index.position not in self._positions:
                     continue
@@ -112,63 +185,119 @@ class TifIdAcquisition(Acquisition):
                 yield Frame(
                     index=index,
                     channel_name=self.channel_names[index.channel],
-                    metadata=tiff_pages.page_metadata(page),
+                    metadata=self._frame_metadata(page, number),
                     pixels=tiff_pages.read_pixels(page, where) if pixels else None,
                     origin=f"page {number}",
                 )
 
-
-def parse_imagej_description(description: str) -> dict[str, Any]:
-    """ImageJ's ``key=value`` lines as a dict (ints and booleans converted); {} if not ImageJ.
-
-    The original imagingDB's ``positions=`` counts as ImageJ too.
-    """
-    entries: dict[str, Any] = {}
-    for line in description.splitlines():
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            continue
-        value = value.strip()
-        if value.lstrip("-").isdigit():
-            entries[key.strip()] = int(value)
-        elif value in ("true", "false"):
-            entries[key.strip()] = value == "true"
-        else:
-            entries[key.strip()] = value
-    if "ImageJ" in entries or any(key in entries for _axis, key in _IMAGEJ_SIZES):
-        return entries
-    return {}
+    def _frame_metadata(self, page: "tifffile.TiffPage", number: int) -> dict[str, Any]:
+        metadata = tiff_pages.page_metadata(page)
+        if self._header_text is not None and metadata.get("ImageDescription") == self._header_text:
+            del metadata["ImageDescription"]  # ImageJ repeats its header on every page
+        if number < len(self._labels) and self._labels[number]:
+            metadata["Label"] = self._labels[number]
+        return metadata
 
 
-def _sizes(source: Path, imagej: dict[str, Any], nbr_pages: int) -> dict[str, int]:
-    """Axis sizes from the description; a plain stack is a z-stack of every page."""
-    if not imagej:
-        return {"channel": 1, "slice": nbr_pages, "position": 1, "time": 1}
-    sizes = {}
-    for axis, key in _IMAGEJ_SIZES:
-        value = imagej.get(key, 1)
-        if not isinstance(value, int) or value < 1:
-            raise SplitterError(f"{source}: ImageDescription {key}={value!r} is not a "
-                                "positive integer")
-        sizes[axis] = value
-    declared = sizes["channel"] * sizes["slice"] * sizes["position"] * sizes["time"]
-    if declared == 1 and isinstance(imagej.get("images"), int) and imagej["images"] > 1:
-        sizes["slice"] = declared = imagej["images"]  # ImageJ's plain stack: images=N only
-    if nbr_pages > declared:
+def _layout(source: Path, page: "tifffile.TiffPage", header: Optional[imagej.ImageJHeader],
+            page_format: tiff_pages.PixelFormat, nbr_pages: int, sequence_axis: str) -> _Layout:
+    if header is not None:
+        sizes = header.sizes(source)
+        layout = _Layout({**dict.fromkeys(_AXES, 1), **sizes}, header.page_order(source),
+                         header.kind(sizes), header.entries)
+    elif page.is_shaped:
+        layout = _shaped_layout(source, page.description, page_format, nbr_pages, sequence_axis)
+    else:
+        return _plain_layout(nbr_pages, sequence_axis, page.description or "")
+    if nbr_pages > layout.declared:
         raise SplitterError(
-            f"{source} has {nbr_pages} pages but its ImageDescription declares {declared} "
-            f"(channels={sizes['channel']}, slices={sizes['slice']}, "
-            f"positions={sizes['position']}, frames={sizes['time']})")
-    return sizes
+            f"{source} has {nbr_pages} pages but its ImageDescription declares {layout.declared} "
+            f"({', '.join(f'{axis}s={layout.sizes[axis]}' for axis in _AXES)})")
+    return layout
 
 
-def _refuse_contiguous_block(tif: Any, page: Any, sizes: dict[str, int], nbr_pages: int) -> None:
+def _plain_layout(nbr_pages: int, axis: str, description: str) -> _Layout:
+    sizes = {**dict.fromkeys(_AXES, 1), axis: nbr_pages}
+    along = "z" if axis == "slice" else "t"
+    kind = (f"multi-page TIFF ({nbr_pages} pages, along {along})" if nbr_pages > 1
+            else "single-page TIFF")
+    return _Layout(sizes, (axis,), kind, description)
+
+
+def _shaped_layout(source: Path, description: str, page_format: tiff_pages.PixelFormat,
+                   nbr_pages: int, sequence_axis: str) -> _Layout:
+    """tifffile's {"shape": [...], "axes": "..."}: pages in C order over the axes before YX."""
+    declared = _shaped_metadata(source, description)
+    shape = [int(size) for size in declared.get("shape", ())]
+    axes = declared.get("axes")
+    frame_dims = len(page_format.shape)
+    if len(shape) < frame_dims or tuple(shape[-frame_dims:]) != page_format.shape:
+        raise SplitterError(f"{source}: its tifffile description declares shape {tuple(shape)}, "
+                            f"which does not end with its pages' shape {page_format.shape}")
+    if axes is not None and len(axes) != len(shape):
+        raise SplitterError(f"{source}: its tifffile description has axes {axes!r} for shape "
+                            f"{tuple(shape)}")
+    leading = list(zip(axes[:-frame_dims] if axes else "?" * (len(shape) - frame_dims),
+                       shape[:-frame_dims]))
+    placed = [(letter, size) for letter, size in leading if size > 1]
+    if all(letter in _SEQUENCE_LETTERS + "?" for letter, _size in placed) and len(placed) <= 1:
+        layout = _plain_layout(placed[0][1] if placed else 1, sequence_axis, declared)
+        along = "z" if sequence_axis == "slice" else "t"
+        return _Layout(layout.sizes, layout.order,
+                       f"tifffile stack (shape {tuple(shape)}, along {along})", declared)
+    if axes is None:
+        raise SplitterError(
+            f"{source}: its tifffile description declares shape {tuple(shape)} without axes, "
+            "so which dimension is channels, slices or time is unknown; re-write it with axes "
+            "(tifffile.imwrite(..., metadata={'axes': 'TZCYX'})) or as an ImageJ hyperstack")
+    sizes = dict.fromkeys(_AXES, 1)
+    for letter, size in placed:
+        axis = _SHAPED_AXES.get(letter)
+        if axis is None or sizes[axis] > 1:
+            raise SplitterError(
+                f"{source}: its tifffile axes {axes!r} have {letter}={size}, which is not one "
+                "of channels (C), slices (Z) or time (T) once each; re-write it with axes "
+                "among T, Z, C (e.g. 'TZCYX'), or store it whole with upload_type: file")
+        sizes[axis] = size
+    order = tuple(_SHAPED_AXES[letter] for letter, _size in reversed(placed))
+    shown = " ".join(f"{letter}{size}" for letter, size in placed)
+    return _Layout(sizes, order, f"tifffile stack ({axes}: {shown})", declared)
+
+
+def _shaped_metadata(source: Path, description: str) -> dict[str, Any]:
+    """tifffile's JSON description (or its old ``shape=(...)`` form) as a dict."""
+    try:
+        if description.startswith("shape="):
+            return {"shape": [int(size) for size in description[7:-1].split(",") if size.strip()]}
+        declared = json.loads(description)
+        if isinstance(declared, dict) and isinstance(declared.get("shape"), list):
+            axes = declared.get("axes")
+            if axes is None or isinstance(axes, str):
+                return declared
+    except ValueError:
+        pass
+    raise SplitterError(f"{source}: its tifffile shape description {description[:80]!r} is "
+                        "damaged")
+
+
+def _imagej_metadata(page: "tifffile.TiffPage", header: imagej.ImageJHeader) -> dict[str, Any]:
+    """ImageJ's IJMetadata (Info, Labels...) and calibration, for global metadata."""
+    found: dict[str, Any] = {"physical_size": header.physical_size(page)}
+    ijmeta = imagej.read_ijmetadata(page)
+    if ijmeta:
+        found["imagej_metadata"] = ijmeta
+    if header.second:  # the first one is another program's: kept as it is
+        found["image_description_found_in"] = header.where
+        found["first_image_description"] = page.description
+    return found
+
+
+def _refuse_contiguous_block(tif: Any, page: Any, declared: int, nbr_pages: int) -> None:
     """ImageJ writes files over 4 GB with one page directory for all images.
 
     Such a file is not an acquisition stopped after one image: its size shows
     the images that follow the first.
     """
-    declared = sizes["channel"] * sizes["slice"] * sizes["position"] * sizes["time"]
     if nbr_pages == 1 and declared > 1 and tif.filehandle.size >= page.dataoffsets[0] + 2 * page.nbytes:
         raise SplitterError(
             f"{tif.filehandle.path} declares {declared} images in one contiguous block with a "
@@ -185,3 +314,50 @@ def _selected_positions(source: Path, nbr_positions: int,
         raise SplitterError(f"{source}: position(s) {', '.join(map(str, outside))} not found; "
                             f"the file holds positions 0-{nbr_positions - 1}")
     return set(wanted)
+
+
+# --------------------------------------------------------------------------
+# The claim
+# --------------------------------------------------------------------------
+
+
+@hookimpl
+def claim_source(source: Path) -> Optional[SourceClaim]:
+    """LIKELY a file declaring its dimensions (ImageJ, tifffile axes), POSSIBLE any other TIFF.
+
+    One-image OME-TIFFs are POSSIBLE only, so that ``ome_tiff`` (LIKELY) reads
+    them; Micro-Manager and NDTiff files are left to their formats.
+    """
+    if not source.is_file() or not source.name.lower().endswith(tiff_pages.TIFF_SUFFIXES):
+        return None
+    try:
+        with tiff_pages.opened(source) as tif:
+            page = tif.pages.first
+            if tiff_pages.has_micromanager_metadata(page) or tiff_pages.is_ndtiff(tif):
+                return None
+            return _claim_page(source, page)
+    except Exception:  # noqa: BLE001 - an unreadable file is not claimed; the splitter explains
+        return None
+
+
+def _claim_page(source: Path, page: "tifffile.TiffPage") -> Optional[SourceClaim]:
+    description = page.description or ""
+    if ome_xml.looks_like_ome(description):
+        document = ome_xml.parse_ome(description, str(source))
+        one_file = all(data.uuid in (None, document.uuid)
+                       for image in document.images for data in image.tiff_data)
+        if len(document.images) != 1 or not one_file:
+            return None
+        return SourceClaim("tif_id", ome_xml.describe(document), POSSIBLE)
+    header = imagej.find_header(page)
+    if header is not None:
+        try:
+            kind = header.kind(header.sizes(source))
+        except SplitterError:  # tif_id's reader says what is wrong with it
+            kind = f"ImageJ file (ImageJ {header.version}; its header is inconsistent)"
+        return SourceClaim("tif_id", kind, LIKELY)
+    if page.is_shaped:
+        declared = _shaped_metadata(source, description)
+        if declared.get("axes"):
+            return SourceClaim("tif_id", f"tifffile stack (axes {declared['axes']})", LIKELY)
+    return SourceClaim("tif_id", "TIFF file", POSSIBLE)

@@ -8,12 +8,13 @@ tifffile and numpy are imported lazily.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from ..errors import SplitterError
 
@@ -54,6 +55,8 @@ class PixelFormat:
         if dtype not in STORABLE_DTYPES:
             raise SplitterError(unstorable_dtype_message(dtype, where))
         shape = tuple(page.shape)
+        if 0 in shape:
+            raise SplitterError(f"{where} has no pixels (shape {shape}): a damaged file")
         if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
             raise SplitterError(
                 f"{where} has shape {shape}; frames must be (height, width) or RGB "
@@ -121,17 +124,53 @@ def first_page(tif: "tifffile.TiffFile", path: Path) -> "tifffile.TiffPage":
     return page
 
 
+def page_count(tif: "tifffile.TiffFile", path: Path) -> int:
+    """How many pages the file holds (walks the page chain; reads no pixels)."""
+    with reading(f"{path}: page list"):
+        return len(tif.pages)
+
+
+def numbered_pages(tif: "tifffile.TiffFile", path: Path,
+                   stop: Optional[int] = None) -> Iterator[tuple[int, "tifffile.TiffPage"]]:
+    """(number, page) in file order, each page's pixel data checked to lie in the file.
+
+    ``stop``: read no page past number ``stop - 1``.
+    """
+    pages = iter(tif.pages)
+    for number in itertools.count() if stop is None else range(stop):
+        where = f"{path}: page {number}"
+        with reading(where):
+            page = next(pages, None)
+            if page is None:
+                return
+            check_data_in_file(tif, page, where)
+        yield number, page
+
+
+def has_micromanager_metadata(page: "tifffile.TiffPage") -> bool:
+    return MM_METADATA_TAG in page.tags
+
+
+def is_ndtiff(tif: "tifffile.TiffFile") -> bool:
+    """NDTiff's header (its magic number after the TIFF header), as tifffile tells it."""
+    try:
+        return bool(tif.is_ndtiff)
+    except Exception:  # noqa: BLE001 - an unreadable header is simply not NDTiff's
+        return False
+
+
 def check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage", where: str) -> None:
     """tifffile zero-fills pixel data past the end of a file; call it truncated."""
-    ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
-    if not ends or 0 in page.dataoffsets or max(ends) > tif.filehandle.size:
-        raise SplitterError(f"{where}: pixel data is missing or runs past the end of the file "
-                            "(truncated file)")
-    if page.compression == 1 and sum(page.databytecounts) < page.nbytes:
-        # Corrupt dimensions: reading would allocate their size and zero-fill it.
-        raise SplitterError(
-            f"{where} declares {page.shape} {page.dtype} pixels ({page.nbytes} bytes) "
-            f"but stores {sum(page.databytecounts)} bytes (corrupt file)")
+    with reading(where):  # a damaged size tag makes tifffile's own arithmetic raise
+        ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
+        if not ends or 0 in page.dataoffsets or max(ends) > tif.filehandle.size:
+            raise SplitterError(f"{where}: pixel data is missing or runs past the end of the "
+                                "file (truncated file)")
+        if page.compression == 1 and sum(page.databytecounts) < page.nbytes:
+            # Corrupt dimensions: reading would allocate their size and zero-fill it.
+            raise SplitterError(
+                f"{where} declares {page.shape} {page.dtype} pixels ({page.nbytes} bytes) "
+                f"but stores {sum(page.databytecounts)} bytes (corrupt file)")
 
 
 def read_pixels(page: "tifffile.TiffPage", where: str) -> "np.ndarray":

@@ -1,0 +1,264 @@
+"""The ``image_sequence`` splitter: a folder of single-image TIFF files told apart by one number.
+
+What a source means: a folder whose TIFF files' names differ only by one
+number, as Fiji's File > Save As > Image Sequence writes them
+(``ij/plugin/StackWriter``: the title, then the image's number from "Start
+At", 0 by default, in 4 digits: ``c_elegans_em_z0000.tif``), and as many
+scripts do (``frame_1.tif``, ``frame_2.tif``...). Digits that every name
+shares (``sample2_z0000.tif``) are part of the name, not the number.
+
+- **Index**: along ``sequence_axis`` (the upload config's ``z``, the default,
+  or ``t``) = the file's number - the smallest number. A gap in the numbers is
+  a missing frame (with a warning), never closed up, so every image keeps its
+  place; the first number is kept in global metadata
+  (``sequence_first_number``), so the original numbers can be recovered.
+- **Refused**, one line naming the files and what to do: names that differ by
+  anything but one number (other prefixes or suffixes, or several numbers,
+  like Fiji's hyperstack sequences ``name_t0001_z0001_c0001.tif``: use
+  ``tif_folder`` with a ``filename_parser``), two files with the same number,
+  a multi-page file (``tif_id`` reads those), files of different shape or
+  pixel type, Micro-Manager folders (a ``metadata.txt`` or
+  MicroManagerMetadata: ``tif_folder``) and OME-TIFF files (``ome_tiff``).
+- **Metadata**: global metadata holds the naming pattern, the numbers, and
+  the first file's ImageJ calibration (``physical_size``) when Fiji wrote
+  one; each frame's metadata is its file's TIFF tags, its file name and
+  number, and the ImageJ ``Info`` and slice label (``Label``) Fiji stores in
+  each file.
+
+The folder is listed and the first file read at open; each file is opened
+when its frame is read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import pluggy
+
+from ..acquisition import (
+    LIKELY,
+    Acquisition,
+    Dimensions,
+    Frame,
+    FrameIndex,
+    SourceClaim,
+    SplitOptions,
+    Splitter,
+)
+from ..errors import SplitterError
+from . import imagej, ome_xml, tiff_pages
+
+hookimpl = pluggy.HookimplMarker("imagingdb")
+
+_DIGITS = re.compile(r"(\d+)")
+
+
+class ImageSequenceSplitter(Splitter):
+    """Splits a folder of numbered single-image TIFF files (``frames_format: image_sequence``)."""
+
+    name = "image_sequence"
+
+    def open(self, source: "os.PathLike[str] | str", options: SplitOptions) -> "ImageSequence":
+        return ImageSequence(Path(source), options)
+
+
+@hookimpl
+def register_splitters(register: Callable[[str, Callable[[], Splitter]], None]) -> None:
+    register("image_sequence", ImageSequenceSplitter)
+
+
+@dataclass(frozen=True)
+class Numbering:
+    """The files of a sequence by number, and the pattern their names share."""
+
+    files: dict[int, Path]  # number -> file, in increasing number
+    pattern: str  # e.g. "c_elegans_em_z<number>.tif"
+
+    @property
+    def first(self) -> int:
+        return next(iter(self.files))
+
+    @property
+    def last(self) -> int:
+        return next(reversed(self.files))
+
+    def gaps(self) -> list[int]:
+        return [number for number in range(self.first, self.last + 1) if number not in self.files]
+
+
+def tiff_files(names: list[str]) -> list[str]:
+    """The TIFF file names of a folder listing, without hidden files (``._x.tif``, ``.DS_Store``)."""
+    return [name for name in names
+            if name.lower().endswith(tiff_pages.TIFF_SUFFIXES) and not name.startswith(".")]
+
+
+def number_files(folder: Path, names: list[str]) -> Numbering:
+    """Each name's number, if the names differ by one number only; else a SplitterError."""
+    if not names:
+        raise SplitterError(f"{folder}: folder contains no TIFF file")
+    split = {name: _DIGITS.split(name) for name in names}
+    skeletons: dict[tuple[str, ...], str] = {}
+    for name, parts in split.items():
+        skeletons.setdefault(tuple(parts[0::2]), name)
+    if len(skeletons) > 1:
+        first, other = list(skeletons.values())[:2]
+        raise SplitterError(
+            f"{folder}: {first} and {other} differ by more than a number, so they are not one "
+            "image sequence; put each sequence in its own folder")
+    runs = {name: parts[1::2] for name, parts in split.items()}
+    width = len(next(iter(runs.values())))
+    varying = [at for at in range(width) if len({run[at] for run in runs.values()}) > 1]
+    if width == 0 or len(varying) > 1:
+        example = sorted(names, key=lambda n: tiff_pages.natural_key(Path(n)))[-1]
+        what = "no number" if width == 0 else "several numbers that vary"
+        raise SplitterError(
+            f"{folder}: file names like {example} have {what}, so the image sequence's order "
+            "is unknown; use frames_format: tif_folder with a filename_parser that reads them")
+    at = varying[0] if varying else width - 1
+    files: dict[int, Path] = {}
+    for name in sorted(names, key=lambda n: int(runs[n][at])):
+        number = int(runs[name][at])
+        if number in files:
+            raise SplitterError(f"{folder}: {files[number].name} and {name} have the same number "
+                                f"({number}); an image sequence has one file per number")
+        files[number] = folder / name
+    return Numbering(files, _pattern(split[names[0]], at))
+
+
+def _pattern(parts: list[str], at: int) -> str:
+    shown = list(parts)
+    shown[2 * at + 1] = "<number>"
+    return "".join(shown)
+
+
+def _refuse_other_formats(folder: Path, names: list[str]) -> None:
+    if any(name.lower().endswith("metadata.txt") for name in names):
+        raise SplitterError(f"{folder} holds a Micro-Manager metadata.txt, which places each "
+                            "image: use frames_format: tif_folder")
+    if any(ome_xml.has_ome_suffix(name) for name in names):
+        raise SplitterError(f"{folder} holds OME-TIFF files, placed by their OME-XML: use "
+                            "frames_format: ome_tiff")
+
+
+class ImageSequence(Acquisition):
+    """A numbered folder of TIFF files: names numbered and the first file read at open."""
+
+    def __init__(self, source: Path, options: SplitOptions):
+        if not source.is_dir():
+            raise SplitterError(f"{source}: no such folder" if not source.exists() else
+                                f"{source} is a file; image_sequence takes a folder of numbered "
+                                "TIFF files (use frames_format: tif_id for one TIFF file)")
+        self.source = source
+        names = sorted(entry.name for entry in os.scandir(source) if entry.is_file())
+        _refuse_other_formats(source, names)
+        self.numbering = number_files(source, tiff_files(names))
+        self._axis = options.sequence_axis
+        first_path = self.numbering.files[self.numbering.first]
+        self._format, header, physical_size = _read_first(first_path)
+        count = self.numbering.last - self.numbering.first + 1
+        along = "z" if self._axis == "slice" else "t"
+        self.kind = f"image sequence ({len(self.numbering.files)} files, along {along})"
+        self.channel_names = ["channel0"]
+        self.dims = Dimensions(
+            nbr_channels=1, nbr_positions=1,
+            nbr_slices=count if self._axis == "slice" else 1,
+            nbr_timepoints=count if self._axis == "time" else 1,
+            im_height=self._format.shape[0], im_width=self._format.shape[1],
+            im_colors=self._format.colors, bit_depth=self._format.dtype)
+        gaps = self.numbering.gaps()
+        self.warnings = [f"{source}: no file has number(s) {_numbers_text(gaps)} of "
+                         f"{self.numbering.pattern}: recorded as missing frames"] if gaps else []
+        self.global_meta = {
+            **options.name_metadata(source),
+            "file_origin": str(source),
+            "file_name_pattern": self.numbering.pattern,
+            "sequence_axis": along,
+            "sequence_first_number": self.numbering.first,
+            "sequence_last_number": self.numbering.last,
+            "nbr_files": len(self.numbering.files),
+            "missing_numbers": gaps,
+            "image_description": header.entries if header else None,
+            "physical_size": physical_size,
+        }
+
+    def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:
+        first = self.numbering.files[self.numbering.first]
+        for number, path in self.numbering.files.items():
+            offset = number - self.numbering.first
+            index = FrameIndex(channel=0, slice=offset if self._axis == "slice" else 0,
+                               time=offset if self._axis == "time" else 0, position=0)
+            with tiff_pages.opened(path) as tif:
+                page = _single_page(tif, path)
+                where = f"{path}: page 0"
+                self._format.check_same(tiff_pages.PixelFormat.of(page, where), where, first.name)
+                with tiff_pages.reading(where):
+                    metadata = _frame_metadata(page, path, number)
+                yield Frame(index=index, channel_name="channel0", metadata=metadata,
+                            pixels=tiff_pages.read_pixels(page, where) if pixels else None,
+                            origin=path.name)
+
+
+def _single_page(tif: Any, path: Path) -> Any:
+    """Page 0 of a file that must hold one image and no Micro-Manager metadata."""
+    page = tiff_pages.first_page(tif, path)
+    if tiff_pages.has_micromanager_metadata(page):
+        raise SplitterError(f"{path} is a Micro-Manager image, placed by its "
+                            "MicroManagerMetadata: use frames_format: tif_folder for its folder")
+    pages = tiff_pages.page_count(tif, path)
+    if pages > 1:
+        raise SplitterError(f"{path} holds {pages} pages; an image sequence has one image per "
+                            "file: upload a multi-page file alone with frames_format: tif_id")
+    return page
+
+
+def _read_first(path: Path) -> tuple[tiff_pages.PixelFormat, Optional[imagej.ImageJHeader],
+                                     dict[str, Any]]:
+    with tiff_pages.opened(path) as tif:
+        page = _single_page(tif, path)
+        page_format = tiff_pages.PixelFormat.of(page, f"{path}: page 0")
+        with tiff_pages.reading(f"{path}: page 0"):
+            header = imagej.find_header(page)
+            return page_format, header, header.physical_size(page) if header else {}
+
+
+def _frame_metadata(page: Any, path: Path, number: int) -> dict[str, Any]:
+    metadata = tiff_pages.page_metadata(page)
+    ijmeta = imagej.read_ijmetadata(page)
+    if ijmeta.get("Info"):
+        metadata["Info"] = ijmeta["Info"]
+    labels = ijmeta.get("Labels") or []
+    if labels and labels[0]:
+        metadata["Label"] = labels[0]
+    metadata.update(FileName=path.name, SequenceNumber=number)
+    return metadata
+
+
+def _numbers_text(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:10]))
+    return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
+
+
+@hookimpl
+def claim_source(source: Path) -> Optional[SourceClaim]:
+    """LIKELY: a folder of TIFF files named alike but for one number, without Micro-Manager's
+    metadata.txt or OME-TIFF files (one listing, page 0 of one file)."""
+    if not source.is_dir():
+        return None
+    try:
+        names = sorted(entry.name for entry in os.scandir(source) if entry.is_file())
+        _refuse_other_formats(source, names)
+        tiffs = tiff_files(names)
+        if len(tiffs) < 2:
+            return None
+        numbering = number_files(source, tiffs)
+        with tiff_pages.opened(numbering.files[numbering.first]) as tif:
+            if tiff_pages.has_micromanager_metadata(tif.pages.first):
+                return None
+    except Exception:  # noqa: BLE001 - not a sequence (or unreadable): another format's, or none
+        return None
+    return SourceClaim("image_sequence", f"image sequence ({len(numbering.files)} files, "
+                       f"{numbering.pattern})", LIKELY)

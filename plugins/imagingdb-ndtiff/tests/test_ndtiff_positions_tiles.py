@@ -1,0 +1,94 @@
+"""Positions named by label, and row/column tiles (Explore, Magellan), as imagingdb positions."""
+
+import pytest
+from ndtiff_checks import DATASET_ID, assert_stored_as, upload
+from ndtiff_sample import write_axes, write_labelled_positions, write_tiled_pyramid
+
+import imagingdb
+from imagingdb.acquisition import FrameIndex
+
+CHANNELS = ("DAPI", "GFP")
+#: the order NDStorage's labeled_positions_1 was acquired in: not the order of the labels
+WRITTEN_LABELS = ("Pos2", "Pos0", "Pos1")
+
+
+def _stored():
+    with imagingdb.connect() as db:
+        ds = db.dataset(DATASET_ID)
+        return ds.dims, ds.global_meta, ds.missing_frames()
+
+
+def test_position_labels_get_indexes_in_sorted_order_and_are_kept(run_cli, upload_files, tmp_path):
+    folder, _ = write_labelled_positions(tmp_path, WRITTEN_LABELS, channels=CHANNELS, seed=1)
+    result = upload(run_cli, upload_files, folder, frames_format=None)
+    assert result.exit_code == 0, result.stderr
+    assert "positions by label (Pos0, Pos1, Pos2); frames_format auto chose ndtiff" in result.stderr
+    dims, meta, _ = _stored()
+    assert dims.nbr_positions == 3 and meta["position_names"] == ["Pos0", "Pos1", "Pos2"]
+    order = ["Pos0", "Pos1", "Pos2"]
+    rows = assert_stored_as(folder, lambda axes: (CHANNELS.index(axes["channel"]), 0, 0,
+                                                  order.index(axes["position"])))
+    assert {index[3]: row["metadata_json"]["position_name"] for index, row in rows.items()} == \
+        dict(enumerate(order))
+
+
+def test_position_labels_follow_the_summary_position_list(run_cli, upload_files, tmp_path):
+    """Micro-Manager's position list (summary StagePositions) gives the order, and its size: a
+    listed position never imaged is a missing position."""
+    declared = ("B2", "A1", "C3", "D4")
+    folder, _ = write_labelled_positions(tmp_path, ("A1", "C3", "B2"), declared=declared, seed=2)
+    assert upload(run_cli, upload_files, folder).exit_code == 0
+    dims, meta, missing = _stored()
+    assert meta["position_names"] == list(declared) and dims.nbr_positions == 4
+    assert missing == [FrameIndex(0, 0, 0, 3)]
+    assert_stored_as(folder, lambda axes: (0, 0, 0, declared.index(axes["position"])))
+
+
+def test_a_subset_of_labelled_positions_keeps_their_indexes(run_cli, upload_files, tmp_path):
+    folder, _ = write_labelled_positions(tmp_path, WRITTEN_LABELS, seed=3)
+    assert upload(run_cli, upload_files, folder, positions="[1]").exit_code == 0
+    with imagingdb.connect() as db:
+        ds = db.dataset(DATASET_ID)
+        (row,) = ds.frames()
+        assert ds.global_meta["position_names"] == ["Pos0", "Pos1", "Pos2"]
+    assert (row["pos_idx"], row["metadata_json"]["position_name"]) == (1, "Pos1")
+
+
+#: written out of order, with negative rows and columns, and grid cells never imaged
+WRITTEN_TILES = [(1, 1), (0, 0), (-1, 2), (0, -1)]
+ROW_MAJOR = [(-1, 2), (0, -1), (0, 0), (1, 1)]
+
+
+@pytest.mark.parametrize("part", ["", "Full resolution", "Full resolution/explore_NDTiffStack.tif"])
+def test_tiles_of_a_multi_resolution_dataset_are_positions_in_row_major_order(
+        run_cli, upload_files, tmp_path, part):
+    root, _ = write_tiled_pyramid(tmp_path, WRITTEN_TILES, channels=CHANNELS, slices=2,
+                                  factors=(2, 4), seed=4)
+    result = upload(run_cli, upload_files, root / part, frames_format=None)
+    assert result.exit_code == 0, result.stderr
+    assert ("Micro-Manager NDTiff 3.3 multi-resolution dataset (Explore/Magellan tiles): 4 row/column "
+            "tile(s) stored as positions in row-major order, full resolution only (not its "
+            "Downsampled_x2, Downsampled_x4); frames_format auto chose ndtiff") in result.stderr
+    dims, meta, missing = _stored()
+    assert (dims.nbr_channels, dims.nbr_slices, dims.nbr_timepoints, dims.nbr_positions) == (2, 2, 1, 4)
+    assert (dims.im_height, dims.im_width) == (256, 256) and missing == []
+    assert meta["tiles"] == [{"position": p, "row": row, "column": column}
+                             for p, (row, column) in enumerate(ROW_MAJOR)]
+    assert meta["resolution_levels"] == {"stored": "Full resolution",
+                                         "not_stored": ["Downsampled_x2", "Downsampled_x4"]}
+    assert meta["GridPixelOverlapX"] == 8  # the summary is kept as it is
+    rows = assert_stored_as(root, lambda axes: (CHANNELS.index(axes["channel"]), axes["z"], 0,
+                                                ROW_MAJOR.index((axes["row"], axes["column"]))))
+    for (_, _, _, p), row in rows.items():
+        assert (row["metadata_json"]["row"], row["metadata_json"]["column"]) == ROW_MAJOR[p]
+
+
+def test_tiles_of_a_single_resolution_dataset(run_cli, upload_files, tmp_path):
+    folder = write_axes(tmp_path, [{"row": 0, "column": 1}, {"row": 0, "column": 0}, {"row": 2, "column": 0}])
+    result = upload(run_cli, upload_files, folder)
+    assert result.exit_code == 0, result.stderr
+    _, meta, _ = _stored()
+    assert [(tile["row"], tile["column"]) for tile in meta["tiles"]] == [(0, 0), (0, 1), (2, 0)]
+    assert "resolution_levels" not in meta
+    assert_stored_as(folder, lambda axes: (0, 0, 0, [(0, 0), (0, 1), (2, 0)].index(
+        (axes["row"], axes["column"]))))

@@ -1,0 +1,153 @@
+"""The image_sequence splitter: Fiji's File > Save As > Image Sequence folders, and refusals."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+
+from imagingdb.acquisition import FrameIndex
+from imagingdb.errors import MissingFramesWarning
+from imagingdb.sample import write_fiji_image_sequence, write_mm_tif_folder
+from tests.conftest import DATASET_ID
+from tests.helpers import assert_refused
+from tests.test_ome_xml import upload
+
+
+def stored():
+    """(dataset, (P, T, C, Z, Y, X) array of the indexes present, frames, missing frames)."""
+    import imagingdb
+
+    with imagingdb.connect() as db:
+        ds = db.dataset(DATASET_ID)
+        ds.dims, ds.global_meta, ds.channel_names()  # loaded while connected
+        frames = {FrameIndex(f["channel_idx"], f["slice_idx"], f["time_idx"], f["pos_idx"]):
+                  f["metadata_json"] for f in ds.frames()}
+        with warnings.catch_warnings():  # missing frames are checked through missing_frames()
+            warnings.simplefilter("ignore", MissingFramesWarning)
+            array = ds.read()
+        return ds, array, frames, ds.missing_frames()
+
+
+def test_fiji_image_sequence_is_a_z_stack_by_default(run_cli, upload_files, tmp_path):
+    labels = [f"section {number}" for number in range(6)]
+    files = write_fiji_image_sequence(tmp_path / "em", count=6, labels=labels, seed=21)
+    result = upload(run_cli, upload_files, tmp_path / "em")
+    assert ("image sequence (6 files, along z); frames_format auto chose image_sequence"
+            in result.stderr), result.stderr
+    ds, array, frames, missing = stored()
+    assert (ds.dims.nbr_slices, ds.dims.nbr_timepoints, ds.dims.nbr_channels) == (6, 1, 1)
+    assert missing == []
+    for z, path in enumerate(files):
+        np.testing.assert_array_equal(array[0, 0, 0, z], tifffile.imread(path))
+        frame = frames[FrameIndex(0, z, 0, 0)]
+        assert (frame["FileName"], frame["SequenceNumber"], frame["Label"]) == (
+            path.name, z, labels[z])
+    meta = ds.global_meta
+    assert meta["file_name_pattern"] == "c_elegans_em_z<number>.tif"
+    assert (meta["sequence_first_number"], meta["sequence_axis"]) == (0, "z")
+    assert meta["image_description"] == {"ImageJ": "1.54f", "unit": ""}
+
+
+def test_sequence_axis_t_makes_it_a_time_series(run_cli, upload_files, tmp_path):
+    files = write_fiji_image_sequence(tmp_path / "movie", "frame", count=4, seed=22)
+    result = upload(run_cli, upload_files, tmp_path / "movie", sequence_axis="t")
+    assert "image sequence (4 files, along t)" in result.stderr, result.stderr
+    ds, array, _frames, _missing = stored()
+    assert (ds.dims.nbr_slices, ds.dims.nbr_timepoints) == (1, 4)
+    for t, path in enumerate(files):
+        np.testing.assert_array_equal(array[0, t, 0, 0], tifffile.imread(path))
+
+
+def test_numbers_are_indexes_from_the_first_and_gaps_stay_missing(run_cli, upload_files,
+                                                                   tmp_path):
+    """Numbered 1-6 (Start At 1), slices 3 and 4 never saved: z = number - 1, gaps kept."""
+    files = write_fiji_image_sequence(tmp_path / "gaps", "img", count=6, start=1, digits=3,
+                                      dtype="uint16", skip={2, 3}, seed=23)
+    result = upload(run_cli, upload_files, tmp_path / "gaps")
+    assert result.exit_code == 0, result.stderr
+    assert "no file has number(s) 3, 4 of img<number>.tif: recorded as missing frames" in (
+        result.stderr)
+    ds, array, _frames, missing = stored()
+    assert ds.dims.nbr_slices == 6 and missing == [FrameIndex(0, 2, 0, 0), FrameIndex(0, 3, 0, 0)]
+    assert ds.global_meta["sequence_first_number"] == 1
+    present = [0, 1, 4, 5]  # read() gives the slices that have frames
+    for path in files:
+        z = int(path.stem[3:]) - 1
+        np.testing.assert_array_equal(array[0, 0, 0, present.index(z)], tifffile.imread(path))
+
+
+def test_digits_every_name_shares_are_not_the_number(run_cli, upload_files, tmp_path):
+    files = write_fiji_image_sequence(tmp_path / "s", "embryo2_z", count=3, seed=24)
+    assert upload(run_cli, upload_files, tmp_path / "s").exit_code == 0
+    _ds, array, _frames, _missing = stored()
+    for z, path in enumerate(files):
+        np.testing.assert_array_equal(array[0, 0, 0, z], tifffile.imread(path))
+
+
+# ------------------------------------------------------------------ refused
+
+
+def _other_prefix(folder):
+    write_fiji_image_sequence(folder, "cell_", count=2)
+    write_fiji_image_sequence(folder, "nucleus_", count=1)
+    return ("cell_0000.tif and nucleus_0000.tif differ by more than a number",
+            "put each sequence in its own folder")
+
+
+def _two_numbers(folder):
+    for t in range(2):
+        write_fiji_image_sequence(folder, f"name_t{t:04d}_z", count=2, start=1)
+    return ("have several numbers that vary", "use frames_format: tif_folder with a "
+            "filename_parser")
+
+
+def _same_number(folder):
+    write_fiji_image_sequence(folder, "img", count=2, digits=2)
+    write_fiji_image_sequence(folder, "img", count=1, start=1, digits=1)
+    return ("img01.tif and img1.tif have the same number (1)",)
+
+
+def _multi_page_file(folder):
+    write_fiji_image_sequence(folder, "img", count=2)
+    tifffile.imwrite(folder / "img0002.tif", np.zeros((3, 32, 32), np.uint8),
+                     photometric="minisblack")
+    return ("img0002.tif holds 3 pages", "upload a multi-page file alone with frames_format: "
+            "tif_id")
+
+
+def _other_shape(folder):
+    write_fiji_image_sequence(folder, "img", count=2)
+    write_fiji_image_sequence(folder, "img", count=1, start=2, height=16)
+    return ("img0002.tif: page 0 is (16, 32) uint8 but img0000.tif is (32, 32) uint8",)
+
+
+def _micromanager_folder(folder):
+    write_mm_tif_folder(folder, channels=("DAPI",), slices=2, times=1, height=8, width=8)
+    return ("holds a Micro-Manager metadata.txt", "use frames_format: tif_folder")
+
+
+def _ome_tiff_files(folder):
+    folder.mkdir()
+    for number in range(2):
+        tifffile.imwrite(folder / f"img{number}.ome.tif", np.zeros((8, 8), np.uint8))
+    return ("holds OME-TIFF files", "use frames_format: ome_tiff")
+
+
+@pytest.mark.parametrize("make", [_other_prefix, _two_numbers, _same_number, _multi_page_file,
+                                  _other_shape, _micromanager_folder, _ome_tiff_files])
+def test_a_folder_that_is_not_one_sequence_is_refused(site, run_cli, upload_files, tmp_path,
+                                                      make):
+    folder = tmp_path / "seq"
+    messages = make(folder)
+    before = site.snapshot()
+    result = upload(run_cli, upload_files, folder, frames_format="image_sequence")
+    assert_refused(result, site, before, contains=(str(folder), *messages))
+
+
+def test_a_file_is_not_a_sequence(run_cli, upload_files, tmp_path):
+    [path] = write_fiji_image_sequence(tmp_path, "one", count=1)
+    result = upload(run_cli, upload_files, path, frames_format="image_sequence")
+    assert result.exit_code == 2 and "image_sequence takes a folder" in result.errors[0]

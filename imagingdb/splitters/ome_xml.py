@@ -625,9 +625,6 @@ def _check_format(image: OmeImage, plan: _Plan, xml_path: Path) -> tiff_pages.Pi
     """Page 0 of every file must hold what the OME-XML says: SizeY x SizeX of Type."""
     expected_shape = (image.sizes["Y"], image.sizes["X"]) + (
         (image.samples_per_pixel,) if image.samples_per_pixel > 1 else ())
-    if image.pixel_type not in tiff_pages.STORABLE_DTYPES:
-        raise SplitterError(tiff_pages.unstorable_dtype_message(
-            image.pixel_type, f"{xml_path}: OME Image {image.index}"))
     for found in plan.files.values():
         if found.format.shape != expected_shape or found.format.dtype != image.pixel_type:
             raise SplitterError(

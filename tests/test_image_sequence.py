@@ -126,7 +126,9 @@ def _other_shape(folder):
 
 def _micromanager_folder(folder):
     write_mm_tif_folder(folder, channels=("DAPI",), slices=2, times=1, height=8, width=8)
-    return ("holds a Micro-Manager metadata.txt", "use frames_format: tif_folder")
+    # tif_folder claims it as its own, so the explicit image_sequence is refused up front
+    return ("is a Micro-Manager 1.4 image-file acquisition (2 files), which frames_format "
+            "image_sequence would not read as it was recorded", "use frames_format: tif_folder")
 
 
 def _ome_tiff_files(folder):

@@ -330,8 +330,9 @@ def _several_ome_images(tmp_path):
 def _micromanager_ome_tiff(tmp_path):
     [path] = write_mm_ometiff(tmp_path / "mm", "mm", positions=1, slices=2, times=1,
                               height=8, width=8)
-    return path, ("is a Micro-Manager file, whose pages are placed by their MicroManagerMetadata: "
-                  "use frames_format: ome_tiff",)
+    # ome_tiff claims it as its own, so the explicit tif_id is refused up front
+    return path, ("is a Micro-Manager 1.4 OME-TIFF (1 file), which frames_format tif_id would not "
+                  "read as it was recorded; use frames_format: ome_tiff",)
 
 
 def _images_disagree_with_sizes(tmp_path):

@@ -3,7 +3,7 @@
 Run from the repository root: ``python bench/run.py [--repeat N] [--only NAME...]``.
 Data is generated once and cached under build/bench/data (a Micro-Manager
 OME-TIFF of 128 frames of 1024x1024 uint16, and one of 256 frames, pixels
-from :class:`imagingdb.sample.SCMOSScene`: see docs/performance.md for the
+from :class:`imagingdb.testing.SCMOSScene`: see docs/performance.md for the
 camera and sample model). Every imagingdb figure comes from the real
 ``imagingdb`` command run as a subprocess (or, for ``read()``, a subprocess
 calling the Python API), timed from outside; each is measured ``--repeat``
@@ -77,7 +77,7 @@ DOUBLE = Acquisition("mm256", slices=16)  # 256 frames, 512 MB of pixels
 
 def ensure_data(acquisition: Acquisition) -> Path:
     """Write the acquisition unless a complete copy of this DATA_VERSION is cached."""
-    from imagingdb.sample import SCMOSScene, write_mm_ometiff
+    from imagingdb.testing import SCMOSScene, write_mm_ometiff
 
     stamp = acquisition.folder / "complete.json"
     wanted = {"version": DATA_VERSION, "frames": acquisition.frames, "size": SIZE}

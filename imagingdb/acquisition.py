@@ -125,6 +125,10 @@ class Acquisition(abc.ABC):
     #: problems that did not stop the upload, one line each naming the file (e.g. a
     #: damaged metadata.txt whose complete entries were kept); shown as ``Warning:`` lines
     warnings: Sequence[str] = ()
+    #: JSON Schema every frame's metadata must meet when the upload config sets no
+    #: ``meta_schema``, for what this source turned out to be; None leaves it to the
+    #: splitter's ``default_meta_schema``, {} asks nothing
+    frame_schema: Optional[dict[str, Any]] = None
 
     @abc.abstractmethod
     def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:

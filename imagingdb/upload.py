@@ -31,6 +31,7 @@ from .meta_schema import MetaValidator
 from .pool import ENCODE, default_workers, run_bounded
 from .progress import Progress
 from .site import Site, open_storage
+from .splitters import tiff_pages
 from .spool import RowSpool
 from .storage import HashingReader, validate_object_name
 from .upload_rows import RefusedRow, UploadRow, read_upload_csv
@@ -192,16 +193,20 @@ class Uploader:
             self._splitters[name] = plugins.get("splitter", name).obj()
         return self._splitters[name]
 
-    def validator(self, name: str) -> Optional[MetaValidator]:
-        """The metadata check of frames read by splitter ``name``: the upload's meta_schema,
-        else the splitter's own schema, else none."""
+    def validator(self, name: str, acquisition: Acquisition) -> Optional[MetaValidator]:
+        """The metadata check of frames that splitter ``name`` reads from ``acquisition``: the
+        upload's meta_schema, else the acquisition's frame_schema, else the splitter's own."""
         if "" in self._validators:
             return self._validators[""]
-        if name not in self._validators:
+        schema = acquisition.frame_schema
+        if schema is None:
             schema = getattr(self.splitter(name), "default_meta_schema", None)
-            self._validators[name] = (MetaValidator(schema, self.config.source, trusted=True)
-                                      if schema else None)
-        return self._validators[name]
+        if not schema:
+            return None
+        key = f"{name}:{id(schema)}"  # schemas are the splitters' constants
+        if key not in self._validators:
+            self._validators[key] = MetaValidator(schema, self.config.source, trusted=True)
+        return self._validators[key]
 
 
 class RowUpload:
@@ -283,7 +288,7 @@ class RowUpload:
         name = validate_object_name(source.name)
         storage_dir = layout.dataset_folder(self.row.dataset_id, frames=False)
         key = layout.object_key(storage_dir, name)
-        metadata = _json_safe({"file_origin": str(source), **_tiff_tags(source)})
+        metadata = _json_safe({"file_origin": str(source), **tiff_pages.file_tags(source)})
         self.progress.start(self.row.dataset_id, 1, source.stat().st_size)
         try:
             with open(source, "rb") as handle:
@@ -380,7 +385,7 @@ class RowUpload:
     def _validate_frames(self, acquisition: Acquisition) -> int:
         """The metadata-only pass: every check that can fail is done before any write."""
         count = 0
-        validator = self.uploader.validator(self.notes["format"])
+        validator = self.uploader.validator(self.notes["format"], acquisition)
         for frame in acquisition.iter_frames(pixels=False):
             if validator is not None:
                 validator.check(frame, self.row.source)
@@ -493,24 +498,3 @@ def _check_storable(row: UploadRow, dims: Dimensions, codec: FrameCodec) -> None
     reason = codec.refusal(dims.bit_depth, shape)
     if reason is not None:
         raise InputError(f"{row.source}: {reason}")
-
-
-def _tiff_tags(path: Path) -> dict[str, Any]:
-    """TIFF tags of the first page as metadata, when the file is a TIFF; {} otherwise."""
-    if path.suffix.lower() not in (".tif", ".tiff", ".btf", ".tf8"):
-        return {}
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
-            tags = {}
-            for tag in page.tags:
-                value = tag.value
-                if isinstance(value, (bytes, bytearray)) and len(value) > 4096:
-                    continue  # binary blobs (ICC profiles...) are not metadata
-                tags[tag.name] = value
-            return {"tiff_tags": tags, "nbr_pages": len(tif.pages)}
-    except Exception as exc:  # noqa: BLE001 - kept whole anyway; say why there are no tags
-        return {"tiff_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "imagingdb.testing.fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +67,7 @@ def run_cli():
 @pytest.fixture
 def mm_ometiff(tmp_path) -> Path:
     """A Micro-Manager OME-TIFF acquisition folder: 2 positions x 2 channels x 3 slices x 2 times."""
-    from imagingdb.sample import write_mm_ometiff
+    from imagingdb.testing import write_mm_ometiff
 
     folder = tmp_path / "acquisition"
     folder.mkdir()
@@ -78,7 +78,7 @@ def mm_ometiff(tmp_path) -> Path:
 
 @pytest.fixture
 def mm_ometiff_uint8(tmp_path) -> Path:
-    from imagingdb.sample import write_mm_ometiff
+    from imagingdb.testing import write_mm_ometiff
 
     folder = tmp_path / "acquisition8"
     folder.mkdir()

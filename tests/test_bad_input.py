@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from imagingdb.sample import write_mm_ometiff
+from imagingdb.testing import write_mm_ometiff
 from tests.conftest import DATASET_ID, EXISTING_ID
 from tests.helpers import assert_refused
 from tests.test_ome_tiff import SMALL_SUMMARY, page_meta, write_mm_pages

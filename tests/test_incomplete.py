@@ -9,7 +9,7 @@ import pytest
 from imagingdb.acquisition import FrameIndex
 from imagingdb.errors import MissingFramesWarning
 from imagingdb.layout import frame_name
-from imagingdb.sample import write_imagej_hyperstack, write_mm_ometiff, write_mm_tif_folder
+from imagingdb.testing import write_imagej_hyperstack, write_mm_ometiff, write_mm_tif_folder
 from tests.conftest import DATASET_ID
 from tests.helpers import source_frames
 

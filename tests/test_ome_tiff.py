@@ -1,4 +1,4 @@
-"""The Micro-Manager OME-TIFF generator (imagingdb.sample) and the ome_tiff splitter."""
+"""The Micro-Manager OME-TIFF generator (imagingdb.testing) and the ome_tiff splitter."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ import tifffile
 
 from imagingdb.acquisition import FrameIndex, SplitOptions
 from imagingdb.errors import SplitterError
-from imagingdb.sample import (
+from imagingdb.splitters.ome_tiff import OME_TIFF_META_SCHEMA, OmeTiffSplitter, register_splitters
+from imagingdb.testing import (
     FluorescenceScene,
     fluorescence_frame,
     write_demo_acquisition,
     write_mm_ometiff,
 )
-from imagingdb.splitters.ome_tiff import OME_TIFF_META_SCHEMA, OmeTiffSplitter, register_splitters
 from tests.conftest import DATASET_ID
 from tests.helpers import assert_refused
 

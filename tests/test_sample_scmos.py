@@ -3,7 +3,7 @@
 import numpy as np
 import tifffile
 
-from imagingdb.sample import SCMOSScene, write_mm_ometiff
+from imagingdb.testing import SCMOSScene, write_mm_ometiff
 
 
 def test_frames_are_deterministic_per_index_and_seed():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from imagingdb.sample import write_mm_position_folders, write_mm_tif_folder
+from imagingdb.testing import write_mm_position_folders, write_mm_tif_folder
 from tests.conftest import DATASET_ID
 from tests.helpers import assert_refused
 

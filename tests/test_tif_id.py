@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from imagingdb.sample import (
+from imagingdb.testing import (
     write_bioformats_ometiff,
     write_fiji_hyperstack,
     write_imagej_hyperstack,

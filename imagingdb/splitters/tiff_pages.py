@@ -208,3 +208,24 @@ def _json_object(value: Any) -> dict[str, Any]:
         except ValueError:
             return {}
     return value if isinstance(value, dict) else {}
+
+
+def file_tags(path: Path) -> dict[str, Any]:
+    """TIFF tags of the first page as metadata of a file kept whole (``upload_type: file``),
+    when it is a TIFF; {} otherwise, and a ``tiff_error`` line when it cannot be read."""
+    if path.suffix.lower() not in (".tif", ".tiff", ".btf", ".tf8"):
+        return {}
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            tags = {}
+            for tag in page.tags:
+                value = tag.value
+                if isinstance(value, (bytes, bytearray)) and len(value) > 4096:
+                    continue  # binary blobs (ICC profiles...) are not metadata
+                tags[tag.name] = value
+            return {"tiff_tags": tags, "nbr_pages": len(tif.pages)}
+    except Exception as exc:  # noqa: BLE001 - kept whole anyway; say why there are no tags
+        return {"tiff_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}

@@ -84,9 +84,9 @@ def looks_like_ome(text: Optional[str]) -> bool:
 # The OME-XML document
 # --------------------------------------------------------------------------
 
-
 #: OME-XML Pixels Type names that are not numpy's (the others, uint16..., are the same)
 _OME_TYPES = {"float": "float32", "double": "float64", "bit": "bool"}
+
 
 @dataclass(frozen=True)
 class TiffData:

@@ -39,7 +39,7 @@ BIN = Path(sys.executable).parent
 IMAGINGDB = str(BIN / "imagingdb")
 DATASET_ID = "BENCH-2026-01-15-10-00-00-0001"
 # Bump when the generator or its parameters change, so cached files are rebuilt.
-DATA_VERSION = 3
+DATA_VERSION = 4
 SIZE = 1024
 CHANNELS = ("DAPI", "GFP")
 TIMES = 8

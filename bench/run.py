@@ -3,7 +3,7 @@
 Run from the repository root: ``python bench/run.py [--repeat N] [--only NAME...]``.
 Data is generated once and cached under build/bench/data (a Micro-Manager
 OME-TIFF of 128 frames of 1024x1024 uint16, and one of 256 frames, pixels
-from :class:`imagingdb.sample.SCMOSScene`: see docs/performance.md for the
+from :class:`imagingdb.testing.SCMOSScene`: see docs/performance.md for the
 camera and sample model). Every imagingdb figure comes from the real
 ``imagingdb`` command run as a subprocess (or, for ``read()``, a subprocess
 calling the Python API), timed from outside; each is measured ``--repeat``
@@ -77,7 +77,7 @@ DOUBLE = Acquisition("mm256", slices=16)  # 256 frames, 512 MB of pixels
 
 def ensure_data(acquisition: Acquisition) -> Path:
     """Write the acquisition unless a complete copy of this DATA_VERSION is cached."""
-    from imagingdb.sample import SCMOSScene, write_mm_ometiff
+    from imagingdb.testing import SCMOSScene, write_mm_ometiff
 
     stamp = acquisition.folder / "complete.json"
     wanted = {"version": DATA_VERSION, "frames": acquisition.frames, "size": SIZE}
@@ -391,7 +391,7 @@ class Bench:
     # -- codec settings: one core, for docs/performance.md's tuning table ---
 
     def codec(self, acquisition: Acquisition) -> None:
-        from imagingdb.frames import encode_png
+        from imagingdb.codecs.png import encode_png
 
         # 32 frames, both channels (pages go channel fastest), every other slice and time.
         pixels = [p for i, p in enumerate(read_pixels(ensure_data(acquisition))) if i % 8 in (0, 5)]
@@ -418,7 +418,7 @@ class Bench:
             self.add(Figure(f"codec: {png_filter} + {strategy}, level {level}{default}", rate, "MB/s",
                             zlib_rate, "zlib -1, one core", rate / zlib_rate,
                             note=f"size {size / zlib_size:.3f} of zlib -1"))
-        from imagingdb import frames
+        from imagingdb.codecs import png as frames
 
         deflate, frames._zlib = frames._zlib, zlib  # the same codec on the standard library's zlib
         try:
@@ -487,7 +487,7 @@ def register_datasets(site: Site, count: int) -> None:
     with imagingdb.connect(site.config) as database:
         database.init()
         start = datetime(2024, 1, 1, 9, 0, 0)
-        with database.connection(write=True) as conn:
+        with database.site.connection(write=True) as conn:
             for n in range(count):
                 when = start + timedelta(hours=7 * n)
                 pk = conn.execute(sa.insert(dbq.data_set).values(

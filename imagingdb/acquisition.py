@@ -38,14 +38,6 @@ class FrameIndex:
     time: int
     position: int
 
-    @property
-    def file_name(self) -> str:
-        """The original imagingDB's object name, e.g. ``im_c001_z010_t000_p002.png``."""
-        return (
-            f"im_c{self.channel:03d}_z{self.slice:03d}"
-            f"_t{self.time:03d}_p{self.position:03d}.png"
-        )
-
 
 @dataclass
 class Frame:
@@ -133,6 +125,10 @@ class Acquisition(abc.ABC):
     #: problems that did not stop the upload, one line each naming the file (e.g. a
     #: damaged metadata.txt whose complete entries were kept); shown as ``Warning:`` lines
     warnings: Sequence[str] = ()
+    #: JSON Schema every frame's metadata must meet when the upload config sets no
+    #: ``meta_schema``, for what this source turned out to be; None leaves it to the
+    #: splitter's ``default_meta_schema``, {} asks nothing
+    frame_schema: Optional[dict[str, Any]] = None
 
     @abc.abstractmethod
     def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:

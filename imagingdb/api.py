@@ -10,32 +10,28 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence, Union
-
-import sqlalchemy as sa
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
 
 from . import db as dbq
-from . import migrate
+from . import layout
 from .acquisition import Dimensions, FrameIndex
-from .config import (
-    DatabaseSettings,
-    SiteConfig,
-    StorageSettings,
-    find_site_config,
-    load_login_file,
-)
+from .config import DatabaseSettings, SiteConfig, StorageSettings, find_site_config, load_login_file
+from .download import Selection
 from .errors import InputError, NotFoundError, WorkError
 from .ids import parse_dataset_id
+from .site import Site
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .storage import StorageBackend
+    from .db import migrate
+    from .gc import GcReport
+    from .upload import UploadReport
+    from .verify import VerifyRun
 
 ChannelSelector = Union[int, str]
 
@@ -63,14 +59,6 @@ def connect(
     return Database(config)
 
 
-def open_storage(settings: StorageSettings) -> "StorageBackend":
-    """Instantiate the configured storage backend plugin."""
-    from . import plugins  # here: queries never load plugins (pluggy and all, ~0.01 s)
-
-    backend_class = plugins.get("storage_backend", settings.backend).obj
-    return backend_class(**settings.options)
-
-
 @dataclass(frozen=True)
 class DatasetInfo:
     """One row of ``query``: what the data_set table says about a dataset."""
@@ -95,55 +83,21 @@ class DatasetInfo:
 
 
 class Database:
-    """A connection to one imagingdb instance: its database and its storage."""
+    """One imagingdb instance, its database and storage: find, upload, read, check.
+
+    The plumbing (engine, transactions, storage backend) is :attr:`site`, an
+    :class:`imagingdb.site.Site`; everything here is the product.
+    """
 
     def __init__(self, config: SiteConfig):
-        self.config = config
-        self._engine: Optional[sa.Engine] = None
-        self._storage: Optional["StorageBackend"] = None
-        self._schema_checked = False
-
-    # ----------------------------------------------------------------- plumbing
+        self.site = Site(config)
 
     @property
-    def engine(self) -> sa.Engine:
-        """The engine, once the schema is known to be current (an empty database gets it)."""
-        engine = self._unchecked_engine()
-        if not self._schema_checked:
-            try:
-                migrate.ensure_current(engine, auto_upgrade=self.config.is_embedded_default)
-            except sa.exc.DBAPIError as exc:
-                raise dbq.connection_error(exc, self.config.database) from None
-            self._schema_checked = True
-        return engine
-
-    def _unchecked_engine(self) -> sa.Engine:
-        if self._engine is None:
-            self._engine = dbq.create_engine(self.config.database)
-        return self._engine
-
-    @property
-    def storage(self) -> "StorageBackend":
-        if self._storage is None:
-            self._storage = open_storage(self.config.storage)
-        return self._storage
-
-    @contextlib.contextmanager
-    def connection(self, write: bool = False) -> Iterator[sa.Connection]:
-        """A connection in a transaction; driver errors become one-line WorkErrors."""
-        engine = self.engine
-        try:
-            with (dbq.writing(engine) if write else engine.begin()) as conn:
-                yield conn
-        except sa.exc.IntegrityError:
-            raise  # a constraint said no: the caller knows what that means
-        except sa.exc.DBAPIError as exc:
-            raise dbq.connection_error(exc, self.config.database) from None
+    def config(self) -> SiteConfig:
+        return self.site.config
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
+        self.site.close()
 
     def __enter__(self) -> "Database":
         return self
@@ -152,34 +106,45 @@ class Database:
         self.close()
 
     def describe(self) -> str:
-        from .config import mask_url
+        """The database (URL masked) and the storage, for messages."""
+        return self.site.describe()
 
-        return f"{mask_url(self.config.database.url)} with storage {self.storage.describe()}"
+    @property
+    def database_url(self) -> str:
+        """The database URL, any password masked."""
+        return self.site.database_url
 
-    # ------------------------------------------------------------------ actions
+    @property
+    def storage_location(self) -> str:
+        """Where the objects live, e.g. ``local:/mnt/imaging`` or ``s3://bucket/prefix``."""
+        return self.site.storage.describe()
+
+    # ------------------------------------------------------------------ schema
 
     def init(self) -> "migrate.UpgradeReport":
         """Create or upgrade the schema, and check the storage can be written; idempotent."""
         report = self.upgrade()
-        self.storage.check(writable=True)
+        self.site.storage.check(writable=True)
         return report
 
     def upgrade(self) -> "migrate.UpgradeReport":
         """Bring the schema to this imagingdb's version (or adopt an original imagingDB
         database) as far as the rows allow; what they block is in the report's problems."""
-        try:
-            report = migrate.upgrade(self._unchecked_engine())
-        except sa.exc.DBAPIError as exc:
-            raise dbq.connection_error(exc, self.config.database) from None
-        self._schema_checked = True
+        from .db import migrate
+
+        with self.site.database_errors():
+            report = migrate.upgrade(self.site.unchecked_engine)
+        self.site.schema_is_current()
         return report
 
     def schema_status(self) -> "migrate.SchemaStatus":
         """The schema version and what `upgrade` would do; changes nothing."""
-        try:
-            return migrate.status(self._unchecked_engine())
-        except sa.exc.DBAPIError as exc:
-            raise dbq.connection_error(exc, self.config.database) from None
+        from .db import migrate
+
+        with self.site.database_errors():
+            return migrate.status(self.site.unchecked_engine)
+
+    # ------------------------------------------------------------------ datasets
 
     def query(
         self,
@@ -193,7 +158,7 @@ class Database:
         start, end = _as_date(start_date, "start date"), _as_date(end_date, "end date")
         if start and end and start > end:
             raise InputError(f"start date {start} is after end date {end}")
-        with self.connection() as conn:
+        with self.site.connection() as conn:
             rows = dbq.query_datasets(
                 conn, project_id=project_id, microscope=microscope,
                 start_date=start, end_date=end, description=description,
@@ -202,31 +167,48 @@ class Database:
 
     def dataset(self, dataset_id: str) -> "Dataset":
         """The dataset with this ID, or NotFoundError."""
-        serial = parse_dataset_id(dataset_id).text
-        with self.connection() as conn:
-            rows = conn.execute(sa.select(dbq.data_set).where(
-                dbq.data_set.c.dataset_serial == serial).order_by(dbq.data_set.c.id)).all()
+        dataset_id = parse_dataset_id(dataset_id).text
+        with self.site.connection() as conn:
+            rows = dbq.datasets_named(conn, dataset_id)
             if not rows:
-                raise NotFoundError(f"dataset {serial} not found")
+                raise NotFoundError(f"dataset {dataset_id} not found")
             if len(rows) > 1:  # only in a database adopted from the original imagingDB
-                raise WorkError(f"dataset {serial} is registered {len(rows)} times (data_set id "
+                raise WorkError(f"dataset {dataset_id} is registered {len(rows)} times (data_set id "
                                 f"{', '.join(str(r.id) for r in rows)}); keep one, see: "
                                 "imagingdb db status")
             row = rows[0]
-            parent = None
-            if row.parent_id is not None:
-                parent = conn.execute(
-                    sa.select(dbq.data_set.c.dataset_serial)
-                    .where(dbq.data_set.c.id == row.parent_id)
-                ).scalar()
+            parent = None if row.parent_id is None else dbq.dataset_serial_of(conn, row.parent_id)
         return Dataset(self, row, parent)
 
     def upload(self, csv_path: Union[str, os.PathLike], config_path: Union[str, os.PathLike],
-               **kwargs: Any):
+               **kwargs: Any) -> "UploadReport":
         """Upload every row of an upload CSV; see :func:`imagingdb.upload.upload_csv`."""
         from .upload import upload_csv
 
-        return upload_csv(self, Path(csv_path), Path(config_path), **kwargs)
+        return upload_csv(self.site, Path(csv_path), Path(config_path), **kwargs)
+
+    def verify(self, dataset_ids: Optional[Sequence[str]] = None, *,
+               workers: Optional[int] = None) -> "VerifyRun":
+        """Re-read datasets from storage against their checksums (all of them when None):
+        iterate the result for one :class:`~imagingdb.verify.DatasetCheck` per dataset as
+        it finishes, then ask it for ``ok`` and ``summary()``."""
+        from .verify import VerifyRun, verify_datasets
+
+        return VerifyRun(verify_datasets(
+            self.site, None if dataset_ids is None else list(dataset_ids), workers=workers))
+
+    def gc(self, *, delete: bool = False, older_than: Union[float, str, None] = None,
+           on_garbage: Optional[Callable[[Any], None]] = None) -> "GcReport":
+        """Find (``delete``: remove) stored objects no dataset references, in folders not
+        written to for ``older_than`` (seconds, or a duration like "2h"; default 24 hours)."""
+        from .gc import DEFAULT_GRACE, collect_garbage, parse_duration
+
+        if older_than is None:
+            older_than = DEFAULT_GRACE
+        if isinstance(older_than, str):
+            older_than = parse_duration(older_than)
+        return collect_garbage(self.site, delete=delete, older_than=older_than,
+                               on_garbage=on_garbage)
 
 
 def _as_date(value: Optional[Union[date, str]], what: str) -> Optional[date]:
@@ -242,38 +224,25 @@ def _as_date(value: Optional[Union[date, str]], what: str) -> Optional[date]:
         raise InputError(f"invalid {what} {value!r}; expected YYYY-MM-DD, e.g. 2005-05-23") from None
 
 
-def _info(row: Any, parent_serial: Optional[str]) -> DatasetInfo:
+def _info(row: Any, parent_id_text: Optional[str]) -> DatasetInfo:
     return DatasetInfo(
         dataset_id=row.dataset_serial,
         date_time=row.date_time,
         microscope=row.microscope,
         description=row.description,
         frames=bool(row.frames),
-        parent_dataset_id=parent_serial,
+        parent_dataset_id=parent_id_text,
     )
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Resolved index lists, in the order asked for (or ascending when not asked)."""
-
-    channels: list[int]
-    slices: list[int]
-    times: list[int]
-    positions: list[int]
-
-    def as_filters(self) -> dict[str, list[int]]:
-        return {"channels": self.channels, "slices": self.slices,
-                "times": self.times, "positions": self.positions}
 
 
 class Dataset:
     """One dataset: its row, its metadata, its frames or file."""
 
-    def __init__(self, database: Database, row: Any, parent_serial: Optional[str]):
+    def __init__(self, database: Database, row: Any, parent_id_text: Optional[str]):
         self.database = database
+        self._site = database.site
         self._row = row
-        self.info = _info(row, parent_serial)
+        self.info = _info(row, parent_id_text)
         self.id = row.dataset_serial
         self._frames_global: Any = None
         self._file_global: Any = None
@@ -290,7 +259,7 @@ class Dataset:
     def _load(self) -> None:
         if self._loaded:
             return
-        with self.database.connection() as conn:
+        with self._site.connection() as conn:
             if self.is_frames:
                 self._frames_global = dbq.frames_global_of(conn, self._row.id)
             else:
@@ -303,9 +272,7 @@ class Dataset:
     def storage_dir(self) -> str:
         self._load()
         row = self._frames_global if self.is_frames else self._file_global
-        # Early rows of the original imagingDB have no storage_dir; its layout is fixed.
-        default = f"{'raw_frames' if self.is_frames else 'raw_files'}/{self.id}"
-        return (row.storage_dir or default).rstrip("/")
+        return layout.storage_dir(row.storage_dir, self.is_frames, self.id)
 
     @property
     def global_meta(self) -> dict[str, Any]:
@@ -336,7 +303,7 @@ class Dataset:
         if self.is_frames:
             return None
         f = self._file_global
-        return {"key": f"{self.storage_dir}/{f.file_name}", "file_name": f.file_name,
+        return {"key": layout.object_key(self.storage_dir, f.file_name), "file_name": f.file_name,
                 "sha256": f.sha256}
 
     def summary(self) -> dict[str, Any]:
@@ -365,7 +332,7 @@ class Dataset:
         """channel index -> channel name."""
         self._require_frames()
         self._load()
-        with self.database.connection() as conn:
+        with self._site.connection() as conn:
             return dbq.channel_names(conn, self._frames_global.id)
 
     def select(
@@ -378,7 +345,7 @@ class Dataset:
         """Resolve channel names/indexes and check every index exists; errors list what does."""
         self._require_frames()
         self._load()
-        with self.database.connection() as conn:
+        with self._site.connection() as conn:
             present = dbq.distinct_indexes(conn, self._frames_global.id)
             names = dbq.channel_names(conn, self._frames_global.id)
         return Selection(
@@ -389,7 +356,7 @@ class Dataset:
         )
 
     def _frame_rows(self, selection: Selection, with_metadata: bool) -> list[Any]:
-        with self.database.connection() as conn:
+        with self._site.connection() as conn:
             return dbq.select_frames(conn, self._frames_global.id, with_metadata=with_metadata,
                                      **selection.as_filters())
 
@@ -411,7 +378,7 @@ class Dataset:
         self._require_frames()
         self._load()
         g = self._frames_global
-        with self.database.connection() as conn:
+        with self._site.connection() as conn:
             positions = dbq.distinct_indexes(conn, g.id)["positions"]
             have = {
                 (r.channel_idx, r.slice_idx, r.time_idx, r.pos_idx)
@@ -455,14 +422,52 @@ class Dataset:
 
         selection = self.select(channels, slices, times, positions)
         rows = self._frame_rows(selection, with_metadata=False)
-        return read_frames(self, selection, rows, fill_value=fill_value, workers=workers,
+        return read_frames(self._site.storage, self.storage_dir, rows, selection, self.dims,
+                           dataset_id=self.id, fill_value=fill_value, workers=workers,
                            verify=verify)
 
-    def download(self, dest: Union[str, os.PathLike], **kwargs: Any) -> Path:
-        """Write the dataset under ``dest/<ID>/``; see :func:`imagingdb.download.download_dataset`."""
-        from .download import download_dataset
+    def download(
+        self,
+        dest: Union[str, os.PathLike],
+        *,
+        channels: Optional[Sequence[ChannelSelector]] = None,
+        slices: Optional[Iterable[int]] = None,
+        times: Optional[Iterable[int]] = None,
+        positions: Optional[Iterable[int]] = None,
+        metadata: bool = True,
+        download: bool = True,
+        workers: Optional[int] = None,
+        progress: Any = None,
+    ) -> Path:
+        """Write ``dest/<ID>/``: the frames asked for (all by default) or the file kept whole,
+        with ``global_metadata.json`` and (frames) ``frames_meta.csv`` unless ``metadata`` is
+        False; ``download=False`` writes the metadata only. Returns that folder, which
+        appears complete or not at all; an existing one is refused."""
+        from .download import DownloadPlan, check_destination
+        from .download import download as write_download
 
-        return download_dataset(self, Path(dest), **kwargs)
+        dest = Path(dest)
+        check_destination(dest, self.id)
+        plan = DownloadPlan(self.id, self._site.storage, is_frames=self.is_frames)
+        if self.is_frames:
+            selection = self.select(channels, slices, times, positions)
+            rows = self._frame_rows(selection, with_metadata=False)
+            if download:
+                plan.objects = [(layout.object_key(self.storage_dir, row.file_name), row.file_name)
+                                for row in rows]
+            if metadata:
+                plan.summary = self.summary()
+                plan.summary["missing_frames"] = [layout.frame_name(i) for i in self.missing_frames()]
+                plan.frame_rows = rows
+        else:
+            if any(x is not None for x in (channels, slices, times, positions)):
+                raise InputError(f"dataset {self.id} is a file kept whole: it has no channels, "
+                                 "slices, times or positions to select")
+            if download:
+                plan.objects = [(self.file["key"], self.file["file_name"])]
+            if metadata:
+                plan.summary = self.summary()
+        return write_download(plan, dest, workers=workers, progress=progress)
 
 
 def _frame_dict(row: Any) -> dict[str, Any]:

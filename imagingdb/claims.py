@@ -16,81 +16,70 @@ stays the last word when two uploads race without claims.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import sqlalchemy as sa
 
-from .db import connection_error
+from .db import locks
 from .errors import WorkError
-
-if TYPE_CHECKING:
-    from .api import Database
+from .site import Site
 
 
-def _busy(serial: str) -> WorkError:
-    return WorkError(f"dataset {serial} is being uploaded by another process right now; "
+def _busy(dataset_id: str) -> WorkError:
+    return WorkError(f"dataset {dataset_id} is being uploaded by another process right now; "
                      "nothing of this upload was written")
 
 
 @contextlib.contextmanager
-def claim_dataset(database: "Database", serial: str) -> Iterator[None]:
-    """Hold the claim on dataset ID ``serial`` for the block, or raise WorkError if taken."""
-    engine = database.engine
+def claim_dataset(site: Site, dataset_id: str) -> Iterator[None]:
+    """Hold the claim on ``dataset_id`` for the block, or raise WorkError if it is taken."""
+    engine = site.engine
     if engine.dialect.name == "postgresql":
-        with _advisory_lock(database, serial):
+        with _advisory_lock(site, dataset_id):
             yield
     elif engine.url.database and engine.url.database != ":memory:":
-        with _lock_file(Path(engine.url.database), serial):
+        with _lock_file(Path(engine.url.database), dataset_id):
             yield
     else:  # an in-memory database lives and dies with this one process
         yield
 
 
-def _lock_key(serial: str) -> int:
-    """A signed 64-bit advisory-lock key for the ID (one namespace for imagingdb uploads)."""
-    digest = hashlib.sha256(f"imagingdb upload {serial}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 @contextlib.contextmanager
-def _advisory_lock(database: "Database", serial: str) -> Iterator[None]:
-    key = {"key": _lock_key(serial)}
+def _advisory_lock(site: Site, dataset_id: str) -> Iterator[None]:
+    key = locks.lock_key(dataset_id)
     with contextlib.ExitStack() as stack:
-        try:
+        with site.database_errors():
             # Autocommit: the lock belongs to the session; no transaction sits idle meanwhile.
             conn = stack.enter_context(
-                database.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
-            taken = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), key).scalar()
-        except sa.exc.DBAPIError as exc:
-            raise connection_error(exc, database.config.database) from None
+                site.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
+            taken = locks.try_advisory_lock(conn, key)
         if not taken:
-            raise _busy(serial)
+            raise _busy(dataset_id)
         try:
             yield
         finally:
             try:
-                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), key)
+                locks.advisory_unlock(conn, key)
             except sa.exc.DBAPIError:
                 conn.invalidate()  # a lost session has lost its lock too
 
 
 @contextlib.contextmanager
-def _lock_file(database: Path, serial: str) -> Iterator[None]:
+def _lock_file(database: Path, dataset_id: str) -> Iterator[None]:
     import fcntl
 
     folder = database.expanduser().parent / f"{database.name}.upload-claims"
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{serial}.lock"
+    path = folder / f"{dataset_id}.lock"
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise _busy(serial) from None
+            raise _busy(dataset_id) from None
         # The holder before us removes the file when done; a lock on a removed file is no claim.
         try:
             if os.stat(path).st_ino == os.fstat(fd).st_ino:

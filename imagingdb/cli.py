@@ -6,20 +6,18 @@ commands, never at module level, so ``imagingdb --help`` starts instantly.
 
 from __future__ import annotations
 
-import atexit
-import gc
 import json
-import os
 import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from typer.core import TyperGroup
 
 from . import PLUGIN_API_VERSION, __version__
-from .errors import ImagingDBError, InputError
+from .console import ImagingDBGroup
+from .errors import InputError
+from .gc import DEFAULT_GRACE as GC_DEFAULT_GRACE
 
 EXAMPLES = """
 \b
@@ -51,72 +49,6 @@ class ListFormat(str, Enum):
     table = "table"
     text = "text"  # the same table, for symmetry with the other commands
     json = "json"
-
-
-class ImagingDBGroup(TyperGroup):
-    """Turns every error into one ``Error:`` line and the exit codes of SPEC section 4."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        args = list(sys.argv[1:] if args is None else args)
-        debug = _global_flag(args, "--debug")
-        try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except typer.Exit as exc:
-            sys.exit(exc.exit_code)
-        except (typer.Abort, KeyboardInterrupt):
-            _error("interrupted", debug)
-            sys.exit(130)
-        except ImagingDBError as exc:
-            _error(str(exc), debug)
-            sys.exit(exc.exit_code)
-        except Exception as exc:  # noqa: BLE001 - never a traceback unless --debug
-            if _is_click_error(exc):
-                code = _click_error(exc, debug)
-            else:
-                _error(f"unexpected {type(exc).__name__}: {exc}; run again with --debug "
-                       "for details", debug)
-                code = 1
-            sys.exit(code)
-        sys.exit(result if isinstance(result, int) else 0)
-
-
-def _is_click_error(exc: Exception) -> bool:
-    # Typer may vendor its own copy of click, so recognise its exceptions by shape.
-    return hasattr(exc, "format_message") and hasattr(exc, "exit_code")
-
-
-def _click_error(exc: Exception, debug: bool) -> int:
-    """Print a click usage/parameter error as one line; returns the exit code."""
-    ctx = getattr(exc, "ctx", None)
-    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
-        print(ctx.get_help())
-        return 0
-    message = exc.format_message()
-    if ctx is not None and exc.exit_code == 2:
-        command = " ".join(ctx.command_path.split()[1:])
-        message += f" (see: imagingdb {command + ' ' if command else ''}--help)"
-    _error(message, debug)
-    return exc.exit_code
-
-
-def _global_flag(args: list[str], flag: str) -> bool:
-    for arg in args:
-        if arg == flag:
-            return True
-        if not arg.startswith("-"):
-            return False  # the command name: global options end here
-    return False
-
-
-def _error(message: str, debug: bool) -> None:
-    if debug:
-        import traceback
-
-        exc = sys.exc_info()[1]
-        if exc is not None:
-            traceback.print_exc(file=sys.stderr)
-    first_line = " ".join(str(message).split())
-    print(f"Error: {first_line}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------- the app
@@ -172,13 +104,9 @@ def _parse_int_or_range(part: str, what: str, strict: bool) -> list:
                          "range (0-4)") from None
 
 
-def make_app(argv: Optional[list[str]] = None) -> typer.Typer:
-    """A fresh CLI app (tests and plugins get their own); plugins add commands to it.
-
-    When ``argv`` names a built-in command, plugins are not loaded: none of
-    their commands can be the one that runs, and scanning the installed
-    packages' entry points costs start-up time every user feels.
-    """
+def make_app(plugin_commands: bool = True) -> typer.Typer:
+    """A fresh CLI app (tests and plugins get their own), with the plugins' commands
+    unless ``plugin_commands`` is False (see :func:`add_plugin_commands`)."""
     app = typer.Typer(
         cls=ImagingDBGroup,
         name="imagingdb",
@@ -221,30 +149,20 @@ def make_app(argv: Optional[list[str]] = None) -> typer.Typer:
     _add_integrity_commands(app)
     app.add_typer(_make_db_app())
     _add_plugins_commands(app)
-    if argv is not None and _command_word(argv) in _builtin_command_names(app):
-        return app
-    from . import plugins
-
-    plugins.register_commands(app)
+    if plugin_commands:
+        add_plugin_commands(app)
     return app
 
 
-_GLOBAL_OPTIONS_WITH_VALUE = ("--site-config", "--login")
+def add_plugin_commands(app: typer.Typer) -> None:
+    """Let every plugin add its commands to ``app`` (this loads the plugins)."""
+    from . import plugins
+
+    plugins.register_commands(app)
 
 
-def _command_word(args: list[str]) -> Optional[str]:
-    """The command named in ``args`` after the global options, if any."""
-    args = list(args)
-    while args:
-        arg = args.pop(0)
-        if arg in _GLOBAL_OPTIONS_WITH_VALUE:
-            args = args[1:]
-        elif not arg.startswith("-"):
-            return arg
-    return None
-
-
-def _builtin_command_names(app: typer.Typer) -> set[str]:
+def builtin_command_names(app: typer.Typer) -> set[str]:
+    """The names of imagingdb's own commands and command groups on ``app``."""
     names = {info.name or info.callback.__name__.replace("_", "-") for info in app.registered_commands}
     return names | {info.name for info in app.registered_groups if info.name}
 
@@ -281,15 +199,14 @@ def _add_data_commands(app: typer.Typer) -> None:
         interrupted upload can simply be run again.
         """
         from .progress import TerminalProgress
-        from .upload import upload_csv
 
         def report(result) -> None:
             if not result.ok:  # a success was already summed up by the progress line
                 print(f"Error: {result.error}", file=sys.stderr)
 
         with _database(ctx) as db:
-            outcome = upload_csv(db, csv_file, config, overwrite=overwrite, workers=workers,
-                                 progress=TerminalProgress("Uploading", "Uploaded"), on_result=report)
+            outcome = db.upload(csv_file, config, overwrite=overwrite, workers=workers,
+                                progress=TerminalProgress("Uploading", "Uploaded"), on_result=report)
         ok = len(outcome.results) - len(outcome.failed)
         print(f"{ok} of {len(outcome.results)} dataset(s) uploaded", file=sys.stderr)
         if output == ReportFormat.json:
@@ -469,6 +386,7 @@ def _make_db_app() -> typer.Typer:
     db_app = typer.Typer(
         name="db", no_args_is_help=True, rich_markup_mode=None,
         help="The database schema: its version, upgrades, adopting an original imagingDB database.",
+        epilog="Example: imagingdb db status",
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
 
@@ -478,16 +396,13 @@ def _make_db_app() -> typer.Typer:
         output: ReportFormat = typer.Option(ReportFormat.text, "--format", help="text or json."),
     ) -> None:
         """The database (URL masked), its schema version, and what `db upgrade` would do."""
-        from .config import mask_url
-        from .db import SCHEMA_VERSION
-
         with _database(ctx) as db:
             info = db.schema_status()
             record = {
-                "database": mask_url(db.config.database.url),
-                "storage": db.storage.describe(),
+                "database": db.database_url,
+                "storage": db.storage_location,
                 "schema_version": info.version,
-                "imagingdb_schema_version": SCHEMA_VERSION,
+                "imagingdb_schema_version": info.target,
                 "state": info.state,
                 "datasets": info.datasets,
                 "upgrade_steps": info.steps,
@@ -557,33 +472,30 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         row); exits 1 if there is any.
         """
         from .errors import WorkError
-        from .verify import summarise, verify_datasets
 
         if (dataset_id is None) == (not all_datasets):
             raise InputError("give one dataset ID or --all (see: imagingdb verify --help)")
-        checks = []
         with _database(ctx) as db:
-            for check in verify_datasets(db, None if all_datasets else [dataset_id],
-                                         workers=workers):
-                checks.append(check)
+            run = db.verify(None if all_datasets else [dataset_id], workers=workers)
+            for check in run:
                 if output == ReportFormat.text:
                     state = "ok" if check.ok else f"{len(check.problems)} problem(s)"
                     print(f"{check.dataset_id}  {state}  ({check.objects_checked} object(s) checked)")
                     for problem in check.problems:
                         print(f"  {problem.describe()}")
         if output == ReportFormat.json:
-            print(json.dumps({"ok": all(c.ok for c in checks),
-                              "datasets": [c.to_json() for c in checks]}, indent=2))
-        if not all(c.ok for c in checks):
-            raise WorkError(summarise(checks))
-        print(summarise(checks), file=sys.stderr)
+            print(json.dumps({"ok": run.ok, "datasets": [c.to_json() for c in run.checks]},
+                             indent=2))
+        if not run.ok:
+            raise WorkError(run.summary())
+        print(run.summary(), file=sys.stderr)
 
     @app.command(epilog="Example: imagingdb gc --older-than 2h --yes")
     def gc(
         ctx: typer.Context,
         yes: bool = typer.Option(False, "--yes", help="Delete; without it, only list."),
         older_than: str = typer.Option(
-            "24h", "--older-than", metavar="DURATION",
+            GC_DEFAULT_GRACE, "--older-than", metavar="DURATION",
             help="Skip dataset folders written to more recently (an upload may be running); "
                  "e.g. 30m, 2h, 7d, 0."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",
@@ -593,18 +505,14 @@ def _add_integrity_commands(app: typer.Typer) -> None:
 
         A dry run by default: it lists what it would delete; --yes deletes it.
         Objects of registered datasets are never touched, nor folders written
-        to within --older-than (default 24h), where an upload may be running.
+        to within --older-than, where an upload may be running.
         """
-        from .gc import collect_garbage, parse_duration
-
-        grace = parse_duration(older_than)
-
         def listed(obj) -> None:
             if output == ReportFormat.text:
                 print(f"{obj.key}\t{obj.size}")
 
         with _database(ctx) as db:
-            report = collect_garbage(db, delete=yes, older_than=grace, on_garbage=listed)
+            report = db.gc(delete=yes, older_than=older_than, on_garbage=listed)
         if output == ReportFormat.json:
             print(json.dumps(report.to_json(), indent=2))
         for skipped in report.skipped:
@@ -653,24 +561,3 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     return " ".join(str(value).split())
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    """The ``imagingdb`` console script."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    app = make_app(args)
-    if _command_word(args) in _builtin_command_names(app):
-        # No built-in command does linear algebra, but OpenBLAS starts a thread
-        # per core when numpy is imported, and they spin for ~0.1 s of CPU that
-        # the upload's encoding threads need. A user's own setting wins.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    # Python's last garbage collections at exit walk every object the libraries
-    # made (SQLAlchemy, numpy, tifffile...): ~0.15 s after an upload. Frozen
-    # objects are skipped; the process is ending, so nothing is kept longer.
-    atexit.register(gc.freeze)
-    command = typer.main.get_command(app)
-    command.main(args=argv, prog_name="imagingdb")
-
-
-if __name__ == "__main__":
-    main()

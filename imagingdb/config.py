@@ -278,7 +278,7 @@ UPLOAD_KEYS = {
     "png_strategy": (str, type(None)),
     "png_level": (int, type(None)),
 }
-# The PNG codec's choices (imagingdb.frames.encode_png; a test keeps them in step),
+# The PNG codec's choices (imagingdb.codecs.png.encode_png; a test keeps them in step),
 # spelt out here because loading a config must not import numpy.
 PNG_FILTERS = ("none", "sub", "up")
 PNG_STRATEGIES = ("auto", "isal", "default", "filtered", "huffman", "rle")
@@ -308,7 +308,7 @@ class UploadConfig:
     source: Optional[Path] = None
 
     def png_options(self) -> dict[str, Any]:
-        """Keyword arguments of :func:`imagingdb.frames.encode_png` for this upload."""
+        """Keyword arguments of :func:`imagingdb.codecs.png.encode_png` for this upload."""
         return {"png_filter": self.png_filter, "strategy": self.png_strategy,
                 "level": self.png_level}
 

@@ -34,7 +34,7 @@ def _run(args: list[str], env: dict[str, str], capture: bool = False) -> str:
 
 
 def main(base: Path = Path("build/demo")) -> None:
-    from .sample import write_demo_acquisition
+    from .testing import write_demo_acquisition
 
     base = base.resolve()
     if base.exists():

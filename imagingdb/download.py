@@ -1,13 +1,13 @@
-"""Getting data back: into a numpy array (`Dataset.read`) or into a folder (`download`).
+"""Getting data back: frames into a numpy array (`Dataset.read`), objects into a folder (`download`).
 
-One SQL query picks the frame rows; the storage backend fetches the keys
-concurrently; frames are decoded straight into a preallocated array, or
-their bytes copied to the destination unchanged.
+The Python API picks the frame rows in one SQL query and hands them here
+with the storage backend: the backend fetches the keys concurrently
+(:func:`imagingdb.pool.run_bounded`); frames are decoded straight into a
+preallocated array, or their bytes copied to the destination unchanged.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import csv
 import json
 import math
@@ -15,40 +15,61 @@ import os
 import shutil
 import threading
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
+from . import layout
 from .errors import ImagingDBError, InputError, WorkError
+from .pool import TRANSFER, default_workers, run_bounded
 from .storage import validate_object_name
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .api import ChannelSelector, Dataset, Selection
+    from .acquisition import Dimensions
+    from .storage import StorageBackend
 
 FRAMES_META_COLUMNS = ("channel_idx", "slice_idx", "time_idx", "pos_idx", "channel_name",
                        "file_name", "sha256")
 
 
-def _workers(workers: Optional[int], storage: Any) -> int:
-    """Threads fetching objects: the caller's choice, the store's, else 2 per core (at least 4).
+@dataclass(frozen=True)
+class Selection:
+    """Index lists of a read or download, in the order asked (or ascending when not asked)."""
 
-    Measured on 2 cores, 128 frames: decoding them (CPU work) took 1.03-1.16 s
-    with 3-4 threads, 1.21-1.31 s with 8 (switching, per-thread buffers);
-    copying them (kernel copies) as fast with 2-4 threads as with 8. A store
-    with latency (S3) sets its own number.
-    """
-    return workers or storage.transfer_workers or max(4, 2 * (os.cpu_count() or 1))
+    channels: list[int]
+    slices: list[int]
+    times: list[int]
+    positions: list[int]
+
+    def as_filters(self) -> dict[str, list[int]]:
+        return {"channels": self.channels, "slices": self.slices,
+                "times": self.times, "positions": self.positions}
+
+    @property
+    def size(self) -> int:
+        """How many frames the selected grid holds."""
+        return len(self.channels) * len(self.slices) * len(self.times) * len(self.positions)
 
 
-def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any], *,
+def _missing(key: str, dataset_id: str, what: str = "frame") -> WorkError:
+    return WorkError(f"{what} {key} of dataset {dataset_id} is missing from storage; "
+                     f"run: imagingdb verify {dataset_id}")
+
+
+# ------------------------------------------------------------------- read
+
+
+def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any],
+                selection: Selection, dims: "Dimensions", *, dataset_id: str,
                 fill_value: int, workers: Optional[int], verify: bool) -> "np.ndarray":
-    """Decode the selected frames into one (P, T, C, Z, Y, X[, colours]) array."""
+    """Decode the frame ``rows`` into one (P, T, C, Z, Y, X[, colours]) array of ``selection``."""
     import numpy as np
 
-    from .frames import decode_png_into, pixel_sha256
+    from .codecs import frame_codec
 
-    dims = dataset.dims
+    codec = frame_codec()
     shape = (len(selection.positions), len(selection.times), len(selection.channels),
              len(selection.slices), dims.im_height, dims.im_width)
     if dims.im_colors > 1:
@@ -62,35 +83,31 @@ def read_frames(dataset: "Dataset", selection: "Selection", rows: Sequence[Any],
         out = np.full(shape, fill_value, dtype)
     axis = [{v: i for i, v in enumerate(values)} for values in
             (selection.positions, selection.times, selection.channels, selection.slices)]
-    storage = dataset.database.storage
-    storage_dir = dataset.storage_dir
-
     buffers = threading.local()  # each thread reads its objects into one buffer
 
     def fetch(row: Any) -> None:
-        key = f"{storage_dir}/{row.file_name}"
+        key = layout.object_key(storage_dir, row.file_name)
         buffer = getattr(buffers, "buffer", b"")
         try:
             data = storage.get_bytes_into(key, buffer)
         except KeyError:
-            raise WorkError(f"frame {key} of dataset {dataset.id} is missing from storage; "
-                            f"run: imagingdb verify {dataset.id}") from None
+            raise _missing(key, dataset_id) from None
         target = out[axis[0][row.pos_idx], axis[1][row.time_idx],
                      axis[2][row.channel_idx], axis[3][row.slice_idx]]
         try:
-            decode_png_into(data, target)
+            codec.decode_into(data, target)
         except ValueError as exc:
-            raise WorkError(f"frame {key} of dataset {dataset.id} cannot be decoded: {exc}") from None
-        if verify and row.sha256 and pixel_sha256(target) != row.sha256:
-            raise WorkError(f"frame {key} of dataset {dataset.id} fails its sha256 check")
+            raise WorkError(f"frame {key} of dataset {dataset_id} cannot be decoded: {exc}") from None
+        if verify and row.sha256 and codec.pixel_hash(target) != row.sha256:
+            raise WorkError(f"frame {key} of dataset {dataset_id} fails its sha256 check")
         if len(data) >= len(buffer):  # did not fit: room for this size and a bit more
             buffers.buffer = bytearray(len(data) * 5 // 4 + 4096)
 
-    _run_all(fetch, rows, _workers(workers, storage))
-    asked = len(selection.positions) * len(selection.times) * len(selection.channels) * len(
-        selection.slices)
-    if len(rows) < asked:
-        _warn_missing(dataset.id, asked - len(rows), asked, fill_value)
+    if rows:
+        run_bounded(fetch, rows, min(len(rows), workers or default_workers(
+            TRANSFER, storage.transfer_workers)), name="imagingdb-read")
+    if len(rows) < selection.size:
+        _warn_missing(dataset_id, selection.size - len(rows), selection.size, fill_value)
     return out
 
 
@@ -105,62 +122,52 @@ def _warn_missing(dataset_id: str, missing: int, asked: int, fill_value: int) ->
         "Dataset.missing_frames() lists them"), stacklevel=4)
 
 
-def _run_all(task: Callable[[Any], Any], items: Sequence[Any], workers: int,
-             progress: Optional[Callable[[Any], None]] = None) -> None:
-    """Run ``task`` over ``items`` in a thread pool; the first error stops the rest."""
-    if not items:
-        return
-    with cf.ThreadPoolExecutor(min(workers, len(items)),
-                               thread_name_prefix="imagingdb-fetch") as pool:
-        futures = [pool.submit(task, item) for item in items]
-        try:
-            for future in cf.as_completed(futures):
-                result = future.result()
-                if progress is not None:
-                    progress(result)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+# --------------------------------------------------------------- download
 
 
-def download_dataset(
-    dataset: "Dataset",
-    dest: Path,
-    *,
-    channels: Optional[Sequence["ChannelSelector"]] = None,
-    slices: Optional[Sequence[int]] = None,
-    times: Optional[Sequence[int]] = None,
-    positions: Optional[Sequence[int]] = None,
-    metadata: bool = True,
-    download: bool = True,
-    workers: Optional[int] = None,
-    progress: Any = None,
-) -> Path:
-    """Write ``dest/<ID>/`` with the frames or the file, plus metadata; returns that folder.
+@dataclass
+class DownloadPlan:
+    """What to write into ``DEST/<ID>/``: objects to copy and the metadata beside them."""
+
+    dataset_id: str
+    storage: "StorageBackend"
+    #: (key, file name) of each object to copy; file names come from the database
+    objects: list[tuple[str, str]] = field(default_factory=list)
+    #: global_metadata.json; None writes none (--no-metadata)
+    summary: Optional[dict[str, Any]] = None
+    #: frames_meta.csv rows (frames datasets); None writes none
+    frame_rows: Optional[Sequence[Any]] = None
+    #: frames are counted on the progress bar; a file kept whole is one copy
+    is_frames: bool = True
+
+
+def check_destination(dest: Path, dataset_id: str) -> Path:
+    """``dest/<ID>``, refused when it already exists (a download never merges into a folder)."""
+    target = dest / dataset_id
+    if target.exists():
+        raise InputError(f"destination {target} already exists; remove it or choose another --dest")
+    return target
+
+
+def download(plan: DownloadPlan, dest: Path, *, workers: Optional[int] = None,
+             progress: Any = None) -> Path:
+    """Write ``dest/<ID>/`` from ``plan``; returns that folder.
 
     The folder appears complete or not at all: everything is written to a
     hidden temporary folder beside it, renamed at the end.
     """
-    target = dest / dataset.id
-    if target.exists():
-        raise InputError(f"destination {target} already exists; remove it or choose another --dest")
-    if not dataset.is_frames and any(x is not None for x in (channels, slices, times, positions)):
-        raise InputError(f"dataset {dataset.id} is a file kept whole: it has no channels, "
-                         "slices, times or positions to select")
-    selection = dataset.select(channels, slices, times, positions) if dataset.is_frames else None
+    target = check_destination(dest, plan.dataset_id)
+    names = [_safe_name(name, plan.dataset_id) for _key, name in plan.objects]
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create destination {dest}: {exc.strerror}") from None
-    staging = dest / f".{dataset.id}.partial-{uuid.uuid4().hex[:8]}"
+    staging = dest / f".{plan.dataset_id}.partial-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        if dataset.is_frames:
-            _download_frames(dataset, selection, staging, metadata=metadata,
-                             download=download, workers=workers, progress=progress)
-        else:
-            _download_file(dataset, staging, metadata=metadata, download=download)
+        _write_metadata(plan, staging)
+        _copy_objects(plan, list(zip((key for key, _ in plan.objects), names)), staging,
+                      workers=workers, progress=progress)
         os.rename(staging, target)
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
@@ -170,71 +177,51 @@ def download_dataset(
     return target
 
 
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n",
-                    encoding="utf-8")
-
-
-def _download_frames(dataset: "Dataset", selection: "Selection", folder: Path, *,
-                     metadata: bool, download: bool, workers: Optional[int],
-                     progress: Any) -> None:
-    rows = dataset._frame_rows(selection, with_metadata=False)
-    if metadata:
-        summary = dataset.summary()
-        summary["missing_frames"] = [i.file_name for i in dataset.missing_frames()]
-        _write_json(folder / "global_metadata.json", summary)
+def _write_metadata(plan: DownloadPlan, folder: Path) -> None:
+    if plan.summary is not None:
+        (folder / "global_metadata.json").write_text(
+            json.dumps(plan.summary, indent=2, sort_keys=True, default=str) + "\n",
+            encoding="utf-8")
+    if plan.frame_rows is not None:
         with open(folder / "frames_meta.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(FRAMES_META_COLUMNS)
-            for row in rows:
+            for row in plan.frame_rows:
                 writer.writerow([getattr(row, c) for c in FRAMES_META_COLUMNS])
-    if not download:
+
+
+def _copy_objects(plan: DownloadPlan, objects: list[tuple[str, str]], folder: Path, *,
+                  workers: Optional[int], progress: Any) -> None:
+    if not objects:
         return
-    storage = dataset.database.storage
-    storage_dir = dataset.storage_dir
-    if progress is not None:
+    storage = plan.storage
+    counting = progress is not None and plan.is_frames
+    if counting:
         # MB/s here are of the PNG objects moved, whose sizes are known only once fetched.
-        progress.start(dataset.id, len(rows), 0)
+        progress.start(plan.dataset_id, len(objects), 0)
 
-    for row in rows:  # names come from the database: none may lead out of the folder
-        _safe_name(row.file_name, dataset.id)
-
-    def fetch(row: Any) -> int:
-        key = f"{storage_dir}/{row.file_name}"
-        path = folder / row.file_name
+    def fetch(item: tuple[str, str]) -> int:
+        key, name = item
+        path = folder / name
         try:
             storage.get_file(key, str(path))
         except KeyError:
-            raise WorkError(f"frame {key} of dataset {dataset.id} is missing from storage; "
-                            f"run: imagingdb verify {dataset.id}") from None
+            raise _missing(key, plan.dataset_id, "frame" if plan.is_frames else "file") from None
         return path.stat().st_size
 
     def advance(nbytes: int) -> None:
-        if progress is not None:
+        if counting:
             progress.advance(1, nbytes)
 
     try:
-        _run_all(fetch, rows, _workers(workers, storage), advance)
+        run_bounded(fetch, objects, min(len(objects), workers or default_workers(
+            TRANSFER, storage.transfer_workers)), on_result=advance, name="imagingdb-fetch")
     except BaseException:
-        if progress is not None:
+        if counting:
             progress.finish(ok=False)
         raise
-    if progress is not None:
+    if counting:
         progress.finish()
-
-
-def _download_file(dataset: "Dataset", folder: Path, *, metadata: bool, download: bool) -> None:
-    info = dataset.file
-    if metadata:
-        summary = dataset.summary()
-        _write_json(folder / "global_metadata.json", summary)
-    if download:
-        name = _safe_name(info["file_name"], dataset.id)
-        try:
-            dataset.database.storage.get_file(info["key"], str(folder / name))
-        except KeyError:
-            raise WorkError(f"file {info['key']} of dataset {dataset.id} is missing from "
-                            f"storage; run: imagingdb verify {dataset.id}") from None
 
 
 def _safe_name(name: str, dataset_id: str) -> str:

@@ -33,16 +33,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-import sqlalchemy as sa
-
-from . import db as dbq
+from . import layout
 from .errors import InputError, WorkError
 from .storage import StoredObject
 
-if TYPE_CHECKING:
-    from .api import Database
+if TYPE_CHECKING:  # the CLI reads DEFAULT_GRACE at start-up: no SQLAlchemy import here
+    from .site import Site
 
-DATASET_FOLDERS = ("raw_frames", "raw_files")
+#: how long a dataset folder must have been quiet before gc judges it (``--older-than``)
 DEFAULT_GRACE = "24h"
 _DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>s|m|min|h|d)?", re.ASCII)
 _SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
@@ -96,16 +94,19 @@ def _iso(stamp: float) -> str:
 
 
 def collect_garbage(
-    database: "Database",
+    site: "Site",
     *,
     delete: bool = False,
-    older_than: float = 24 * 3600,
+    older_than: Optional[float] = None,
     on_garbage: Optional[Callable[[StoredObject], None]] = None,
     now: Optional[float] = None,
 ) -> GcReport:
-    """Find (and with ``delete``, remove) unreferenced objects in folders quiet for ``older_than`` s."""
-    _check_storage_dirs(database)
-    storage = database.storage
+    """Find (and with ``delete``, remove) unreferenced objects in folders quiet for
+    ``older_than`` seconds (default :data:`DEFAULT_GRACE`)."""
+    if older_than is None:
+        older_than = parse_duration(DEFAULT_GRACE)
+    _check_storage_dirs(site)
+    storage = site.storage
     report = GcReport(deleted=delete)
     cutoff = (time.time() if now is None else now) - older_than
     for folder, newest in _folders(storage).items():
@@ -117,7 +118,7 @@ def collect_garbage(
         if newest > cutoff:
             report.skipped.append(SkippedFolder(folder, newest))
             continue
-        referenced = _referenced_keys(database, folder)
+        referenced = _referenced_keys(site, folder)
         garbage = [obj for obj in objects if obj.key not in referenced]
         if delete and garbage:
             storage.delete([obj.key for obj in garbage])
@@ -131,44 +132,33 @@ def collect_garbage(
 def _folders(storage: Any) -> dict[str, float]:
     """Every dataset folder in storage with the time of its newest object."""
     newest: dict[str, float] = {}
-    for top in DATASET_FOLDERS:
+    for top in layout.DATASET_FOLDERS:
         for obj in storage.list_objects(f"{top}/"):
-            parts = obj.key.split("/")
-            if len(parts) < 3:
+            folder = layout.folder_of(obj.key)
+            if folder is None:
                 continue  # not inside a dataset folder: not imagingdb's to judge
-            folder = f"{parts[0]}/{parts[1]}"
             newest[folder] = max(newest.get(folder, 0.0), obj.modified)
     return newest
 
 
-def _referenced_keys(database: "Database", folder: str) -> set[str]:
+def _referenced_keys(site: "Site", folder: str) -> set[str]:
     """The keys in ``folder`` that committed rows reference."""
-    kind, serial = folder.split("/", 1)
-    owner, child = ((dbq.frames_global, dbq.frames) if kind == "raw_frames"
-                    else (dbq.file_global, None))
-    names = child.c.file_name if child is not None else owner.c.file_name
-    source = owner.join(dbq.data_set, owner.c.dataset_id == dbq.data_set.c.id)
-    if child is not None:
-        source = source.join(child, child.c.frames_global_id == owner.c.id)
-    in_folder = sa.or_(
-        owner.c.storage_dir.in_([folder, f"{folder}/"]),
-        sa.and_(sa.func.coalesce(owner.c.storage_dir, "") == "",
-                dbq.data_set.c.dataset_serial == serial),
-    )
-    with database.connection() as conn:
-        found = conn.execute(sa.select(names).select_from(source).where(in_folder)).scalars()
-        return {f"{folder}/{name}" for name in found}
+    from . import db as dbq
+
+    with site.connection() as conn:
+        names = dbq.names_stored_in(conn, folder, frames_folder=layout.is_frames_folder(folder),
+                                    dataset_id=folder.split("/", 1)[1])
+    return {layout.object_key(folder, name) for name in names}
 
 
-def _check_storage_dirs(database: "Database") -> None:
+def _check_storage_dirs(site: "Site") -> None:
     """Refuse to run when a row's storage_dir is not a dataset folder gc knows."""
-    with database.connection() as conn:
-        for owner, kind in ((dbq.frames_global, "raw_frames"), (dbq.file_global, "raw_files")):
-            stmt = (sa.select(dbq.data_set.c.dataset_serial, owner.c.storage_dir)
-                    .select_from(owner.join(dbq.data_set, owner.c.dataset_id == dbq.data_set.c.id)))
-            for serial, storage_dir in conn.execute(stmt):
-                if storage_dir and not re.fullmatch(rf"{kind}/[^/]+/?", storage_dir):
-                    raise WorkError(
-                        f"dataset {serial} keeps its objects in {storage_dir!r}, not in a "
-                        f"{kind}/<ID> folder; gc cannot tell what it references, so it "
-                        "deletes nothing")
+    from . import db as dbq
+
+    with site.connection() as conn:
+        for frames, dataset_id, storage_dir in dbq.storage_dirs(conn):
+            if storage_dir and not layout.is_dataset_folder(storage_dir, frames):
+                raise WorkError(
+                    f"dataset {dataset_id} keeps its objects in {storage_dir!r}, not in a "
+                    f"{layout.dataset_folder('<ID>', frames)} folder; gc cannot tell what it "
+                    "references, so it deletes nothing")

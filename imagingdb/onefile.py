@@ -20,6 +20,6 @@ def main() -> None:
     # entry points would mean reading its whole table of contents on every start.
     archive = os.path.abspath(sys.argv[0])
     sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != archive]
-    from .cli import main as cli_main
+    from .entry import main as cli_main
 
     cli_main()

@@ -42,17 +42,17 @@ class TerminalProgress(Progress):
         self.bar = stream.isatty() if bar is None else bar
         self.label = ""
         self.total_frames = self.total_bytes = 0
-        self.frames = self.nbytes = 0
+        self.done_frames = self.nbytes = 0
         self.started = self.last_draw = 0.0
 
     def start(self, label: str, total_frames: int, total_bytes: int) -> None:
         self.label, self.total_frames, self.total_bytes = label, total_frames, total_bytes
-        self.frames = self.nbytes = 0
+        self.done_frames = self.nbytes = 0
         self.started = time.monotonic()
         self.last_draw = 0.0
 
     def advance(self, frames: int, nbytes: int) -> None:
-        self.frames += frames
+        self.done_frames += frames
         self.nbytes += nbytes
         now = time.monotonic()
         if self.bar and now - self.last_draw > 0.1:
@@ -61,7 +61,7 @@ class TerminalProgress(Progress):
 
     def _rates(self, now: float) -> str:
         elapsed = max(now - self.started, 1e-6)
-        rate = f"{self.frames / elapsed:.0f} frames/s"
+        rate = f"{self.done_frames / elapsed:.0f} frames/s"
         if self.nbytes:
             rate += f", {_size(self.nbytes / elapsed)}/s"
         return rate
@@ -69,9 +69,9 @@ class TerminalProgress(Progress):
     def _draw(self, now: float) -> None:
         total = max(self.total_frames, 1)
         width = 24
-        filled = int(width * self.frames / total)
+        filled = int(width * self.done_frames / total)
         bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r{self.verb} {self.label} [{bar}] {self.frames}/{total} "
+        self.stream.write(f"\r{self.verb} {self.label} [{bar}] {self.done_frames}/{total} "
                           f"({self._rates(now)})\x1b[K")
         self.stream.flush()
 
@@ -89,6 +89,6 @@ class TerminalProgress(Progress):
             return
         elapsed = now - self.started
         size = f", {_size(self.nbytes)}" if self.nbytes else ""
-        self.stream.write(f"{self.done_verb} {self.label}: {self.frames} frame(s){size} in "
+        self.stream.write(f"{self.done_verb} {self.label}: {self.done_frames} frame(s){size} in "
                           f"{elapsed:.1f} s ({self._rates(now)})\n")
         self.stream.flush()

@@ -1,7 +1,7 @@
 """Verify: re-read a dataset's objects from storage and check them against its rows.
 
 Every frame is fetched, decoded and hashed the way the upload hashed it (the
-sha256 of its pixels, :func:`imagingdb.frames.pixel_sha256`); a file kept
+sha256 of its pixels, :func:`imagingdb.codecs.pixel_sha256`); a file kept
 whole is hashed byte for byte as it streams. A check reports
 
 - ``missing``: a row names an object that storage does not have;
@@ -20,31 +20,29 @@ flight, and the set of referenced names of one dataset.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-import sqlalchemy as sa
-
 from . import db as dbq
+from . import layout
 from .acquisition import FrameIndex
+from .codecs import frame_codec
 from .errors import NotFoundError
 from .ids import parse_dataset_id
+from .pool import TRANSFER, default_workers, run_bounded
+from .site import Site
 
 if TYPE_CHECKING:
-    from .api import Database
     from .storage import StorageBackend
 
 ROWS_PER_PAGE = 2000
-DATASET_FOLDERS = ("raw_frames", "raw_files")
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a dataset."""
+class ObjectProblem:
+    """One thing wrong with a dataset's objects or rows."""
 
     kind: str  # missing | corrupted | extra | incomplete
     key: str
@@ -72,7 +70,7 @@ class DatasetCheck:
     objects_checked: int = 0
     bytes_read: int = 0
     without_checksum: int = 0  # rows with no recorded sha256 (adopted data): decoded only
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[ObjectProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -88,66 +86,56 @@ class DatasetCheck:
                 "problems": [p.to_json() for p in self.problems]}
 
 
-def verify_datasets(database: "Database", dataset_ids: Optional[list[str]] = None, *,
+def verify_datasets(site: Site, dataset_ids: Optional[list[str]] = None, *,
                     workers: Optional[int] = None) -> Iterator[DatasetCheck]:
     """Check the given datasets (all registered ones when None), one result each, as they finish."""
     if dataset_ids is None:
-        with database.connection() as conn:
-            dataset_ids = list(conn.execute(
-                sa.select(dbq.data_set.c.dataset_serial).order_by(dbq.data_set.c.dataset_serial)
-            ).scalars())
+        with site.connection() as conn:
+            dataset_ids = dbq.all_dataset_serials(conn)
     else:
         dataset_ids = [parse_dataset_id(text).text for text in dataset_ids]
     for dataset_id in dataset_ids:
-        yield verify_dataset(database, dataset_id, workers=workers)
+        yield verify_dataset(site, dataset_id, workers=workers)
 
 
-def verify_dataset(database: "Database", dataset_id: str, *,
-                   workers: Optional[int] = None) -> DatasetCheck:
+def verify_dataset(site: Site, dataset_id: str, *, workers: Optional[int] = None) -> DatasetCheck:
     """Re-read every object of one dataset and report what is missing, corrupted or extra."""
-    serial = parse_dataset_id(dataset_id).text
-    with database.connection() as conn:
-        row = dbq.find_dataset(conn, serial)
+    dataset_id = parse_dataset_id(dataset_id).text
+    with site.connection() as conn:
+        row = dbq.find_dataset(conn, dataset_id)
         if row is None:
-            raise NotFoundError(f"dataset {serial} not found")
+            raise NotFoundError(f"dataset {dataset_id} not found")
         owner = dbq.frames_global_of(conn, row.id) if row.frames else dbq.file_global_of(conn, row.id)
-    check = DatasetCheck(serial)
-    verifier = _Verifier(database, check, workers or max(4, 2 * (os.cpu_count() or 1)))
+    check = DatasetCheck(dataset_id)
+    storage = site.storage
+    verifier = _Verifier(site, check, workers or default_workers(TRANSFER, storage.transfer_workers))
+    storage_dir = layout.storage_dir(owner.storage_dir if owner is not None else None,
+                                     row.frames, dataset_id)
     if owner is None:
         table = "frames_global" if row.frames else "file_global"
-        check.problems.append(Problem("incomplete", f"{_folder(row.frames)}/{serial}",
-                                      f"the dataset has no {table} row"))
+        check.problems.append(ObjectProblem("incomplete", storage_dir, f"the dataset has no {table} row"))
         referenced: set[str] = set()
     elif row.frames:
-        referenced = verifier.check_frames(owner)
+        referenced = verifier.check_frames(owner, storage_dir)
     else:
-        referenced = verifier.check_file(owner)
-    verifier.find_extra(serial, _storage_dir(owner, row.frames, serial), referenced)
+        referenced = verifier.check_file(owner, storage_dir)
+    verifier.find_extra(dataset_id, storage_dir, referenced)
     check.problems.sort(key=lambda p: (p.key, p.kind))
     return check
-
-
-def _folder(frames: bool) -> str:
-    return "raw_frames" if frames else "raw_files"
-
-
-def _storage_dir(owner: Any, frames: bool, serial: str) -> str:
-    # Early rows of the original imagingDB have no storage_dir; its layout is fixed.
-    stored = (owner.storage_dir or "") if owner is not None else ""
-    return stored.rstrip("/") or f"{_folder(frames)}/{serial}"
 
 
 class _Verifier:
     """Checks the objects of one dataset with a bounded pool of threads."""
 
-    def __init__(self, database: "Database", check: DatasetCheck, workers: int):
-        self.database = database
-        self.storage: "StorageBackend" = database.storage
+    def __init__(self, site: Site, check: DatasetCheck, workers: int):
+        self.site = site
+        self.storage: "StorageBackend" = site.storage
         self.check = check
         self.workers = workers
+        self.codec = frame_codec()
         self._lock = threading.Lock()
 
-    def _record(self, problem: Optional[Problem], nbytes: int) -> None:
+    def _record(self, problem: Optional[ObjectProblem], nbytes: int) -> None:
         with self._lock:
             self.check.objects_checked += 1
             self.check.bytes_read += nbytes
@@ -156,30 +144,26 @@ class _Verifier:
 
     # ------------------------------------------------------------------- frames
 
-    def check_frames(self, frames_global: Any) -> set[str]:
+    def check_frames(self, frames_global: Any, storage_dir: str) -> set[str]:
         """Check every frame row; return the keys they reference."""
-        storage_dir = _storage_dir(frames_global, True, self.check.dataset_id)
         shape: tuple[int, ...] = (frames_global.im_height, frames_global.im_width)
         if frames_global.im_colors > 1:
             shape += (frames_global.im_colors,)
         referenced: set[str] = set()
-        with_rows = 0
-        with cf.ThreadPoolExecutor(self.workers, thread_name_prefix="imagingdb-verify") as pool:
-            in_flight = threading.BoundedSemaphore(self.workers * 2)
-            futures: list[cf.Future] = []
+        counted = [0]
+
+        def keyed_rows() -> Iterator[tuple[str, Any]]:
             for frame in self._frame_rows(frames_global.id):
-                with_rows += 1
-                key = f"{storage_dir}/{frame.file_name}"
+                counted[0] += 1
+                key = layout.object_key(storage_dir, frame.file_name)
                 referenced.add(key)
-                in_flight.acquire()
-                future = pool.submit(self._check_frame, key, frame, shape, frames_global.bit_depth)
-                future.add_done_callback(lambda _f: in_flight.release())
-                futures.append(future)
-                futures = _drop_finished(futures)
-            for future in futures:
-                future.result()
+                yield key, frame
+
+        run_bounded(lambda item: self._check_frame(*item, shape, frames_global.bit_depth),
+                    keyed_rows(), self.workers, name="imagingdb-verify")
+        with_rows = counted[0]
         if with_rows != frames_global.nbr_frames:
-            self.check.problems.append(Problem(
+            self.check.problems.append(ObjectProblem(
                 "incomplete", storage_dir,
                 f"frames_global records {frames_global.nbr_frames} frame(s) but the frames "
                 f"table holds {with_rows}"))
@@ -187,17 +171,10 @@ class _Verifier:
 
     def _frame_rows(self, frames_global_pk: int) -> Iterator[Any]:
         """Frame rows in pages ordered by id, so a huge dataset never sits in memory."""
-        columns = (dbq.frames.c.id, dbq.frames.c.channel_idx, dbq.frames.c.slice_idx,
-                   dbq.frames.c.time_idx, dbq.frames.c.pos_idx, dbq.frames.c.file_name,
-                   dbq.frames.c.sha256)
         after = None
         while True:
-            stmt = (sa.select(*columns).where(dbq.frames.c.frames_global_id == frames_global_pk)
-                    .order_by(dbq.frames.c.id).limit(ROWS_PER_PAGE))
-            if after is not None:
-                stmt = stmt.where(dbq.frames.c.id > after)
-            with self.database.connection() as conn:
-                page = conn.execute(stmt).all()
+            with self.site.connection() as conn:
+                page = dbq.frame_rows_after(conn, frames_global_pk, after, ROWS_PER_PAGE)
             yield from page
             if len(page) < ROWS_PER_PAGE:
                 return
@@ -206,80 +183,85 @@ class _Verifier:
     def _check_frame(self, key: str, frame: Any, shape: tuple[int, ...], bit_depth: str) -> None:
         import numpy as np
 
-        from .frames import decode_png_into, pixel_sha256
-
         index = FrameIndex(frame.channel_idx, frame.slice_idx, frame.time_idx, frame.pos_idx)
         try:
             data = self.storage.get_bytes(key)
         except KeyError:
-            self._record(Problem("missing", key, "not in storage", index), 0)
+            self._record(ObjectProblem("missing", key, "not in storage", index), 0)
             return
         pixels = np.empty(shape, np.dtype(bit_depth))
         try:
-            decode_png_into(data, pixels, check_crc=True)  # any changed byte is corruption
+            self.codec.decode_into(data, pixels, check=True)  # any changed byte is corruption
         except Exception as exc:  # noqa: BLE001 - any failure to decode is corruption
-            self._record(Problem("corrupted", key, f"cannot be decoded ({exc})", index), len(data))
+            self._record(ObjectProblem("corrupted", key, f"cannot be decoded ({exc})", index), len(data))
             return
         problem = None
         if frame.sha256 is None:
             with self._lock:
                 self.check.without_checksum += 1
-        elif pixel_sha256(pixels) != frame.sha256:
-            problem = Problem("corrupted", key, "the sha256 of its pixels differs from the "
+        elif self.codec.pixel_hash(pixels) != frame.sha256:
+            problem = ObjectProblem("corrupted", key, "the sha256 of its pixels differs from the "
                               f"recorded {frame.sha256[:12]}...", index)
         self._record(problem, len(data))
 
     # --------------------------------------------------------------------- file
 
-    def check_file(self, file_global: Any) -> set[str]:
-        key = f"{_storage_dir(file_global, False, self.check.dataset_id)}/{file_global.file_name}"
+    def check_file(self, file_global: Any, storage_dir: str) -> set[str]:
+        key = layout.object_key(storage_dir, file_global.file_name)
         digest, size = hashlib.sha256(), 0
         try:
             for chunk in self.storage.read_chunks(key):
                 digest.update(chunk)
                 size += len(chunk)
         except KeyError:
-            self._record(Problem("missing", key, "not in storage"), 0)
+            self._record(ObjectProblem("missing", key, "not in storage"), 0)
             return {key}
         problem = None
         if file_global.sha256 is None:
             self.check.without_checksum += 1
         elif digest.hexdigest() != file_global.sha256:
-            problem = Problem("corrupted", key, f"its sha256 differs from the recorded "
+            problem = ObjectProblem("corrupted", key, f"its sha256 differs from the recorded "
                               f"{file_global.sha256[:12]}...")
         self._record(problem, size)
         return {key}
 
     # -------------------------------------------------------------------- extra
 
-    def find_extra(self, serial: str, storage_dir: str, referenced: set[str]) -> None:
+    def find_extra(self, dataset_id: str, storage_dir: str, referenced: set[str]) -> None:
         """Objects in the dataset's folders that no row references."""
-        folders = dict.fromkeys([storage_dir, *(f"{name}/{serial}" for name in DATASET_FOLDERS)])
+        folders = dict.fromkeys([storage_dir, layout.dataset_folder(dataset_id, frames=True),
+                                 layout.dataset_folder(dataset_id, frames=False)])
         for folder in folders:
             for key in self.storage.list_keys(f"{folder}/"):
                 if key not in referenced:
-                    self.check.problems.append(Problem("extra", key, "no row references it"))
+                    self.check.problems.append(ObjectProblem("extra", key, "no row references it"))
 
 
-def _drop_finished(futures: list[cf.Future]) -> list[cf.Future]:
-    """The futures still running; a finished one re-raises what its worker could not report."""
-    running = []
-    for future in futures:
-        if future.done():
-            future.result()
-        else:
-            running.append(future)
-    return running
+class VerifyRun:
+    """The checks of a verify run, as they finish; :meth:`summary` sums them up."""
 
+    def __init__(self, checks: Iterator[DatasetCheck]):
+        self._pending = checks
+        self.checks: list[DatasetCheck] = []
 
-def summarise(checks: list[DatasetCheck]) -> str:
-    """One line about a whole run: the counts of each kind of problem."""
-    failed = [c for c in checks if not c.ok]
-    objects = sum(c.objects_checked for c in checks)
-    if not failed:
-        return f"verified {len(checks)} dataset(s), {objects} object(s): all match their checksums"
-    counts = {kind: sum(c.count(kind) for c in checks)
-              for kind in ("missing", "corrupted", "extra", "incomplete")}
-    parts = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
-    return f"{len(failed)} of {len(checks)} dataset(s) failed verification ({parts})"
+    def __iter__(self) -> Iterator[DatasetCheck]:
+        for check in self._pending:
+            self.checks.append(check)
+            yield check
 
+    @property
+    def ok(self) -> bool:
+        """True if every dataset checked so far matches its checksums."""
+        return all(check.ok for check in self.checks)
+
+    def summary(self) -> str:
+        """One line about the run: the counts of each kind of problem."""
+        checks = self.checks
+        failed = [c for c in checks if not c.ok]
+        objects = sum(c.objects_checked for c in checks)
+        if not failed:
+            return f"verified {len(checks)} dataset(s), {objects} object(s): all match their checksums"
+        counts = {kind: sum(c.count(kind) for c in checks)
+                  for kind in ("missing", "corrupted", "extra", "incomplete")}
+        parts = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+        return f"{len(failed)} of {len(checks)} dataset(s) failed verification ({parts})"

@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import png
 
-from imagingdb.frames import decode_png, encode_png
+from imagingdb.codecs.png import decode_png, encode_png
 
 SIZE = 1024
 FILTERS = ("none", "sub", "up")

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = ["tests.servers", "imagingdb.testing.fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +67,7 @@ def run_cli():
 @pytest.fixture
 def mm_ometiff(tmp_path) -> Path:
     """A Micro-Manager OME-TIFF acquisition folder: 2 positions x 2 channels x 3 slices x 2 times."""
-    from imagingdb.sample import write_mm_ometiff
+    from imagingdb.testing import write_mm_ometiff
 
     folder = tmp_path / "acquisition"
     folder.mkdir()
@@ -78,7 +78,7 @@ def mm_ometiff(tmp_path) -> Path:
 
 @pytest.fixture
 def mm_ometiff_uint8(tmp_path) -> Path:
-    from imagingdb.sample import write_mm_ometiff
+    from imagingdb.testing import write_mm_ometiff
 
     folder = tmp_path / "acquisition8"
     folder.mkdir()
@@ -176,7 +176,7 @@ class Site:
 
         state: dict[str, Any] = {"objects": self.objects()}
         with self.connect() as database:
-            with database.connection() as conn:
+            with database.site.connection() as conn:
                 for table in (dbq.data_set, dbq.file_global, dbq.frames_global, dbq.frames):
                     rows = conn.execute(sa.select(table).order_by(table.c.id)).all()
                     state[table.name] = [tuple(r) for r in rows]
@@ -250,3 +250,19 @@ def plugin_folder(isolated_home):
     sys.path[:] = path_before
     for module in installer.modules:
         sys.modules.pop(module, None)
+
+
+#: the dataset ID of snapshot_with_one_dataset's dataset
+EXISTING_ID = "ML-2000-01-01-00-00-00-0001"
+
+
+@pytest.fixture
+def snapshot_with_one_dataset(site, run_cli, upload_files, tmp_path):
+    """The site's state (Site.snapshot) with one dataset (EXISTING_ID, a file kept whole)
+    registered, so that "nothing changed" is checked against real rows."""
+    notes = tmp_path / "existing.txt"
+    notes.write_text("existing")
+    csv_path = upload_files.csv([{"dataset_id": EXISTING_ID, "file_name": str(notes)}])
+    assert run_cli("upload", "--csv", csv_path, "--config",
+                   upload_files.file_config()).exit_code == 0
+    return site.snapshot()

@@ -72,8 +72,8 @@ class Failure:
 
 
 def make_seeds(folder: Path) -> list[Seed]:
-    """Small real acquisitions from imagingdb.sample, with and without Micro-Manager's header."""
-    from imagingdb.sample import write_mm_ometiff
+    """Small real acquisitions from imagingdb.testing, with and without Micro-Manager's header."""
+    from imagingdb.testing import write_mm_ometiff
 
     seeds = []
     for name, kwargs in (

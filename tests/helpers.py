@@ -41,3 +41,16 @@ def imagingdb_command() -> list[str]:
     """The installed `imagingdb` command, to run as a real subprocess."""
     script = Path(sys.executable).parent / "imagingdb"
     return [str(script)] if script.exists() else [sys.executable, "-m", "imagingdb"]
+
+
+def assert_refused(result, site, before, *, code=2, contains=()):
+    """The command was refused with one Error: line (holding each of ``contains``), exit
+    ``code``, nothing else on stderr but the upload's count, and the site unchanged."""
+    assert result.exit_code == code, result.stderr
+    assert len(result.errors) == 1, result.stderr
+    for text in contains:
+        assert text in result.errors[0], result.errors[0]
+    other_lines = [line for line in result.stderr.splitlines()
+                   if not line.startswith("Error:") and not line.endswith("dataset(s) uploaded")]
+    assert other_lines == [], result.stderr
+    assert site.snapshot() == before

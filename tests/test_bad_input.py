@@ -14,23 +14,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from imagingdb.sample import write_mm_ometiff
-from tests.conftest import DATASET_ID
+from imagingdb.testing import write_mm_ometiff
+from tests.conftest import DATASET_ID, EXISTING_ID
+from tests.helpers import assert_refused
 from tests.test_ome_tiff import SMALL_SUMMARY, page_meta, write_mm_pages
-from tests.test_upload_errors import assert_refused
-
-EXISTING_ID = "ML-2000-01-01-00-00-00-0001"
-
-
-@pytest.fixture
-def existing(site, run_cli, upload_files, tmp_path):
-    """One dataset already registered, so "nothing changed" is checked against real rows."""
-    notes = tmp_path / "existing.txt"
-    notes.write_text("existing")
-    csv_path = upload_files.csv([{"dataset_id": EXISTING_ID, "file_name": str(notes)}])
-    assert run_cli("upload", "--csv", csv_path, "--config",
-                   upload_files.file_config()).exit_code == 0
-    return site.snapshot()
 
 
 def upload_one(run_cli, upload_files, source, config=None, **row):
@@ -81,9 +68,9 @@ def negative_slice_index(tmp_path):
     (negative_slice_index, "SliceIndex on page 0 is -1"),
 ])
 def test_inconsistent_dimensions_and_out_of_range_indexes_in_a_source(
-        existing, site, run_cli, upload_files, tmp_path, make_source, message):
+        snapshot_with_one_dataset, site, run_cli, upload_files, tmp_path, make_source, message):
     result = upload_one(run_cli, upload_files, make_source(tmp_path))
-    assert_refused(result, site, existing, contains=("row 2", message))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=("row 2", message))
 
 
 # --------------------------------------------------------- names and paths
@@ -93,11 +80,11 @@ def test_inconsistent_dimensions_and_out_of_range_indexes_in_a_source(
     "/abs-2005-05-23-10-00-00-0001", "ML-2005-05-23-10-00-00-0001/../x", "..",
     "ML-2005-05-23-10-00-00-0001\\x",
 ])
-def test_paths_in_a_dataset_id_are_refused(existing, site, run_cli, upload_files, mm_ometiff,
+def test_paths_in_a_dataset_id_are_refused(snapshot_with_one_dataset, site, run_cli, upload_files, mm_ometiff,
                                            dataset_id):
     csv_path = upload_files.csv([{"dataset_id": dataset_id, "file_name": str(mm_ometiff)}])
     result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config())
-    assert_refused(result, site, existing, contains=("row 2", "invalid dataset ID"))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=("row 2", "invalid dataset ID"))
 
 
 def test_dot_dot_in_a_file_name_is_a_source_path_and_the_key_its_base_name(
@@ -120,9 +107,9 @@ def test_dot_dot_in_a_file_name_is_a_source_path_and_the_key_its_base_name(
     ("./", "is not a file"),
 ])
 def test_a_file_name_that_is_a_folder_is_refused_for_a_file_upload(
-        existing, site, run_cli, upload_files, file_name, message):
+        snapshot_with_one_dataset, site, run_cli, upload_files, file_name, message):
     result = upload_one(run_cli, upload_files, file_name, upload_files.file_config())
-    assert_refused(result, site, existing, contains=("row 2", message))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=("row 2", message))
 
 
 def test_absolute_file_name_reads_that_file(site, run_cli, upload_files, tmp_path):
@@ -209,8 +196,8 @@ def test_database_lost_in_the_middle_of_an_upload(pg_server, pg_url, tmp_path, m
         "storage": {"backend": "local", "root": str(tmp_path / "storage")}}))
     monkeypatch.setenv("IMAGINGDB_CONFIG", str(config))
     site = Site("postgres", tmp_path / "storage", config)
-    notes = tmp_path / "existing.txt"
-    notes.write_text("existing")
+    notes = tmp_path / "snapshot_with_one_dataset.txt"
+    notes.write_text("snapshot_with_one_dataset")
     csv_path = upload_files.csv([{"dataset_id": EXISTING_ID, "file_name": str(notes)}])
     assert run_cli("upload", "--csv", csv_path, "--config",
                    upload_files.file_config()).exit_code == 0
@@ -275,7 +262,7 @@ def big_acquisition(tmp_path):
 
 
 def test_storage_filling_up_during_a_frames_upload(site, run_cli, upload_files, small_disk,
-                                                   big_acquisition, existing):
+                                                   big_acquisition, snapshot_with_one_dataset):
     small_disk(site.storage_root)
     before = site.snapshot()
     result = upload_one(run_cli, upload_files, big_acquisition)
@@ -284,7 +271,7 @@ def test_storage_filling_up_during_a_frames_upload(site, run_cli, upload_files, 
 
 
 def test_storage_filling_up_during_a_file_upload(site, run_cli, upload_files, small_disk,
-                                                 existing, tmp_path):
+                                                 snapshot_with_one_dataset, tmp_path):
     small_disk(site.storage_root)
     before = site.snapshot()
     source = tmp_path / "big.bin"

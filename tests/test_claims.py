@@ -10,7 +10,8 @@ import tifffile
 
 from imagingdb import plugins
 from imagingdb.acquisition import LIKELY, POSSIBLE
-from imagingdb.sample import (
+from imagingdb.splitters import image_sequence, ome_xml, tif_id
+from imagingdb.testing import (
     write_bioformats_ometiff,
     write_fiji_hyperstack,
     write_fiji_image_sequence,
@@ -18,7 +19,6 @@ from imagingdb.sample import (
     write_tifffile_ometiff,
     write_tifffile_stack,
 )
-from imagingdb.splitters import image_sequence, ome_xml, tif_id
 from tests.test_ome_xml import upload
 
 STRUCTURES = {

@@ -23,8 +23,29 @@ def test_version_prints_version_and_plugin_api(run_cli):
     assert result.stdout.strip() == f"imagingdb {__version__} (plugin API {PLUGIN_API_VERSION})"
 
 
-@pytest.mark.parametrize("command", ["init", "upload", "query", "download", "show", "plugins",
-                                     "db status", "db upgrade", "verify", "gc"])
+def _command_paths(group, path=()):
+    """Every command of a click group, by its words: walks the app, so none is forgotten."""
+    for name, command in sorted(group.commands.items()):
+        yield (*path, name)
+        if hasattr(command, "commands"):
+            yield from _command_paths(command, (*path, name))
+
+
+def _builtin_commands() -> list[str]:
+    import typer
+
+    from imagingdb.cli import make_app
+
+    return [" ".join(words) for words in
+            _command_paths(typer.main.get_command(make_app(plugin_commands=False)))]
+
+
+def test_the_command_walk_finds_every_kind_of_command():
+    found = _builtin_commands()
+    assert {"upload", "db status", "plugins install", "plugins uninstall"} <= set(found)
+
+
+@pytest.mark.parametrize("command", _builtin_commands())
 def test_every_command_has_help_with_an_example(run_cli, command):
     result = run_cli(*command.split(), "--help")
     assert result.exit_code == 0
@@ -270,7 +291,7 @@ def test_installed_command_runs_as_a_real_subprocess(mm_ometiff, upload_files, t
 
 
 def test_help_does_not_import_heavy_modules():
-    code = ("import sys; from imagingdb.cli import main\n"
+    code = ("import sys; from imagingdb.entry import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('numpy', 'tifffile', 'sqlalchemy', 'boto3', 'png', 'yaml')"
             " if m in sys.modules]\n"

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from imagingdb import config as config_module
-from imagingdb import frames
+from imagingdb.codecs import png as frames
 from tests.conftest import DATASET_ID
-from tests.helpers import read_png_with_pypng, source_frames
-from tests.test_upload_errors import assert_refused
+from tests.helpers import assert_refused, read_png_with_pypng, source_frames
 
 
 def filter_types(png_bytes: bytes, height: int) -> set[int]:

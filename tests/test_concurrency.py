@@ -22,14 +22,14 @@ PAUSED_UPLOAD = """
 import sys, time, pathlib
 from imagingdb import upload
 ready, go, args = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
-register = upload.Uploader._register
+register = upload.RowUpload._register
 def register_when_told(self, *a, **k):
     ready.touch()
     while not go.exists():
         time.sleep(0.05)
     return register(self, *a, **k)
-upload.Uploader._register = register_when_told
-from imagingdb.cli import main
+upload.RowUpload._register = register_when_told
+from imagingdb.entry import main
 main(args)
 """
 
@@ -137,7 +137,7 @@ def test_unique_dataset_id_is_the_last_word_when_uploads_race_without_claims(
     hits the unique index, it reports that, and it removes none of the winner's objects."""
     monkeypatch.setattr(upload, "claim_dataset", lambda *args: contextlib.nullcontext())
     race = {"armed": False, "run": False, "winner": None}
-    find_dataset, register = dbq.find_dataset, upload.Uploader._register
+    find_dataset, register = dbq.find_dataset, upload.RowUpload._register
 
     def arm_once(self, *args, **kwargs):
         if not race["run"]:
@@ -154,7 +154,7 @@ def test_unique_dataset_id_is_the_last_word_when_uploads_race_without_claims(
                     upload_files.frames_config())
         return row
 
-    monkeypatch.setattr(upload.Uploader, "_register", arm_once)
+    monkeypatch.setattr(upload.RowUpload, "_register", arm_once)
     monkeypatch.setattr(dbq, "find_dataset", find_then_lose_the_race)
     with pg_site.connect() as db:
         loser = db.upload(upload_files.csv([{"dataset_id": DATASET_ID,

@@ -1,4 +1,4 @@
-"""Tests of the PNG frame codec (imagingdb.frames)."""
+"""Tests of the PNG frame codec (imagingdb.codecs.png)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from imagingdb.frames import (
+from imagingdb.codecs.png import (
     decode_png,
     decode_png_into,
     encode_png,
@@ -126,7 +126,7 @@ def test_every_filter_strategy_and_level_round_trips(png_filter, strategy, level
 
 @pytest.mark.parametrize("level", [0, 3])
 def test_without_the_isal_package_its_strategy_falls_back_to_zlib(monkeypatch, level):
-    from imagingdb import frames
+    from imagingdb.codecs import png as frames
 
     frame = random_frame((40, 30), np.uint16)
     with_isal = encode_png(frame, strategy="isal", level=level)
@@ -326,7 +326,7 @@ def test_decode_png_into_rejects_wrong_dtype_naming_both():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_float_frames_raise_with_conversion_advice(dtype):
-    with pytest.raises(ValueError, match=r"cannot be stored as PNG without loss.*uint16.*upload_type: file"):
+    with pytest.raises(ValueError, match=r"cannot be stored as PNG frames.*uint16.*upload_type: file"):
         encode_png(np.zeros((4, 4), dtype))
 
 
@@ -484,7 +484,7 @@ def test_any_single_bit_flip_in_a_stored_frame_is_detected(frame, data):
 
 
 def test_auto_deflates_16_bit_frames_with_isal_and_the_rest_with_rle():
-    from imagingdb.frames import _choose, _filter_rows
+    from imagingdb.codecs.png import _choose, _filter_rows
 
     def filtered(frame):
         rows = np.ascontiguousarray(frame, frame.dtype.newbyteorder(">")).view(np.uint8)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from imagingdb.frames import _unfilter_rows, decode_png, decode_png_into, encode_png
+from imagingdb.codecs.png import _unfilter_rows, decode_png, decode_png_into, encode_png
 
 
 def frames_to_encode():
@@ -90,7 +90,7 @@ def test_idat_crc_is_checked_only_when_the_image_data_fails():
 
 
 def test_frames_written_with_zlib_ng_or_plain_zlib_read_back_with_either(monkeypatch):
-    from imagingdb import frames
+    from imagingdb.codecs import png as frames
 
     pixels = np.random.default_rng(2).integers(100, 900, (40, 30), dtype=np.uint16)
     with_ng = encode_png(pixels)
@@ -115,7 +115,7 @@ def test_tall_frames_decode_exactly(height):
 
 
 def test_inflate_reuses_one_buffer_per_thread_and_checks_the_length():
-    from imagingdb.frames import _INFLATE_ERRORS, _inflate
+    from imagingdb.codecs.png import _INFLATE_ERRORS, _inflate
 
     raw = np.random.default_rng(1).integers(0, 255, 300_000, dtype=np.uint8).tobytes()
     stream = zlib.compress(raw, 1)
@@ -141,7 +141,7 @@ def test_decode_reports_image_data_of_the_wrong_length():
 
 
 def test_encode_reusing_writes_the_same_png_into_one_buffer_per_thread():
-    from imagingdb.frames import encode_png_reusing
+    from imagingdb.codecs.png import encode_png_reusing
 
     rng = np.random.default_rng(7)
     first_frame, second_frame = rng.integers(0, 4000, (2, 300, 200), dtype=np.uint16)

@@ -138,7 +138,7 @@ def test_switching_a_dataset_from_file_to_frames_leaves_garbage_gc_finds(
 
 
 def test_gc_refuses_a_storage_dir_it_cannot_map(leftovers, site, run_cli):
-    with site.connect() as db, db.connection(write=True) as conn:
+    with site.connect() as db, db.site.connection(write=True) as conn:
         conn.execute(sa.update(dbq.frames_global).values(storage_dir="/mnt/old/imaging"))
     before = site.snapshot()
     result = run_cli("gc", "--yes")
@@ -151,7 +151,7 @@ def test_gc_refuses_a_storage_dir_it_cannot_map(leftovers, site, run_cli):
 
 def test_storage_dir_with_a_trailing_slash_still_references_its_objects(uploaded_ometiff, site,
                                                                        run_cli):
-    with site.connect() as db, db.connection(write=True) as conn:
+    with site.connect() as db, db.site.connection(write=True) as conn:
         conn.execute(sa.update(dbq.frames_global).values(storage_dir=f"raw_frames/{DATASET_ID}/"))
     age(site.storage_root)
     assert gc_keys(run_cli("gc", "--older-than", "0")) == []

@@ -10,10 +10,10 @@ import tifffile
 
 from imagingdb.acquisition import FrameIndex
 from imagingdb.errors import MissingFramesWarning
-from imagingdb.sample import write_fiji_image_sequence, write_mm_tif_folder
+from imagingdb.testing import write_fiji_image_sequence, write_mm_tif_folder
 from tests.conftest import DATASET_ID
+from tests.helpers import assert_refused
 from tests.test_ome_xml import upload
-from tests.test_upload_errors import assert_refused
 
 
 def stored():

@@ -8,7 +8,8 @@ import pytest
 
 from imagingdb.acquisition import FrameIndex
 from imagingdb.errors import MissingFramesWarning
-from imagingdb.sample import write_imagej_hyperstack, write_mm_ometiff, write_mm_tif_folder
+from imagingdb.layout import frame_name
+from imagingdb.testing import write_imagej_hyperstack, write_mm_ometiff, write_mm_tif_folder
 from tests.conftest import DATASET_ID
 from tests.helpers import source_frames
 
@@ -79,7 +80,7 @@ def test_download_lists_the_missing_frames(run_cli, upload_files, stopped_early,
     folder = tmp_path / "out" / DATASET_ID
     summary = json.loads((folder / "global_metadata.json").read_text())
     assert sorted(summary["missing_frames"]) == sorted(
-        FrameIndex(*index).file_name for index in DROPPED)
+        frame_name(FrameIndex(*index)) for index in DROPPED)
     stored = {p.name for p in folder.glob("im_*.png")}
     assert len(stored) == 24 - len(DROPPED)
     assert not stored & set(summary["missing_frames"])

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 
 from tests.conftest import DATASET_ID
-from tests.test_upload_errors import assert_refused
+from tests.helpers import assert_refused
 
 
 @pytest.fixture

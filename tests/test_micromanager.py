@@ -7,8 +7,8 @@ import json
 import pytest
 
 from imagingdb.errors import SplitterError
-from imagingdb.sample import cut_metadata_txt, write_mm_tif_folder
 from imagingdb.splitters import micromanager as mm
+from imagingdb.testing import cut_metadata_txt, write_mm_tif_folder
 
 # ------------------------------------------------------------------ summary
 

@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from imagingdb import db as dbq
-from imagingdb import migrate
 from imagingdb.config import find_site_config
+from imagingdb.db import migrate, tables
 
 SCHEMA_V1 = Path(__file__).parent / "data" / "schema_v1.sql"
 
@@ -56,7 +56,7 @@ def version_1(site, monkeypatch):
     """The site's database made by imagingdb's first schema, with a dataset of each kind."""
     engine = site_engine()
     with monkeypatch.context() as patch:
-        patch.setattr(dbq, "schema_sql", SCHEMA_V1.read_text)
+        patch.setattr(tables, "schema_sql", SCHEMA_V1.read_text)
         statements = dbq.schema_statements(engine.dialect.name)
     with engine.begin() as conn:
         for statement in statements:

@@ -10,8 +10,8 @@ import tifffile
 
 from imagingdb import plugins
 from imagingdb.acquisition import CERTAIN, LIKELY
-from imagingdb.sample import write_mm_ometiff, write_mm_position_folders, write_mm_tif_folder
 from imagingdb.splitters import ome_tiff, tif_folder
+from imagingdb.testing import write_mm_ometiff, write_mm_position_folders, write_mm_tif_folder
 
 
 def small(**options):

@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import tifffile
 
-from imagingdb.sample import (
+from imagingdb.splitters.micromanager import read_metadata_txt
+from imagingdb.testing import (
     cut_metadata_txt,
     write_mm_ometiff,
     write_mm_position_folders,
     write_mm_tif_folder,
 )
-from imagingdb.splitters.micromanager import read_metadata_txt
 from tests.test_realdata_micromanager import ALPHA as REAL_ALPHA
 from tests.test_realdata_micromanager import VERSION_COMPAT as REAL_14
 

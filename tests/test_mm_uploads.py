@@ -1,6 +1,6 @@
 """Every Micro-Manager structure uploads with the indexes, names and labels it recorded.
 
-Sources come from imagingdb.sample's writers (which reproduce what 1.4 and 2.0
+Sources come from imagingdb.testing's writers (which reproduce what 1.4 and 2.0
 write, see tests/test_mm_structures.py); every stored pixel is compared with
 what tifffile reads from the source file itself, placed by an index read
 independently of imagingdb (the page's MicroManagerMetadata, or the file name
@@ -18,15 +18,14 @@ import numpy as np
 import pytest
 import tifffile
 
-from imagingdb.sample import (
+from imagingdb.testing import (
     cut_metadata_txt,
     write_mm_ometiff,
     write_mm_position_folders,
     write_mm_tif_folder,
 )
 from tests.conftest import DATASET_ID, Site
-from tests.helpers import source_frames
-from tests.test_upload_errors import assert_refused
+from tests.helpers import assert_refused, source_frames
 
 CHANNELS = ("DAPI", "GFP")
 HCS_LABELS = ("1-Pos_000_000", "1-Pos_001_000", "1-Pos_001_001", "1-Pos_000_001")

@@ -1,4 +1,4 @@
-"""The Micro-Manager OME-TIFF generator (imagingdb.sample) and the ome_tiff splitter."""
+"""The Micro-Manager OME-TIFF generator (imagingdb.testing) and the ome_tiff splitter."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ import tifffile
 
 from imagingdb.acquisition import FrameIndex, SplitOptions
 from imagingdb.errors import SplitterError
-from imagingdb.sample import (
+from imagingdb.splitters.ome_tiff import OME_TIFF_META_SCHEMA, OmeTiffSplitter, register_splitters
+from imagingdb.testing import (
     FluorescenceScene,
     fluorescence_frame,
     write_demo_acquisition,
     write_mm_ometiff,
 )
-from imagingdb.splitters.ome_tiff import OME_TIFF_META_SCHEMA, OmeTiffSplitter, register_splitters
+from tests.conftest import DATASET_ID
+from tests.helpers import assert_refused
 
 CHANNELS = ("DAPI", "GFP")
 SLICES, TIMES, POSITIONS, HEIGHT, WIDTH = 3, 2, 2, 64, 64
@@ -468,7 +470,6 @@ def inconsistent_page_shapes(tmp_path):
     (file_cut_inside_a_page_directory, "truncated"),
     (text_file, "not a readable TIFF"),
     (plain_tiff, "has no MicroManagerMetadata on page 0"),
-    (float32_page, "float32 pixels"),
     (absent_position, "position(s) 5 not found; available positions: 0, 1"),
     (duplicate_frame_index, "repeats frame"),
     (index_outside_summary, "time index 2"),
@@ -483,3 +484,14 @@ def test_bad_input_raises_splitter_error_naming_the_file(tmp_path, make_source, 
     message = str(raised.value)
     assert source.name in message and expected in message
     assert "\n" not in message
+
+
+def test_float_pages_are_refused_by_the_upload_with_how_to_convert(site, run_cli, upload_files,
+                                                                   tmp_path):
+    """The splitter reads what the file holds; the frame codec says what it cannot store."""
+    source, _ = float32_page(tmp_path)
+    before = site.snapshot()
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(source)}])
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config())
+    assert_refused(result, site, before, contains=(
+        str(source), "float32 pixels cannot be stored as PNG frames", "convert the images to 16-bit"))

@@ -39,7 +39,7 @@ def test_init_reports_the_database_and_bucket(pg_s3_site, run_cli):
 
 
 def test_frames_and_file_land_in_the_bucket_in_the_original_layout(uploaded, mm_ometiff):
-    from imagingdb.frames import decode_png
+    from imagingdb.codecs.png import decode_png
 
     objects = uploaded.objects()
     frame_keys = sorted(k for k in objects if k.startswith(f"imaging/raw_frames/{DATASET_ID}/"))

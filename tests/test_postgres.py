@@ -277,7 +277,7 @@ def test_debug_output_never_contains_the_password(pg_server, pg_url, login_file,
     for args in runs:
         code, output = _run(args, env, tmp_path)
         assert code == 0, output
-        assert "DEBUG imagingdb.postgres: database: postgresql+pg8000://" in output, args
+        assert "DEBUG imagingdb.db.postgres: database: postgresql+pg8000://" in output, args
         assert pg_server.password not in output, args
     refused_env = {**env, PG_PASSWORD_ENV: "Wrong-Secret-4711"}
     code, output = _run(["--debug", "query"], refused_env, tmp_path)

@@ -68,7 +68,7 @@ def test_valid_upload_does_not_import_jsonschema(tmp_path, mm_ometiff):
         f"(tmp / 'up.csv').write_text('dataset_id,file_name\\n'\n"
         f"    'ML-2005-05-23-10-00-00-0001,{mm_ometiff}\\n')\n"
         "db = imagingdb.connect(tmp / 'site.yaml')\n"
-        "report = upload_csv(db, tmp / 'up.csv', tmp / 'up.yaml')\n"
+        "report = upload_csv(db.site, tmp / 'up.csv', tmp / 'up.yaml')\n"
         "assert report.exit_code == 0, report.results\n"
         "print('jsonschema' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -11,7 +11,7 @@ DROPPED = {(1, 2, 1, 0), (0, 0, 1, 0)}  # (channel, slice, time, position)
 
 @pytest.fixture
 def incomplete(tmp_path, run_cli, upload_files):
-    from imagingdb.sample import write_mm_ometiff
+    from imagingdb.testing import write_mm_ometiff
 
     folder = tmp_path / "stopped"
     write_mm_ometiff(folder, "stopped", channels=("DAPI", "GFP"), slices=3, times=2,

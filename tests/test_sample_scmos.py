@@ -3,7 +3,7 @@
 import numpy as np
 import tifffile
 
-from imagingdb.sample import SCMOSScene, write_mm_ometiff
+from imagingdb.testing import SCMOSScene, write_mm_ometiff
 
 
 def test_frames_are_deterministic_per_index_and_seed():
@@ -39,5 +39,6 @@ def test_mm_ometiff_pages_come_from_the_scene(tmp_path):
         pages = [page.asarray() for page in tif.pages]
     # Micro-Manager order: time, slice, channel fastest.
     expected = [scene.frame(c, z, 0, 0) for z in range(2) for c in range(2)]
+    assert len(pages) == len(expected) == 4
     for page, frame in zip(pages, expected):
         np.testing.assert_array_equal(page, frame)

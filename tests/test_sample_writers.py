@@ -1,4 +1,4 @@
-"""imagingdb.sample's Fiji, Bio-Formats and tifffile writers write what those programs write.
+"""imagingdb.testing's Fiji, Bio-Formats and tifffile writers write what those programs write.
 
 Checked two ways: by tifffile, an independent reader of each format, on a
 fresh clone; and tag by tag against the real files in ../shared/realdata
@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import tifffile
 
-from imagingdb.sample import (
+from imagingdb.testing import (
     write_bioformats_ometiff,
     write_fiji_hyperstack,
     write_fiji_image_sequence,

@@ -4,13 +4,13 @@ import pytest
 import sqlalchemy as sa
 
 from imagingdb import db as dbq
-from imagingdb import migrate
+from imagingdb.db import migrate
 
 
 @pytest.fixture
 def engine(site):
     with site.connect() as database:
-        yield database.engine
+        yield database.site.engine
 
 
 def test_schema_is_created_on_first_use_with_its_version(engine):

@@ -104,7 +104,7 @@ def commands(secret_site, upload_files, mm_ometiff, tmp_path):
 # marking where each ends and with which exit code on both streams.
 DRIVER = """
 import json, sys
-from imagingdb.cli import main
+from imagingdb.entry import main
 for args in json.loads(sys.argv[1]):
     try:
         main(args)
@@ -139,7 +139,7 @@ def test_no_command_prints_or_writes_a_secret(commands, run_cli, tmp_path):
     for (args, expected), (code, _out, err) in zip(commands, results):
         assert code == expected, (args, err)
     assert "Traceback" in everything  # --debug really showed tracebacks...
-    assert "DEBUG imagingdb.postgres: database: postgresql+pg8000://lab_" in everything  # ...and logs
+    assert "DEBUG imagingdb.db.postgres: database: postgresql+pg8000://lab_" in everything  # ...and logs
     for args, expected in commands:
         if expected:  # without --debug: the one Error: line
             result = run_cli(*args)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from imagingdb import cli
+from imagingdb import entry
 
 
 @pytest.mark.parametrize("argv, word", [
@@ -18,7 +18,7 @@ from imagingdb import cli
     (["--help"], None),
 ])
 def test_command_word_skips_global_options(argv, word):
-    assert cli._command_word(argv) == word
+    assert entry.command_word(argv) == word
 
 
 @pytest.mark.parametrize("argv, loads_plugins", [
@@ -29,18 +29,20 @@ def test_command_word_skips_global_options(argv, word):
     ([], True),
     (["some-plugin-command"], True),
 ])
-def test_plugins_are_loaded_only_when_a_plugin_command_may_run(monkeypatch, argv, loads_plugins):
+def test_plugins_are_loaded_only_when_a_plugin_command_may_run(monkeypatch, capsys, argv,
+                                                              loads_plugins):
     from imagingdb import plugins
 
     calls = []
     monkeypatch.setattr(plugins, "register_commands", lambda app: calls.append(app))
-    cli.make_app(argv)
+    with pytest.raises(SystemExit):
+        entry.main(argv)
     assert bool(calls) == loads_plugins
 
 
 def test_query_on_sqlite_loads_no_postgresql_pydantic_numpy_or_plugins(tmp_path, isolated_home):
     code = (
-        "import sys\nfrom imagingdb.cli import main\n"
+        "import sys\nfrom imagingdb.entry import main\n"
         "try:\n    main(['query', '--format', 'json'])\nexcept SystemExit:\n    pass\n"
         "loaded = [m for m in ('sqlalchemy.dialects.postgresql', 'pydantic', 'numpy', 'tifffile',"
         " 'boto3', 'imagingdb.splitters.ome_tiff', 'pluggy', 'jsonschema') if m in sys.modules]\n"
@@ -59,7 +61,7 @@ def test_commands_skip_blas_threads_and_the_exit_time_garbage_walk(tmp_path, iso
         "import atexit, gc, os, sys\n"
         "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0,"
         " os.environ.get('OPENBLAS_NUM_THREADS'), file=sys.stderr))\n"
-        "from imagingdb.cli import main\n"
+        "from imagingdb.entry import main\n"
         "try:\n    main(['query', '--format', 'json'])\nexcept SystemExit:\n    pass\n")
     environment = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     for chosen, expected in ((None, "1"), ("3", "3")):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from imagingdb.sample import write_mm_position_folders, write_mm_tif_folder
+from imagingdb.testing import write_mm_position_folders, write_mm_tif_folder
 from tests.conftest import DATASET_ID
-from tests.test_upload_errors import assert_refused
+from tests.helpers import assert_refused
 
 CHANNELS = ("DAPI", "GFP")
 
@@ -294,7 +294,8 @@ def _image_disagreeing_with_its_entry(folder):
 @pytest.mark.parametrize("damage, message", [
     (_multi_page, "holds 2 pages; tif_folder expects one frame per file"),
     (_other_shape, "all frames of a dataset must share shape"),
-    (_float_pixels, "float32 pixels; PNG frames hold integers only"),
+    # one float file among uint16 ones: refused as a mixed dataset before any codec is asked
+    (_float_pixels, "is (24, 20) float32 but the first file"),
     (_renamed_file, "overview.tif: its own metadata (ImageJ Info) says this image is "
                     "img_000000001_DAPI_002.tif; give the file back its name"),
     (_bad_metadata_txt, "metadata.txt is not valid JSON: text follows its closing brace"),

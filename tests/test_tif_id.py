@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from imagingdb.sample import (
+from imagingdb.testing import (
     write_bioformats_ometiff,
     write_fiji_hyperstack,
     write_imagej_hyperstack,
@@ -15,8 +15,8 @@ from imagingdb.sample import (
     write_tifffile_stack,
 )
 from tests.conftest import DATASET_ID
+from tests.helpers import assert_refused
 from tests.test_ome_xml import series_as_ptczyx
-from tests.test_upload_errors import assert_refused
 
 
 def upload(run_cli, upload_files, source, **config):
@@ -177,8 +177,8 @@ def _width_with_two_values(path):
 @pytest.mark.parametrize("make, message", [
     (_no_pixels, "page 0 has no pixels (shape (8, 0))"),
     (_width_with_two_values, "page 0 cannot be read, the file is truncated or corrupt"),
-    (_float_stack, "float32 pixels; PNG frames hold integers only and imagingdb never rounds "
-                   "silently: convert the images to 16-bit first"),
+    (_float_stack, "float32 pixels cannot be stored as PNG frames: PNG frames hold integers only "
+                   "and imagingdb never rounds silently: convert the images to 16-bit first"),
     (_too_many_pages, "has 5 pages but its ImageDescription declares 4"),
     (_int32_stack, "int32 pixels"),
     (_not_a_tiff, "not a readable TIFF file"),

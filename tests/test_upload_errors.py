@@ -3,31 +3,9 @@
 import pytest
 
 from tests.conftest import DATASET_ID
+from tests.helpers import assert_refused
 
 OTHER_ID = "ML-2005-05-23-10-00-00-0002"
-
-
-@pytest.fixture
-def existing(site, run_cli, upload_files, tmp_path):
-    """One dataset already registered, so "nothing changed" is checked against real rows."""
-    notes = tmp_path / "existing.txt"
-    notes.write_text("existing")
-    csv_path = upload_files.csv([{"dataset_id": "ML-2000-01-01-00-00-00-0001",
-                                  "file_name": str(notes)}])
-    assert run_cli("upload", "--csv", csv_path, "--config",
-                   upload_files.file_config()).exit_code == 0
-    return site.snapshot()
-
-
-def assert_refused(result, site, before, *, code=2, contains=()):
-    assert result.exit_code == code, result.stderr
-    assert len(result.errors) == 1, result.stderr
-    for text in contains:
-        assert text in result.errors[0], result.errors[0]
-    other_lines = [line for line in result.stderr.splitlines()
-                   if not line.startswith("Error:") and not line.endswith("dataset(s) uploaded")]
-    assert other_lines == [], result.stderr
-    assert site.snapshot() == before
 
 
 def _write(path, text, encoding="utf-8"):
@@ -45,16 +23,16 @@ def _write(path, text, encoding="utf-8"):
     ("dataset_id,file_name,colour\nML-2005-05-23-10-00-00-0001,a,b\n",
      "unknown column(s): colour"),
 ])
-def test_bad_csv_file(existing, site, run_cli, upload_files, content, message):
+def test_bad_csv_file(snapshot_with_one_dataset, site, run_cli, upload_files, content, message):
     csv_path = _write(upload_files.folder / "bad.csv", content)
     result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config())
-    assert_refused(result, site, existing, contains=(str(csv_path), message))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=(str(csv_path), message))
 
 
-def test_missing_csv_file(existing, site, run_cli, upload_files, tmp_path):
+def test_missing_csv_file(snapshot_with_one_dataset, site, run_cli, upload_files, tmp_path):
     result = run_cli("upload", "--csv", tmp_path / "nope.csv", "--config",
                      upload_files.frames_config())
-    assert_refused(result, site, existing, contains=("nope.csv", "not found"))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=("nope.csv", "not found"))
 
 
 def test_csv_with_a_bom_is_read(site, run_cli, upload_files, mm_ometiff):
@@ -80,12 +58,12 @@ def test_csv_with_a_bom_is_read(site, run_cli, upload_files, mm_ometiff):
     ({"positions": "[-1]"}, "positions must be 0 or more"),
     ({"positions": "[7]"}, "7"),
 ])
-def test_bad_row_is_refused(existing, site, run_cli, upload_files, mm_ometiff, row, message):
+def test_bad_row_is_refused(snapshot_with_one_dataset, site, run_cli, upload_files, mm_ometiff, row, message):
     values = {"dataset_id": DATASET_ID, "file_name": str(mm_ometiff), "description": "",
               "parent_dataset_id": "", "positions": "", **row}
     csv_path = upload_files.csv([values])
     result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config())
-    assert_refused(result, site, existing, contains=("row 2", message))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=("row 2", message))
 
 
 def test_one_bad_row_fails_alone_and_the_exit_code_says_so(site, run_cli, upload_files,
@@ -116,12 +94,12 @@ def test_duplicate_ids_in_one_csv_fail_the_repeat(site, run_cli, upload_files, m
         assert db.dataset(DATASET_ID).nbr_frames == 24
 
 
-def test_more_cells_than_columns_is_a_row_error(existing, site, run_cli, upload_files,
+def test_more_cells_than_columns_is_a_row_error(snapshot_with_one_dataset, site, run_cli, upload_files,
                                                 mm_ometiff):
     csv_path = _write(upload_files.folder / "extra.csv",
                       f"dataset_id,file_name\n{DATASET_ID},{mm_ometiff},surprise\n")
     result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config())
-    assert_refused(result, site, existing, contains=("row 2", "more values than columns"))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=("row 2", "more values than columns"))
 
 
 def test_description_with_quotes_newlines_and_non_ascii_is_kept(site, run_cli, upload_files,
@@ -152,22 +130,22 @@ def test_description_with_quotes_newlines_and_non_ascii_is_kept(site, run_cli, u
     ("upload_type: frames\nframes_format: ome_tiff\nmeta_schema: {type: 7}\n",
      "meta_schema is not a valid JSON Schema"),
 ])
-def test_bad_upload_config(existing, site, run_cli, upload_files, mm_ometiff, text, message):
+def test_bad_upload_config(snapshot_with_one_dataset, site, run_cli, upload_files, mm_ometiff, text, message):
     config = _write(upload_files.folder / "bad.yaml", text)
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
     result = run_cli("upload", "--csv", csv_path, "--config", config)
     assert result.exit_code == 2, result.stderr
     assert len(result.errors) >= 1 and message in result.errors[0], result.errors
-    assert site.snapshot() == existing
+    assert site.snapshot() == snapshot_with_one_dataset
 
 
-def test_meta_schema_violation_names_frame_and_key(existing, site, run_cli, upload_files,
+def test_meta_schema_violation_names_frame_and_key(snapshot_with_one_dataset, site, run_cli, upload_files,
                                                    mm_ometiff):
     config = upload_files.frames_config(meta_schema={"type": "object",
                                                      "required": ["LaserPower"]})
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
     result = run_cli("upload", "--csv", csv_path, "--config", config)
-    assert_refused(result, site, existing,
+    assert_refused(result, site, snapshot_with_one_dataset,
                    contains=("frame (c=0, z=0, t=0, p=0)", "'LaserPower'", "meta_schema"))
 
 
@@ -194,24 +172,25 @@ def _tiff_variants(tmp_path, mm_ometiff):
     ("text", "text.ome.tif"),
     ("plain", "no MicroManagerMetadata"),
 ])
-def test_bad_source_files(existing, site, run_cli, upload_files, mm_ometiff, tmp_path, variant,
-                          message):
+def test_bad_source_files(snapshot_with_one_dataset, site, run_cli, upload_files, mm_ometiff,
+                          tmp_path, variant, message):
     source = _tiff_variants(tmp_path, mm_ometiff)[variant]
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(source)}])
     result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config())
-    assert_refused(result, site, existing, contains=("row 2", message))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=("row 2", message))
 
 
-def test_file_upload_of_a_folder_is_refused(existing, site, run_cli, upload_files, mm_ometiff):
+def test_file_upload_of_a_folder_is_refused(snapshot_with_one_dataset, site, run_cli,
+                                            upload_files, mm_ometiff):
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
     result = run_cli("upload", "--csv", csv_path, "--config", upload_files.file_config())
-    assert_refused(result, site, existing, contains=("is not a file",))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=("is not a file",))
 
 
-def test_missing_config_file(existing, site, run_cli, upload_files, mm_ometiff, tmp_path):
+def test_missing_config_file(snapshot_with_one_dataset, site, run_cli, upload_files, mm_ometiff, tmp_path):
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
     result = run_cli("upload", "--csv", csv_path, "--config", tmp_path / "none.yaml")
-    assert_refused(result, site, existing, contains=("none.yaml", "not found"))
+    assert_refused(result, site, snapshot_with_one_dataset, contains=("none.yaml", "not found"))
 
 
 def test_storage_error_midway_removes_what_was_written(site, run_cli, upload_files, mm_ometiff,

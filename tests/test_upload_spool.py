@@ -5,8 +5,7 @@ import sqlalchemy as sa
 from imagingdb import db as dbq
 from imagingdb.spool import RowSpool
 from tests.conftest import DATASET_ID
-from tests.helpers import source_frames
-from tests.test_upload_errors import assert_refused
+from tests.helpers import assert_refused, source_frames
 
 # ------------------------------------------------------------------ RowSpool
 
@@ -43,7 +42,7 @@ def test_rows_inserted_in_many_batches_are_all_registered(site, run_cli, upload_
     monkeypatch.setattr("imagingdb.upload.INSERT_BATCH", 5)  # 24 frames: 5 batches
     result = _upload(run_cli, upload_files, mm_ometiff)
     assert result.exit_code == 0, result.stderr
-    with site.connect() as database, database.connection() as conn:
+    with site.connect() as database, database.site.connection() as conn:
         rows = conn.execute(sa.select(dbq.frames)).all()
         nbr_frames = conn.execute(sa.select(dbq.frames_global.c.nbr_frames)).scalar_one()
     assert nbr_frames == len(rows) == 24
@@ -71,23 +70,32 @@ def test_a_failing_batch_registers_nothing_and_removes_the_objects(site, run_cli
     assert_refused(result, site, before, code=1, contains=("went away",))
 
 
-def test_the_uploader_holds_only_the_keys_in_flight(site, upload_files, mm_ometiff):
+def test_the_uploader_holds_only_the_keys_in_flight(site, upload_files, mm_ometiff, monkeypatch):
     """Rows go to the spool as frames complete: memory does not grow with the frame count."""
+    from imagingdb import upload
     from imagingdb.config import load_upload_config
     from imagingdb.progress import Progress
-    from imagingdb.upload import Uploader, read_upload_csv
+    from imagingdb.upload import Uploader
+    from imagingdb.upload_rows import read_upload_csv
 
-    held = []
+    held, row_uploads = [], []
+    make_row_upload = upload.RowUpload.__init__
+
+    def keep(self, *args):
+        make_row_upload(self, *args)
+        row_uploads.append(self)
+
+    monkeypatch.setattr(upload.RowUpload, "__init__", keep)
 
     class Watch(Progress):
         def advance(self, frames, nbytes):
-            held.append(len(uploader._written))
+            held.append(row_uploads[-1].unspooled)
 
     with site.connect() as database:
-        uploader = Uploader(database, load_upload_config(upload_files.frames_config()),
+        uploader = Uploader(database.site, load_upload_config(upload_files.frames_config()),
                             overwrite=False, workers=2, progress=Watch())
         csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
         (row,) = read_upload_csv(csv_path)
         assert uploader.upload_row(row).ok
     assert len(held) == 24 and max(held) <= 2 * 2
-    assert uploader._written == set()
+    assert row_uploads[-1].unspooled == 0

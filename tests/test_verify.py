@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from imagingdb import db as dbq
-from imagingdb.frames import decode_png, encode_png
+from imagingdb.codecs.png import decode_png, encode_png
 from tests.conftest import DATASET_ID
 
 FILE_ID = "ML-2000-01-01-00-00-00-0001"
@@ -121,7 +121,7 @@ def test_every_kind_of_problem_at_once(frames_dir, run_cli):
 
 
 def test_a_frame_row_lost_from_the_database_is_incomplete(frames_dir, run_cli, site):
-    with site.connect() as db, db.connection(write=True) as conn:
+    with site.connect() as db, db.site.connection(write=True) as conn:
         conn.execute(sa.delete(dbq.frames).where(dbq.frames.c.file_name == FRAME))
     result = run_cli("verify", DATASET_ID, "--format", "json")
     problems = {p["problem"]: p for p in result.json()["datasets"][0]["problems"]}
@@ -136,7 +136,7 @@ def test_frame_rows_are_read_in_pages(frames_dir, site, monkeypatch):
     monkeypatch.setattr(verify, "ROWS_PER_PAGE", 5)
     (frames_dir / FRAME).unlink()
     with site.connect() as db:
-        check = verify.verify_dataset(db, DATASET_ID, workers=3)
+        check = verify.verify_dataset(db.site, DATASET_ID, workers=3)
     assert check.objects_checked == 24
     assert [(p.kind, p.key.rsplit("/", 1)[1]) for p in check.problems] == [("missing", FRAME)]
 
@@ -154,7 +154,7 @@ def test_file_dataset_verifies_then_fails_on_a_flipped_byte(file_dataset, run_cl
 
 def test_file_read_in_pieces_hashes_like_the_whole(file_dataset, site):
     with site.connect() as db:
-        pieces = list(db.storage.read_chunks(f"raw_files/{FILE_ID}/stack.bin", chunk_size=1 << 20))
+        pieces = list(db.site.storage.read_chunks(f"raw_files/{FILE_ID}/stack.bin", chunk_size=1 << 20))
     assert len(pieces) == 3
     assert hashlib.sha256(b"".join(pieces)).digest() == hashlib.sha256(
         file_dataset.read_bytes()).digest()

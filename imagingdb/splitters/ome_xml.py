@@ -31,10 +31,10 @@ What the OME-XML says, and how it is used:
   asked for (the CSV ``positions`` column) are not needed.
 - **Metadata**: global metadata keeps the full OME-XML (``ome_xml``, never
   cut) and a summary of each Image read; each frame's metadata is its page's
-  TIFF tags, its Plane's attributes (DeltaT, ExposureTime, PositionX...), and
-  its indexes under Micro-Manager's names (ChannelIndex, SliceIndex,
-  FrameIndex, PositionIndex, Channel), which ``ome_tiff``'s default
-  ``meta_schema`` asks of every frame.
+  TIFF tags, its Plane's attributes (TheC, TheZ, TheT, DeltaT, ExposureTime,
+  PositionX...), its channel's name, Image, file and IFD. Micro-Manager's
+  per-page keys are not asked of them (:attr:`frame_schema` is empty): they
+  are not Micro-Manager files.
 
 tifffile reads OME-TIFFs too (``TiffFile.series``), but it loads every page
 of every file of a set to do it and zero-fills what is missing with only a
@@ -84,6 +84,9 @@ def looks_like_ome(text: Optional[str]) -> bool:
 # The OME-XML document
 # --------------------------------------------------------------------------
 
+#: OME-XML Pixels Type names that are not numpy's (the others, uint16..., are the same)
+_OME_TYPES = {"float": "float32", "double": "float64", "bit": "bool"}
+
 
 @dataclass(frozen=True)
 class TiffData:
@@ -117,7 +120,9 @@ class OmeImage:
 
     @property
     def pixel_type(self) -> str:
-        return str(self.pixels.get("Type", "")).lower()
+        """The Pixels Type as a numpy dtype name (OME's float and double are float32, float64)."""
+        declared = str(self.pixels.get("Type", "")).lower()
+        return _OME_TYPES.get(declared, declared)
 
     @property
     def nbr_planes(self) -> int:
@@ -515,6 +520,9 @@ class OmeXmlAcquisition(Acquisition):
     file and refuses the rest, naming ``ome_tiff``.
     """
 
+    #: ome_tiff's default schema asks Micro-Manager's per-page keys, which these files lack
+    frame_schema: dict[str, Any] = {}
+
     def __init__(self, source: Path, options: SplitOptions, reader: str = "ome_tiff"):
         self.source = source
         files = source_files(source)
@@ -583,8 +591,7 @@ class OmeXmlAcquisition(Acquisition):
         image = self._images[index.position]
         metadata.update(image.planes.get((index.channel, index.slice, index.time), {}))
         metadata.update({
-            "ChannelIndex": index.channel, "SliceIndex": index.slice, "FrameIndex": index.time,
-            "PositionIndex": index.position, "Channel": self.channel_names[index.channel],
+            "Channel": self.channel_names[index.channel],
             "OMEImage": image.id, "FileName": path.name, "IFD": number,
         })
         return metadata
@@ -625,9 +632,6 @@ def _check_format(image: OmeImage, plan: _Plan, xml_path: Path) -> tiff_pages.Pi
     """Page 0 of every file must hold what the OME-XML says: SizeY x SizeX of Type."""
     expected_shape = (image.sizes["Y"], image.sizes["X"]) + (
         (image.samples_per_pixel,) if image.samples_per_pixel > 1 else ())
-    if image.pixel_type not in tiff_pages.STORABLE_DTYPES:
-        raise SplitterError(tiff_pages.unstorable_dtype_message(
-            image.pixel_type, f"{xml_path}: OME Image {image.index}"))
     for found in plan.files.values():
         if found.format.shape != expected_shape or found.format.dtype != image.pixel_type:
             raise SplitterError(

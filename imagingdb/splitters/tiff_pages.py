@@ -1,9 +1,9 @@
 """Reading TIFF pages one at a time, for the ``ome_tiff``, ``tif_folder`` and ``tif_id`` splitters.
 
-Every problem a file can have (not a TIFF, truncated, corrupt page, a pixel
-type PNG frames cannot hold) becomes a :class:`SplitterError` naming the file
-and the page. Page caching is off, so memory stays flat whatever the file size.
-tifffile and numpy are imported lazily.
+Every problem a file can have (not a TIFF, truncated, corrupt page, no 2D
+frame in it) becomes a :class:`SplitterError` naming the file and the page.
+Page caching is off, so memory stays flat whatever the file size. tifffile
+and numpy are imported lazily.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 MM_METADATA_TAG = 51123  # MicroManagerMetadata: per-page JSON
 IJ_METADATA_TAG = 50839  # IJMetadata: binary ImageJ extras (LUTs, ranges), not metadata
-STORABLE_DTYPES = ("uint8", "uint16")
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
@@ -50,10 +49,17 @@ class PixelFormat:
 
     @classmethod
     def of(cls, page: "tifffile.TiffPage", where: str) -> "PixelFormat":
-        """The page's format, or a SplitterError saying how to make it storable."""
-        dtype = page.dtype.name if page.dtype is not None else "unknown"
-        if dtype not in STORABLE_DTYPES:
-            raise SplitterError(unstorable_dtype_message(dtype, where))
+        """The page's format, or a SplitterError if it holds no 2D frame.
+
+        Whether frames of this pixel type can be stored is the frame codec's
+        rule (:mod:`imagingdb.codecs`), asked by the upload: splitters read what
+        a file holds.
+        """
+        if page.dtype is None:
+            raise SplitterError(f"{where} has a pixel type tifffile cannot read (sample format "
+                                f"{page.sampleformat}, {page.bitspersample} bits): store the file "
+                                "whole with upload_type: file")
+        dtype = page.dtype.name
         shape = tuple(page.shape)
         if 0 in shape:
             raise SplitterError(f"{where} has no pixels (shape {shape}): a damaged file")
@@ -68,19 +74,6 @@ class PixelFormat:
             raise SplitterError(
                 f"{where} is {other.shape} {other.dtype} but {first} is {self.shape} {self.dtype}: "
                 "all frames of a dataset must share shape and pixel type")
-
-
-def unstorable_dtype_message(dtype: str, where: str) -> str:
-    """Why ``dtype`` pixels are refused, and how to convert them without surprises."""
-    if dtype.startswith("float"):
-        how = ("PNG frames hold integers only and imagingdb never rounds silently: convert the "
-               "images to 16-bit first (Fiji: Image > Type > 16-bit; numpy: "
-               "np.round(image).astype('uint16') after checking the values fit 0-65535), "
-               "or store the file whole with upload_type: file")
-    else:
-        how = ("frames are stored as uint8 or uint16 PNG: convert the images (e.g. Fiji: "
-               "Image > Type > 16-bit) or store the file whole with upload_type: file")
-    return f"{where} has {dtype} pixels; {how}"
 
 
 @contextmanager
@@ -215,3 +208,24 @@ def _json_object(value: Any) -> dict[str, Any]:
         except ValueError:
             return {}
     return value if isinstance(value, dict) else {}
+
+
+def file_tags(path: Path) -> dict[str, Any]:
+    """TIFF tags of the first page as metadata of a file kept whole (``upload_type: file``),
+    when it is a TIFF; {} otherwise, and a ``tiff_error`` line when it cannot be read."""
+    if path.suffix.lower() not in (".tif", ".tiff", ".btf", ".tf8"):
+        return {}
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            tags = {}
+            for tag in page.tags:
+                value = tag.value
+                if isinstance(value, (bytes, bytearray)) and len(value) > 4096:
+                    continue  # binary blobs (ICC profiles...) are not metadata
+                tags[tag.name] = value
+            return {"tiff_tags": tags, "nbr_pages": len(tif.pages)}
+    except Exception as exc:  # noqa: BLE001 - kept whole anyway; say why there are no tags
+        return {"tiff_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}

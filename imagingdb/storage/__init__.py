@@ -1,9 +1,14 @@
-"""Storage backends: move bytes by key, nothing else.
+"""Storage backends: where bytes live, moved by key, nothing else.
 
-A backend knows nothing of datasets or the database. Keys use the original
-imagingDB's layout (``raw_files/<ID>/<name>``, ``raw_frames/<ID>/im_c000_z000_t000_p000.png``)
-and are checked by :func:`validate_key` so no key can escape the storage root.
-Backends are plugins: see ``register_storage_backends`` in :mod:`imagingdb.hookspecs`.
+A backend knows nothing of datasets, frames or the database: the keys it is
+given follow :mod:`imagingdb.layout`, and what the bytes mean is a frame
+codec's business (:mod:`imagingdb.codecs`). Keys are checked by
+:func:`validate_key` so that none can escape the storage root. Backends are
+plugins: see ``register_storage_backends`` in :mod:`imagingdb.hookspecs`.
+
+The rules every backend keeps are stated on :class:`StorageBackend`'s
+methods; :func:`imagingdb.testing.check_storage_backend` checks a backend
+against each of them, and names the rule it breaks.
 """
 
 from __future__ import annotations
@@ -63,15 +68,24 @@ class StoredObject:
 
 
 class StorageBackend(abc.ABC):
-    """What imagingdb needs from a store. Implementations must be thread-safe."""
+    """What imagingdb needs from a store.
+
+    Every method may be called from many threads at once (uploads, reads and
+    verify fan out over a pool). A missing object is a ``KeyError`` from the
+    methods that read one; every other failure is an
+    :class:`~imagingdb.errors.ImagingDBError` with a one-line message.
+    """
 
     #: the name used in the site config (storage.backend) and upload config (storage)
     name: str = ""
     #: how many concurrent transfers suit this store when the user sets none (None: the
     #: CPU-based default); a remote store of many small objects wants more than a disk
     transfer_workers: Optional[int] = None
-    #: True if put_bytes takes any bytes-like object (a memoryview of a buffer the
-    #: caller reuses), not only bytes; upload then passes frames without a copy
+    #: True if put_bytes takes any bytes-like object, not only bytes. The upload then
+    #: passes each frame as a memoryview of a buffer its thread REUSES for the next
+    #: frame as soon as put_bytes returns: such a backend must have written or copied
+    #: every byte before it returns, and keep no reference to ``data`` (else the next
+    #: frame's bytes would be stored under this key)
     put_takes_buffers: bool = False
 
     @abc.abstractmethod
@@ -84,7 +98,11 @@ class StorageBackend(abc.ABC):
 
     @abc.abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None:
-        """Store ``data`` at ``key`` atomically: readers see the old object or the new one."""
+        """Store ``data`` at ``key`` atomically: readers see the old object or the new one.
+
+        With ``put_takes_buffers``, ``data`` may be a memoryview of a buffer the
+        caller reuses once this returns: finish with every byte before returning.
+        """
 
     @abc.abstractmethod
     def put_fileobj(self, key: str, fileobj: BinaryIO) -> None:
@@ -99,15 +117,21 @@ class StorageBackend(abc.ABC):
 
         For callers that read many objects one after another and are done
         with each before the next (``Dataset.read``): reusing a buffer spares
-        the kernel mapping fresh memory for every object. A memoryview result
-        is only valid until ``buffer`` is used again. KeyError if the object
-        does not exist. This default returns :meth:`get_bytes`.
+        the kernel mapping fresh memory for every object. The handshake: a
+        memoryview of ``buffer`` is returned only for an object SHORTER than
+        the buffer (one byte to spare, so that a file growing while it is
+        read is noticed); an object as long as the buffer or longer comes
+        back as new bytes, and the caller, seeing ``len(result) >= len(buffer)``,
+        grows its buffer. A memoryview result is valid until ``buffer`` is
+        used again. KeyError if the object does not exist. This default
+        returns :meth:`get_bytes`.
         """
         return self.get_bytes(key)
 
     @abc.abstractmethod
     def get_file(self, key: str, dest: str) -> None:
-        """Copy the object to the local path ``dest`` (which does not exist yet)."""
+        """Copy the object to the local path ``dest``, which does not exist yet (create it,
+        never write through an existing file or link); KeyError if the object does not exist."""
 
     @abc.abstractmethod
     def exists(self, key: str) -> bool:
@@ -115,7 +139,8 @@ class StorageBackend(abc.ABC):
 
     @abc.abstractmethod
     def list_keys(self, prefix: str) -> Iterator[str]:
-        """Every key under ``prefix`` (a folder-like prefix ending in '/')."""
+        """Every key under ``prefix`` (a folder-like prefix ending in '/'), as whole keys;
+        nothing for a prefix with no objects."""
 
     @abc.abstractmethod
     def delete(self, keys: Iterable[str]) -> None:

@@ -175,7 +175,7 @@ def write_v2_acquisition(parent: Path, *, channels: tuple[str, ...] = ("DAPI", "
     wrote them: only the axes place an image. Returns the dataset folder and
     {(c, z, t): pixels}.
     """
-    from imagingdb.sample import FluorescenceScene
+    from imagingdb.testing import FluorescenceScene
 
     scene = FluorescenceScene(size, size, dtype, nbr_slices=slices, seed=seed)
     summary = {"TiledImageStorage": False, "PixelSize_um": 1, "DateAndTime": "2022/08/21 13:21:40",

@@ -19,7 +19,7 @@ from typing import Collection, Optional, Sequence
 import numpy as np
 from ndtiff import NDTiffDataset
 
-from imagingdb.sample import FluorescenceScene
+from imagingdb.testing import FluorescenceScene
 
 SIZE = 64  # pixels a side: see the module docstring
 

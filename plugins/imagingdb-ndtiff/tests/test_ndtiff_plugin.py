@@ -115,7 +115,7 @@ def _plain_tiff_beside_an_index(tmp_path):
 
 
 def _ome_tiff_folder(tmp_path):
-    from imagingdb.sample import write_mm_ometiff
+    from imagingdb.testing import write_mm_ometiff
 
     write_mm_ometiff(tmp_path, "sample", channels=("DAPI",), slices=1, times=1, positions=1,
                      height=8, width=8, dtype="uint16", seed=1)

@@ -30,8 +30,8 @@ from typing import Callable, Iterator, Optional
 
 import sqlalchemy as sa
 
-from . import db as dbq
-from .errors import WorkError
+from ..errors import WorkError
+from . import tables as schema
 
 SCHEMA_LOCK = 804117  # advisory lock serialising schema changes on one PostgreSQL server
 SAMPLE = 10  # offending rows shown per problem
@@ -72,7 +72,7 @@ _REFERENCES = re.compile(r"REFERENCES (\w+) \((\w+)\)(?: ON DELETE (CASCADE|REST
 def schema_tables(dialect: str) -> dict[str, TableSpec]:
     """The tables of schema.sql with their NOT NULLs and foreign keys, in creation order."""
     tables = {}
-    for statement in dbq.schema_statements(dialect):
+    for statement in schema.schema_statements(dialect):
         match = _TABLE.match(statement)
         if not match:
             continue
@@ -93,7 +93,7 @@ def schema_tables(dialect: str) -> dict[str, TableSpec]:
 
 def schema_indexes(dialect: str) -> list[IndexSpec]:
     indexes = []
-    for statement in dbq.schema_statements(dialect):
+    for statement in schema.schema_statements(dialect):
         match = _INDEX.match(statement)
         if match:
             indexes.append(IndexSpec(match[2], match[3],
@@ -109,14 +109,14 @@ def detect_version(conn: sa.Connection) -> Optional[int]:
     """The schema version; 0 for a database made by the original imagingDB; None if empty."""
     inspector = sa.inspect(conn)
     if inspector.has_table("schema_version"):
-        return dbq.current_version(conn) or 0
+        return schema.current_version(conn) or 0
     if inspector.has_table("data_set"):
         return 0
     return None
 
 
 @dataclass(frozen=True)
-class Problem:
+class BlockedChange:
     """A piece of schema.sql the data does not allow yet, and the rows in the way."""
 
     what: str
@@ -131,7 +131,7 @@ class Plan:
     """What converging would do (``actions``) and cannot do yet (``problems``)."""
 
     actions: list[tuple[str, Callable[[sa.Connection], None]]] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[BlockedChange] = field(default_factory=list)
     rebuilt: set[str] = field(default_factory=set)  # SQLite tables recreated (indexes too)
 
     def add(self, description: str, action: Callable[[sa.Connection], None]) -> None:
@@ -150,26 +150,26 @@ def _rows(count: int, ids: list[int]) -> str:
     return f"{count} row{'s' if count != 1 else ''} (id {shown})"
 
 
-def _null_problem(conn: sa.Connection, table: str, column: str) -> Optional[Problem]:
+def _null_problem(conn: sa.Connection, table: str, column: str) -> Optional[BlockedChange]:
     count, ids = _ids(conn, table, f"{column} IS NULL", {})
     if not count:
         return None
-    return Problem(f"NOT NULL on {table}.{column}",
+    return BlockedChange(f"NOT NULL on {table}.{column}",
                    f"{table}.{column} is NULL in {_rows(count, ids)}; fill it in")
 
 
 def _orphan_problem(conn: sa.Connection, table: str, column: str,
-                    target: tuple[str, str]) -> Optional[Problem]:
+                    target: tuple[str, str]) -> Optional[BlockedChange]:
     where = (f"{column} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {target[0]} AS target "
              f"WHERE target.{target[1]} = {table}.{column})")
     count, ids = _ids(conn, table, where, {})
     if not count:
         return None
-    return Problem(f"foreign key {table}.{column} -> {target[0]}.{target[1]}",
+    return BlockedChange(f"foreign key {table}.{column} -> {target[0]}.{target[1]}",
                    f"{table} has {_rows(count, ids)} pointing at no {target[0]} row")
 
 
-def _duplicate_problem(conn: sa.Connection, index: IndexSpec) -> Optional[Problem]:
+def _duplicate_problem(conn: sa.Connection, index: IndexSpec) -> Optional[BlockedChange]:
     columns = ", ".join(index.columns)
     not_null = " AND ".join(f"{c} IS NOT NULL" for c in index.columns)
     groups = conn.execute(sa.text(
@@ -185,7 +185,7 @@ def _duplicate_problem(conn: sa.Connection, index: IndexSpec) -> Optional[Proble
         shown = ", ".join(f"{c} {v}" for c, v in zip(index.columns, values))
         described.append(f"{shown} is in {_rows(count, ids)}")
     more = f"; and {len(groups) - SAMPLE} more" if len(groups) > SAMPLE else ""
-    return Problem(f"unique index {index.name} on {index.table} ({columns})",
+    return BlockedChange(f"unique index {index.name} on {index.table} ({columns})",
                    f"{'; '.join(described)}{more}; keep one row of each")
 
 
@@ -307,7 +307,7 @@ def rebuild_sqlite_table(conn: sa.Connection, table: TableSpec) -> None:
 def _create_schema_version(conn: sa.Connection) -> None:
     """Version 1 adopts a database made by the original imagingDB: it only lacked this table
     (and what converge() adds)."""
-    statement = next(s for s in dbq.schema_statements(conn.dialect.name)
+    statement = next(s for s in schema.schema_statements(conn.dialect.name)
                      if s.startswith("CREATE TABLE IF NOT EXISTS schema_version "))
     conn.exec_driver_sql(statement)
 
@@ -339,7 +339,7 @@ class UpgradeReport:
     after: int
     steps: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[BlockedChange] = field(default_factory=list)
 
 
 @contextlib.contextmanager
@@ -377,15 +377,15 @@ def upgrade(engine: sa.Engine) -> UpgradeReport:
     with _schema_change(engine) as conn:
         before = detect_version(conn)
         if before is None:
-            for statement in dbq.schema_statements(engine.dialect.name):
+            for statement in schema.schema_statements(engine.dialect.name):
                 conn.exec_driver_sql(statement)
-            return UpgradeReport(None, dbq.current_version(conn))
+            return UpgradeReport(None, schema.current_version(conn))
         _refuse_newer(before)
         report = UpgradeReport(before, before)
         for version, description, step in STEPS:
             if version > before:
                 step(conn)
-                conn.execute(sa.insert(dbq.schema_version).values(
+                conn.execute(sa.insert(schema.schema_version).values(
                     version=version, applied_at=sa.func.current_timestamp()))
                 report.steps.append(f"{version}: {description}")
                 report.after = version
@@ -398,9 +398,9 @@ def upgrade(engine: sa.Engine) -> UpgradeReport:
 
 
 def _refuse_newer(version: int) -> None:
-    if version > dbq.SCHEMA_VERSION:
+    if version > schema.SCHEMA_VERSION:
         raise WorkError(f"the database has schema version {version}, newer than this imagingdb "
-                        f"understands ({dbq.SCHEMA_VERSION}); upgrade imagingdb")
+                        f"understands ({schema.SCHEMA_VERSION}); upgrade imagingdb")
 
 
 def ensure_current(engine: sa.Engine, *, auto_upgrade: bool) -> None:
@@ -421,10 +421,10 @@ def ensure_current(engine: sa.Engine, *, auto_upgrade: bool) -> None:
         raise WorkError("this database was made by the original imagingDB; adopt it with: "
                         "imagingdb db upgrade (nothing is lost, `imagingdb db status` shows what "
                         "it will do)")
-    if version < dbq.SCHEMA_VERSION:
+    if version < schema.SCHEMA_VERSION:
         if not auto_upgrade:
             raise WorkError(f"the database has schema version {version}; this imagingdb needs "
-                            f"{dbq.SCHEMA_VERSION}: run imagingdb db upgrade")
+                            f"{schema.SCHEMA_VERSION}: run imagingdb db upgrade")
         upgrade(engine)
 
 
@@ -436,8 +436,10 @@ class SchemaStatus:
     version: Optional[int]
     steps: list[str]      # steps `db upgrade` would run
     missing: list[str]    # pieces of schema.sql `db upgrade` would add
-    problems: list[Problem]
+    problems: list[BlockedChange]
     datasets: int
+    #: the version this imagingdb makes (``db upgrade`` brings ``version`` there)
+    target: int = schema.SCHEMA_VERSION
 
     @property
     def state(self) -> str:
@@ -460,5 +462,5 @@ def status(engine: sa.Engine) -> SchemaStatus:
             return SchemaStatus(None, [], [], [], 0)
         steps = [f"{v}: {d}" for v, d, _ in STEPS if v > version]
         plan = plan_convergence(conn)
-        datasets = conn.execute(sa.select(sa.func.count()).select_from(dbq.data_set)).scalar()
+        datasets = conn.execute(sa.select(sa.func.count()).select_from(schema.data_set)).scalar()
     return SchemaStatus(version, steps, [d for d, _ in plan.actions], plan.problems, datasets)

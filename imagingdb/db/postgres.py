@@ -35,8 +35,8 @@ from typing import Any, Optional
 
 import sqlalchemy as sa
 
-from .config import DatabaseSettings, mask_url
-from .errors import InputError
+from ..config import DatabaseSettings, mask_url
+from ..errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Frame codec: 2D numpy frames <-> standard lossless PNG bytes.
+"""The png frame codec, the original imagingDB's: 2D numpy frames <-> standard lossless PNG bytes.
 
 Pure functions, bytes in and bytes out. Every PNG written here is a plain
 PNG (tests read it back with pypng and libpng). zlib, hashlib and the numpy
@@ -15,57 +15,18 @@ the GIL. Each thread reuses its buffers (see :func:`encode_png_reusing`).
 
 The default, ``level=3, strategy="auto", png_filter="up"``, deflates
 16-bit camera frames with ISA-L and 8-bit or mostly-zero frames with zlib's
-RLE (see :func:`_choose`); docs/performance.md has the current figures of
-every setting. The choice of filter and zlib strategy came from
-``tests/bench_codec.py``, on the standard library's zlib: one core of a
-shared 2-core AMD EPYC VM (timings vary ~10%), 1024x1024 fluorescence-like
-frames (uint16 187..3847, Poisson + read noise; uint8 = the same scene /
-16). MB/s of raw pixels; size relative to ``zlib.compress(raw, 1)``::
-
-    setting                   uint16 MB/s  size    uint8 MB/s  size
-    zlib.compress(raw, 1)              53  1.000           66  1.000
-    pypng writer, level 1              21  1.001           63  1.003
-    up   + rle                         80  0.914           82  0.771
-    sub  + rle                         82  0.914           81  0.774
-    up   + huffman                  68-84  0.913           92  0.768
-    up   + default, level 1            54  0.976           68  0.929
-    up   + default, level 6             9  0.924            7  0.864
-    none + rle                         82  1.022           74  1.013
-
-    decode_png, "up" files: ~177 MB/s (uint16 and uint8); "sub" (OpenCV's
-    default): 133-143 MB/s; pypng's reader: 7-10 MB/s. Files using PNG
-    "paeth" / "average" (libpng, PIL; measured separately): ~4 / ~7.5 MB/s.
-
-- zlib-ng (a dependency) replaces the standard library's zlib: the same
-  streams, about twice as fast to deflate; ISA-L, ~1.5x faster again on
-  16-bit frames, as small there; ``make bench`` prints them all.
-- Z_RLE and Z_HUFFMAN_ONLY ignore the level (zlib takes the same code path
-  for levels 1-9), so ``level`` only matters for "default" and "filtered".
-  Both beat LZ77 at any level on speed and size, since sensor noise leaves
-  LZ77 few matches. RLE is the default over Huffman-only, which is ~10%
-  faster on uint8, because Huffman-only codes every byte in >= 1 bit: on a
-  background-subtracted frame (93% zeros) it was 2.5x the zlib-level-1
-  size, RLE 0.82x.
-- "up" and "sub" compress the same; "up" is the default because undoing it
-  is one add per row, faster than the running sum "sub" needs.
-- PNG "average" and "paeth" are not offered for writing: "average"
-  compressed 1-6% smaller, "paeth" no smaller than "up", and undoing them is a sequential per-byte Python loop
-  (25-50x slower to decode than "up"). They are decoded, since other
-  tools write them.
-- On these shot-noise-limited uint16 frames no standard PNG setting gets
-  to 0.85 of the zlib-level-1 size: the noise in the low byte of each
-  sample does not compress. uint8 frames get there (0.77).
+RLE (see :func:`_choose`). Why these choices, and the figures of every
+setting measured, are in docs/performance.md ("The PNG codec").
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import struct
 import sys
 import threading
 import zlib
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -85,8 +46,10 @@ try:
 except ImportError:  # pragma: no cover - isal is a dependency
     _isal = None
 
-__all__ = ["encode_png", "encode_png_reusing", "decode_png", "decode_png_into", "pixel_sha256",
-           "frame_dtype_check"]
+from . import FrameCodec, pixel_sha256
+
+__all__ = ["PngCodec", "encode_png", "encode_png_reusing", "decode_png", "decode_png_into",
+           "pixel_sha256", "frame_dtype_check", "refusal"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _STRATEGIES = {
@@ -110,51 +73,63 @@ _UPLOAD_WHOLE = "or upload the file whole with upload_type: file"
 # --------------------------------------------------------------- validation
 
 
-def frame_dtype_check(pixels) -> None:
-    """Raise ValueError unless ``pixels`` is a frame :func:`encode_png` can store.
+def refusal(dtype: str, shape: tuple[int, ...]) -> Optional[str]:
+    """Why PNG frames cannot hold ``dtype`` pixels of ``shape``, and how to convert; None if they can.
 
-    Supported: a numpy array of dtype uint8 or uint16 (either byte order)
-    shaped (H, W) for grayscale or (H, W, 3) for RGB, with H, W >= 1. The
-    message says how to convert anything else.
+    PNG frames hold uint8 or uint16 samples (either byte order), grayscale
+    (H, W) or RGB (H, W, 3), H and W >= 1. imagingdb never rounds or clips
+    silently: the message says how to convert, or to keep the file whole.
     """
+    kind = np.dtype(dtype)
+    if not (kind.kind == "u" and kind.itemsize in (1, 2)):
+        return f"{kind} pixels cannot be stored as PNG frames: {_conversion_advice(kind)}"
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)) or 0 in shape[:2]:
+        return (f"frames must be 2D (height, width) grayscale or (height, width, 3) RGB with "
+                f"height and width >= 1, got shape {tuple(shape)}: split stacks into 2D frames "
+                f"first, {_UPLOAD_WHOLE}")
+    return None
+
+
+def _conversion_advice(dtype: np.dtype) -> str:
+    if dtype.kind == "f":
+        return ("PNG frames hold integers only and imagingdb never rounds silently: convert the "
+                "images to 16-bit first (Fiji: Image > Type > 16-bit; numpy: "
+                "np.round(image).astype('uint16') after checking the values fit 0-65535), "
+                f"{_UPLOAD_WHOLE}")
+    if dtype.kind == "b":
+        return f"convert to uint8 (e.g. mask.astype(numpy.uint8) * 255), {_UPLOAD_WHOLE}"
+    if dtype.kind in "iu":
+        return ("convert to uint16 if every value is within 0..65535 (check min/max, then "
+                f"frame.astype(numpy.uint16)), {_UPLOAD_WHOLE}")
+    return f"convert the images to uint8 or uint16 (Fiji: Image > Type > 16-bit), {_UPLOAD_WHOLE}"
+
+
+def frame_dtype_check(pixels) -> None:
+    """Raise ValueError unless ``pixels`` is a frame :func:`encode_png` can store (see :func:`refusal`)."""
     if not isinstance(pixels, np.ndarray):
         raise ValueError(f"a frame must be a numpy array, got {type(pixels).__name__}")
-    dtype = pixels.dtype
-    if not (dtype.kind == "u" and dtype.itemsize in (1, 2)):
-        raise ValueError(_unsupported_dtype_message(dtype))
-    shape = pixels.shape
-    if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)) or 0 in shape[:2]:
-        raise ValueError(
-            f"a frame must be 2D (height, width) grayscale or 3D (height, width, 3) RGB "
-            f"with height and width >= 1, got shape {shape}; split stacks into 2D frames "
-            f"first, {_UPLOAD_WHOLE}"
-        )
+    reason = refusal(pixels.dtype.name, pixels.shape)
+    if reason is not None:
+        raise ValueError(reason)
 
 
-def _unsupported_dtype_message(dtype: np.dtype) -> str:
-    """Say why ``dtype`` cannot be a PNG frame and how to convert it."""
-    if dtype.kind == "f":
-        advice = "convert to uint16 (e.g. scale and round)"
-    elif dtype.kind == "b":
-        advice = "convert to uint8 (e.g. mask.astype(numpy.uint8) * 255)"
-    elif dtype.kind in "iu":
-        advice = ("convert to uint16 if every value is within 0..65535 "
-                  "(check min/max, then frame.astype(numpy.uint16))")
-    else:
-        advice = "convert to uint8 or uint16"
-    return (f"{dtype} frames cannot be stored as PNG without loss (PNG frames hold "
-            f"uint8 or uint16 pixels); {advice} {_UPLOAD_WHOLE}")
+class PngCodec(FrameCodec):
+    """Frames as standard PNG files (``im_c000_z000_t000_p000.png``), the original's layout."""
 
+    name = "png"
+    suffix = ".png"
 
-def pixel_sha256(pixels: np.ndarray) -> str:
-    """Hex sha256 of the pixel bytes in C order, multi-byte samples little-endian.
+    def __init__(self, *, png_filter: str = "up", strategy: str = "auto", level: int = 3):
+        self.settings = {"png_filter": png_filter, "strategy": strategy, "level": level}
 
-    Fixing the byte order makes the checksum platform independent and equal
-    to the original imagingDB's ``sha256(im.tobytes())`` on little-endian
-    machines.
-    """
-    little_endian = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<"))
-    return hashlib.sha256(little_endian).hexdigest()
+    def refusal(self, dtype: str, shape: tuple[int, ...]) -> Optional[str]:
+        return refusal(dtype, shape)
+
+    def encode(self, pixels: np.ndarray) -> memoryview:
+        return encode_png_reusing(pixels, **self.settings)
+
+    def decode_into(self, data, out: np.ndarray, *, check: bool = False) -> None:
+        decode_png_into(data, out, check_crc=check)
 
 
 # ----------------------------------------------------------------- encoding

@@ -1,0 +1,83 @@
+"""How a command meets the terminal: one ``Error:`` line, the exit codes, no traceback.
+
+Every error a command raises becomes one line on stderr starting ``Error:``
+and the exit code of SPEC section 4 (2: bad usage or input found before any
+work, nothing changed; 1: a failure during the work; 130: interrupted).
+Tracebacks are printed only with ``--debug``. The typer app of
+:mod:`imagingdb.cli` is built on :class:`ImagingDBGroup`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+from .errors import ImagingDBError
+
+
+class ImagingDBGroup(TyperGroup):
+    """Turns every error into one ``Error:`` line and the exit codes of SPEC section 4."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        debug = _global_flag(args, "--debug")
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Exit as exc:
+            sys.exit(exc.exit_code)
+        except (typer.Abort, KeyboardInterrupt):
+            _error("interrupted", debug)
+            sys.exit(130)
+        except ImagingDBError as exc:
+            _error(str(exc), debug)
+            sys.exit(exc.exit_code)
+        except Exception as exc:  # noqa: BLE001 - never a traceback unless --debug
+            if _is_click_error(exc):
+                code = _click_error(exc, debug)
+            else:
+                _error(f"unexpected {type(exc).__name__}: {exc}; run again with --debug "
+                       "for details", debug)
+                code = 1
+            sys.exit(code)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _is_click_error(exc: Exception) -> bool:
+    # Typer may vendor its own copy of click, so recognise its exceptions by shape.
+    return hasattr(exc, "format_message") and hasattr(exc, "exit_code")
+
+
+def _click_error(exc: Exception, debug: bool) -> int:
+    """Print a click usage/parameter error as one line; returns the exit code."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+        print(ctx.get_help())
+        return 0
+    message = exc.format_message()
+    if ctx is not None and exc.exit_code == 2:
+        command = " ".join(ctx.command_path.split()[1:])
+        message += f" (see: imagingdb {command + ' ' if command else ''}--help)"
+    _error(message, debug)
+    return exc.exit_code
+
+
+def _global_flag(args: list[str], flag: str) -> bool:
+    for arg in args:
+        if arg == flag:
+            return True
+        if not arg.startswith("-"):
+            return False  # the command name: global options end here
+    return False
+
+
+def _error(message: str, debug: bool) -> None:
+    if debug:
+        import traceback
+
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            traceback.print_exc(file=sys.stderr)
+    first_line = " ".join(str(message).split())
+    print(f"Error: {first_line}", file=sys.stderr)

@@ -1,0 +1,237 @@
+"""Every query imagingdb runs on its tables, in SQLAlchemy Core, always parametrised."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Iterable, Optional, Sequence
+
+import sqlalchemy as sa
+
+from .tables import data_set, file_global, frames, frames_global
+
+__all__ = [
+    "find_dataset",
+    "end_of_day",
+    "query_datasets",
+    "frames_global_of",
+    "file_global_of",
+    "select_frames",
+    "channel_names",
+    "distinct_indexes",
+    "datasets_named",
+    "dataset_serial_of",
+    "all_dataset_serials",
+    "insert_dataset",
+    "update_dataset",
+    "delete_dataset_children",
+    "insert_frames_global",
+    "insert_frames",
+    "insert_file_global",
+    "frame_rows_after",
+    "names_stored_in",
+    "storage_dirs",
+]
+
+
+# ----------------------------------------------------------------------- queries
+
+
+def find_dataset(conn: sa.Connection, dataset_id: str) -> Optional[sa.Row]:
+    """The (first) data_set row of the dataset ID ``dataset_id``, None if there is none."""
+    return conn.execute(
+        sa.select(data_set).where(data_set.c.dataset_serial == dataset_id).order_by(data_set.c.id)
+    ).first()
+
+
+def end_of_day(day: date) -> datetime:
+    return datetime.combine(day, datetime.min.time()) + timedelta(days=1)
+
+
+def query_datasets(
+    conn: sa.Connection,
+    *,
+    project_id: Optional[str] = None,
+    microscope: Optional[str] = None,
+    start_date: Optional[date] = None,
+    end_date: Optional[date] = None,
+    description: Optional[str] = None,
+) -> list[sa.Row]:
+    """Datasets matching every given filter, ordered by dataset ID; selection in SQL."""
+    parent = data_set.alias("parent")
+    stmt = (
+        sa.select(data_set, parent.c.dataset_serial.label("parent_dataset_id"))
+        .select_from(data_set.outerjoin(parent, data_set.c.parent_id == parent.c.id))
+        .order_by(data_set.c.dataset_serial)
+    )
+    if project_id:
+        stmt = stmt.where(data_set.c.dataset_serial.startswith(f"{project_id}-", autoescape=True))
+    if microscope:
+        stmt = stmt.where(data_set.c.microscope.icontains(microscope, autoescape=True))
+    if description:
+        stmt = stmt.where(data_set.c.description.icontains(description, autoescape=True))
+    if start_date:
+        stmt = stmt.where(data_set.c.date_time >= datetime.combine(start_date, datetime.min.time()))
+    if end_date:
+        stmt = stmt.where(data_set.c.date_time < end_of_day(end_date))
+    return list(conn.execute(stmt))
+
+
+def frames_global_of(conn: sa.Connection, dataset_pk: int) -> Optional[sa.Row]:
+    return conn.execute(
+        sa.select(frames_global).where(frames_global.c.dataset_id == dataset_pk)
+        .order_by(frames_global.c.id)
+    ).first()
+
+
+def file_global_of(conn: sa.Connection, dataset_pk: int) -> Optional[sa.Row]:
+    return conn.execute(
+        sa.select(file_global).where(file_global.c.dataset_id == dataset_pk)
+        .order_by(file_global.c.id)
+    ).first()
+
+
+def select_frames(
+    conn: sa.Connection,
+    frames_global_pk: int,
+    *,
+    channels: Optional[Sequence[int]] = None,
+    slices: Optional[Iterable[int]] = None,
+    times: Optional[Iterable[int]] = None,
+    positions: Optional[Iterable[int]] = None,
+    with_metadata: bool = True,
+) -> list[sa.Row]:
+    """The frames of one dataset matching the index filters (None: all), in index order."""
+    columns = [c for c in frames.c if with_metadata or c.name != "metadata_json"]
+    stmt = sa.select(*columns).where(frames.c.frames_global_id == frames_global_pk)
+    for column, wanted in (
+        (frames.c.channel_idx, channels),
+        (frames.c.slice_idx, slices),
+        (frames.c.time_idx, times),
+        (frames.c.pos_idx, positions),
+    ):
+        if wanted is not None:
+            stmt = stmt.where(column.in_(sorted(set(wanted))))
+    stmt = stmt.order_by(
+        frames.c.pos_idx, frames.c.time_idx, frames.c.channel_idx, frames.c.slice_idx
+    )
+    return list(conn.execute(stmt))
+
+
+def channel_names(conn: sa.Connection, frames_global_pk: int) -> dict[int, str]:
+    """channel index -> name, as recorded in the frames of a dataset."""
+    rows = conn.execute(
+        sa.select(frames.c.channel_idx, sa.func.max(frames.c.channel_name))
+        .where(frames.c.frames_global_id == frames_global_pk)
+        .group_by(frames.c.channel_idx)
+        .order_by(frames.c.channel_idx)
+    )
+    return {idx: name for idx, name in rows}
+
+
+def distinct_indexes(conn: sa.Connection, frames_global_pk: int) -> dict[str, list[int]]:
+    """The channel/slice/time/position indexes a dataset actually has."""
+    result = {}
+    for key, column in (("channels", frames.c.channel_idx), ("slices", frames.c.slice_idx),
+                        ("times", frames.c.time_idx), ("positions", frames.c.pos_idx)):
+        result[key] = list(conn.execute(
+            sa.select(column).where(frames.c.frames_global_id == frames_global_pk)
+            .distinct().order_by(column)
+        ).scalars())
+    return result
+
+
+def datasets_named(conn: sa.Connection, dataset_id: str) -> list[sa.Row]:
+    """Every data_set row with this dataset ID (more than one only in an adopted database)."""
+    return conn.execute(sa.select(data_set).where(data_set.c.dataset_serial == dataset_id)
+                        .order_by(data_set.c.id)).all()
+
+
+def dataset_serial_of(conn: sa.Connection, dataset_pk: int) -> Optional[str]:
+    """The dataset ID of the data_set row ``dataset_pk``."""
+    return conn.execute(sa.select(data_set.c.dataset_serial)
+                        .where(data_set.c.id == dataset_pk)).scalar()
+
+
+def all_dataset_serials(conn: sa.Connection) -> list[str]:
+    return list(conn.execute(sa.select(data_set.c.dataset_serial)
+                             .order_by(data_set.c.dataset_serial)).scalars())
+
+
+# ------------------------------------------------------------------ registering
+
+
+def insert_dataset(conn: sa.Connection, values: dict) -> int:
+    """A new data_set row; returns its id."""
+    return conn.execute(sa.insert(data_set).values(**values).returning(data_set.c.id)).scalar_one()
+
+
+def update_dataset(conn: sa.Connection, dataset_pk: int, values: dict) -> None:
+    conn.execute(sa.update(data_set).where(data_set.c.id == dataset_pk).values(**values))
+
+
+def delete_dataset_children(conn: sa.Connection, dataset_pk: int) -> None:
+    """Remove a dataset's frames, frames_global and file_global rows (an overwrite replaces them)."""
+    fg_ids = sa.select(frames_global.c.id).where(frames_global.c.dataset_id == dataset_pk)
+    conn.execute(sa.delete(frames).where(frames.c.frames_global_id.in_(fg_ids)))
+    conn.execute(sa.delete(frames_global).where(frames_global.c.dataset_id == dataset_pk))
+    conn.execute(sa.delete(file_global).where(file_global.c.dataset_id == dataset_pk))
+
+
+def insert_frames_global(conn: sa.Connection, values: dict) -> int:
+    """A frames_global row; returns its id."""
+    return conn.execute(sa.insert(frames_global).values(**values)
+                        .returning(frames_global.c.id)).scalar_one()
+
+
+def insert_frames(conn: sa.Connection, rows: list[dict]) -> None:
+    """Frame rows in one executemany."""
+    conn.execute(sa.insert(frames), rows)
+
+
+def insert_file_global(conn: sa.Connection, values: dict) -> None:
+    conn.execute(sa.insert(file_global).values(**values))
+
+
+# --------------------------------------------------------------- verify and gc
+
+
+def frame_rows_after(conn: sa.Connection, frames_global_pk: int, after: Optional[int],
+                     limit: int) -> list[sa.Row]:
+    """Up to ``limit`` frame rows (no metadata) of a dataset with ids above ``after``, by id:
+    pages through a dataset of any size in constant memory."""
+    columns = (frames.c.id, frames.c.channel_idx, frames.c.slice_idx, frames.c.time_idx,
+               frames.c.pos_idx, frames.c.file_name, frames.c.sha256)
+    stmt = (sa.select(*columns).where(frames.c.frames_global_id == frames_global_pk)
+            .order_by(frames.c.id).limit(limit))
+    if after is not None:
+        stmt = stmt.where(frames.c.id > after)
+    return conn.execute(stmt).all()
+
+
+def names_stored_in(conn: sa.Connection, folder: str, *, frames_folder: bool,
+                    dataset_id: str) -> set[str]:
+    """The object names that committed rows keep in the storage folder ``folder``.
+
+    A row whose storage_dir is empty (early rows of the original imagingDB)
+    keeps its objects in its dataset's default folder, named by ``dataset_id``.
+    """
+    owner, child = (frames_global, frames) if frames_folder else (file_global, None)
+    names = child.c.file_name if child is not None else owner.c.file_name
+    source = owner.join(data_set, owner.c.dataset_id == data_set.c.id)
+    if child is not None:
+        source = source.join(child, child.c.frames_global_id == owner.c.id)
+    in_folder = sa.or_(
+        owner.c.storage_dir.in_([folder, f"{folder}/"]),
+        sa.and_(sa.func.coalesce(owner.c.storage_dir, "") == "",
+                data_set.c.dataset_serial == dataset_id),
+    )
+    return set(conn.execute(sa.select(names).select_from(source).where(in_folder)).scalars())
+
+
+def storage_dirs(conn: sa.Connection) -> Iterable[tuple[bool, str, Optional[str]]]:
+    """(frames?, dataset ID, storage_dir) of every frames_global and file_global row."""
+    for owner, is_frames in ((frames_global, True), (file_global, False)):
+        stmt = (sa.select(data_set.c.dataset_serial, owner.c.storage_dir)
+                .select_from(owner.join(data_set, owner.c.dataset_id == data_set.c.id)))
+        for dataset_id, storage_dir in conn.execute(stmt):
+            yield is_frames, dataset_id, storage_dir

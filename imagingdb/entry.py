@@ -1,0 +1,54 @@
+"""The ``imagingdb`` process: start-up choices made before a command runs, then the CLI.
+
+Kept out of :mod:`imagingdb.cli` (commands only) because they are about the
+process, not about any command:
+
+- when the command line names a built-in command, plugins are not loaded: none
+  of their commands can be the one that runs, and scanning the installed
+  packages' entry points costs start-up time every user feels;
+- no built-in command does linear algebra, but OpenBLAS starts a thread per
+  core when numpy is imported, and they spin for ~0.1 s of CPU that the
+  upload's encoding threads need (a user's own setting wins);
+- Python's last garbage collections at exit walk every object the libraries
+  made (SQLAlchemy, numpy, tifffile...): ~0.15 s after an upload. Objects
+  frozen at exit are skipped; the process is ending, so nothing is kept longer.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import os
+import sys
+from typing import Optional
+
+_GLOBAL_OPTIONS_WITH_VALUE = ("--site-config", "--login")
+
+
+def command_word(args: list[str]) -> Optional[str]:
+    """The command named in ``args`` after the global options, if any."""
+    args = list(args)
+    while args:
+        arg = args.pop(0)
+        if arg in _GLOBAL_OPTIONS_WITH_VALUE:
+            args = args[1:]
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """The ``imagingdb`` console script."""
+    import typer
+
+    from .cli import add_plugin_commands, builtin_command_names, make_app
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    app = make_app(plugin_commands=False)
+    if command_word(args) in builtin_command_names(app):
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    else:
+        add_plugin_commands(app)
+    atexit.register(gc.freeze)
+    command = typer.main.get_command(app)
+    command.main(args=argv, prog_name="imagingdb")

@@ -44,5 +44,13 @@ class SplitterError(InputError):
     """A source file a splitter cannot read: names the file and what is wrong."""
 
 
+class UnclaimedSourceError(InputError):
+    """No splitter recognises a source (``frames_format: auto``); ``formats`` lists them all."""
+
+    def __init__(self, message: str, formats: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.formats = formats
+
+
 class MissingFramesWarning(UserWarning):
     """``Dataset.read`` filled frames that an incomplete acquisition never recorded."""

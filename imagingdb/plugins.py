@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 import pluggy
 
 from . import hookspecs
-from .errors import InputError
+from .errors import InputError, UnclaimedSourceError
 
 ENTRY_POINT_GROUP = "imagingdb"
 LOAD_PLUGINS_ENV = "IMAGINGDB_LOAD_PLUGINS"
@@ -355,6 +355,7 @@ def reset_for_tests() -> None:
         broken_plugins.clear()
         commands.clear()
         _registries.clear()
+        _warned.clear()
         _loaded = False
 
 
@@ -374,12 +375,26 @@ def claims(source: Path) -> list[Any]:
         try:
             claim = impl.function(source=source)
         except Exception as exc:  # noqa: BLE001 - one plugin's bug must not stop the upload
-            _skip(impl.plugin_name, _sources.get(impl.plugin_name, impl.plugin_name),
-                  f"claim_source failed: {type(exc).__name__}: {exc}")
+            # This source only: the plugin's splitters stay usable for every other one.
+            _warn_once(impl.plugin_name, f"claim_source failed on {source} and is ignored: "
+                                         f"{type(exc).__name__}: {exc}")
             continue
         if claim is not None and claim.format in splitters:
             found.append(claim)
     return sorted(found, key=lambda claim: -claim.certainty)
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(plugin_name: str, message: str) -> None:
+    """One Warning: line per plugin and process for a hook that fails but need not stop it."""
+    if plugin_name in _warned:
+        return
+    _warned.add(plugin_name)
+    source = _sources.get(plugin_name, plugin_name)
+    print(f"Warning: plugin {plugin_name!r} ({source}): {' '.join(message.split())[:300]}",
+          file=sys.stderr)
 
 
 def choose_format(source: Path, explicit: Optional[str] = None) -> Any:
@@ -407,10 +422,11 @@ def choose_format(source: Path, explicit: Optional[str] = None) -> Any:
                 "out to choose automatically)")
         return mine[0] if mine else SourceClaim(explicit, "", 0)
     if not made:
-        raise InputError(
-            f"{source}: no splitter recognises it (formats: "
-            f"{', '.join(sorted(registry('splitter')))}); set frames_format in the upload "
-            "config, or upload it whole with upload_type: file")
+        formats = tuple(sorted(registry("splitter")))
+        raise UnclaimedSourceError(
+            f"{source}: no splitter recognises it (formats: {', '.join(formats)}); set "
+            "frames_format in the upload config, or upload it whole with upload_type: file",
+            formats)
     rivals = [claim for claim in made if claim.certainty == made[0].certainty
               and claim.format != made[0].format]
     if rivals:

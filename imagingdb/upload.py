@@ -26,7 +26,7 @@ from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
 from .claims import claim_dataset
 from .codecs import FrameCodec, frame_codec
 from .config import AUTO_FORMAT, StorageSettings, UploadConfig, load_upload_config
-from .errors import ImagingDBError, InputError, WorkError
+from .errors import ImagingDBError, InputError, UnclaimedSourceError, WorkError
 from .meta_schema import MetaValidator
 from .pool import ENCODE, default_workers, run_bounded
 from .progress import Progress
@@ -319,7 +319,15 @@ class RowUpload:
     def _open(self) -> Acquisition:
         """Choose the splitter (frames_format, or what claims the source) and open the source."""
         row, explicit = self.row, self.config.frames_format
-        claim = plugins.choose_format(row.source, None if explicit == AUTO_FORMAT else explicit)
+        try:
+            claim = plugins.choose_format(row.source, None if explicit == AUTO_FORMAT else explicit)
+        except UnclaimedSourceError as exc:
+            reason = tiff_pages.unreadable_reason(row.source)
+            if reason is None:
+                raise
+            raise InputError(f"{row.source} is {reason}, which no splitter reads (formats: "
+                             f"{', '.join(exc.formats)}); upload it whole with upload_type: "
+                             "file") from exc
         options = SplitOptions(positions=row.positions, filename_parser=self.uploader.parser,
                                sequence_axis=self.config.sequence_axis)
         acquisition = self.uploader.splitter(claim.format).open(row.source, options)

@@ -75,6 +75,39 @@ def test_a_source_nobody_claims_is_refused_with_what_to_do(run_cli, upload_files
     result = run_cli("upload", "--csv", csv_path, "--config", upload_files.config(upload_type="frames"))
     assert result.exit_code == 2
     assert len(result.errors) == 1
-    assert "notes.txt: no splitter recognises it" in result.errors[0]
-    assert "set frames_format in the upload config, or upload it whole" in result.errors[0]
+    assert "notes.txt is not a TIFF file, which no splitter reads (formats: " in result.errors[0]
+    assert "upload it whole with upload_type: file" in result.errors[0]
     assert site.snapshot() == before
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda folder: (folder / "empty.tif").touch() or folder / "empty.tif", "an empty file (0 bytes)"),
+    (lambda folder: (folder / "nothing").mkdir() or folder / "nothing", "an empty folder"),
+    (lambda folder: ((folder / "notes").mkdir(), (folder / "notes" / "a.txt").write_text("x"),
+                     folder / "notes")[-1], "a folder with no TIFF file"),
+])
+def test_an_unreadable_source_is_named_for_what_it_is(run_cli, upload_files, site, tmp_path,
+                                                      make, reason):
+    source = make(tmp_path)
+    before = site.snapshot()
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(source)}])
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.config(upload_type="frames"))
+    assert result.exit_code == 2 and len(result.errors) == 1, result.stderr
+    assert f"{source} is {reason}" in result.errors[0]
+    assert site.snapshot() == before
+
+
+def test_a_source_no_splitter_claims_but_readable_keeps_the_general_message(
+        run_cli, upload_files, tmp_path):
+    """A real TIFF nobody claims (here: a folder of TIFFs with unrelated names) is not called
+    unreadable: the message says to set frames_format."""
+    import tifffile
+
+    folder = tmp_path / "misc"
+    folder.mkdir()
+    for name in ("alpha.tif", "beta.tif"):
+        tifffile.imwrite(folder / name, np.zeros((4, 4), np.uint8))
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(folder)}])
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.config(upload_type="frames"))
+    assert result.exit_code == 2
+    assert "no splitter recognises it" in result.errors[0] and "set frames_format" in result.errors[0]

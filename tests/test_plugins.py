@@ -102,7 +102,7 @@ def claim_source(source):
         np.testing.assert_array_equal(db.dataset(DATASET_ID).read()[0, :, 0, 0], frames)
 
 
-def test_claim_source_that_raises_is_skipped_and_the_source_refused_clearly(
+def test_claim_source_that_raises_is_ignored_for_that_source_only(
         plugin_folder, run_cli, upload_files, tmp_path):
     plugin_folder.install("imagingdb-buggy", NPY_SPLITTER + '''
 @hookimpl
@@ -113,8 +113,13 @@ def claim_source(source):
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(tmp_path / "series.npy")}])
     result = run_cli("upload", "--csv", csv_path, "--config", upload_files.config(upload_type="frames"))
     assert result.exit_code == 2
-    assert "claim_source failed: RuntimeError: bug in the claim" in result.stderr
-    assert "series.npy: no splitter recognises it" in result.errors[0]
+    assert "claim_source failed on" in result.stderr
+    assert "and is ignored: RuntimeError: bug in the claim" in result.stderr
+    assert "series.npy is not a TIFF file, which no splitter reads" in result.errors[0]
+    # the plugin stays usable for everything else: its splitter, named
+    named = run_cli("upload", "--csv", csv_path, "--config",
+                    upload_files.config(upload_type="frames", frames_format="npy_time_series"))
+    assert named.exit_code == 0, named.stderr
 
 
 def test_hook_register_filename_parsers(plugin_folder, run_cli, upload_files, tmp_path):

@@ -23,17 +23,85 @@ if TYPE_CHECKING:
     import tifffile
 
 MM_METADATA_TAG = 51123  # MicroManagerMetadata: per-page JSON
-IJ_METADATA_TAG = 50839  # IJMetadata: binary ImageJ extras (LUTs, ranges), not metadata
+IJ_METADATA_TAG = 50839  # IJMetadata: ImageJ's Info, slice Labels, Ranges, LUTs (splitters.imagej)
 TIFF_SUFFIXES = (".tif", ".tiff")
+OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 
 
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:200]
 
 
-def natural_key(path: Path) -> list[Any]:
-    """Sort img_2 before img_10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+def natural_key(path: "Path | str") -> list[Any]:
+    """Sort img_2 before img_10 (a path by its name)."""
+    name = path if isinstance(path, str) else path.name
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def listed(folder: Path, suffixes: tuple[str, ...] = TIFF_SUFFIXES, *,
+           folders: bool = False) -> list[Path]:
+    """The folder's files with one of ``suffixes`` (or, with ``folders``, its subfolders), in
+    natural order, hidden ones left out.
+
+    Hidden names are not the acquisition's: macOS leaves ``._<name>`` AppleDouble
+    files beside every file copied to a non-Mac share, and editors their own.
+    """
+    found = []
+    for path in folder.iterdir():
+        if path.name.startswith("."):
+            continue
+        if folders and path.is_dir():
+            found.append(path)
+        elif not folders and path.name.lower().endswith(suffixes) and path.is_file():
+            found.append(path)
+    return sorted(found, key=natural_key)
+
+
+def unreadable_reason(source: Path) -> Optional[str]:
+    """Why no splitter could read ``source``, when the reason is plain: an empty file, a file
+    that is not a TIFF, an empty folder, a folder with no TIFF file; None otherwise."""
+    if source.is_dir():
+        if not any(not path.name.startswith(".") for path in source.iterdir()):
+            return "an empty folder"
+        if not listed(source) and not any(listed(sub) for sub in listed(source, folders=True)):
+            return "a folder with no TIFF file in it or in its subfolders"
+        return None
+    try:
+        with open(source, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if not head:
+        return "an empty file (0 bytes)"
+    if head not in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "not a TIFF file"
+    return None
+
+
+#: the most frames a source may declare: beyond it no acquisition is real, and the grid of
+#: its missing frames (listed by show, walked by read) would not fit in memory
+MAX_DECLARED_FRAMES = 10_000_000
+#: how many declared frames may stand for each frame a source holds (an acquisition stopped
+#: early), once the grid is larger than SMALL_GRID
+MAX_DECLARED_PER_FRAME = 1000
+SMALL_GRID = 100_000
+
+
+def check_declared_frames(where: str, declared: int, present: int) -> None:
+    """Refuse a source that declares more frames than any acquisition it holds could have.
+
+    A file stopped early keeps the sizes it declared and records the frames
+    never written as missing; but a header declaring a billion frames over a
+    few pages is a damaged or hostile file, and building its grid would
+    exhaust memory. Call it before anything is sized from the declaration.
+    """
+    if declared > MAX_DECLARED_FRAMES:
+        raise SplitterError(f"{where} declares {declared:,} frames, more than the "
+                            f"{MAX_DECLARED_FRAMES:,} imagingdb stores in one dataset (a damaged "
+                            "header?); store the file whole with upload_type: file")
+    if declared > SMALL_GRID and declared > MAX_DECLARED_PER_FRAME * max(present, 1):
+        raise SplitterError(f"{where} declares {declared:,} frames but holds {present:,} (a "
+                            "damaged header?); store the file whole with upload_type: file")
 
 
 @dataclass(frozen=True)

@@ -356,6 +356,11 @@ class RowUpload:
         with self._open() as acquisition:
             count = self._validate_frames(acquisition)
             dims = acquisition.dims
+            # Whatever splitter read it: a grid no acquisition could have is refused here,
+            # before show and read would walk its missing frames.
+            tiff_pages.check_declared_frames(
+                str(row.source), dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints
+                * dims.nbr_positions, count)
             _check_storable(row, dims, codec)
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * (
                 2 if dims.bit_depth == "uint16" else 1)

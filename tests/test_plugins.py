@@ -303,3 +303,18 @@ def register_filename_parsers(register):
     names = parser_names()
     assert not {"parse_alpha", "parse_beta"} & names
     assert "parse_ml_name" in names  # built-ins always load
+
+
+def test_a_plugin_declaring_an_impossible_grid_is_refused_before_anything_is_stored(
+        plugin_folder, run_cli, upload_files, site, tmp_path):
+    """Whatever splitter reads a source, the upload refuses dimensions no acquisition could
+    have (here: a billion time points for 3 frames), so show and read never walk them."""
+    plugin_folder.install("imagingdb-boastful", NPY_SPLITTER.replace(
+        "self.dims = Dimensions(1, 1, t, 1, height, width, 1, self.array.dtype.name)",
+        "self.dims = Dimensions(1, 1, 10**9, 1, height, width, 1, self.array.dtype.name)"))
+    np.save(tmp_path / "series.npy", np.zeros((3, 4, 4), np.uint16))
+    before = site.snapshot()
+    result = upload(run_cli, upload_files, tmp_path / "series.npy", frames_format="npy_time_series")
+    assert result.exit_code == 2 and len(result.errors) == 1, result.stderr
+    assert "declares 1,000,000,000 frames, more than the 10,000,000" in result.errors[0]
+    assert site.snapshot() == before

@@ -9,7 +9,9 @@ separated from its frames:
 - channel labels: the summary's ``ChNames`` when it lists each label once,
   else sorted order;
 - position labels: the summary's ``StagePositions`` labels (Micro-Manager's
-  position list) when it lists each label once, else sorted order. Sorted,
+  position list, read by :func:`imagingdb.splitters.micromanager.position_labels`,
+  which knows each spelling of their key: ``Label``, and 2.0's ``label``) when
+  it lists each label once, else sorted order. Sorted,
   not the order images were written: it does not depend on the order in which
   an acquisition happened to visit the positions, and it is the order in which
   ndtiff's own ``as_array()`` stacks them (NDStorage's labeled_positions test
@@ -32,6 +34,7 @@ from typing import Any, Optional
 
 from imagingdb.acquisition import FrameIndex
 from imagingdb.errors import SplitterError
+from imagingdb.splitters.micromanager import position_labels
 
 #: NDTiff axis -> FrameIndex field
 AXES = {"channel": "channel", "z": "slice", "time": "time", "position": "position"}
@@ -60,7 +63,7 @@ def place(folder: Path, coordinates: list[dict[str, Any]], summary: dict[str, An
     """Every image's FrameIndex, and the label tables that explain the indexes."""
     _check_axes(folder, coordinates)
     channel_labels = _labels(coordinates, "channel", summary.get("ChNames"))
-    position_names = _labels(coordinates, "position", _stage_labels(summary))
+    position_names = _labels(coordinates, "position", position_labels(summary))
     tiles = sorted({(axes["row"], axes["column"]) for axes in coordinates if "row" in axes})
     channel_of = {label: number for number, label in enumerate(channel_labels or [])}
     position_of = {label: number for number, label in enumerate(position_names or [])}
@@ -145,10 +148,3 @@ def _labels(coordinates: list[dict[str, Any]], axis: str, declared: Any) -> Opti
         return declared
     return sorted(found)
 
-
-def _stage_labels(summary: dict[str, Any]) -> Optional[list[Any]]:
-    """The labels of Micro-Manager's position list, in its order (summary ``StagePositions``)."""
-    positions = summary.get("StagePositions")
-    if not isinstance(positions, list):
-        return None
-    return [entry.get("Label") if isinstance(entry, dict) else None for entry in positions]

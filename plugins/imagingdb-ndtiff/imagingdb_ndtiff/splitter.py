@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional
 
 from imagingdb.acquisition import Acquisition, Dimensions, Frame, SplitOptions, Splitter
 from imagingdb.errors import SplitterError
+from imagingdb.splitters.micromanager import summary_size
 
 from .layout import FULL_RESOLUTION, INDEX_FILE, DatasetLayout, locate
 from .placement import PlacedImage, Placement, place
@@ -99,7 +100,7 @@ class NDTiffAcquisition(Acquisition):
         first_image = {}
         for image in self._images:
             first_image.setdefault(image.index.channel, image)
-        count = max(_intended(summary, "channel") or 0, max(first_image) + 1)
+        count = max(summary_size(summary, "channel") or 0, max(first_image) + 1)
         names = []
         for channel in range(count):
             if channel < len(declared):
@@ -218,28 +219,21 @@ def _with_labels(folder: Path, image: PlacedImage, metadata: Any) -> dict[str, A
     return metadata
 
 
-def _intended(summary: dict[str, Any], axis: str) -> Optional[int]:
-    """An axis' size in the summary's IntendedDimensions (Micro-Manager 2), if any."""
-    intended = summary.get("IntendedDimensions")
-    value = intended.get(axis) if isinstance(intended, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
 def _dimensions(summary: dict[str, Any], placement: Placement, images: list[PlacedImage],
                 pixel_format: tuple[int, int, str, int], nbr_channels: int, whole: bool) -> Dimensions:
-    def size(axis: str, attribute: str) -> int:
-        found = max(getattr(image.index, attribute) for image in images) + 1
-        return max(_intended(summary, axis) or 0, found)
+    def size(axis: str) -> int:  # axis: a FrameIndex field, named as summary_size names it
+        found = max(getattr(image.index, axis) for image in images) + 1
+        return max(summary_size(summary, axis) or 0, found)
 
     positions = len({image.index.position for image in images})
     if whole and not placement.tiles:  # positions never reached still count; tiles only exist if imaged
-        positions = max(positions, _intended(summary, "position") or 0,
+        positions = max(positions, summary_size(summary, "position") or 0,
                         len(placement.position_names or []))
     height, width, dtype, colors = pixel_format
     return Dimensions(
         nbr_channels=nbr_channels,
-        nbr_slices=size("z", "slice"),
-        nbr_timepoints=size("time", "time"),
+        nbr_slices=size("slice"),
+        nbr_timepoints=size("time"),
         nbr_positions=positions,
         im_height=height, im_width=width, im_colors=colors, bit_depth=dtype,
     )

@@ -2,7 +2,7 @@
 
 import pytest
 from ndtiff_checks import DATASET_ID, assert_stored_as, upload
-from ndtiff_sample import write_axes, write_labelled_positions, write_tiled_pyramid
+from ndtiff_sample import stage_position_2_0, write_axes, write_labelled_positions, write_tiled_pyramid
 
 import imagingdb
 from imagingdb.acquisition import FrameIndex
@@ -41,6 +41,21 @@ def test_position_labels_follow_the_summary_position_list(run_cli, upload_files,
     dims, meta, missing = _stored()
     assert meta["position_names"] == list(declared) and dims.nbr_positions == 4
     assert missing == [FrameIndex(0, 0, 0, 3)]
+    assert_stored_as(folder, lambda axes: (0, 0, 0, declared.index(axes["position"])))
+
+
+def test_position_labels_follow_a_position_list_in_micro_manager_2_spelling(
+        run_cli, upload_files, tmp_path):
+    """Micro-Manager 2.0 writes each StagePositions entry's label as ``label``."""
+    declared = ("Well-C3", "Well-A1", "Well-B2")  # neither sorted nor the order written
+    folder, _ = write_labelled_positions(
+        tmp_path, ("Well-A1", "Well-B2", "Well-C3"),
+        declared=[stage_position_2_0(label, x=100.0 * n) for n, label in enumerate(declared)], seed=5)
+    result = upload(run_cli, upload_files, folder, frames_format=None)
+    assert result.exit_code == 0, result.stderr
+    assert "positions by label (Well-C3, Well-A1, Well-B2)" in result.stderr
+    _, meta, missing = _stored()
+    assert meta["position_names"] == list(declared) and missing == []
     assert_stored_as(folder, lambda axes: (0, 0, 0, declared.index(axes["position"])))
 
 

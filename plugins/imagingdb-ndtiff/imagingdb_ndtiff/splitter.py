@@ -262,8 +262,16 @@ def _kind(layout: DatasetLayout, placement: Placement) -> str:
     if layout.multi_resolution:
         what += f", full resolution only (not its {', '.join(layout.downsampled)})"
     if placement.position_names is not None:
-        what += f", positions by label ({', '.join(placement.position_names)})"
+        what += f", positions by label ({_describe_position_names(placement.position_names)})"
     return what
+
+
+def _describe_position_names(names: list[Optional[str]]) -> str:
+    """The labels in index order, and the positions a gap in Pos<n> labels leaves without one."""
+    gaps = [str(number) for number, name in enumerate(names) if name is None]
+    labelled = ", ".join(name for name in names if name is not None)
+    return labelled + (f"; position{'s' if len(gaps) > 1 else ''} {', '.join(gaps)}: no image"
+                       if gaps else "")
 
 
 def _native(pixels: Any) -> Any:

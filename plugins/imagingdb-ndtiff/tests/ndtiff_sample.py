@@ -94,18 +94,20 @@ def stage_position_2_0(label: str, x: float = 0.0, y: float = 0.0) -> dict:
 
 def write_labelled_positions(root: Path, labels: Sequence[str], *,
                              declared: Optional[Sequence["str | dict"]] = None,
-                             channels: Sequence[str] = ("DAPI",), seed: int = 0) -> tuple[Path, dict]:
+                             intended: Optional[int] = None, channels: Sequence[str] = ("DAPI",),
+                             seed: int = 0) -> tuple[Path, dict]:
     """An acquisition whose positions are NDTiff 3.2 string axes, written in the order of ``labels``.
 
     Like NDStorage's test_data/v3/labeled_positions_1 (AcqEngJ events
     ``{'axes': {'position': 'Pos2'}}``, ...): position labels, no position number.
     ``declared``: the summary's StagePositions (Micro-Manager's position list),
     or none: a label becomes ``{"Label": label, ...}``, an entry (e.g.
-    :func:`stage_position_2_0`) is written as it is. Returns the folder and
-    {(channel, label): pixels}.
+    :func:`stage_position_2_0`) is written as it is. ``intended``: the
+    position count of IntendedDimensions (0: none declared), by default one
+    per declared or written label. Returns the folder and {(channel, label): pixels}.
     """
     scene = FluorescenceScene(SIZE, SIZE, "uint16", seed=seed)
-    summary = mm2_summary(channels, 1, 1, len(declared or labels))
+    summary = mm2_summary(channels, 1, 1, len(declared or labels) if intended is None else intended)
     del summary["StagePositions"]
     if declared is not None:
         summary["StagePositions"] = [{"Label": entry, "DefaultXYStage": "XY"}

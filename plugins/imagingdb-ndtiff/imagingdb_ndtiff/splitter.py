@@ -268,10 +268,18 @@ def _kind(layout: DatasetLayout, placement: Placement) -> str:
 
 def _describe_position_names(names: list[Optional[str]]) -> str:
     """The labels in index order, and the positions a gap in Pos<n> labels leaves without one."""
-    gaps = [str(number) for number, name in enumerate(names) if name is None]
     labelled = ", ".join(name for name in names if name is not None)
-    return labelled + (f"; position{'s' if len(gaps) > 1 else ''} {', '.join(gaps)}: no image"
-                       if gaps else "")
+    gaps: list[list[int]] = []  # [first, last] runs, so that Pos0 and Pos5000 stay one line
+    for number, name in enumerate(names):
+        if name is None and gaps and gaps[-1][1] == number - 1:
+            gaps[-1][1] = number
+        elif name is None:
+            gaps.append([number, number])
+    if not gaps:
+        return labelled
+    runs = ", ".join(f"{first}" if first == last else f"{first}-{last}" for first, last in gaps)
+    plural = "s" if len(gaps) > 1 or gaps[0][0] != gaps[0][1] else ""
+    return f"{labelled}; position{plural} {runs}: no image"
 
 
 def _native(pixels: Any) -> Any:

@@ -61,11 +61,13 @@ def test_a_gap_in_pos_labels_is_a_missing_position(run_cli, upload_files, tmp_pa
 
 
 def test_a_gap_in_pos_labels_without_a_declared_count_is_kept(run_cli, upload_files, tmp_path):
-    folder, _ = write_labelled_positions(tmp_path, ("Pos2", "Pos0"), intended=0, seed=8)
-    assert upload(run_cli, upload_files, folder).exit_code == 0
+    folder, _ = write_labelled_positions(tmp_path, ("Pos3", "Pos0"), intended=0, seed=8)
+    result = upload(run_cli, upload_files, folder, frames_format=None)
+    assert result.exit_code == 0, result.stderr
+    assert "positions by label (Pos0, Pos3; positions 1-2: no image)" in result.stderr
     dims, meta, missing = _stored()
-    assert meta["position_names"] == ["Pos0", None, "Pos2"] and dims.nbr_positions == 3
-    assert missing == [FrameIndex(0, 0, 0, 1)]
+    assert meta["position_names"] == ["Pos0", None, None, "Pos3"] and dims.nbr_positions == 4
+    assert missing == [FrameIndex(0, 0, 0, 1), FrameIndex(0, 0, 0, 2)]
 
 
 @pytest.mark.parametrize("labels, order", [

@@ -8,12 +8,31 @@ separated from its frames:
 
 - channel labels: the summary's ``ChNames`` when it lists each label once,
   else sorted order;
-- position labels: the summary's ``StagePositions`` labels (Micro-Manager's
-  position list) when it lists each label once, else sorted order. Sorted,
-  not the order images were written: it does not depend on the order in which
-  an acquisition happened to visit the positions, and it is the order in which
-  ndtiff's own ``as_array()`` stacks them (NDStorage's labeled_positions test
-  pins it), so imagingdb's position i is ndtiff's position i;
+- position labels, in the first of these that fits:
+
+  1. the summary's ``StagePositions`` (Micro-Manager's position list, read by
+     :func:`imagingdb.splitters.micromanager.position_labels`, which knows each
+     spelling of the key: ``Label``, and 2.0's ``label``) when it lists each
+     label once: a position's place in that list is its index;
+  2. labels that are all Micro-Manager's own ``Pos<n>``, each n once and below
+     the position count the summary declares (if it declares one): position n.
+     Micro-Manager names the position at index n of its list ``Pos<n>``, and
+     imagingdb's ``ome_tiff`` splitter reads ``Pos<n>`` as n, so an acquisition
+     gets the same positions whether it was saved as NDTiff or OME-TIFF. A gap
+     stays a gap: of Pos0, Pos2 and Pos3 (Pos1 skipped, or never reached), Pos2
+     is position 2 and position 1 is missing. Closing the gap (Pos2 at 1) would
+     store Pos2 where the acquisition's own numbering, and every other copy of
+     it, has Pos1. A label at or beyond the declared count cannot be an index
+     (positions were renamed or removed from the list): the labels then go by 3;
+  3. natural order (``Pos2`` before ``Pos10``, case aside), not the order the
+     images were written, which is only the order in which the acquisition
+     visited the positions.
+
+  ndtiff's own ``as_array()`` stacks labelled positions in text order (Pos10
+  before Pos2) and closes gaps; for a full Pos0 to Pos9 (NDStorage's
+  labeled_positions test data) that is the same order. Beyond Pos9, or with a
+  gap, imagingdb follows Micro-Manager's numbering instead; every frame keeps
+  its label either way;
 - row/column tiles (Explore, Magellan, stitched datasets): each tile that has
   an image is a position, in row-major order (by row, then column; rows and
   columns may be negative). A dataset with both positions and tiles is refused:
@@ -26,12 +45,15 @@ imagingdb never guesses what an axis means.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from imagingdb.acquisition import FrameIndex
 from imagingdb.errors import SplitterError
+from imagingdb.splitters.micromanager import position_labels, summary_size
+from imagingdb.splitters.tiff_pages import natural_key
 
 #: NDTiff axis -> FrameIndex field
 AXES = {"channel": "channel", "z": "slice", "time": "time", "position": "position"}
@@ -39,6 +61,8 @@ TILE_AXES = ("row", "column")
 #: axes whose values may be labels (strings) rather than numbers
 LABELLED_AXES = ("channel", "position")
 _LAST_RESORT = "upload the dataset whole with upload_type: file"
+#: the label Micro-Manager gives the position at index n of its position list
+_NUMBERED_POSITION = re.compile(r"Pos([0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -52,18 +76,21 @@ class PlacedImage:
 class Placement:
     images: list[PlacedImage]  # sorted by position, time, slice, channel
     channel_labels: Optional[list[str]] = None  # index -> label, when channels are labels
-    position_names: Optional[list[str]] = None  # index -> label, when positions are labels
+    #: index -> label, when positions are labels; None at a Pos<n> gap (see the module docstring)
+    position_names: Optional[list[Optional[str]]] = None
     tiles: list[tuple[int, int]] = field(default_factory=list)  # position -> (row, column)
 
 
 def place(folder: Path, coordinates: list[dict[str, Any]], summary: dict[str, Any]) -> Placement:
     """Every image's FrameIndex, and the label tables that explain the indexes."""
     _check_axes(folder, coordinates)
-    channel_labels = _labels(coordinates, "channel", summary.get("ChNames"))
-    position_names = _labels(coordinates, "position", _stage_labels(summary))
+    channel_labels = _labels(coordinates, "channel", summary.get("ChNames"), sorted)
+    position_names = _labels(coordinates, "position", position_labels(summary),
+                             lambda found: _positions_by_label(found, summary_size(summary, "position")))
     tiles = sorted({(axes["row"], axes["column"]) for axes in coordinates if "row" in axes})
     channel_of = {label: number for number, label in enumerate(channel_labels or [])}
-    position_of = {label: number for number, label in enumerate(position_names or [])}
+    position_of = {label: number for number, label in enumerate(position_names or [])
+                   if label is not None}
     tile_of = {tile: number for number, tile in enumerate(tiles)}
     images, placed = [], {}
     for axes in coordinates:
@@ -134,8 +161,10 @@ def _value_kind(value: Any) -> str:
     return "label" if isinstance(value, str) else type(value).__name__
 
 
-def _labels(coordinates: list[dict[str, Any]], axis: str, declared: Any) -> Optional[list[str]]:
-    """An axis' labels in index order (see the module docstring); None if it holds numbers."""
+def _labels(coordinates: list[dict[str, Any]], axis: str, declared: Any,
+            undeclared: Callable[[set[str]], list[Optional[str]]]) -> Optional[list[Optional[str]]]:
+    """An axis' labels in index order: ``declared`` when it lists each label found once, else
+    ``undeclared(found)`` (see the module docstring); None if the axis holds numbers."""
     found = {axes[axis] for axes in coordinates if isinstance(axes.get(axis), str)}
     if not found:
         return None
@@ -143,12 +172,17 @@ def _labels(coordinates: list[dict[str, Any]], axis: str, declared: Any) -> Opti
     if (all(isinstance(label, str) for label in declared) and len(set(declared)) == len(declared)
             and found <= set(declared)):
         return declared
-    return sorted(found)
+    return undeclared(found)
 
 
-def _stage_labels(summary: dict[str, Any]) -> Optional[list[Any]]:
-    """The labels of Micro-Manager's position list, in its order (summary ``StagePositions``)."""
-    positions = summary.get("StagePositions")
-    if not isinstance(positions, list):
-        return None
-    return [entry.get("Label") if isinstance(entry, dict) else None for entry in positions]
+def _positions_by_label(found: set[str], declared_count: Optional[int]) -> list[Optional[str]]:
+    """Pos<n> at n when every label is one and fits the declared count, else natural order."""
+    numbers = {label: int(match[1]) for label in found
+               if (match := _NUMBERED_POSITION.fullmatch(label))}
+    if (len(numbers) == len(found) and len(set(numbers.values())) == len(found)
+            and (declared_count is None or max(numbers.values()) < declared_count)):
+        names: list[Optional[str]] = [None] * (max(numbers.values()) + 1)
+        for label, number in numbers.items():
+            names[number] = label
+        return names
+    return sorted(found, key=lambda label: (natural_key(label), label))

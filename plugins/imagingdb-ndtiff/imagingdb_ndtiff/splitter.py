@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional
 
 from imagingdb.acquisition import Acquisition, Dimensions, Frame, SplitOptions, Splitter
 from imagingdb.errors import SplitterError
+from imagingdb.splitters.micromanager import summary_size
 
 from .layout import FULL_RESOLUTION, INDEX_FILE, DatasetLayout, locate
 from .placement import PlacedImage, Placement, place
@@ -99,7 +100,7 @@ class NDTiffAcquisition(Acquisition):
         first_image = {}
         for image in self._images:
             first_image.setdefault(image.index.channel, image)
-        count = max(_intended(summary, "channel") or 0, max(first_image) + 1)
+        count = max(summary_size(summary, "channel") or 0, max(first_image) + 1)
         names = []
         for channel in range(count):
             if channel < len(declared):
@@ -218,28 +219,21 @@ def _with_labels(folder: Path, image: PlacedImage, metadata: Any) -> dict[str, A
     return metadata
 
 
-def _intended(summary: dict[str, Any], axis: str) -> Optional[int]:
-    """An axis' size in the summary's IntendedDimensions (Micro-Manager 2), if any."""
-    intended = summary.get("IntendedDimensions")
-    value = intended.get(axis) if isinstance(intended, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
-
-
 def _dimensions(summary: dict[str, Any], placement: Placement, images: list[PlacedImage],
                 pixel_format: tuple[int, int, str, int], nbr_channels: int, whole: bool) -> Dimensions:
-    def size(axis: str, attribute: str) -> int:
-        found = max(getattr(image.index, attribute) for image in images) + 1
-        return max(_intended(summary, axis) or 0, found)
+    def size(axis: str) -> int:  # axis: a FrameIndex field, named as summary_size names it
+        found = max(getattr(image.index, axis) for image in images) + 1
+        return max(summary_size(summary, axis) or 0, found)
 
     positions = len({image.index.position for image in images})
     if whole and not placement.tiles:  # positions never reached still count; tiles only exist if imaged
-        positions = max(positions, _intended(summary, "position") or 0,
+        positions = max(positions, summary_size(summary, "position") or 0,
                         len(placement.position_names or []))
     height, width, dtype, colors = pixel_format
     return Dimensions(
         nbr_channels=nbr_channels,
-        nbr_slices=size("z", "slice"),
-        nbr_timepoints=size("time", "time"),
+        nbr_slices=size("slice"),
+        nbr_timepoints=size("time"),
         nbr_positions=positions,
         im_height=height, im_width=width, im_colors=colors, bit_depth=dtype,
     )
@@ -268,8 +262,24 @@ def _kind(layout: DatasetLayout, placement: Placement) -> str:
     if layout.multi_resolution:
         what += f", full resolution only (not its {', '.join(layout.downsampled)})"
     if placement.position_names is not None:
-        what += f", positions by label ({', '.join(placement.position_names)})"
+        what += f", positions by label ({_describe_position_names(placement.position_names)})"
     return what
+
+
+def _describe_position_names(names: list[Optional[str]]) -> str:
+    """The labels in index order, and the positions a gap in Pos<n> labels leaves without one."""
+    labelled = ", ".join(name for name in names if name is not None)
+    gaps: list[list[int]] = []  # [first, last] runs, so that Pos0 and Pos5000 stay one line
+    for number, name in enumerate(names):
+        if name is None and gaps and gaps[-1][1] == number - 1:
+            gaps[-1][1] = number
+        elif name is None:
+            gaps.append([number, number])
+    if not gaps:
+        return labelled
+    runs = ", ".join(f"{first}" if first == last else f"{first}-{last}" for first, last in gaps)
+    plural = "s" if len(gaps) > 1 or gaps[0][0] != gaps[0][1] else ""
+    return f"{labelled}; position{plural} {runs}: no image"
 
 
 def _native(pixels: Any) -> Any:

@@ -48,15 +48,21 @@ def mm2_summary(channels: Sequence[str], slices: int, times: int, positions: int
 
 def write_ndtiff(root: Path, *, channels: Sequence[str] = ("DAPI", "GFP"), slices: int = 3,
                  times: int = 2, positions: int = 1, drop: Collection[tuple] = (),
-                 string_channels: bool = True, seed: int = 0) -> tuple[Path, dict]:
+                 string_channels: bool = True, sizes_as_1_4: bool = False,
+                 seed: int = 0) -> tuple[Path, dict]:
     """Write an acquisition; return its folder and {(c, z, t, p): pixels} of what was written.
 
     ``drop``: (c, z, t, p) images never written (an acquisition stopped early).
     Channels are NDTiff 3.2 string axes (``string_channels``) or numbers.
+    ``sizes_as_1_4``: the summary gives its sizes only as Micro-Manager's
+    1.4-style Channels, Slices, Frames and Positions (no IntendedDimensions).
     """
     scene = FluorescenceScene(SIZE, SIZE, "uint16", nbr_slices=slices, seed=seed)
-    dataset = NDTiffDataset(str(root), name="acq", writable=True,
-                            summary_metadata=mm2_summary(channels, slices, times, positions))
+    summary = mm2_summary(channels, slices, times, positions)
+    if sizes_as_1_4:
+        del summary["IntendedDimensions"]
+        summary.update(Channels=len(channels), Slices=slices, Frames=times, Positions=positions)
+    dataset = NDTiffDataset(str(root), name="acq", writable=True, summary_metadata=summary)
     written = {}
     for p in range(positions):
         for t in range(times):
@@ -77,20 +83,35 @@ def write_ndtiff(root: Path, *, channels: Sequence[str] = ("DAPI", "GFP"), slice
     return Path(dataset.path), written
 
 
-def write_labelled_positions(root: Path, labels: Sequence[str], *, declared: Optional[Sequence[str]] = None,
-                             channels: Sequence[str] = ("DAPI",), seed: int = 0) -> tuple[Path, dict]:
+def stage_position_2_0(label: str, x: float = 0.0, y: float = 0.0) -> dict:
+    """A StagePositions entry as Micro-Manager 2.0 writes it: ``label`` in lower case, beside
+    its grid place and stages (../shared/realdata/micro-manager/alpha_2.0_singleplane_manual)."""
+    return {"gridRow": 0, "gridCol": 0, "label": label, "properties": {},
+            "defaultXYStage": "XY", "defaultZStage": "Z",
+            "subpositions": [{"stageName": "XY", "numAxes": 2, "x": x, "y": y, "z": 0},
+                             {"stageName": "Z", "numAxes": 1, "x": 0.0, "y": 0, "z": 0}]}
+
+
+def write_labelled_positions(root: Path, labels: Sequence[str], *,
+                             declared: Optional[Sequence["str | dict"]] = None,
+                             intended: Optional[int] = None, channels: Sequence[str] = ("DAPI",),
+                             seed: int = 0) -> tuple[Path, dict]:
     """An acquisition whose positions are NDTiff 3.2 string axes, written in the order of ``labels``.
 
     Like NDStorage's test_data/v3/labeled_positions_1 (AcqEngJ events
     ``{'axes': {'position': 'Pos2'}}``, ...): position labels, no position number.
-    ``declared``: the labels of the summary's StagePositions (Micro-Manager's
-    position list), or none. Returns the folder and {(channel, label): pixels}.
+    ``declared``: the summary's StagePositions (Micro-Manager's position list),
+    or none: a label becomes ``{"Label": label, ...}``, an entry (e.g.
+    :func:`stage_position_2_0`) is written as it is. ``intended``: the
+    position count of IntendedDimensions (0: none declared), by default one
+    per declared or written label. Returns the folder and {(channel, label): pixels}.
     """
     scene = FluorescenceScene(SIZE, SIZE, "uint16", seed=seed)
-    summary = mm2_summary(channels, 1, 1, len(declared or labels))
+    summary = mm2_summary(channels, 1, 1, len(declared or labels) if intended is None else intended)
     del summary["StagePositions"]
     if declared is not None:
-        summary["StagePositions"] = [{"Label": label, "DefaultXYStage": "XY"} for label in declared]
+        summary["StagePositions"] = [{"Label": entry, "DefaultXYStage": "XY"}
+                                     if isinstance(entry, str) else entry for entry in declared]
     dataset = NDTiffDataset(str(root), name="labelled", writable=True, summary_metadata=summary)
     written = {}
     for number, label in enumerate(labels):

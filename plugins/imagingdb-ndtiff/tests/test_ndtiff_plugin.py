@@ -69,9 +69,12 @@ def test_acquisition_stopped_early_keeps_intended_dimensions(run_cli, upload_fil
     np.testing.assert_array_equal(array[0, 1, 0, 0], written[0, 0, 1, 0])
 
 
-def test_position_never_reached_counts_from_intended_dimensions(run_cli, upload_files, tmp_path):
-    dropped = {(c, 0, 0, 2) for c in range(2)}  # IntendedDimensions says 3 positions; 2 were imaged
-    folder, _ = write_ndtiff(tmp_path, slices=1, times=1, positions=3, drop=dropped, seed=6)
+@pytest.mark.parametrize("sizes_as_1_4", [False, True], ids=["IntendedDimensions", "Positions"])
+def test_position_never_reached_counts_from_intended_dimensions(run_cli, upload_files, tmp_path,
+                                                                sizes_as_1_4):
+    dropped = {(c, 0, 0, 2) for c in range(2)}  # the summary says 3 positions; 2 were imaged
+    folder, _ = write_ndtiff(tmp_path, slices=1, times=1, positions=3, drop=dropped,
+                             sizes_as_1_4=sizes_as_1_4, seed=6)
     assert upload(run_cli, upload_files, folder).exit_code == 0
     with imagingdb.connect() as db:
         ds = db.dataset(DATASET_ID)

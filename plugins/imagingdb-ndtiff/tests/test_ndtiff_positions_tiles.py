@@ -2,7 +2,7 @@
 
 import pytest
 from ndtiff_checks import DATASET_ID, assert_stored_as, upload
-from ndtiff_sample import write_axes, write_labelled_positions, write_tiled_pyramid
+from ndtiff_sample import stage_position_2_0, write_axes, write_labelled_positions, write_tiled_pyramid
 
 import imagingdb
 from imagingdb.acquisition import FrameIndex
@@ -18,7 +18,7 @@ def _stored():
         return ds.dims, ds.global_meta, ds.missing_frames()
 
 
-def test_position_labels_get_indexes_in_sorted_order_and_are_kept(run_cli, upload_files, tmp_path):
+def test_position_labels_get_their_indexes_and_are_kept(run_cli, upload_files, tmp_path):
     folder, _ = write_labelled_positions(tmp_path, WRITTEN_LABELS, channels=CHANNELS, seed=1)
     result = upload(run_cli, upload_files, folder, frames_format=None)
     assert result.exit_code == 0, result.stderr
@@ -32,6 +32,59 @@ def test_position_labels_get_indexes_in_sorted_order_and_are_kept(run_cli, uploa
         dict(enumerate(order))
 
 
+def test_pos_labels_are_their_position_numbers(run_cli, upload_files, tmp_path):
+    """Micro-Manager's Pos<n> is position n of its list: Pos2 before Pos10, not text order."""
+    labels = [f"Pos{n}" for n in (10, 2, 0, 11, 1, 3, 9, 4, 5, 8, 6, 7)]  # as if visited so
+    folder, _ = write_labelled_positions(tmp_path, labels, seed=6)
+    result = upload(run_cli, upload_files, folder, frames_format=None)
+    assert result.exit_code == 0, result.stderr
+    numbered = [f"Pos{n}" for n in range(12)]
+    assert f"positions by label ({', '.join(numbered)}); frames_format" in result.stderr
+    dims, meta, missing = _stored()
+    assert meta["position_names"] == numbered and dims.nbr_positions == 12 and missing == []
+    rows = assert_stored_as(folder, lambda axes: (0, 0, 0, int(axes["position"][3:])))
+    assert {index[3]: row["metadata_json"]["position_name"] for index, row in rows.items()} == \
+        dict(enumerate(numbered))
+
+
+def test_a_gap_in_pos_labels_is_a_missing_position(run_cli, upload_files, tmp_path):
+    """Of Pos0, Pos2, Pos3 (an acquisition of 4 positions that never imaged Pos1), Pos2 stays at
+    position 2, where Micro-Manager numbered it, and position 1 is missing."""
+    folder, _ = write_labelled_positions(tmp_path, ("Pos3", "Pos0", "Pos2"), intended=4, seed=7)
+    result = upload(run_cli, upload_files, folder, frames_format=None)
+    assert result.exit_code == 0, result.stderr
+    assert "positions by label (Pos0, Pos2, Pos3; position 1: no image)" in result.stderr
+    dims, meta, missing = _stored()
+    assert meta["position_names"] == ["Pos0", None, "Pos2", "Pos3"] and dims.nbr_positions == 4
+    assert missing == [FrameIndex(0, 0, 0, 1)]
+    assert_stored_as(folder, lambda axes: (0, 0, 0, int(axes["position"][3:])))
+
+
+def test_a_gap_in_pos_labels_without_a_declared_count_is_kept(run_cli, upload_files, tmp_path):
+    folder, _ = write_labelled_positions(tmp_path, ("Pos3", "Pos0"), intended=0, seed=8)
+    result = upload(run_cli, upload_files, folder, frames_format=None)
+    assert result.exit_code == 0, result.stderr
+    assert "positions by label (Pos0, Pos3; positions 1-2: no image)" in result.stderr
+    dims, meta, missing = _stored()
+    assert meta["position_names"] == ["Pos0", None, None, "Pos3"] and dims.nbr_positions == 4
+    assert missing == [FrameIndex(0, 0, 0, 1), FrameIndex(0, 0, 0, 2)]
+
+
+@pytest.mark.parametrize("labels, order", [
+    # Pos7 cannot be position 7 of the 3 the summary declares: the list was edited
+    (("Pos7", "Pos0", "Pos5"), ["Pos0", "Pos5", "Pos7"]),
+    (("Site10", "site2", "Site1"), ["Site1", "site2", "Site10"]),
+    (("Pos1", "Pos01", "Pos2"), ["Pos01", "Pos1", "Pos2"]),  # two labels say position 1
+    (("Pos0", "Pos1", "Center"), ["Center", "Pos0", "Pos1"]),
+], ids=["beyond the declared count", "not Pos<n>", "one number twice", "not all Pos<n>"])
+def test_other_position_labels_go_in_natural_order(run_cli, upload_files, tmp_path, labels, order):
+    folder, _ = write_labelled_positions(tmp_path, labels, seed=9)
+    assert upload(run_cli, upload_files, folder).exit_code == 0
+    dims, meta, missing = _stored()
+    assert meta["position_names"] == order and dims.nbr_positions == 3 and missing == []
+    assert_stored_as(folder, lambda axes: (0, 0, 0, order.index(axes["position"])))
+
+
 def test_position_labels_follow_the_summary_position_list(run_cli, upload_files, tmp_path):
     """Micro-Manager's position list (summary StagePositions) gives the order, and its size: a
     listed position never imaged is a missing position."""
@@ -41,6 +94,21 @@ def test_position_labels_follow_the_summary_position_list(run_cli, upload_files,
     dims, meta, missing = _stored()
     assert meta["position_names"] == list(declared) and dims.nbr_positions == 4
     assert missing == [FrameIndex(0, 0, 0, 3)]
+    assert_stored_as(folder, lambda axes: (0, 0, 0, declared.index(axes["position"])))
+
+
+def test_position_labels_follow_a_position_list_in_micro_manager_2_spelling(
+        run_cli, upload_files, tmp_path):
+    """Micro-Manager 2.0 writes each StagePositions entry's label as ``label``."""
+    declared = ("Well-C3", "Well-A1", "Well-B2")  # neither sorted nor the order written
+    folder, _ = write_labelled_positions(
+        tmp_path, ("Well-A1", "Well-B2", "Well-C3"),
+        declared=[stage_position_2_0(label, x=100.0 * n) for n, label in enumerate(declared)], seed=5)
+    result = upload(run_cli, upload_files, folder, frames_format=None)
+    assert result.exit_code == 0, result.stderr
+    assert "positions by label (Well-C3, Well-A1, Well-B2)" in result.stderr
+    _, meta, missing = _stored()
+    assert meta["position_names"] == list(declared) and missing == []
     assert_stored_as(folder, lambda axes: (0, 0, 0, declared.index(axes["position"])))
 
 

@@ -32,4 +32,4 @@ def test_a_refused_upload_shows_one_error_line(upload_source, tmp_path):
     source.write_text("not an image")
     result = upload_source(source)
     assert result.exit_code == 2 and len(result.errors) == 1
-    assert "no splitter recognises it" in result.errors[0]
+    assert "is not a TIFF file, which no splitter reads" in result.errors[0]

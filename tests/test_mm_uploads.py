@@ -432,3 +432,58 @@ def test_a_position_folder_given_alone_keeps_its_position(local_site, run_cli, u
     # read() gives the positions stored: position 2 is the first
     assert_every_pixel(got["array"], {(*index[:3], 0): pixels for index, pixels
                                       in image_files({2: written[2]}).items()})
+
+
+# ------------------------------------------------- copied from a Mac
+
+#: the start of an AppleDouble file (magic, version, "Mac OS X" filler): resource fork and
+#: Finder info, which macOS writes as ``._<name>`` beside each file copied to a non-Mac share
+APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02" + bytes(4070)
+
+
+def leave_appledouble_files(folder):
+    for path in sorted(folder.rglob("*")):
+        (path.parent / f"._{path.name}").write_bytes(APPLEDOUBLE)
+
+
+@pytest.mark.parametrize("version", ["1.4", "2.0"])
+def test_ometiff_folder_copied_from_a_mac_leaves_out_its_appledouble_files(
+        local_site, run_cli, upload_files, tmp_path, version):
+    folder = tmp_path / "v14"
+    write_mm_ometiff(folder, "v14", version=version, channels=CHANNELS, slices=2, times=1,
+                     positions=2, height=8, width=8, max_pages_per_file=3, seed=10)
+    expected = source_frames(folder)
+    leave_appledouble_files(folder)  # ._v14_MMStack_Pos0.ome.tif sorts first
+    result = upload(run_cli, upload_files, folder)
+    assert_uploaded_as(result, f"Micro-Manager {version} OME-TIFF (4 files)", "ome_tiff")
+    got = stored()
+    assert got["meta"]["source_files"] == ["v14_MMStack_Pos0.ome.tif", "v14_MMStack_Pos0_1.ome.tif",
+                                           "v14_MMStack_Pos1.ome.tif", "v14_MMStack_Pos1_1.ome.tif"]
+    assert_every_pixel(got["array"], expected)
+
+
+@pytest.mark.parametrize("version", ["1.4", "2.0"])
+def test_image_files_copied_from_a_mac_leave_out_their_appledouble_files(
+        local_site, run_cli, upload_files, tmp_path, version):
+    flat = tmp_path / "flat"
+    files = write_mm_tif_folder(flat, version=version, channels=CHANNELS, slices=2, times=1,
+                                height=6, width=6, seed=11)
+    leave_appledouble_files(flat)
+    result = upload(run_cli, upload_files, flat)
+    assert_uploaded_as(result, f"Micro-Manager {version} image-file acquisition (4 files)",
+                       "tif_folder")
+    assert_every_pixel(stored()["array"], image_files({0: files}))
+
+
+def test_position_folders_copied_from_a_mac_leave_out_their_appledouble_files(
+        local_site, run_cli, upload_files, tmp_path):
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, positions=(0, 1), channels=CHANNELS, slices=1,
+                                        times=2, height=6, width=6, seed=12)
+    leave_appledouble_files(folder)  # ._Pos0 (a file) beside Pos0/, ._img_... inside it
+    result = upload(run_cli, upload_files, folder)
+    assert_uploaded_as(result, "Micro-Manager 1.4 image-file acquisition (2 position folders)",
+                       "tif_folder")
+    got = stored()
+    assert got["meta"]["nbr_files"] == 8
+    assert_every_pixel(got["array"], image_files(written))

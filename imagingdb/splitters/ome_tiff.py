@@ -3,8 +3,9 @@
 
 What a source means:
 
-- a folder: every ``*.ome.tif`` / ``*.ome.tiff`` file in it (not recursive),
-  i.e. all positions and their split continuation files;
+- a folder: every ``*.ome.tif`` / ``*.ome.tiff`` file in it (not recursive;
+  hidden files and the ``._*`` files macOS leaves on other disks are not the
+  acquisition's), i.e. all positions and their split continuation files;
 - a file: that file plus its continuation files ``<stem>_1.ome.tif``,
   ``<stem>_2.ome.tif``... Other positions' files (``..._Pos1.ome.tif``) are
   *not* gathered, even when the summary lists more positions: give the folder
@@ -78,10 +79,6 @@ if TYPE_CHECKING:
     import tifffile
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
-
-MM_METADATA_TAG = tiff_pages.MM_METADATA_TAG  # MicroManagerMetadata: per-page JSON
-IJ_METADATA_TAG = tiff_pages.IJ_METADATA_TAG  # IJMetadata, whose Info holds Micro-Manager's summary
-OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 
 # Magic numbers of Micro-Manager's file header (bytes 8-40 of the file).
 _MM_INDEX_MAP_HEADER = 54773648
@@ -247,8 +244,7 @@ class OmeTiffAcquisition(Acquisition):
 
 def _source_files(source: Path) -> list[Path]:
     if source.is_dir():
-        files = sorted((path for path in source.iterdir()
-                        if path.is_file() and _ome_tiff_suffix(path.name)), key=tiff_pages.natural_key)
+        files = tiff_pages.listed(source, tiff_pages.OME_TIFF_SUFFIXES)
         if not files:
             raise SplitterError(f"{source}: folder contains no .ome.tif file")
         return files
@@ -257,18 +253,9 @@ def _source_files(source: Path) -> list[Path]:
     return [source, *_continuation_files(source)]
 
 
-def _ome_tiff_suffix(name: str) -> str:
-    """The name's .ome.tif(f) suffix as written, or '' if it has none."""
-    lowered = name.lower()
-    for suffix in OME_TIFF_SUFFIXES:
-        if lowered.endswith(suffix):
-            return name[-len(suffix):]
-    return ""
-
-
 def _continuation_files(path: Path) -> list[Path]:
     """Micro-Manager's split files of ``path``: <stem>_1<suffix>, <stem>_2<suffix>..."""
-    suffix = _ome_tiff_suffix(path.name) or path.suffix
+    suffix = tiff_pages.ome_suffix(path.name) or path.suffix
     stem = path.name[:len(path.name) - len(suffix)]
     found: list[Path] = []
     while True:
@@ -316,7 +303,7 @@ def _check_chain_end(tif: "tifffile.TiffFile", path: Path, count: int) -> None:
 def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> Optional[dict[str, Any]]:
     """The page's MicroManagerMetadata; None for the blank pages with which Micro-Manager
     completes the last time point of an aborted acquisition (writeBlankIFD: "NULL ")."""
-    tag = page.tags.get(MM_METADATA_TAG)
+    tag = page.tags.get(tiff_pages.MM_METADATA_TAG)
     if tag is None:
         raise SplitterError(
             f"{path} has no MicroManagerMetadata on page {number}: not a Micro-Manager "
@@ -403,7 +390,7 @@ def _imagej_summary(page: "tifffile.TiffPage") -> Optional[dict[str, Any]]:
     before the JSON, and the comment may hold anything: the summary is the
     JSON object that runs to the end.
     """
-    imagej = page.tags.valueof(IJ_METADATA_TAG)
+    imagej = page.tags.valueof(tiff_pages.IJ_METADATA_TAG)
     info = imagej.get("Info") if isinstance(imagej, dict) else None
     if not isinstance(info, str):
         return None
@@ -665,8 +652,7 @@ def _claimable_files(source: Path) -> list[Path]:
     if source.is_dir():
         if (source / _NDTIFF_INDEX).exists():
             return []
-        return sorted((path for path in source.iterdir()
-                       if path.is_file() and _ome_tiff_suffix(path.name)), key=tiff_pages.natural_key)
+        return tiff_pages.listed(source, tiff_pages.OME_TIFF_SUFFIXES)
     if (not source.is_file() or source.suffix.lower() not in tiff_pages.TIFF_SUFFIXES
             or source.with_name(_NDTIFF_INDEX).exists()):
         return []
@@ -687,6 +673,6 @@ def _claimed_summary(path: Path) -> Optional[dict[str, Any]]:
         return summary
     with tiff_pages.opened(path) as tif:
         page = tiff_pages.first_page(tif, path)
-        if MM_METADATA_TAG not in page.tags:
+        if tiff_pages.MM_METADATA_TAG not in page.tags:
             return None
         return _imagej_summary(page) or {}

@@ -1,7 +1,8 @@
 """The ``tif_folder`` splitter: a folder holding one TIFF file per frame.
 
 What a source means: a folder; every ``*.tif`` / ``*.tiff`` file directly in
-it is one frame, taken in natural order (``img_2`` before ``img_10``). This is
+it is one frame, taken in natural order (``img_2`` before ``img_10``); hidden
+files and the ``._*`` files macOS leaves on other disks are not. This is
 what Micro-Manager writes with "save as separate image files" (1.4:
 ``img_<time>_<channel>_<slice>.tif``; 2.0:
 ``img_channel000_position000_time000000000_z000.tif``, only the axes the
@@ -191,12 +192,11 @@ def _folders(source: Path) -> tuple[list[_Folder], bool]:
             raise SplitterError(f"{source} is a file; tif_folder takes a folder of TIFF files "
                                 "(use frames_format: tif_id for a stack in one file)")
         raise SplitterError(f"{source}: no such folder")
-    files = _tiff_files(source)
+    files = tiff_pages.listed(source)
     if files:
         return [_open_folder(source, files)], False
-    subfolders = sorted((p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                        key=tiff_pages.natural_key)
-    folders = [_open_folder(folder, files) for folder in subfolders if (files := _tiff_files(folder))]
+    folders = [_open_folder(folder, files) for folder in tiff_pages.listed(source, folders=True)
+               if (files := tiff_pages.listed(folder))]
     if not folders:
         raise SplitterError(f"{source}: folder contains no .tif file, nor position folders "
                             "that do (Pos0/, Pos1/...)")
@@ -207,13 +207,6 @@ def _open_folder(path: Path, files: list[Path]) -> _Folder:
     metadata_txt = mm.read_metadata_txt(path / METADATA_FILE)
     entries = metadata_txt.image_entries() if metadata_txt else {}
     return _Folder(path, files, metadata_txt, entries)
-
-
-def _tiff_files(folder: Path) -> list[Path]:
-    """The folder's .tif/.tiff files in natural order."""
-    return sorted((p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in tiff_pages.TIFF_SUFFIXES),
-                  key=tiff_pages.natural_key)
 
 
 class _FolderPositions:
@@ -561,8 +554,7 @@ def claim_source(source: Path) -> Optional[SourceClaim]:
         names = _tiff_names(source)
         if names:
             return _claim_folder(source, names, None)
-        subfolders = [path for path in sorted(source.iterdir(), key=tiff_pages.natural_key)
-                      if path.is_dir() and not path.name.startswith(".")]
+        subfolders = tiff_pages.listed(source, folders=True)
         first = next((folder for folder in subfolders if _tiff_names(folder)), None)
         return _claim_folder(first, _tiff_names(first), len(subfolders)) if first else None
     except OSError:
@@ -571,7 +563,7 @@ def claim_source(source: Path) -> Optional[SourceClaim]:
 
 def _claim_folder(folder: Path, names: list[str],
                   position_folders: Optional[int]) -> Optional[SourceClaim]:
-    if any(name.lower().endswith((".ome.tif", ".ome.tiff")) for name in names):
+    if any(tiff_pages.has_ome_suffix(name) for name in names):
         return None
     version = "" if _has_summary(folder / METADATA_FILE) else None
     if all(_MM20_NAME.match(name) for name in names):
@@ -590,8 +582,7 @@ def _claim_folder(folder: Path, names: list[str],
 
 
 def _tiff_names(folder: Path) -> list[str]:
-    return [entry.name for entry in os.scandir(folder)
-            if entry.is_file() and Path(entry.name).suffix.lower() in tiff_pages.TIFF_SUFFIXES]
+    return [path.name for path in tiff_pages.listed(folder)]
 
 
 def _has_summary(path: Path) -> bool:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from ..acquisition import FrameIndex
 from ..errors import SplitterError
 
 AXES = ("channel", "slice", "time", "position")
@@ -170,8 +171,19 @@ def _index(value: Any, where: str) -> int:
     return value
 
 
-def describe_index(values: dict[str, int]) -> str:
-    return ", ".join(f"{axis} {values[axis]}" for axis in AXES if axis in values)
+def check_positions_found(source: Path, wanted: Optional[Iterable[int]], available: set[int],
+                          hint: str = "") -> None:
+    """Refuse a CSV positions column that asks for positions the source does not hold."""
+    missing = sorted(set(wanted or ()) - available)
+    if missing:
+        raise SplitterError(f"{source}: position(s) {', '.join(map(str, missing))} not found; "
+                            f"available positions: {', '.join(map(str, sorted(available)))}{hint}")
+
+
+def describe_index(index: FrameIndex) -> str:
+    """A frame as the readers' errors name it: "(channel 1, slice 0, time 2, position 0)"."""
+    return (f"(channel {index.channel}, slice {index.slice}, time {index.time}, "
+            f"position {index.position})")
 
 
 # --------------------------------------------------------------------------

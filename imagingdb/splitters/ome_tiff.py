@@ -211,7 +211,7 @@ class OmeTiffAcquisition(Acquisition):
                 self._check_index(index, path, number)
                 if index in first_seen:
                     raise SplitterError(
-                        f"{path}: page {number} repeats frame {_describe_index(index)} "
+                        f"{path}: page {number} repeats frame {mm.describe_index(index)} "
                         f"already read from {first_seen[index]}")
                 first_seen[index] = f"{path.name} page {number}"
                 yield Frame(
@@ -472,11 +472,6 @@ def _label_in_name_position(label: str, labels: list[Optional[str]]) -> Optional
     return int(numbered[1]) if numbered else None
 
 
-def _describe_index(index: FrameIndex) -> str:
-    return (f"(channel {index.channel}, slice {index.slice}, "
-            f"time {index.time}, position {index.position})")
-
-
 @dataclass
 class _Census:
     """What the files hold, learnt at open: positions per file, and from a page
@@ -536,12 +531,8 @@ def _select_positions(source: Path, available: set[int],
                       wanted: Optional[list[int]]) -> set[int]:
     if wanted is None:
         return available
-    missing = sorted(set(wanted) - available)
-    if missing:
-        hint = "" if source.is_dir() else " (a file holds only its own positions: give the folder)"
-        raise SplitterError(
-            f"{source}: position(s) {', '.join(map(str, missing))} not found; "
-            f"available positions: {', '.join(map(str, sorted(available)))}{hint}")
+    hint = "" if source.is_dir() else " (a file holds only its own positions: give the folder)"
+    mm.check_positions_found(source, wanted, available, hint)
     return set(wanted)
 
 

@@ -131,9 +131,10 @@ class TifFolderAcquisition(Acquisition):
         summary_file = next((f.metadata_txt.path for f in folders if f.metadata_txt),
                             source / METADATA_FILE)
         positions = _FolderPositions(summary)
-        self._plan = [f for f in _plan(folders, multi_position, summary, options, positions)
+        plan = _plan(folders, multi_position, summary, options, positions)
+        mm.check_positions_found(source, options.positions, {f.index.position for f in plan})
+        self._plan = [f for f in plan
                       if options.positions is None or f.index.position in options.positions]
-        _check_positions(source, self._plan, options.positions)
         self._format = _first_format(self._plan[0].path)
         _check_summary_format(summary, self._format, summary_file)
         self.channel_names = _channel_names(summary, self._plan)
@@ -427,19 +428,9 @@ def _check_unique(plan: list[_PlannedFrame]) -> None:
     for planned in plan:
         index = planned.index
         if index in seen:
-            raise SplitterError(f"{planned.path} and {seen[index].name} are both frame (channel "
-                                f"{index.channel}, slice {index.slice}, time {index.time}, "
-                                f"position {index.position})")
+            raise SplitterError(f"{planned.path} and {seen[index].name} are both frame "
+                                f"{mm.describe_index(index)}")
         seen[index] = planned.path
-
-
-def _check_positions(source: Path, plan: list[_PlannedFrame], wanted: Optional[list[int]]) -> None:
-    if not plan:
-        raise SplitterError(f"{source}: no file of position(s) {wanted} in the folder")
-    if wanted is not None:
-        missing = sorted(set(wanted) - {f.index.position for f in plan})
-        if missing:
-            raise SplitterError(f"{source}: no file of position(s) {', '.join(map(str, missing))}")
 
 
 # --------------------------------------------------------------------------

@@ -45,6 +45,12 @@ def test_position_labels_in_every_spelling(summary, labels):
     assert mm.position_labels(summary) == labels
 
 
+@pytest.mark.parametrize("name, position", [("Pos0", 0), ("Pos12", 12), ("Pos", None),
+                                            ("Pos1_1", None), ("pos1", None), ("A1-Pos2", None)])
+def test_pos_n_names_position_n(name, position):
+    assert mm.numbered_position(name) == position
+
+
 def test_a_label_places_a_position_only_when_unique():
     labels = ["Undefined", "Undefined", "A1"]
     assert [mm.label_position(labels, label) for label in ("A1", "Undefined", "B7", None)] == [

@@ -242,6 +242,79 @@ def test_four_integer_names_are_claimed_likely_and_read_by_their_letters(
     assert_every_pixel(stored()["array"], expected)
 
 
+def keep_only_pixels(files_by_position):
+    """What a tool that keeps only the pixels leaves: no metadata.txt, and images without
+    Micro-Manager's JSON (ImageJ Info)."""
+    for files in files_by_position.values():
+        (files[0].parent / "metadata.txt").unlink()
+        for path in files:
+            tifffile.imwrite(path, tifffile.imread(path))
+
+
+@pytest.mark.parametrize("version", ["1.4", "2.0"])
+def test_position_folders_without_metadata_are_placed_by_their_pos_names(
+        local_site, run_cli, upload_files, tmp_path, version):
+    """Pos1 was skipped: Pos2 is the second folder, and stays position 2."""
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, version=version, positions=(0, 2),
+                                        nbr_positions=3, channels=CHANNELS, slices=1, times=2,
+                                        height=6, width=6, seed=13)
+    expected = image_files(written)
+    keep_only_pixels(written)
+    result = upload(run_cli, upload_files, folder)
+    assert_uploaded_as(result, f"Micro-Manager {version} image-file acquisition "
+                               "(2 position folders)", "tif_folder")
+    got = stored()
+    assert got["meta"]["position_folders"] == {"0": "Pos0", "2": "Pos2"}
+    assert sorted({f["pos_idx"] for f in got["frames"]}) == [0, 2]
+    # read() gives the positions stored, in order: position 2 is the second
+    assert_every_pixel(got["array"], {(c, z, t, [0, 2].index(p)): pixels
+                                      for (c, z, t, p), pixels in expected.items()})
+
+
+def test_label_folders_without_metadata_are_refused(local_site, run_cli, upload_files,
+                                                    tmp_path):
+    """1.4 names hold no position and the labels' list went with metadata.txt: sorted by
+    name, Alpha, Mid, Zeta would be positions 0, 1, 2 instead of 1, 2, 0."""
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, positions=(0, 1, 2),
+                                        position_labels=("Zeta", "Alpha", "Mid"),
+                                        channels=CHANNELS, slices=3, times=2, height=6, width=6)
+    keep_only_pixels(written)
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        f"{folder / 'Alpha'}: nothing says which position this folder is",
+        "keep each position folder's metadata.txt, or upload each position folder as its own "
+        "dataset"))
+
+
+def test_label_folders_without_metadata_are_placed_by_their_file_names(
+        local_site, run_cli, upload_files, tmp_path):
+    """2.0 names hold the position (img_..._position001_...)."""
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, version="2.0", positions=(0, 1, 2),
+                                        position_labels=("Zeta", "Alpha", "Mid"),
+                                        channels=CHANNELS, slices=1, times=2, height=6, width=6)
+    expected = image_files(written)
+    keep_only_pixels(written)
+    result = upload(run_cli, upload_files, folder)
+    assert result.exit_code == 0, result.stderr
+    got = stored()
+    assert got["meta"]["position_folders"] == {"0": "Zeta", "1": "Alpha", "2": "Mid"}
+    assert_every_pixel(got["array"], expected)
+
+
+def test_a_pos_folder_given_alone_without_metadata_keeps_its_position(
+        local_site, run_cli, upload_files, tmp_path):
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, positions=(2,), channels=CHANNELS, slices=1,
+                                        times=2, height=6, width=6)
+    keep_only_pixels(written)
+    assert upload(run_cli, upload_files, folder / "Pos2").exit_code == 0
+    assert {f["pos_idx"] for f in stored()["frames"]} == {2}
+
+
 # ------------------------------------------------- a metadata.txt cut short
 
 

@@ -247,7 +247,7 @@ def test_two_folders_at_one_position_are_refused(site, run_cli, upload_files, tm
     acquisition = tmp_path / "acq_5"
     write_mm_position_folders(acquisition, positions=(0,), channels=CHANNELS, slices=1, times=1,
                               height=6, width=6)
-    shutil.copytree(acquisition / "Pos0", acquisition / "copy")  # not a listed label: rank 0
+    shutil.copytree(acquisition / "Pos0", acquisition / "copy")  # its metadata.txt: position 0
     before = site.snapshot()
     result = upload(run_cli, upload_files, acquisition)
     assert_refused(result, site, before, contains=("Pos0 and ", "copy are both position 0"))

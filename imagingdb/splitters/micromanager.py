@@ -56,6 +56,7 @@ _COORDS_AXES = {"channel": "channel", "z": "slice", "time": "time", "position": 
 _FRAME_KEY = re.compile(r"^FrameKey-(\d+)-(\d+)-(\d+)$")
 _LABEL_KEYS = ("Label", "LABEL", "label")  # PropertyKey.MULTI_STAGE_POSITION__LABEL's spellings
 _VERSION = re.compile(r"^\s*(\d+)\.(\d+)")
+_NUMBERED = re.compile(r"Pos(\d+)")
 
 
 # --------------------------------------------------------------------------
@@ -107,6 +108,13 @@ def label_position(labels: list[Optional[str]], label: Any) -> Optional[int]:
     if not isinstance(label, str) or labels.count(label) != 1:
         return None
     return labels.index(label)
+
+
+def numbered_position(name: str) -> Optional[int]:
+    """n for ``Pos<n>``: Micro-Manager's name for a position without a label (its files, its
+    folder), None for any other name."""
+    numbered = _NUMBERED.fullmatch(name)
+    return int(numbered[1]) if numbered else None
 
 
 def version(summary: dict[str, Any]) -> Optional[str]:

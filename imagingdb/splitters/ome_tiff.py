@@ -466,10 +466,7 @@ def _check_file_name(path: Path, name: Any, position: int, labels: list[Optional
 
 def _label_in_name_position(label: str, labels: list[Optional[str]]) -> Optional[int]:
     by_label = mm.label_position(labels, label)
-    if by_label is not None:
-        return by_label
-    numbered = re.fullmatch(r"Pos(\d+)", label)
-    return int(numbered[1]) if numbered else None
+    return by_label if by_label is not None else mm.numbered_position(label)
 
 
 @dataclass

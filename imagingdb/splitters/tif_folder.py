@@ -25,8 +25,14 @@ itself but subfolders that do.
 - **Positions** of position folders: the PositionIndex their images record,
   else 1.4's Summary PositionIndex, else the folder name's place among the
   summary's stage position labels (1.4 InitialPositionList, 2.0
-  StagePositions), else the folders' natural order; sources that disagree are
-  refused.
+  StagePositions); sources that disagree are refused. Without any of them, a
+  folder named ``Pos<n>`` (Micro-Manager's name for a position without a
+  label) is position n, else the one position all its file names give (2.0's
+  ``position<n>``); a position folder nothing places is refused, never placed
+  by the folders' order (a position skipped leaves no folder, and label
+  folders sort by name). A folder given alone keeps the positions its file
+  names give, unless its metadata (or, when the names give none, a ``Pos<n>``
+  name) says which position it is.
 - **Global metadata** is the ``Summary`` of the ``metadata.txt`` (kept whole),
   when the file is there. Its declared sizes (1.4 Channels, Slices, Frames,
   Positions; 2.0 IntendedDimensions, -1 meaning undeclared) are the dataset's
@@ -105,6 +111,7 @@ class _PlannedFrame:
     recorded_position: Optional[int] = None  # the PositionIndex Micro-Manager recorded
     position_name: Optional[str] = None  # the PositionName Micro-Manager recorded
     entry_metadata: dict[str, Any] = field(default_factory=dict)
+    named_position: Optional[int] = None  # the position the file name gave
 
 
 @dataclass
@@ -217,14 +224,14 @@ class _FolderPositions:
         self._labels = mm.position_labels(summary)
         self._folders: dict[int, Path] = {}
 
-    def place(self, folder: _Folder, rank: Optional[int], planned: list[_PlannedFrame]) -> None:
+    def place(self, folder: _Folder, position_folder: bool, planned: list[_PlannedFrame]) -> None:
         """Set the position of the folder's frames; refuse sources that disagree.
 
-        ``rank``: the folder's place among position folders; None for a single folder,
+        ``position_folder``: one of the source's position folders (else the source itself,
         whose frames keep the positions their names give unless Micro-Manager says which
-        position the folder is (a position folder given alone).
+        position the folder is: a position folder given alone).
         """
-        found = self._position(folder, rank, planned)
+        found = self._position(folder, position_folder, planned)
         if found is None:
             return
         position, why = found
@@ -238,11 +245,27 @@ class _FolderPositions:
                                     f"{frame.index.position} but its folder is position {position}")
             frame.index = FrameIndex(frame.index.channel, frame.index.slice, frame.index.time,
                                      position)
-            if rank is not None:  # Micro-Manager names position folders after the position
+            if position_folder:  # Micro-Manager names position folders after the position
                 frame.position_name = frame.position_name or folder.path.name
 
-    def _position(self, folder: _Folder, rank: Optional[int],
+    def _position(self, folder: _Folder, position_folder: bool,
                   planned: list[_PlannedFrame]) -> Optional[tuple[int, str]]:
+        found = (self._recorded_position(folder, planned)
+                 or _named_position(folder, position_folder, planned))
+        if found is None and position_folder:
+            # The folders' order is no position: Micro-Manager leaves out the positions
+            # it skipped, and sorts label folders by name.
+            raise SplitterError(
+                f"{folder.path}: nothing says which position this folder is (its images and "
+                f"{METADATA_FILE} record no PositionIndex, its name is neither Pos<n> nor a label "
+                "of the summary's position list, its file names give no position); keep each "
+                f"position folder's {METADATA_FILE}, or upload each position folder as its own "
+                "dataset (one CSV row each)")
+        return found
+
+    def _recorded_position(self, folder: _Folder,
+                           planned: list[_PlannedFrame]) -> Optional[tuple[int, str]]:
+        """What Micro-Manager's metadata says; sources that disagree are refused."""
         recorded = {f.recorded_position for f in planned if f.recorded_position is not None}
         if len(recorded) > 1:
             raise SplitterError(f"{folder.path}: its images record positions "
@@ -262,9 +285,7 @@ class _FolderPositions:
             if position != candidates[0][0]:
                 raise SplitterError(f"{folder.path}: {candidates[0][1]} says position "
                                     f"{candidates[0][0]} but {why} says {position}")
-        if candidates:
-            return candidates[0]
-        return None if rank is None else (rank, "the folders' order")
+        return candidates[0] if candidates else None
 
     def folder_names(self) -> dict[str, str]:
         return {str(p): self._folders[p].name for p in sorted(self._folders)}
@@ -283,6 +304,23 @@ class _FolderPositions:
         return {str(p): labels[p] for p in sorted(labels)}
 
 
+def _named_position(folder: _Folder, position_folder: bool,
+                    planned: list[_PlannedFrame]) -> Optional[tuple[int, str]]:
+    """The position that names give a folder without metadata: ``Pos<n>`` (what Micro-Manager
+    names a position without a label), else the one position all its file names give.
+
+    A folder given alone whose file names give positions is a flat multi-position folder:
+    its name is then not its position.
+    """
+    named = {frame.named_position for frame in planned}
+    numbered = mm.numbered_position(folder.path.name)
+    if numbered is not None and (position_folder or named == {None}):
+        return numbered, f"the folder name {folder.path.name!r}"
+    if position_folder and len(named) == 1 and None not in named:
+        return named.pop(), "the position its file names give"
+    return None
+
+
 # --------------------------------------------------------------------------
 # Placing each file
 # --------------------------------------------------------------------------
@@ -294,9 +332,9 @@ def _plan(folders: list[_Folder], multi_position: bool, summary: dict[str, Any],
     parse = SplitOptions(filename_parser=options.filename_parser or parse_idx_from_name)
     planner = _Planner(summary, parse)
     plan: list[_PlannedFrame] = []
-    for rank, folder in enumerate(folders):
+    for folder in folders:
         planned = [planner.plan(folder, path) for path in folder.files]
-        positions.place(folder, None if not multi_position else rank, planned)
+        positions.place(folder, multi_position, planned)
         plan += planned
     _check_unique(plan)
     return plan
@@ -324,6 +362,7 @@ class _Planner:
         name = parsed.pop("channel_name", None)
         values = {axis: _index(parsed.pop(_PARSED_KEYS[axis], None), path, axis)
                   for axis in _PARSED_KEYS}
+        named_position = values["position"]
         for axis, value in recorded.items():
             if values[axis] is not None and values[axis] != value:
                 raise SplitterError(f"{path}: the file name says {axis} {values[axis]} but "
@@ -335,7 +374,7 @@ class _Planner:
         return _PlannedFrame(path, index, channel_name, parsed, where if entry else None,
                              recorded.get("position"),
                              position_name if isinstance(position_name, str) else None,
-                             entry.metadata if entry else {})
+                             entry.metadata if entry else {}, named_position)
 
     def _parse(self, path: Path, recorded: bool) -> dict[str, Any]:
         try:

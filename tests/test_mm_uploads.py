@@ -163,6 +163,43 @@ def test_ometiff_renamed_to_another_position_is_refused(local_site, run_cli, upl
         "page 0's MicroManagerMetadata says PositionName 'Pos1'"))
 
 
+def test_ometiff_folder_of_two_acquisitions_is_refused(local_site, run_cli, upload_files,
+                                                       tmp_path):
+    """A's Pos1 was not copied, B's Pos1 was: B's frames would become A's position 1."""
+    folder = tmp_path / "mixed"
+    for name, channels in (("A", ("DAPI", "GFP")), ("B", ("Cy5", "FITC"))):
+        write_mm_ometiff(folder, name, channels=channels, slices=3, times=2, positions=2,
+                         height=8, width=8)
+    (folder / "A_MMStack_Pos1.ome.tif").unlink()
+    (folder / "B_MMStack_Pos0.ome.tif").unlink()
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        f"{folder}: A_MMStack_Pos0.ome.tif and B_MMStack_Pos1.ome.tif are files of two "
+        "Micro-Manager acquisitions (their file names' prefixes A and B differ); upload each "
+        "acquisition as its own CSV row",))
+
+
+@pytest.mark.parametrize("version, second_run, differs", [
+    ("1.4", {"seed": 1}, "UUID"),  # 1.4 gives each acquisition its own UUID
+    ("2.0", {"channels": ("Cy5", "FITC")}, "ChNames"),
+])
+def test_ometiff_folder_of_two_acquisitions_with_one_prefix_is_refused(
+        local_site, run_cli, upload_files, tmp_path, version, second_run, differs):
+    folder = tmp_path / "runs"
+    write_mm_ometiff(folder, "run", version=version, **{**dict(
+        channels=CHANNELS, slices=1, times=1, positions=2, height=8, width=8), **second_run})
+    (folder / "run_MMStack_Pos0.ome.tif").rename(tmp_path / "second_run_Pos0.ome.tif")
+    write_mm_ometiff(folder, "run", version=version, channels=CHANNELS, slices=1, times=1,
+                     positions=2, height=8, width=8)
+    (tmp_path / "second_run_Pos0.ome.tif").replace(folder / "run_MMStack_Pos0.ome.tif")
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        "run_MMStack_Pos0.ome.tif and run_MMStack_Pos1.ome.tif are files of two Micro-Manager "
+        f"acquisitions (their summaries' {differs} differ)",))
+
+
 # ------------------------------------------------------------- image files
 
 

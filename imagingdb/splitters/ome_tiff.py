@@ -11,16 +11,22 @@ What a source means:
   *not* gathered, even when the summary lists more positions: give the folder
   to get every position.
 
-Micro-Manager names a position's files ``<prefix>_MMStack_<position label>``
-(``Pos<index>`` when the position has no label) and continues a full file in
-``_1``, ``_2``... Each page's ``MicroManagerMetadata`` tag (51123, JSON) gives
-the frame's indexes: ChannelIndex, SliceIndex, FrameIndex, PositionIndex
-(written by 1.4 and 2.0; 2.0 also writes Slice and Frame, 2.0 beta
-``completeCoords``, see :mod:`.micromanager`). A page without PositionIndex
-is placed by its PositionName among the summary's position labels, else by
-the label in its file name. A file name whose label says another position
-than its pages is refused, naming both. A missing channel/slice/time index
-counts as 0; a clash is then reported as a duplicate.
+The files must be one acquisition's (else the upload is refused, naming
+both): Micro-Manager names every file ``<prefix>_MMStack_...`` and
+copies the summary into each, so two prefixes, or summaries whose Prefix,
+UUID (1.4) or StartTime, or ChNames differ, are two acquisitions, which
+would otherwise merge. It names a position's files
+``<prefix>_MMStack_<position label>`` (``Pos<index>`` when the position has
+no label) and continues a full file in ``_1``, ``_2``...
+
+Each page's ``MicroManagerMetadata`` tag (51123, JSON) gives the frame's
+indexes: ChannelIndex, SliceIndex, FrameIndex, PositionIndex (written by 1.4
+and 2.0; 2.0 also writes Slice and Frame, 2.0 beta ``completeCoords``, see
+:mod:`.micromanager`). A page without PositionIndex is placed by its
+PositionName among the summary's position labels, else by the label in its
+file name. A file name whose label says another position than its pages is
+refused, naming both. A missing channel/slice/time index counts as 0; a clash
+is then reported as a duplicate.
 
 The acquisition summary comes from the first file: Micro-Manager's file header
 (``TiffFile.micromanager_metadata['Summary']``), else the ImageJ ``Info`` of
@@ -151,6 +157,8 @@ class OmeTiffAcquisition(Acquisition):
         first = _read_first_page(files[0])
         summary, self._format = first.summary, first.pixel_format
         self._position_labels = mm.position_labels(summary)
+        dataset_xml, ome_warning = _dataset_ome_xml(files[0], first.ome_xml)
+        _check_one_acquisition(source, files, summary)
         census = _take_census(files, summary, self._position_labels)
         self._positions_by_file = census.positions_by_file
         self._selected = _select_positions(source, census.positions(), options.positions)
@@ -169,12 +177,11 @@ class OmeTiffAcquisition(Acquisition):
             "position": mm.summary_size(summary, "position"),
         }
         self.kind = _kind(summary, files)
-        ome_xml, ome_warning = _dataset_ome_xml(files[0], first.ome_xml)
         self.warnings = [ome_warning] if ome_warning else []
         self.global_meta = {
             **options.name_metadata(source),
             **summary,
-            **({"ome_xml": ome_xml} if ome_xml else {}),
+            **({"ome_xml": dataset_xml} if dataset_xml else {}),
             "position_labels": {str(p): label for p in sorted(self._selected)
                                 if p < len(self._position_labels)
                                 and mm.label_position(self._position_labels,
@@ -263,6 +270,53 @@ def _continuation_files(path: Path) -> list[Path]:
         if not candidate.is_file():
             return found
         found.append(candidate)
+
+
+# --------------------------------------------------------------------------
+# The files of one acquisition
+# --------------------------------------------------------------------------
+
+_PREFIX = re.compile(r"^(?P<prefix>.+?)_MMStack(?=[_.])", re.IGNORECASE)
+
+
+def _check_one_acquisition(source: Path, files: list[Path], summary: dict[str, Any]) -> None:
+    """The files must be one acquisition's.
+
+    Micro-Manager names every file of an acquisition ``<prefix>_MMStack_...`` and
+    copies its summary into each; two acquisitions in one folder would otherwise
+    merge, the second's positions under the first's summary.
+    """
+    first = files[0]
+    for path in files[1:]:
+        prefixes = (_prefix(first), _prefix(path))
+        if prefixes[0] != prefixes[1]:
+            _refuse_two_acquisitions(source, first, path, "file names' prefixes "
+                                     f"{prefixes[0] or '(none)'} and {prefixes[1] or '(none)'}")
+        differs = _summary_difference(summary, _read_first_page(path).summary)
+        if differs:
+            _refuse_two_acquisitions(source, first, path, f"summaries' {differs}")
+
+
+def _prefix(path: Path) -> Optional[str]:
+    match = _PREFIX.match(path.name)
+    return match["prefix"] if match else None
+
+
+def _summary_difference(summary: dict[str, Any], other: dict[str, Any]) -> Optional[str]:
+    """The key that tells two acquisitions' summaries apart (UUID is 1.4's, StartTime both
+    versions'), None when they may be one acquisition's."""
+    identity = next((key for key in ("UUID", "StartTime") if key in summary and key in other),
+                    None)
+    for key in ("Prefix", "ChNames", identity):
+        if key is not None and key in summary and key in other and summary[key] != other[key]:
+            return key
+    return None
+
+
+def _refuse_two_acquisitions(source: Path, first: Path, other: Path, what: str) -> None:
+    raise SplitterError(f"{source}: {first.name} and {other.name} are files of two Micro-Manager "
+                        f"acquisitions (their {what} differ); upload each acquisition as its "
+                        "own CSV row")
 
 
 # --------------------------------------------------------------------------

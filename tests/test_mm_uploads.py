@@ -200,6 +200,93 @@ def test_ometiff_folder_of_two_acquisitions_with_one_prefix_is_refused(
         f"acquisitions (their summaries' {differs} differ)",))
 
 
+def long_acquisition(folder):
+    """2 positions of 12 pages, 5 per file: Pos0, Pos0_1, Pos0_2, Pos1, Pos1_1, Pos1_2."""
+    return write_mm_ometiff(folder, "long", channels=CHANNELS, slices=3, times=2, positions=2,
+                            height=8, width=8, max_pages_per_file=5)
+
+
+@pytest.mark.parametrize("source", ["long", "long/long_MMStack_Pos0.ome.tif"])
+def test_ometiff_missing_rollover_file_is_refused_by_name(local_site, run_cli, upload_files,
+                                                          tmp_path, source):
+    long_acquisition(tmp_path / "long")
+    (tmp_path / "long" / "long_MMStack_Pos0_1.ome.tif").unlink()
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, tmp_path / source)
+    assert_refused(result, local_site, before, contains=(
+        "long_MMStack_Pos0_1.ome.tif is missing: Micro-Manager continues a position's pages in "
+        "long_MMStack_Pos0_1.ome.tif, _2..., and long_MMStack_Pos0_2.ome.tif is there; copy "
+        f"every file of the acquisition into {tmp_path / 'long'}",))
+
+
+def test_ometiff_position_labels_ending_in_a_number_are_no_rollover_files(
+        local_site, run_cli, upload_files, tmp_path):
+    """cell_1 and cell_2 are positions (the summary lists them), not continuations of "cell"."""
+    folder = tmp_path / "cells"
+    files = write_mm_ometiff(folder, "cells", channels=CHANNELS, slices=3, times=2, positions=2,
+                             height=8, width=8, max_pages_per_file=5,
+                             position_labels=("cell_1", "cell_2"))
+    assert files[1].name == "cells_MMStack_cell_1_1.ome.tif"
+    result = upload(run_cli, upload_files, folder)
+    assert_uploaded_as(result, "Micro-Manager 1.4 OME-TIFF (6 files)", "ome_tiff")
+    got = stored()
+    assert got["meta"]["position_labels"] == {"0": "cell_1", "1": "cell_2"}
+    assert_every_pixel(got["array"], source_frames(folder))
+
+
+@pytest.mark.parametrize("deleted", [
+    ["long_MMStack_Pos0_2.ome.tif"],  # the last of a position's files: no gap shows
+    ["long_MMStack_Pos1.ome.tif", "long_MMStack_Pos1_1.ome.tif", "long_MMStack_Pos1_2.ome.tif"],
+])
+def test_ometiff_folder_missing_a_file_its_ome_xml_names_is_refused(
+        local_site, run_cli, upload_files, tmp_path, deleted):
+    folder = tmp_path / "long"
+    long_acquisition(folder)
+    for name in deleted:
+        (folder / name).unlink()
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        f"{folder}: {deleted[0]} is missing, though the acquisition's OME-XML names it; copy "
+        "every file of the acquisition into the folder (or leave its position out with the "
+        "CSV positions column)",))
+
+
+def test_ometiff_folder_without_the_file_holding_the_ome_xml_is_refused(
+        local_site, run_cli, upload_files, tmp_path):
+    """Pos1's files point at Pos0_2, where the whole OME-XML is."""
+    folder = tmp_path / "long"
+    for path in long_acquisition(folder)[:3]:
+        path.unlink()
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        "long_MMStack_Pos0_2.ome.tif is missing, though the acquisition's OME-XML names it",))
+
+
+@pytest.mark.parametrize("deleted", [
+    ["long_MMStack_Pos1_2.ome.tif"],
+    ["long_MMStack_Pos1.ome.tif", "long_MMStack_Pos1_1.ome.tif", "long_MMStack_Pos1_2.ome.tif"],
+])
+def test_ometiff_files_of_positions_left_out_need_not_be_there(local_site, run_cli, upload_files,
+                                                               tmp_path, deleted):
+    folder = tmp_path / "long"
+    long_acquisition(folder)
+    expected = {index: pixels for index, pixels in source_frames(folder).items()
+                if index[3] == 0}
+    for name in deleted:
+        (folder / name).unlink()
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(folder),
+                                  "positions": "[0]"}])
+    result = run_cli("upload", "--csv", csv_path, "--config",
+                     upload_files.config(upload_type="frames", microscope="scope2"))
+    assert result.exit_code == 0, result.stderr
+    assert "Warning:" not in result.stderr
+    got = stored()
+    assert len(got["frames"]) == 12
+    assert_every_pixel(got["array"], expected)
+
+
 # ------------------------------------------------------------- image files
 
 

@@ -11,13 +11,18 @@ What a source means:
   *not* gathered, even when the summary lists more positions: give the folder
   to get every position.
 
-The files must be one acquisition's (else the upload is refused, naming
-both): Micro-Manager names every file ``<prefix>_MMStack_...`` and
+The files must be one acquisition's, all of it (else the upload is refused,
+naming the file): Micro-Manager names every file ``<prefix>_MMStack_...`` and
 copies the summary into each, so two prefixes, or summaries whose Prefix,
 UUID (1.4) or StartTime, or ChNames differ, are two acquisitions, which
 would otherwise merge. It names a position's files
 ``<prefix>_MMStack_<position label>`` (``Pos<index>`` when the position has
-no label) and continues a full file in ``_1``, ``_2``...
+no label) and continues a full file in ``_1``, ``_2``..., so a number missing
+from that run is a file lost in a copy (a label the summary lists, such as
+``cell_1``, is a position of its own, not a continuation). For a folder, the
+dataset's OME-XML also names every file (each page's TiffData UUID FileName,
+or the pointer to the file that holds it): one of them absent is refused too,
+but for the positions the CSV ``positions`` column leaves out.
 
 Each page's ``MicroManagerMetadata`` tag (51123, JSON) gives the frame's
 indexes: ChannelIndex, SliceIndex, FrameIndex, PositionIndex (written by 1.4
@@ -158,7 +163,9 @@ class OmeTiffAcquisition(Acquisition):
         summary, self._format = first.summary, first.pixel_format
         self._position_labels = mm.position_labels(summary)
         dataset_xml, ome_warning = _dataset_ome_xml(files[0], first.ome_xml)
-        _check_one_acquisition(source, files, summary)
+        _check_one_acquisition(source, files, summary, self._position_labels)
+        if source.is_dir() and dataset_xml:
+            _check_listed_files(source, dataset_xml, options.positions, self._position_labels)
         census = _take_census(files, summary, self._position_labels)
         self._positions_by_file = census.positions_by_file
         self._selected = _select_positions(source, census.positions(), options.positions)
@@ -261,15 +268,22 @@ def _source_files(source: Path) -> list[Path]:
 
 
 def _continuation_files(path: Path) -> list[Path]:
-    """Micro-Manager's split files of ``path``: <stem>_1<suffix>, <stem>_2<suffix>..."""
-    suffix = tiff_pages.ome_suffix(path.name) or path.suffix
-    stem = path.name[:len(path.name) - len(suffix)]
-    found: list[Path] = []
-    while True:
-        candidate = path.with_name(f"{stem}_{len(found) + 1}{suffix}")
-        if not candidate.is_file():
-            return found
-        found.append(candidate)
+    """Micro-Manager's split files of ``path``: <stem>_1<suffix>, <stem>_2<suffix>..., all of
+    them, so that one missing in the middle can be named (:func:`_check_rollovers`)."""
+    suffix = _suffix(path.name)
+    numbered = re.compile(re.escape(_stem(path.name)) + r"_([1-9]\d*)" + re.escape(suffix))
+    candidates = tiff_pages.listed(path.parent, (suffix.lower(),))
+    parts = {int(match[1]): candidate for candidate in candidates
+             if (match := numbered.fullmatch(candidate.name))}
+    return [parts[part] for part in sorted(parts)]
+
+
+def _suffix(name: str) -> str:
+    return tiff_pages.ome_suffix(name) or os.path.splitext(name)[1]
+
+
+def _stem(name: str) -> str:
+    return name[:len(name) - len(_suffix(name))]
 
 
 # --------------------------------------------------------------------------
@@ -279,8 +293,9 @@ def _continuation_files(path: Path) -> list[Path]:
 _PREFIX = re.compile(r"^(?P<prefix>.+?)_MMStack(?=[_.])", re.IGNORECASE)
 
 
-def _check_one_acquisition(source: Path, files: list[Path], summary: dict[str, Any]) -> None:
-    """The files must be one acquisition's.
+def _check_one_acquisition(source: Path, files: list[Path], summary: dict[str, Any],
+                           labels: list[Optional[str]]) -> None:
+    """The files must be one acquisition's, each position's split files all there.
 
     Micro-Manager names every file of an acquisition ``<prefix>_MMStack_...`` and
     copies its summary into each; two acquisitions in one folder would otherwise
@@ -295,6 +310,7 @@ def _check_one_acquisition(source: Path, files: list[Path], summary: dict[str, A
         differs = _summary_difference(summary, _read_first_page(path).summary)
         if differs:
             _refuse_two_acquisitions(source, first, path, f"summaries' {differs}")
+    _check_rollovers(source, files, labels)
 
 
 def _prefix(path: Path) -> Optional[str]:
@@ -317,6 +333,65 @@ def _refuse_two_acquisitions(source: Path, first: Path, other: Path, what: str) 
     raise SplitterError(f"{source}: {first.name} and {other.name} are files of two Micro-Manager "
                         f"acquisitions (their {what} differ); upload each acquisition as its "
                         "own CSV row")
+
+
+_CONTINUATION = re.compile(r"(?P<base>.+)_(?P<part>[1-9]\d*)")
+
+
+def _check_rollovers(source: Path, files: list[Path], labels: list[Optional[str]]) -> None:
+    """A position's files run <base>, <base>_1, <base>_2...: one missing is a copy gone wrong,
+    whose frames would otherwise be recorded as never acquired."""
+    parts: dict[tuple[str, str], set[int]] = {}
+    for path in files:
+        base, part = (_stem(path.name), 0) if path == source else _rollover_part(path, labels)
+        parts.setdefault((base, _suffix(path.name)), set()).add(part)
+    for (base, suffix), found in parts.items():
+        missing = min(set(range(max(found))) - found, default=None)
+        if missing is not None:
+            name = f"{base}_{missing}{suffix}" if missing else f"{base}{suffix}"
+            folder = source if source.is_dir() else source.parent
+            raise SplitterError(
+                f"{source}: {name} is missing: Micro-Manager continues a position's pages in "
+                f"{base}_1{suffix}, _2..., and {base}_{max(found)}{suffix} is there; copy every "
+                f"file of the acquisition into {folder}")
+
+
+def _rollover_part(path: Path, labels: list[Optional[str]]) -> tuple[str, int]:
+    """(base, n) of Micro-Manager's n-th continuation file <base>_<n>; (stem, 0) for a
+    position's first file, or one whose label (``Site_1``) is itself a listed position's."""
+    stem = _stem(path.name)
+    continuation = _CONTINUATION.fullmatch(stem)
+    label = stem.split("_MMStack_", 1)[1] if "_MMStack_" in stem else None
+    if continuation is None or (label is not None and label in labels):
+        return stem, 0
+    return continuation["base"], int(continuation["part"])
+
+
+_LISTED_FILE = re.compile(r'<(?:\w+:)?UUID\b[^>]*?\bFileName="(?P<name>[^"]*)"')
+
+
+def _check_listed_files(source: Path, dataset_xml: str, wanted: Optional[list[int]],
+                        labels: list[Optional[str]]) -> None:
+    """Every file the dataset's OME-XML names (a TiffData UUID's FileName for each page, or
+    the BinaryOnly pointer to the file holding the whole of it, when that file could not be
+    read) must be in the folder, but those of positions left out with the CSV positions column.
+
+    Micro-Manager writes the OME-XML as the acquisition ends: a file it names was written.
+    """
+    names = [unescape(match["name"]) for match in _LISTED_FILE.finditer(dataset_xml)]
+    pointer = _BINARY_ONLY.search(dataset_xml[:4096])
+    if pointer:
+        names.append(unescape(pointer["file"]))
+    for name in dict.fromkeys(names):
+        if Path(name).name != name or (source / name).is_file():
+            continue
+        position = _file_name_position(Path(name), labels)
+        if wanted is not None and position is not None and position not in wanted:
+            continue
+        raise SplitterError(
+            f"{source}: {name} is missing, though the acquisition's OME-XML names it; copy "
+            "every file of the acquisition into the folder (or leave its position out with "
+            "the CSV positions column)")
 
 
 # --------------------------------------------------------------------------
@@ -468,8 +543,9 @@ def _frame_index(metadata: dict[str, Any], path: Path, number: int,
     by_label = mm.label_position(position_labels, name)
     position = found.get("position")
     if position is None:
-        position = by_label if by_label is not None else _position_from_file_name(
-            path, position_labels)
+        # A page without PositionIndex nor a listed PositionName: its file name says
+        position = by_label if by_label is not None else (
+            _file_name_position(path, position_labels) or 0)
     elif by_label is not None and by_label != position:
         raise SplitterError(f"{where} says PositionIndex {position} but its PositionName "
                             f"{name!r} is position {by_label} in the summary's position list")
@@ -489,13 +565,13 @@ def _labels_in_file_name(path: Path) -> list[str]:
     return [label, rollover["label"]] if rollover else [label]
 
 
-def _position_from_file_name(path: Path, labels: list[Optional[str]]) -> int:
-    """Position of a page without PositionIndex nor a listed PositionName."""
+def _file_name_position(path: Path, labels: list[Optional[str]]) -> Optional[int]:
+    """The position a file's name says, None when it says none."""
     for label in _labels_in_file_name(path):
         said = _label_in_name_position(label, labels)
         if said is not None:
             return said
-    return 0
+    return None
 
 
 def _check_file_name(path: Path, name: Any, position: int, labels: list[Optional[str]],

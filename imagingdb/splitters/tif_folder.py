@@ -253,8 +253,8 @@ class _FolderPositions:
         found = (self._recorded_position(folder, planned)
                  or _named_position(folder, position_folder, planned))
         if found is None and position_folder:
-            # The folders' order is no position: Micro-Manager leaves out the positions
-            # it skipped, and sorts label folders by name.
+            # The folders' order is no position: a position skipped leaves no folder, and
+            # label folders list by name, not in the position list's order.
             raise SplitterError(
                 f"{folder.path}: nothing says which position this folder is (its images and "
                 f"{METADATA_FILE} record no PositionIndex, its name is neither Pos<n> nor a label "

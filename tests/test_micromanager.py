@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from imagingdb.acquisition import FrameIndex
 from imagingdb.errors import SplitterError
 from imagingdb.splitters import micromanager as mm
 from imagingdb.testing import cut_metadata_txt, write_mm_tif_folder
@@ -42,6 +43,12 @@ def test_undeclared_axes_are_intended_dimensions_beyond_the_four():
 ])
 def test_position_labels_in_every_spelling(summary, labels):
     assert mm.position_labels(summary) == labels
+
+
+@pytest.mark.parametrize("name, position", [("Pos0", 0), ("Pos12", 12), ("Pos", None),
+                                            ("Pos1_1", None), ("pos1", None), ("A1-Pos2", None)])
+def test_pos_n_names_position_n(name, position):
+    assert mm.numbered_position(name) == position
 
 
 def test_a_label_places_a_position_only_when_unique():
@@ -88,6 +95,18 @@ def test_image_indexes_that_contradict_themselves_are_refused(metadata, message)
 def test_alpha_coords_entries_name_axes():
     assert mm.coords_indexes({"position": 0, "time": 1, "z": 2, "channel": 3}, "e") == {
         "channel": 3, "slice": 2, "time": 1, "position": 0}
+
+
+def test_a_frame_is_named_by_its_four_indexes():
+    assert mm.describe_index(FrameIndex(1, 0, 2, 3)) == "(channel 1, slice 0, time 2, position 3)"
+
+
+def test_positions_asked_for_must_be_found(tmp_path):
+    mm.check_positions_found(tmp_path, None, {0})
+    mm.check_positions_found(tmp_path, [2, 0], {0, 1, 2})
+    with pytest.raises(SplitterError, match=r"position\(s\) 3, 5 not found; available "
+                                            r"positions: 0, 1 \(hint\)$"):
+        mm.check_positions_found(tmp_path, [5, 0, 3], {1, 0}, " (hint)")
 
 
 # ---------------------------------------------------------------- metadata.txt

@@ -163,6 +163,130 @@ def test_ometiff_renamed_to_another_position_is_refused(local_site, run_cli, upl
         "page 0's MicroManagerMetadata says PositionName 'Pos1'"))
 
 
+def test_ometiff_folder_of_two_acquisitions_is_refused(local_site, run_cli, upload_files,
+                                                       tmp_path):
+    """A's Pos1 was not copied, B's Pos1 was: B's frames would become A's position 1."""
+    folder = tmp_path / "mixed"
+    for name, channels in (("A", ("DAPI", "GFP")), ("B", ("Cy5", "FITC"))):
+        write_mm_ometiff(folder, name, channels=channels, slices=3, times=2, positions=2,
+                         height=8, width=8)
+    (folder / "A_MMStack_Pos1.ome.tif").unlink()
+    (folder / "B_MMStack_Pos0.ome.tif").unlink()
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        f"{folder}: A_MMStack_Pos0.ome.tif and B_MMStack_Pos1.ome.tif are files of two "
+        "Micro-Manager acquisitions (their file names' prefixes A and B differ); upload each "
+        "acquisition as its own CSV row",))
+
+
+@pytest.mark.parametrize("version, second_run, differs", [
+    ("1.4", {"seed": 1}, "UUID"),  # 1.4 gives each acquisition its own UUID
+    ("2.0", {"channels": ("Cy5", "FITC")}, "ChNames"),
+])
+def test_ometiff_folder_of_two_acquisitions_with_one_prefix_is_refused(
+        local_site, run_cli, upload_files, tmp_path, version, second_run, differs):
+    folder = tmp_path / "runs"
+    write_mm_ometiff(folder, "run", version=version, **{**dict(
+        channels=CHANNELS, slices=1, times=1, positions=2, height=8, width=8), **second_run})
+    (folder / "run_MMStack_Pos0.ome.tif").rename(tmp_path / "second_run_Pos0.ome.tif")
+    write_mm_ometiff(folder, "run", version=version, channels=CHANNELS, slices=1, times=1,
+                     positions=2, height=8, width=8)
+    (tmp_path / "second_run_Pos0.ome.tif").replace(folder / "run_MMStack_Pos0.ome.tif")
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        "run_MMStack_Pos0.ome.tif and run_MMStack_Pos1.ome.tif are files of two Micro-Manager "
+        f"acquisitions (their summaries' {differs} differ)",))
+
+
+def long_acquisition(folder):
+    """2 positions of 12 pages, 5 per file: Pos0, Pos0_1, Pos0_2, Pos1, Pos1_1, Pos1_2."""
+    return write_mm_ometiff(folder, "long", channels=CHANNELS, slices=3, times=2, positions=2,
+                            height=8, width=8, max_pages_per_file=5)
+
+
+@pytest.mark.parametrize("source", ["long", "long/long_MMStack_Pos0.ome.tif"])
+def test_ometiff_missing_rollover_file_is_refused_by_name(local_site, run_cli, upload_files,
+                                                          tmp_path, source):
+    long_acquisition(tmp_path / "long")
+    (tmp_path / "long" / "long_MMStack_Pos0_1.ome.tif").unlink()
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, tmp_path / source)
+    assert_refused(result, local_site, before, contains=(
+        "long_MMStack_Pos0_1.ome.tif is missing: Micro-Manager continues a position's pages in "
+        "long_MMStack_Pos0_1.ome.tif, _2..., and long_MMStack_Pos0_2.ome.tif is there; copy "
+        f"every file of the acquisition into {tmp_path / 'long'}",))
+
+
+def test_ometiff_position_labels_ending_in_a_number_are_no_rollover_files(
+        local_site, run_cli, upload_files, tmp_path):
+    """cell_1 and cell_2 are positions (the summary lists them), not continuations of "cell"."""
+    folder = tmp_path / "cells"
+    files = write_mm_ometiff(folder, "cells", channels=CHANNELS, slices=3, times=2, positions=2,
+                             height=8, width=8, max_pages_per_file=5,
+                             position_labels=("cell_1", "cell_2"))
+    assert files[1].name == "cells_MMStack_cell_1_1.ome.tif"
+    result = upload(run_cli, upload_files, folder)
+    assert_uploaded_as(result, "Micro-Manager 1.4 OME-TIFF (6 files)", "ome_tiff")
+    got = stored()
+    assert got["meta"]["position_labels"] == {"0": "cell_1", "1": "cell_2"}
+    assert_every_pixel(got["array"], source_frames(folder))
+
+
+@pytest.mark.parametrize("deleted", [
+    ["long_MMStack_Pos0_2.ome.tif"],  # the last of a position's files: no gap shows
+    ["long_MMStack_Pos1.ome.tif", "long_MMStack_Pos1_1.ome.tif", "long_MMStack_Pos1_2.ome.tif"],
+])
+def test_ometiff_folder_missing_a_file_its_ome_xml_names_is_refused(
+        local_site, run_cli, upload_files, tmp_path, deleted):
+    folder = tmp_path / "long"
+    long_acquisition(folder)
+    for name in deleted:
+        (folder / name).unlink()
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        f"{folder}: {deleted[0]} is missing, though the acquisition's OME-XML names it; copy "
+        "every file of the acquisition into the folder (or leave its position out with the "
+        "CSV positions column)",))
+
+
+def test_ometiff_folder_without_the_file_holding_the_ome_xml_is_refused(
+        local_site, run_cli, upload_files, tmp_path):
+    """Pos1's files point at Pos0_2, where the whole OME-XML is."""
+    folder = tmp_path / "long"
+    for path in long_acquisition(folder)[:3]:
+        path.unlink()
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        "long_MMStack_Pos0_2.ome.tif is missing, though the acquisition's OME-XML names it",))
+
+
+@pytest.mark.parametrize("deleted", [
+    ["long_MMStack_Pos1_2.ome.tif"],
+    ["long_MMStack_Pos1.ome.tif", "long_MMStack_Pos1_1.ome.tif", "long_MMStack_Pos1_2.ome.tif"],
+])
+def test_ometiff_files_of_positions_left_out_need_not_be_there(local_site, run_cli, upload_files,
+                                                               tmp_path, deleted):
+    folder = tmp_path / "long"
+    long_acquisition(folder)
+    expected = {index: pixels for index, pixels in source_frames(folder).items()
+                if index[3] == 0}
+    for name in deleted:
+        (folder / name).unlink()
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(folder),
+                                  "positions": "[0]"}])
+    result = run_cli("upload", "--csv", csv_path, "--config",
+                     upload_files.config(upload_type="frames", microscope="scope2"))
+    assert result.exit_code == 0, result.stderr
+    assert "Warning:" not in result.stderr
+    got = stored()
+    assert len(got["frames"]) == 12
+    assert_every_pixel(got["array"], expected)
+
+
 # ------------------------------------------------------------- image files
 
 
@@ -240,6 +364,79 @@ def test_four_integer_names_are_claimed_likely_and_read_by_their_letters(
     result = upload(run_cli, upload_files, folder)
     assert_uploaded_as(result, "folder of TIFF files (4 files)", "tif_folder")
     assert_every_pixel(stored()["array"], expected)
+
+
+def keep_only_pixels(files_by_position):
+    """What a tool that keeps only the pixels leaves: no metadata.txt, and images without
+    Micro-Manager's JSON (ImageJ Info)."""
+    for files in files_by_position.values():
+        (files[0].parent / "metadata.txt").unlink()
+        for path in files:
+            tifffile.imwrite(path, tifffile.imread(path))
+
+
+@pytest.mark.parametrize("version", ["1.4", "2.0"])
+def test_position_folders_without_metadata_are_placed_by_their_pos_names(
+        local_site, run_cli, upload_files, tmp_path, version):
+    """Pos1 was skipped: Pos2 is the second folder, and stays position 2."""
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, version=version, positions=(0, 2),
+                                        nbr_positions=3, channels=CHANNELS, slices=1, times=2,
+                                        height=6, width=6, seed=13)
+    expected = image_files(written)
+    keep_only_pixels(written)
+    result = upload(run_cli, upload_files, folder)
+    assert_uploaded_as(result, f"Micro-Manager {version} image-file acquisition "
+                               "(2 position folders)", "tif_folder")
+    got = stored()
+    assert got["meta"]["position_folders"] == {"0": "Pos0", "2": "Pos2"}
+    assert sorted({f["pos_idx"] for f in got["frames"]}) == [0, 2]
+    # read() gives the positions stored, in order: position 2 is the second
+    assert_every_pixel(got["array"], {(c, z, t, [0, 2].index(p)): pixels
+                                      for (c, z, t, p), pixels in expected.items()})
+
+
+def test_label_folders_without_metadata_are_refused(local_site, run_cli, upload_files,
+                                                    tmp_path):
+    """1.4 names hold no position and the labels' list went with metadata.txt: sorted by
+    name, Alpha, Mid, Zeta would be positions 0, 1, 2 instead of 1, 2, 0."""
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, positions=(0, 1, 2),
+                                        position_labels=("Zeta", "Alpha", "Mid"),
+                                        channels=CHANNELS, slices=3, times=2, height=6, width=6)
+    keep_only_pixels(written)
+    before = local_site.snapshot()
+    result = upload(run_cli, upload_files, folder)
+    assert_refused(result, local_site, before, contains=(
+        f"{folder / 'Alpha'}: nothing says which position this folder is",
+        "keep each position folder's metadata.txt, or upload each position folder as its own "
+        "dataset"))
+
+
+def test_label_folders_without_metadata_are_placed_by_their_file_names(
+        local_site, run_cli, upload_files, tmp_path):
+    """2.0 names hold the position (img_..._position001_...)."""
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, version="2.0", positions=(0, 1, 2),
+                                        position_labels=("Zeta", "Alpha", "Mid"),
+                                        channels=CHANNELS, slices=1, times=2, height=6, width=6)
+    expected = image_files(written)
+    keep_only_pixels(written)
+    result = upload(run_cli, upload_files, folder)
+    assert result.exit_code == 0, result.stderr
+    got = stored()
+    assert got["meta"]["position_folders"] == {"0": "Zeta", "1": "Alpha", "2": "Mid"}
+    assert_every_pixel(got["array"], expected)
+
+
+def test_a_pos_folder_given_alone_without_metadata_keeps_its_position(
+        local_site, run_cli, upload_files, tmp_path):
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, positions=(2,), channels=CHANNELS, slices=1,
+                                        times=2, height=6, width=6)
+    keep_only_pixels(written)
+    assert upload(run_cli, upload_files, folder / "Pos2").exit_code == 0
+    assert {f["pos_idx"] for f in stored()["frames"]} == {2}
 
 
 # ------------------------------------------------- a metadata.txt cut short
@@ -432,3 +629,58 @@ def test_a_position_folder_given_alone_keeps_its_position(local_site, run_cli, u
     # read() gives the positions stored: position 2 is the first
     assert_every_pixel(got["array"], {(*index[:3], 0): pixels for index, pixels
                                       in image_files({2: written[2]}).items()})
+
+
+# ------------------------------------------------- copied from a Mac
+
+#: the start of an AppleDouble file (magic, version, "Mac OS X" filler): resource fork and
+#: Finder info, which macOS writes as ``._<name>`` beside each file copied to a non-Mac share
+APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02" + bytes(4070)
+
+
+def leave_appledouble_files(folder):
+    for path in sorted(folder.rglob("*")):
+        (path.parent / f"._{path.name}").write_bytes(APPLEDOUBLE)
+
+
+@pytest.mark.parametrize("version", ["1.4", "2.0"])
+def test_ometiff_folder_copied_from_a_mac_leaves_out_its_appledouble_files(
+        local_site, run_cli, upload_files, tmp_path, version):
+    folder = tmp_path / "v14"
+    write_mm_ometiff(folder, "v14", version=version, channels=CHANNELS, slices=2, times=1,
+                     positions=2, height=8, width=8, max_pages_per_file=3, seed=10)
+    expected = source_frames(folder)
+    leave_appledouble_files(folder)  # ._v14_MMStack_Pos0.ome.tif sorts first
+    result = upload(run_cli, upload_files, folder)
+    assert_uploaded_as(result, f"Micro-Manager {version} OME-TIFF (4 files)", "ome_tiff")
+    got = stored()
+    assert got["meta"]["source_files"] == ["v14_MMStack_Pos0.ome.tif", "v14_MMStack_Pos0_1.ome.tif",
+                                           "v14_MMStack_Pos1.ome.tif", "v14_MMStack_Pos1_1.ome.tif"]
+    assert_every_pixel(got["array"], expected)
+
+
+@pytest.mark.parametrize("version", ["1.4", "2.0"])
+def test_image_files_copied_from_a_mac_leave_out_their_appledouble_files(
+        local_site, run_cli, upload_files, tmp_path, version):
+    flat = tmp_path / "flat"
+    files = write_mm_tif_folder(flat, version=version, channels=CHANNELS, slices=2, times=1,
+                                height=6, width=6, seed=11)
+    leave_appledouble_files(flat)
+    result = upload(run_cli, upload_files, flat)
+    assert_uploaded_as(result, f"Micro-Manager {version} image-file acquisition (4 files)",
+                       "tif_folder")
+    assert_every_pixel(stored()["array"], image_files({0: files}))
+
+
+def test_position_folders_copied_from_a_mac_leave_out_their_appledouble_files(
+        local_site, run_cli, upload_files, tmp_path):
+    folder = tmp_path / "acq"
+    written = write_mm_position_folders(folder, positions=(0, 1), channels=CHANNELS, slices=1,
+                                        times=2, height=6, width=6, seed=12)
+    leave_appledouble_files(folder)  # ._Pos0 (a file) beside Pos0/, ._img_... inside it
+    result = upload(run_cli, upload_files, folder)
+    assert_uploaded_as(result, "Micro-Manager 1.4 image-file acquisition (2 position folders)",
+                       "tif_folder")
+    got = stored()
+    assert got["meta"]["nbr_files"] == 8
+    assert_every_pixel(got["array"], image_files(written))

@@ -219,6 +219,19 @@ def test_positions_column_takes_some_position_folders(site, run_cli, upload_file
         assert ds.dims.nbr_positions == 1 and ds.nbr_frames == 2
 
 
+def test_positions_column_asking_for_an_absent_position_is_refused(site, run_cli, upload_files,
+                                                                  tmp_path):
+    acquisition = tmp_path / "acq_6"
+    write_mm_position_folders(acquisition, positions=(0, 1), channels=CHANNELS, slices=1,
+                              times=1, height=6, width=6)
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(acquisition),
+                                  "positions": "[1, 5]"}])
+    before = site.snapshot()
+    result = run_cli("upload", "--csv", csv_path, "--config", tif_folder_config(upload_files))
+    assert_refused(result, site, before, contains=(
+        f"{acquisition}: position(s) 5 not found; available positions: 0, 1",))
+
+
 def test_folder_without_tiffs_or_position_folders_is_refused(site, run_cli, upload_files, tmp_path):
     empty = tmp_path / "empty"
     (empty / "notes").mkdir(parents=True)
@@ -234,7 +247,7 @@ def test_two_folders_at_one_position_are_refused(site, run_cli, upload_files, tm
     acquisition = tmp_path / "acq_5"
     write_mm_position_folders(acquisition, positions=(0,), channels=CHANNELS, slices=1, times=1,
                               height=6, width=6)
-    shutil.copytree(acquisition / "Pos0", acquisition / "copy")  # not a listed label: rank 0
+    shutil.copytree(acquisition / "Pos0", acquisition / "copy")  # its metadata.txt: position 0
     before = site.snapshot()
     result = upload(run_cli, upload_files, acquisition)
     assert_refused(result, site, before, contains=("Pos0 and ", "copy are both position 0"))

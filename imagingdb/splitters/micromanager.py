@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from ..acquisition import FrameIndex
 from ..errors import SplitterError
 
 AXES = ("channel", "slice", "time", "position")
@@ -55,6 +56,7 @@ _COORDS_AXES = {"channel": "channel", "z": "slice", "time": "time", "position": 
 _FRAME_KEY = re.compile(r"^FrameKey-(\d+)-(\d+)-(\d+)$")
 _LABEL_KEYS = ("Label", "LABEL", "label")  # PropertyKey.MULTI_STAGE_POSITION__LABEL's spellings
 _VERSION = re.compile(r"^\s*(\d+)\.(\d+)")
+_NUMBERED = re.compile(r"Pos(\d+)")
 
 
 # --------------------------------------------------------------------------
@@ -106,6 +108,13 @@ def label_position(labels: list[Optional[str]], label: Any) -> Optional[int]:
     if not isinstance(label, str) or labels.count(label) != 1:
         return None
     return labels.index(label)
+
+
+def numbered_position(name: str) -> Optional[int]:
+    """n for ``Pos<n>``: Micro-Manager's name for a position without a label (its files, its
+    folder), None for any other name."""
+    numbered = _NUMBERED.fullmatch(name)
+    return int(numbered[1]) if numbered else None
 
 
 def version(summary: dict[str, Any]) -> Optional[str]:
@@ -170,8 +179,19 @@ def _index(value: Any, where: str) -> int:
     return value
 
 
-def describe_index(values: dict[str, int]) -> str:
-    return ", ".join(f"{axis} {values[axis]}" for axis in AXES if axis in values)
+def check_positions_found(source: Path, wanted: Optional[Iterable[int]], available: set[int],
+                          hint: str = "") -> None:
+    """Refuse a CSV positions column that asks for positions the source does not hold."""
+    missing = sorted(set(wanted or ()) - available)
+    if missing:
+        raise SplitterError(f"{source}: position(s) {', '.join(map(str, missing))} not found; "
+                            f"available positions: {', '.join(map(str, sorted(available)))}{hint}")
+
+
+def describe_index(index: FrameIndex) -> str:
+    """A frame as the readers' errors name it: "(channel 1, slice 0, time 2, position 0)"."""
+    return (f"(channel {index.channel}, slice {index.slice}, time {index.time}, "
+            f"position {index.position})")
 
 
 # --------------------------------------------------------------------------

@@ -3,23 +3,35 @@
 
 What a source means:
 
-- a folder: every ``*.ome.tif`` / ``*.ome.tiff`` file in it (not recursive),
-  i.e. all positions and their split continuation files;
+- a folder: every ``*.ome.tif`` / ``*.ome.tiff`` file in it (not recursive;
+  hidden files and the ``._*`` files macOS leaves on other disks are not the
+  acquisition's), i.e. all positions and their split continuation files;
 - a file: that file plus its continuation files ``<stem>_1.ome.tif``,
   ``<stem>_2.ome.tif``... Other positions' files (``..._Pos1.ome.tif``) are
   *not* gathered, even when the summary lists more positions: give the folder
   to get every position.
 
-Micro-Manager names a position's files ``<prefix>_MMStack_<position label>``
-(``Pos<index>`` when the position has no label) and continues a full file in
-``_1``, ``_2``... Each page's ``MicroManagerMetadata`` tag (51123, JSON) gives
-the frame's indexes: ChannelIndex, SliceIndex, FrameIndex, PositionIndex
-(written by 1.4 and 2.0; 2.0 also writes Slice and Frame, 2.0 beta
-``completeCoords``, see :mod:`.micromanager`). A page without PositionIndex
-is placed by its PositionName among the summary's position labels, else by
-the label in its file name. A file name whose label says another position
-than its pages is refused, naming both. A missing channel/slice/time index
-counts as 0; a clash is then reported as a duplicate.
+The files must be one acquisition's, all of it (else the upload is refused,
+naming the file): Micro-Manager names every file ``<prefix>_MMStack_...`` and
+copies the summary into each, so two prefixes, or summaries whose Prefix,
+UUID (1.4) or StartTime, or ChNames differ, are two acquisitions, which
+would otherwise merge. It names a position's files
+``<prefix>_MMStack_<position label>`` (``Pos<index>`` when the position has
+no label) and continues a full file in ``_1``, ``_2``..., so a number missing
+from that run is a file lost in a copy (a label the summary lists, such as
+``cell_1``, is a position of its own, not a continuation). For a folder, the
+dataset's OME-XML also names every file (each page's TiffData UUID FileName,
+or the pointer to the file that holds it): one of them absent is refused too,
+but for the positions the CSV ``positions`` column leaves out.
+
+Each page's ``MicroManagerMetadata`` tag (51123, JSON) gives the frame's
+indexes: ChannelIndex, SliceIndex, FrameIndex, PositionIndex (written by 1.4
+and 2.0; 2.0 also writes Slice and Frame, 2.0 beta ``completeCoords``, see
+:mod:`.micromanager`). A page without PositionIndex is placed by its
+PositionName among the summary's position labels, else by the label in its
+file name. A file name whose label says another position than its pages is
+refused, naming both. A missing channel/slice/time index counts as 0; a clash
+is then reported as a duplicate.
 
 The acquisition summary comes from the first file: Micro-Manager's file header
 (``TiffFile.micromanager_metadata['Summary']``), else the ImageJ ``Info`` of
@@ -78,10 +90,6 @@ if TYPE_CHECKING:
     import tifffile
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
-
-MM_METADATA_TAG = tiff_pages.MM_METADATA_TAG  # MicroManagerMetadata: per-page JSON
-IJ_METADATA_TAG = tiff_pages.IJ_METADATA_TAG  # IJMetadata, whose Info holds Micro-Manager's summary
-OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 
 # Magic numbers of Micro-Manager's file header (bytes 8-40 of the file).
 _MM_INDEX_MAP_HEADER = 54773648
@@ -154,6 +162,10 @@ class OmeTiffAcquisition(Acquisition):
         first = _read_first_page(files[0])
         summary, self._format = first.summary, first.pixel_format
         self._position_labels = mm.position_labels(summary)
+        dataset_xml, ome_warning = _dataset_ome_xml(files[0], first.ome_xml)
+        _check_one_acquisition(source, files, summary, self._position_labels)
+        if source.is_dir() and dataset_xml:
+            _check_listed_files(source, dataset_xml, options.positions, self._position_labels)
         census = _take_census(files, summary, self._position_labels)
         self._positions_by_file = census.positions_by_file
         self._selected = _select_positions(source, census.positions(), options.positions)
@@ -172,12 +184,11 @@ class OmeTiffAcquisition(Acquisition):
             "position": mm.summary_size(summary, "position"),
         }
         self.kind = _kind(summary, files)
-        ome_xml, ome_warning = _dataset_ome_xml(files[0], first.ome_xml)
         self.warnings = [ome_warning] if ome_warning else []
         self.global_meta = {
             **options.name_metadata(source),
             **summary,
-            **({"ome_xml": ome_xml} if ome_xml else {}),
+            **({"ome_xml": dataset_xml} if dataset_xml else {}),
             "position_labels": {str(p): label for p in sorted(self._selected)
                                 if p < len(self._position_labels)
                                 and mm.label_position(self._position_labels,
@@ -214,7 +225,7 @@ class OmeTiffAcquisition(Acquisition):
                 self._check_index(index, path, number)
                 if index in first_seen:
                     raise SplitterError(
-                        f"{path}: page {number} repeats frame {_describe_index(index)} "
+                        f"{path}: page {number} repeats frame {mm.describe_index(index)} "
                         f"already read from {first_seen[index]}")
                 first_seen[index] = f"{path.name} page {number}"
                 yield Frame(
@@ -247,8 +258,7 @@ class OmeTiffAcquisition(Acquisition):
 
 def _source_files(source: Path) -> list[Path]:
     if source.is_dir():
-        files = sorted((path for path in source.iterdir()
-                        if path.is_file() and _ome_tiff_suffix(path.name)), key=tiff_pages.natural_key)
+        files = tiff_pages.listed(source, tiff_pages.OME_TIFF_SUFFIXES)
         if not files:
             raise SplitterError(f"{source}: folder contains no .ome.tif file")
         return files
@@ -257,25 +267,131 @@ def _source_files(source: Path) -> list[Path]:
     return [source, *_continuation_files(source)]
 
 
-def _ome_tiff_suffix(name: str) -> str:
-    """The name's .ome.tif(f) suffix as written, or '' if it has none."""
-    lowered = name.lower()
-    for suffix in OME_TIFF_SUFFIXES:
-        if lowered.endswith(suffix):
-            return name[-len(suffix):]
-    return ""
-
-
 def _continuation_files(path: Path) -> list[Path]:
-    """Micro-Manager's split files of ``path``: <stem>_1<suffix>, <stem>_2<suffix>..."""
-    suffix = _ome_tiff_suffix(path.name) or path.suffix
-    stem = path.name[:len(path.name) - len(suffix)]
-    found: list[Path] = []
-    while True:
-        candidate = path.with_name(f"{stem}_{len(found) + 1}{suffix}")
-        if not candidate.is_file():
-            return found
-        found.append(candidate)
+    """Micro-Manager's split files of ``path``: <stem>_1<suffix>, <stem>_2<suffix>..., all of
+    them, so that one missing in the middle can be named (:func:`_check_rollovers`)."""
+    suffix = _suffix(path.name)
+    numbered = re.compile(re.escape(_stem(path.name)) + r"_([1-9]\d*)" + re.escape(suffix))
+    candidates = tiff_pages.listed(path.parent, (suffix.lower(),))
+    parts = {int(match[1]): candidate for candidate in candidates
+             if (match := numbered.fullmatch(candidate.name))}
+    return [parts[part] for part in sorted(parts)]
+
+
+def _suffix(name: str) -> str:
+    return tiff_pages.ome_suffix(name) or os.path.splitext(name)[1]
+
+
+def _stem(name: str) -> str:
+    return name[:len(name) - len(_suffix(name))]
+
+
+# --------------------------------------------------------------------------
+# The files of one acquisition
+# --------------------------------------------------------------------------
+
+_PREFIX = re.compile(r"^(?P<prefix>.+?)_MMStack(?=[_.])", re.IGNORECASE)
+
+
+def _check_one_acquisition(source: Path, files: list[Path], summary: dict[str, Any],
+                           labels: list[Optional[str]]) -> None:
+    """The files must be one acquisition's, each position's split files all there.
+
+    Micro-Manager names every file of an acquisition ``<prefix>_MMStack_...`` and
+    copies its summary into each; two acquisitions in one folder would otherwise
+    merge, the second's positions under the first's summary.
+    """
+    first = files[0]
+    for path in files[1:]:
+        prefixes = (_prefix(first), _prefix(path))
+        if prefixes[0] != prefixes[1]:
+            _refuse_two_acquisitions(source, first, path, "file names' prefixes "
+                                     f"{prefixes[0] or '(none)'} and {prefixes[1] or '(none)'}")
+        differs = _summary_difference(summary, _read_first_page(path).summary)
+        if differs:
+            _refuse_two_acquisitions(source, first, path, f"summaries' {differs}")
+    _check_rollovers(source, files, labels)
+
+
+def _prefix(path: Path) -> Optional[str]:
+    match = _PREFIX.match(path.name)
+    return match["prefix"] if match else None
+
+
+def _summary_difference(summary: dict[str, Any], other: dict[str, Any]) -> Optional[str]:
+    """The key that tells two acquisitions' summaries apart (UUID is 1.4's, StartTime both
+    versions'), None when they may be one acquisition's."""
+    identity = next((key for key in ("UUID", "StartTime") if key in summary and key in other),
+                    None)
+    for key in ("Prefix", "ChNames", identity):
+        if key is not None and key in summary and key in other and summary[key] != other[key]:
+            return key
+    return None
+
+
+def _refuse_two_acquisitions(source: Path, first: Path, other: Path, what: str) -> None:
+    raise SplitterError(f"{source}: {first.name} and {other.name} are files of two Micro-Manager "
+                        f"acquisitions (their {what} differ); upload each acquisition as its "
+                        "own CSV row")
+
+
+_CONTINUATION = re.compile(r"(?P<base>.+)_(?P<part>[1-9]\d*)")
+
+
+def _check_rollovers(source: Path, files: list[Path], labels: list[Optional[str]]) -> None:
+    """A position's files run <base>, <base>_1, <base>_2...: one missing is a copy gone wrong,
+    whose frames would otherwise be recorded as never acquired."""
+    parts: dict[tuple[str, str], set[int]] = {}
+    for path in files:
+        base, part = (_stem(path.name), 0) if path == source else _rollover_part(path, labels)
+        parts.setdefault((base, _suffix(path.name)), set()).add(part)
+    for (base, suffix), found in parts.items():
+        missing = min(set(range(max(found))) - found, default=None)
+        if missing is not None:
+            name = f"{base}_{missing}{suffix}" if missing else f"{base}{suffix}"
+            folder = source if source.is_dir() else source.parent
+            raise SplitterError(
+                f"{source}: {name} is missing: Micro-Manager continues a position's pages in "
+                f"{base}_1{suffix}, _2..., and {base}_{max(found)}{suffix} is there; copy every "
+                f"file of the acquisition into {folder}")
+
+
+def _rollover_part(path: Path, labels: list[Optional[str]]) -> tuple[str, int]:
+    """(base, n) of Micro-Manager's n-th continuation file <base>_<n>; (stem, 0) for a
+    position's first file, or one whose label (``Site_1``) is itself a listed position's."""
+    stem = _stem(path.name)
+    continuation = _CONTINUATION.fullmatch(stem)
+    label = stem.split("_MMStack_", 1)[1] if "_MMStack_" in stem else None
+    if continuation is None or (label is not None and label in labels):
+        return stem, 0
+    return continuation["base"], int(continuation["part"])
+
+
+_LISTED_FILE = re.compile(r'<(?:\w+:)?UUID\b[^>]*?\bFileName="(?P<name>[^"]*)"')
+
+
+def _check_listed_files(source: Path, dataset_xml: str, wanted: Optional[list[int]],
+                        labels: list[Optional[str]]) -> None:
+    """Every file the dataset's OME-XML names (a TiffData UUID's FileName for each page, or
+    the BinaryOnly pointer to the file holding the whole of it, when that file could not be
+    read) must be in the folder, but those of positions left out with the CSV positions column.
+
+    Micro-Manager writes the OME-XML as the acquisition ends: a file it names was written.
+    """
+    names = [unescape(match["name"]) for match in _LISTED_FILE.finditer(dataset_xml)]
+    pointer = _BINARY_ONLY.search(dataset_xml[:4096])
+    if pointer:
+        names.append(unescape(pointer["file"]))
+    for name in dict.fromkeys(names):
+        if Path(name).name != name or (source / name).is_file():
+            continue
+        position = _file_name_position(Path(name), labels)
+        if wanted is not None and position is not None and position not in wanted:
+            continue
+        raise SplitterError(
+            f"{source}: {name} is missing, though the acquisition's OME-XML names it; copy "
+            "every file of the acquisition into the folder (or leave its position out with "
+            "the CSV positions column)")
 
 
 # --------------------------------------------------------------------------
@@ -316,7 +432,7 @@ def _check_chain_end(tif: "tifffile.TiffFile", path: Path, count: int) -> None:
 def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> Optional[dict[str, Any]]:
     """The page's MicroManagerMetadata; None for the blank pages with which Micro-Manager
     completes the last time point of an aborted acquisition (writeBlankIFD: "NULL ")."""
-    tag = page.tags.get(MM_METADATA_TAG)
+    tag = page.tags.get(tiff_pages.MM_METADATA_TAG)
     if tag is None:
         raise SplitterError(
             f"{path} has no MicroManagerMetadata on page {number}: not a Micro-Manager "
@@ -403,7 +519,7 @@ def _imagej_summary(page: "tifffile.TiffPage") -> Optional[dict[str, Any]]:
     before the JSON, and the comment may hold anything: the summary is the
     JSON object that runs to the end.
     """
-    imagej = page.tags.valueof(IJ_METADATA_TAG)
+    imagej = page.tags.valueof(tiff_pages.IJ_METADATA_TAG)
     info = imagej.get("Info") if isinstance(imagej, dict) else None
     if not isinstance(info, str):
         return None
@@ -427,8 +543,9 @@ def _frame_index(metadata: dict[str, Any], path: Path, number: int,
     by_label = mm.label_position(position_labels, name)
     position = found.get("position")
     if position is None:
-        position = by_label if by_label is not None else _position_from_file_name(
-            path, position_labels)
+        # A page without PositionIndex nor a listed PositionName: its file name says
+        position = by_label if by_label is not None else (
+            _file_name_position(path, position_labels) or 0)
     elif by_label is not None and by_label != position:
         raise SplitterError(f"{where} says PositionIndex {position} but its PositionName "
                             f"{name!r} is position {by_label} in the summary's position list")
@@ -448,13 +565,13 @@ def _labels_in_file_name(path: Path) -> list[str]:
     return [label, rollover["label"]] if rollover else [label]
 
 
-def _position_from_file_name(path: Path, labels: list[Optional[str]]) -> int:
-    """Position of a page without PositionIndex nor a listed PositionName."""
+def _file_name_position(path: Path, labels: list[Optional[str]]) -> Optional[int]:
+    """The position a file's name says, None when it says none."""
     for label in _labels_in_file_name(path):
         said = _label_in_name_position(label, labels)
         if said is not None:
             return said
-    return 0
+    return None
 
 
 def _check_file_name(path: Path, name: Any, position: int, labels: list[Optional[str]],
@@ -479,15 +596,7 @@ def _check_file_name(path: Path, name: Any, position: int, labels: list[Optional
 
 def _label_in_name_position(label: str, labels: list[Optional[str]]) -> Optional[int]:
     by_label = mm.label_position(labels, label)
-    if by_label is not None:
-        return by_label
-    numbered = re.fullmatch(r"Pos(\d+)", label)
-    return int(numbered[1]) if numbered else None
-
-
-def _describe_index(index: FrameIndex) -> str:
-    return (f"(channel {index.channel}, slice {index.slice}, "
-            f"time {index.time}, position {index.position})")
+    return by_label if by_label is not None else mm.numbered_position(label)
 
 
 @dataclass
@@ -549,12 +658,8 @@ def _select_positions(source: Path, available: set[int],
                       wanted: Optional[list[int]]) -> set[int]:
     if wanted is None:
         return available
-    missing = sorted(set(wanted) - available)
-    if missing:
-        hint = "" if source.is_dir() else " (a file holds only its own positions: give the folder)"
-        raise SplitterError(
-            f"{source}: position(s) {', '.join(map(str, missing))} not found; "
-            f"available positions: {', '.join(map(str, sorted(available)))}{hint}")
+    hint = "" if source.is_dir() else " (a file holds only its own positions: give the folder)"
+    mm.check_positions_found(source, wanted, available, hint)
     return set(wanted)
 
 
@@ -665,8 +770,7 @@ def _claimable_files(source: Path) -> list[Path]:
     if source.is_dir():
         if (source / _NDTIFF_INDEX).exists():
             return []
-        return sorted((path for path in source.iterdir()
-                       if path.is_file() and _ome_tiff_suffix(path.name)), key=tiff_pages.natural_key)
+        return tiff_pages.listed(source, tiff_pages.OME_TIFF_SUFFIXES)
     if (not source.is_file() or source.suffix.lower() not in tiff_pages.TIFF_SUFFIXES
             or source.with_name(_NDTIFF_INDEX).exists()):
         return []
@@ -687,6 +791,6 @@ def _claimed_summary(path: Path) -> Optional[dict[str, Any]]:
         return summary
     with tiff_pages.opened(path) as tif:
         page = tiff_pages.first_page(tif, path)
-        if MM_METADATA_TAG not in page.tags:
+        if tiff_pages.MM_METADATA_TAG not in page.tags:
             return None
         return _imagej_summary(page) or {}

@@ -1,7 +1,8 @@
 """The ``tif_folder`` splitter: a folder holding one TIFF file per frame.
 
 What a source means: a folder; every ``*.tif`` / ``*.tiff`` file directly in
-it is one frame, taken in natural order (``img_2`` before ``img_10``). This is
+it is one frame, taken in natural order (``img_2`` before ``img_10``); hidden
+files and the ``._*`` files macOS leaves on other disks are not. This is
 what Micro-Manager writes with "save as separate image files" (1.4:
 ``img_<time>_<channel>_<slice>.tif``; 2.0:
 ``img_channel000_position000_time000000000_z000.tif``, only the axes the
@@ -24,8 +25,14 @@ itself but subfolders that do.
 - **Positions** of position folders: the PositionIndex their images record,
   else 1.4's Summary PositionIndex, else the folder name's place among the
   summary's stage position labels (1.4 InitialPositionList, 2.0
-  StagePositions), else the folders' natural order; sources that disagree are
-  refused.
+  StagePositions); sources that disagree are refused. Without any of them, a
+  folder named ``Pos<n>`` (Micro-Manager's name for a position without a
+  label) is position n, else the one position all its file names give (2.0's
+  ``position<n>``); a position folder nothing places is refused, never placed
+  by the folders' order (a position skipped leaves no folder, and label
+  folders sort by name). A folder given alone keeps the positions its file
+  names give, unless its metadata (or, when the names give none, a ``Pos<n>``
+  name) says which position it is.
 - **Global metadata** is the ``Summary`` of the ``metadata.txt`` (kept whole),
   when the file is there. Its declared sizes (1.4 Channels, Slices, Frames,
   Positions; 2.0 IntendedDimensions, -1 meaning undeclared) are the dataset's
@@ -104,6 +111,7 @@ class _PlannedFrame:
     recorded_position: Optional[int] = None  # the PositionIndex Micro-Manager recorded
     position_name: Optional[str] = None  # the PositionName Micro-Manager recorded
     entry_metadata: dict[str, Any] = field(default_factory=dict)
+    named_position: Optional[int] = None  # the position the file name gave
 
 
 @dataclass
@@ -130,9 +138,10 @@ class TifFolderAcquisition(Acquisition):
         summary_file = next((f.metadata_txt.path for f in folders if f.metadata_txt),
                             source / METADATA_FILE)
         positions = _FolderPositions(summary)
-        self._plan = [f for f in _plan(folders, multi_position, summary, options, positions)
+        plan = _plan(folders, multi_position, summary, options, positions)
+        mm.check_positions_found(source, options.positions, {f.index.position for f in plan})
+        self._plan = [f for f in plan
                       if options.positions is None or f.index.position in options.positions]
-        _check_positions(source, self._plan, options.positions)
         self._format = _first_format(self._plan[0].path)
         _check_summary_format(summary, self._format, summary_file)
         self.channel_names = _channel_names(summary, self._plan)
@@ -191,12 +200,11 @@ def _folders(source: Path) -> tuple[list[_Folder], bool]:
             raise SplitterError(f"{source} is a file; tif_folder takes a folder of TIFF files "
                                 "(use frames_format: tif_id for a stack in one file)")
         raise SplitterError(f"{source}: no such folder")
-    files = _tiff_files(source)
+    files = tiff_pages.listed(source)
     if files:
         return [_open_folder(source, files)], False
-    subfolders = sorted((p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                        key=tiff_pages.natural_key)
-    folders = [_open_folder(folder, files) for folder in subfolders if (files := _tiff_files(folder))]
+    folders = [_open_folder(folder, files) for folder in tiff_pages.listed(source, folders=True)
+               if (files := tiff_pages.listed(folder))]
     if not folders:
         raise SplitterError(f"{source}: folder contains no .tif file, nor position folders "
                             "that do (Pos0/, Pos1/...)")
@@ -209,13 +217,6 @@ def _open_folder(path: Path, files: list[Path]) -> _Folder:
     return _Folder(path, files, metadata_txt, entries)
 
 
-def _tiff_files(folder: Path) -> list[Path]:
-    """The folder's .tif/.tiff files in natural order."""
-    return sorted((p for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in tiff_pages.TIFF_SUFFIXES),
-                  key=tiff_pages.natural_key)
-
-
 class _FolderPositions:
     """Which position each position folder is, from everything that says so."""
 
@@ -223,14 +224,14 @@ class _FolderPositions:
         self._labels = mm.position_labels(summary)
         self._folders: dict[int, Path] = {}
 
-    def place(self, folder: _Folder, rank: Optional[int], planned: list[_PlannedFrame]) -> None:
+    def place(self, folder: _Folder, position_folder: bool, planned: list[_PlannedFrame]) -> None:
         """Set the position of the folder's frames; refuse sources that disagree.
 
-        ``rank``: the folder's place among position folders; None for a single folder,
+        ``position_folder``: one of the source's position folders (else the source itself,
         whose frames keep the positions their names give unless Micro-Manager says which
-        position the folder is (a position folder given alone).
+        position the folder is: a position folder given alone).
         """
-        found = self._position(folder, rank, planned)
+        found = self._position(folder, position_folder, planned)
         if found is None:
             return
         position, why = found
@@ -244,11 +245,27 @@ class _FolderPositions:
                                     f"{frame.index.position} but its folder is position {position}")
             frame.index = FrameIndex(frame.index.channel, frame.index.slice, frame.index.time,
                                      position)
-            if rank is not None:  # Micro-Manager names position folders after the position
+            if position_folder:  # Micro-Manager names position folders after the position
                 frame.position_name = frame.position_name or folder.path.name
 
-    def _position(self, folder: _Folder, rank: Optional[int],
+    def _position(self, folder: _Folder, position_folder: bool,
                   planned: list[_PlannedFrame]) -> Optional[tuple[int, str]]:
+        found = (self._recorded_position(folder, planned)
+                 or _named_position(folder, position_folder, planned))
+        if found is None and position_folder:
+            # The folders' order is no position: a position skipped leaves no folder, and
+            # label folders list by name, not in the position list's order.
+            raise SplitterError(
+                f"{folder.path}: nothing says which position this folder is (its images and "
+                f"{METADATA_FILE} record no PositionIndex, its name is neither Pos<n> nor a label "
+                "of the summary's position list, its file names give no position); keep each "
+                f"position folder's {METADATA_FILE}, or upload each position folder as its own "
+                "dataset (one CSV row each)")
+        return found
+
+    def _recorded_position(self, folder: _Folder,
+                           planned: list[_PlannedFrame]) -> Optional[tuple[int, str]]:
+        """What Micro-Manager's metadata says; sources that disagree are refused."""
         recorded = {f.recorded_position for f in planned if f.recorded_position is not None}
         if len(recorded) > 1:
             raise SplitterError(f"{folder.path}: its images record positions "
@@ -268,9 +285,7 @@ class _FolderPositions:
             if position != candidates[0][0]:
                 raise SplitterError(f"{folder.path}: {candidates[0][1]} says position "
                                     f"{candidates[0][0]} but {why} says {position}")
-        if candidates:
-            return candidates[0]
-        return None if rank is None else (rank, "the folders' order")
+        return candidates[0] if candidates else None
 
     def folder_names(self) -> dict[str, str]:
         return {str(p): self._folders[p].name for p in sorted(self._folders)}
@@ -289,6 +304,23 @@ class _FolderPositions:
         return {str(p): labels[p] for p in sorted(labels)}
 
 
+def _named_position(folder: _Folder, position_folder: bool,
+                    planned: list[_PlannedFrame]) -> Optional[tuple[int, str]]:
+    """The position that names give a folder without metadata: ``Pos<n>`` (what Micro-Manager
+    names a position without a label), else the one position all its file names give.
+
+    A folder given alone whose file names give positions is a flat multi-position folder:
+    its name is then not its position.
+    """
+    named = {frame.named_position for frame in planned}
+    numbered = mm.numbered_position(folder.path.name)
+    if numbered is not None and (position_folder or named == {None}):
+        return numbered, f"the folder name {folder.path.name!r}"
+    if position_folder and len(named) == 1 and None not in named:
+        return named.pop(), "the position its file names give"
+    return None
+
+
 # --------------------------------------------------------------------------
 # Placing each file
 # --------------------------------------------------------------------------
@@ -300,9 +332,9 @@ def _plan(folders: list[_Folder], multi_position: bool, summary: dict[str, Any],
     parse = SplitOptions(filename_parser=options.filename_parser or parse_idx_from_name)
     planner = _Planner(summary, parse)
     plan: list[_PlannedFrame] = []
-    for rank, folder in enumerate(folders):
+    for folder in folders:
         planned = [planner.plan(folder, path) for path in folder.files]
-        positions.place(folder, None if not multi_position else rank, planned)
+        positions.place(folder, multi_position, planned)
         plan += planned
     _check_unique(plan)
     return plan
@@ -330,6 +362,7 @@ class _Planner:
         name = parsed.pop("channel_name", None)
         values = {axis: _index(parsed.pop(_PARSED_KEYS[axis], None), path, axis)
                   for axis in _PARSED_KEYS}
+        named_position = values["position"]
         for axis, value in recorded.items():
             if values[axis] is not None and values[axis] != value:
                 raise SplitterError(f"{path}: the file name says {axis} {values[axis]} but "
@@ -341,7 +374,7 @@ class _Planner:
         return _PlannedFrame(path, index, channel_name, parsed, where if entry else None,
                              recorded.get("position"),
                              position_name if isinstance(position_name, str) else None,
-                             entry.metadata if entry else {})
+                             entry.metadata if entry else {}, named_position)
 
     def _parse(self, path: Path, recorded: bool) -> dict[str, Any]:
         try:
@@ -434,19 +467,9 @@ def _check_unique(plan: list[_PlannedFrame]) -> None:
     for planned in plan:
         index = planned.index
         if index in seen:
-            raise SplitterError(f"{planned.path} and {seen[index].name} are both frame (channel "
-                                f"{index.channel}, slice {index.slice}, time {index.time}, "
-                                f"position {index.position})")
+            raise SplitterError(f"{planned.path} and {seen[index].name} are both frame "
+                                f"{mm.describe_index(index)}")
         seen[index] = planned.path
-
-
-def _check_positions(source: Path, plan: list[_PlannedFrame], wanted: Optional[list[int]]) -> None:
-    if not plan:
-        raise SplitterError(f"{source}: no file of position(s) {wanted} in the folder")
-    if wanted is not None:
-        missing = sorted(set(wanted) - {f.index.position for f in plan})
-        if missing:
-            raise SplitterError(f"{source}: no file of position(s) {', '.join(map(str, missing))}")
 
 
 # --------------------------------------------------------------------------
@@ -561,8 +584,7 @@ def claim_source(source: Path) -> Optional[SourceClaim]:
         names = _tiff_names(source)
         if names:
             return _claim_folder(source, names, None)
-        subfolders = [path for path in sorted(source.iterdir(), key=tiff_pages.natural_key)
-                      if path.is_dir() and not path.name.startswith(".")]
+        subfolders = tiff_pages.listed(source, folders=True)
         first = next((folder for folder in subfolders if _tiff_names(folder)), None)
         return _claim_folder(first, _tiff_names(first), len(subfolders)) if first else None
     except OSError:
@@ -571,7 +593,7 @@ def claim_source(source: Path) -> Optional[SourceClaim]:
 
 def _claim_folder(folder: Path, names: list[str],
                   position_folders: Optional[int]) -> Optional[SourceClaim]:
-    if any(name.lower().endswith((".ome.tif", ".ome.tiff")) for name in names):
+    if any(tiff_pages.has_ome_suffix(name) for name in names):
         return None
     version = "" if _has_summary(folder / METADATA_FILE) else None
     if all(_MM20_NAME.match(name) for name in names):
@@ -590,8 +612,7 @@ def _claim_folder(folder: Path, names: list[str],
 
 
 def _tiff_names(folder: Path) -> list[str]:
-    return [entry.name for entry in os.scandir(folder)
-            if entry.is_file() and Path(entry.name).suffix.lower() in tiff_pages.TIFF_SUFFIXES]
+    return [path.name for path in tiff_pages.listed(folder)]
 
 
 def _has_summary(path: Path) -> bool:

@@ -297,3 +297,14 @@ def file_tags(path: Path) -> dict[str, Any]:
             return {"tiff_tags": tags, "nbr_pages": len(tif.pages)}
     except Exception as exc:  # noqa: BLE001 - kept whole anyway; say why there are no tags
         return {"tiff_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
+def ome_suffix(name: str) -> str:
+    """The name's .ome.tif(f) suffix as written (a continuation file keeps its case), or ''."""
+    lowered = name.lower()
+    return next((name[-len(suffix):] for suffix in OME_TIFF_SUFFIXES if lowered.endswith(suffix)),
+                "")
+
+
+def has_ome_suffix(name: str) -> bool:
+    return bool(ome_suffix(name))

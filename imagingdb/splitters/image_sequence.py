@@ -25,8 +25,8 @@ shares (``sample2_z0000.tif``) are part of the name, not the number.
   number, and the ImageJ ``Info`` and slice label (``Label``) Fiji stores in
   each file.
 
-The folder is listed and the first file read at open; each file is opened
-when its frame is read.
+The folder is listed (``tiff_pages.listed``: hidden and AppleDouble files left
+out) and the first file read at open; each file is opened when its frame is read.
 """
 
 from __future__ import annotations
@@ -90,12 +90,6 @@ class Numbering:
         return [number for number in range(self.first, self.last + 1) if number not in self.files]
 
 
-def tiff_files(names: list[str]) -> list[str]:
-    """The TIFF file names of a folder listing, without hidden files (``._x.tif``, ``.DS_Store``)."""
-    return [name for name in names
-            if name.lower().endswith(tiff_pages.TIFF_SUFFIXES) and not name.startswith(".")]
-
-
 def number_files(folder: Path, names: list[str]) -> Numbering:
     """Each name's number, if the names differ by one number only; else a SplitterError."""
     if not names:
@@ -120,7 +114,7 @@ def number_files(folder: Path, names: list[str]) -> Numbering:
             "is unknown; use frames_format: tif_folder with a filename_parser that reads them")
     at = varying[0] if varying else width - 1
     files: dict[int, Path] = {}
-    for name in sorted(names, key=lambda n: int(runs[n][at])):
+    for name in sorted(names, key=lambda n: (int(runs[n][at]), n)):  # a stable error message
         number = int(runs[name][at])
         if number in files:
             raise SplitterError(f"{folder}: {files[number].name} and {name} have the same number "
@@ -135,13 +129,16 @@ def _pattern(parts: list[str], at: int) -> str:
     return "".join(shown)
 
 
-def _refuse_other_formats(folder: Path, names: list[str]) -> None:
-    if any(name.lower().endswith("metadata.txt") for name in names):
+def _sequence_files(folder: Path) -> list[str]:
+    """The folder's TIFF file names, after refusing the formats that place their own images."""
+    if tiff_pages.listed(folder, ("metadata.txt",)):
         raise SplitterError(f"{folder} holds a Micro-Manager metadata.txt, which places each "
                             "image: use frames_format: tif_folder")
+    names = [path.name for path in tiff_pages.listed(folder)]
     if any(ome_xml.has_ome_suffix(name) for name in names):
         raise SplitterError(f"{folder} holds OME-TIFF files, placed by their OME-XML: use "
                             "frames_format: ome_tiff")
+    return names
 
 
 class ImageSequence(Acquisition):
@@ -153,9 +150,7 @@ class ImageSequence(Acquisition):
                                 f"{source} is a file; image_sequence takes a folder of numbered "
                                 "TIFF files (use frames_format: tif_id for one TIFF file)")
         self.source = source
-        names = sorted(entry.name for entry in os.scandir(source) if entry.is_file())
-        _refuse_other_formats(source, names)
-        self.numbering = number_files(source, tiff_files(names))
+        self.numbering = number_files(source, _sequence_files(source))
         self._axis = options.sequence_axis
         first_path = self.numbering.files[self.numbering.first]
         self._format, header, physical_size = _read_first(first_path)
@@ -249,12 +244,10 @@ def claim_source(source: Path) -> Optional[SourceClaim]:
     if not source.is_dir():
         return None
     try:
-        names = sorted(entry.name for entry in os.scandir(source) if entry.is_file())
-        _refuse_other_formats(source, names)
-        tiffs = tiff_files(names)
-        if len(tiffs) < 2:
+        names = _sequence_files(source)
+        if len(names) < 2:
             return None
-        numbering = number_files(source, tiffs)
+        numbering = number_files(source, names)
         with tiff_pages.opened(numbering.files[numbering.first]) as tif:
             if tiff_pages.has_micromanager_metadata(tif.pages.first):
                 return None

@@ -5,12 +5,21 @@ number, as Fiji's File > Save As > Image Sequence writes them
 (``ij/plugin/StackWriter``: the title, then the image's number from "Start
 At", 0 by default, in 4 digits: ``c_elegans_em_z0000.tif``), and as many
 scripts do (``frame_1.tif``, ``frame_2.tif``...). Digits that every name
-shares (``sample2_z0000.tif``) are part of the name, not the number.
+shares (``sample2_z0000.tif``, Fiji's sample ``t1-head0000.tif``) are part of
+the name, not the number.
 
-- **Index**: along ``sequence_axis`` (the upload config's ``z``, the default,
-  or ``t``) = the file's number - the smallest number. A gap in the numbers is
-  a missing frame (with a warning), never closed up, so every image keeps its
-  place; the first number is kept in global metadata
+- **Axis**: a word right before the number that names an axis is the file's
+  own declaration and is used: ``z``/``slice``, ``t``/``time``/``frame``,
+  ``c``/``ch``/``channel``, ``p``/``pos``/``position``, in any case
+  (``movie_t0001.tif``, ``stack-z12.tif``, ``time003.tif``). The word is the
+  whole run of letters touching the digits (``stamp0001`` is no ``p``,
+  ``frame_0001`` has no word). Names without one run along the upload
+  config's ``sequence_axis`` (``z``, the default, or ``t``). Kind and global
+  metadata say the axis (``sequence_axis``) and where it came from
+  (``sequence_axis_from``: ``file names`` or ``sequence_axis``).
+- **Index**: along that axis = the file's number - the smallest number. A gap
+  in the numbers is a missing frame (with a warning), never closed up, so
+  every image keeps its place; the first number is kept in global metadata
   (``sequence_first_number``), so the original numbers can be recovered.
 - **Refused**, one line naming the files and what to do: names that differ by
   anything but one number (other prefixes or suffixes, or several numbers,
@@ -50,11 +59,21 @@ from ..acquisition import (
     Splitter,
 )
 from ..errors import SplitterError
-from . import imagej, ome_xml, tiff_pages
+from . import imagej, ome_xml, tif_id, tiff_pages
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
 _DIGITS = re.compile(r"(\d+)")
+_LAST_WORD = re.compile(r"([A-Za-z]+)$")
+#: words that, right before a name's number, say which axis it numbers (lower case)
+AXIS_WORDS = {
+    "z": "slice", "slice": "slice",
+    "t": "time", "time": "time", "frame": "time",
+    "c": "channel", "ch": "channel", "channel": "channel",
+    "p": "position", "pos": "position", "position": "position",
+}
+#: each FrameIndex axis as kinds and global metadata write it
+AXIS_LETTERS = {"channel": "c", "slice": "z", "time": "t", "position": "p"}
 
 
 class ImageSequenceSplitter(Splitter):
@@ -77,6 +96,7 @@ class Numbering:
 
     files: dict[int, Path]  # number -> file, in increasing number
     pattern: str  # e.g. "c_elegans_em_z<number>.tif"
+    axis: Optional[str] = None  # the FrameIndex axis the word before the number names
 
     @property
     def first(self) -> int:
@@ -85,6 +105,11 @@ class Numbering:
     @property
     def last(self) -> int:
         return next(reversed(self.files))
+
+    @property
+    def span(self) -> int:
+        """How many places the numbers run over, gaps included."""
+        return self.last - self.first + 1
 
     def gaps(self) -> list[int]:
         return [number for number in range(self.first, self.last + 1) if number not in self.files]
@@ -95,6 +120,26 @@ def number_files(folder: Path, names: list[str]) -> Numbering:
     if not names:
         raise SplitterError(f"{folder}: folder contains no TIFF file")
     split = {name: _DIGITS.split(name) for name in names}
+    _check_one_skeleton(folder, split)
+    runs = {name: parts[1::2] for name, parts in split.items()}
+    width = len(next(iter(runs.values())))
+    varying = [at for at in range(width) if len({run[at] for run in runs.values()}) > 1]
+    example = sorted(names, key=tiff_pages.natural_key)[-1]
+    if width == 0 or len(varying) > 1:
+        what = "no number" if width == 0 else "several numbers that vary"
+        raise SplitterError(
+            f"{folder}: file names like {example} have {what}, so the image sequence's order "
+            "is unknown; use frames_format: tif_folder with a filename_parser that reads them")
+    at = varying[0] if varying else width - 1
+    # Every name has the same text between its numbers, so the first name's words are all's.
+    words = [_axis_word(text) for text in split[names[0]][0:2 * width:2]]
+    files = _by_number(folder, names, {name: int(run[at]) for name, run in runs.items()})
+    return Numbering(files, _pattern(split[names[0]], at),
+                     AXIS_WORDS.get((words[at] or "").lower()))
+
+
+def _check_one_skeleton(folder: Path, split: dict[str, list[str]]) -> None:
+    """The names must share everything but their digits."""
     skeletons: dict[tuple[str, ...], str] = {}
     for name, parts in split.items():
         skeletons.setdefault(tuple(parts[0::2]), name)
@@ -103,24 +148,23 @@ def number_files(folder: Path, names: list[str]) -> Numbering:
         raise SplitterError(
             f"{folder}: {first} and {other} differ by more than a number, so they are not one "
             "image sequence; put each sequence in its own folder")
-    runs = {name: parts[1::2] for name, parts in split.items()}
-    width = len(next(iter(runs.values())))
-    varying = [at for at in range(width) if len({run[at] for run in runs.values()}) > 1]
-    if width == 0 or len(varying) > 1:
-        example = sorted(names, key=lambda n: tiff_pages.natural_key(Path(n)))[-1]
-        what = "no number" if width == 0 else "several numbers that vary"
-        raise SplitterError(
-            f"{folder}: file names like {example} have {what}, so the image sequence's order "
-            "is unknown; use frames_format: tif_folder with a filename_parser that reads them")
-    at = varying[0] if varying else width - 1
+
+
+def _axis_word(text_before: str) -> Optional[str]:
+    """The word touching a number (``t`` of ``movie_t0001``) if it names an axis, else None."""
+    found = _LAST_WORD.search(text_before)
+    return found[1] if found and found[1].lower() in AXIS_WORDS else None
+
+
+def _by_number(folder: Path, names: list[str], numbers: dict[str, int]) -> dict[int, Path]:
     files: dict[int, Path] = {}
-    for name in sorted(names, key=lambda n: (int(runs[n][at]), n)):  # a stable error message
-        number = int(runs[name][at])
+    for name in sorted(names, key=lambda name: (numbers[name], name)):  # a stable error message
+        number = numbers[name]
         if number in files:
             raise SplitterError(f"{folder}: {files[number].name} and {name} have the same number "
                                 f"({number}); an image sequence has one file per number")
         files[number] = folder / name
-    return Numbering(files, _pattern(split[names[0]], at))
+    return files
 
 
 def _pattern(parts: list[str], at: int) -> str:
@@ -151,20 +195,20 @@ class ImageSequence(Acquisition):
                                 "TIFF files (use frames_format: tif_id for one TIFF file)")
         self.source = source
         self.numbering = number_files(source, _sequence_files(source))
-        self._axis = options.sequence_axis
-        first_path = self.numbering.files[self.numbering.first]
-        self._format, header, physical_size = _read_first(first_path)
-        count = self.numbering.last - self.numbering.first + 1
-        along = "z" if self._axis == "slice" else "t"
+        self._axis = self.numbering.axis or options.sequence_axis
+        sizes = {**dict.fromkeys(AXIS_LETTERS, 1), self._axis: self.numbering.span}
+        self._positions = tif_id.selected_positions(source, sizes["position"], options.positions)
+        self._format, header, physical_size = _read_first(self.numbering.files[self.numbering.first])
+        along = AXIS_LETTERS[self._axis]
         self.kind = f"image sequence ({len(self.numbering.files)} files, along {along})"
-        self.channel_names = ["channel0"]
+        self.channel_names = [f"channel{c}" for c in range(sizes["channel"])]
         self.dims = Dimensions(
-            nbr_channels=1, nbr_positions=1,
-            nbr_slices=count if self._axis == "slice" else 1,
-            nbr_timepoints=count if self._axis == "time" else 1,
+            nbr_channels=sizes["channel"], nbr_slices=sizes["slice"],
+            nbr_timepoints=sizes["time"], nbr_positions=len(self._positions),
             im_height=self._format.shape[0], im_width=self._format.shape[1],
             im_colors=self._format.colors, bit_depth=self._format.dtype)
-        gaps = self.numbering.gaps()
+        gaps = [number for number in self.numbering.gaps()  # of the positions uploaded
+                if self._axis != "position" or number - self.numbering.first in self._positions]
         self.warnings = [f"{source}: no file has number(s) {_numbers_text(gaps)} of "
                          f"{self.numbering.pattern}: recorded as missing frames"] if gaps else []
         self.global_meta = {
@@ -172,6 +216,7 @@ class ImageSequence(Acquisition):
             "file_origin": str(source),
             "file_name_pattern": self.numbering.pattern,
             "sequence_axis": along,
+            "sequence_axis_from": "file names" if self.numbering.axis else "sequence_axis",
             "sequence_first_number": self.numbering.first,
             "sequence_last_number": self.numbering.last,
             "nbr_files": len(self.numbering.files),
@@ -183,16 +228,18 @@ class ImageSequence(Acquisition):
     def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:
         first = self.numbering.files[self.numbering.first]
         for number, path in self.numbering.files.items():
-            offset = number - self.numbering.first
-            index = FrameIndex(channel=0, slice=offset if self._axis == "slice" else 0,
-                               time=offset if self._axis == "time" else 0, position=0)
+            index = FrameIndex(**{**dict.fromkeys(AXIS_LETTERS, 0),
+                                  self._axis: number - self.numbering.first})
+            if index.position not in self._positions:
+                continue
             with tiff_pages.opened(path) as tif:
                 page = _single_page(tif, path)
                 where = f"{path}: page 0"
                 self._format.check_same(tiff_pages.PixelFormat.of(page, where), where, first.name)
                 with tiff_pages.reading(where):
                     metadata = _frame_metadata(page, path, number)
-                yield Frame(index=index, channel_name="channel0", metadata=metadata,
+                yield Frame(index=index, channel_name=self.channel_names[index.channel],
+                            metadata=metadata,
                             pixels=tiff_pages.read_pixels(page, where) if pixels else None,
                             origin=path.name)
 

@@ -153,7 +153,7 @@ class TifIdAcquisition(Acquisition):
         self._layout = layout
         self._labels = extra.get("imagej_metadata", {}).get("Labels", [])
         self._header_text = (page.description1 if header.second else page.description) if header else None
-        self._positions = _selected_positions(source, layout.sizes["position"], options.positions)
+        self._positions = selected_positions(source, layout.sizes["position"], options.positions)
         self.kind = layout.kind
         self.channel_names = [f"channel{c}" for c in range(layout.sizes["channel"])]
         self.dims = Dimensions(
@@ -305,14 +305,15 @@ def _refuse_contiguous_block(tif: Any, page: Any, declared: int, nbr_pages: int)
             "split; re-save it with Fiji or tifffile, or store it whole with upload_type: file")
 
 
-def _selected_positions(source: Path, nbr_positions: int,
-                        wanted: Optional[list[int]]) -> set[int]:
+def selected_positions(source: Path, nbr_positions: int,
+                       wanted: Optional[list[int]]) -> set[int]:
+    """The positions the CSV ``positions`` column asks for (all when it is empty)."""
     if wanted is None:
         return set(range(nbr_positions))
     outside = sorted(p for p in wanted if p >= nbr_positions)
     if outside:
         raise SplitterError(f"{source}: position(s) {', '.join(map(str, outside))} not found; "
-                            f"the file holds positions 0-{nbr_positions - 1}")
+                            f"it holds positions 0-{nbr_positions - 1}")
     return set(wanted)
 
 

@@ -163,6 +163,19 @@ def test_a_position_the_sequence_does_not_hold_is_refused(site, run_cli, upload_
         str(tmp_path / "em"), "position(s) 1 not found; it holds positions 0-0"))
 
 
+def test_four_integers_are_a_sequence_when_frames_format_says_so(run_cli, upload_files,
+                                                                tmp_path):
+    """tif_folder claims them (channel, slice, time, position); asked, image_sequence reads
+    the one that varies, as bare integers declare no axis."""
+    files = write_fiji_image_sequence(tmp_path / "s", "0000_0000_0000_", count=3, seed=29)
+    result = upload(run_cli, upload_files, tmp_path / "s", frames_format="image_sequence")
+    assert result.exit_code == 0, result.stderr
+    ds, array, _frames, _missing = stored()
+    assert ds.dims.nbr_slices == 3
+    for z, path in enumerate(files):
+        np.testing.assert_array_equal(array[0, 0, 0, z], tifffile.imread(path))
+
+
 # ------------------------------------------------------------------ refused
 
 
@@ -178,6 +191,14 @@ def _two_numbers(folder):
         write_fiji_image_sequence(folder, f"name_t{t:04d}_z", count=2, start=1)
     return ("have several numbers that vary", "use frames_format: tif_folder with a "
             "filename_parser")
+
+
+def _several_axis_words(folder):
+    write_fiji_image_sequence(folder, "im_c000_z", count=2, digits=3)
+    for path in folder.iterdir():
+        path.rename(path.with_name(path.stem + "_t000_p003.tif"))
+    return ("file names like im_c000_z001_t000_p003.tif number several axes (c, z, t, p)",
+            "use frames_format: tif_folder")
 
 
 def _same_number(folder):
@@ -214,7 +235,8 @@ def _ome_tiff_files(folder):
     return ("holds OME-TIFF files", "use frames_format: ome_tiff")
 
 
-@pytest.mark.parametrize("make", [_other_prefix, _two_numbers, _same_number, _multi_page_file,
+@pytest.mark.parametrize("make", [_other_prefix, _two_numbers, _several_axis_words,
+                                  _same_number, _multi_page_file,
                                   _other_shape, _micromanager_folder, _ome_tiff_files])
 def test_a_folder_that_is_not_one_sequence_is_refused(site, run_cli, upload_files, tmp_path,
                                                       make):

@@ -21,6 +21,16 @@ the name, not the number.
   in the numbers is a missing frame (with a warning), never closed up, so
   every image keeps its place; the first number is kept in global metadata
   (``sequence_first_number``), so the original numbers can be recovered.
+- **Not a sequence, tif_folder's**: names whose varying number and at least
+  one other number follow axis words (the original imagingDB's
+  ``im_c000_z003_t000_p000.tif``, Micro-Manager 2.0's
+  ``img_channel000_position000_time000000000_z003.tif``) declare a place on
+  several axes; they are neither claimed nor read (the constant axes would be
+  dropped). Names holding exactly four integers (``0000_0003_0000_0000.tif``)
+  are the original imagingDB's channel, slice, time, position convention,
+  which ``tif_folder`` claims: image_sequence does not claim them, but reads
+  them when ``frames_format: image_sequence`` says so (bare integers declare no
+  axis; the file's own words do).
 - **Refused**, one line naming the files and what to do: names that differ by
   anything but one number (other prefixes or suffixes, or several numbers,
   like Fiji's hyperstack sequences ``name_t0001_z0001_c0001.tif``: use
@@ -74,6 +84,8 @@ AXIS_WORDS = {
 }
 #: each FrameIndex axis as kinds and global metadata write it
 AXIS_LETTERS = {"channel": "c", "slice": "z", "time": "t", "position": "p"}
+#: the original imagingDB's names: channel, slice, time, position (tif_folder claims them)
+_FOUR_INTEGERS = 4
 
 
 class ImageSequenceSplitter(Splitter):
@@ -97,6 +109,7 @@ class Numbering:
     files: dict[int, Path]  # number -> file, in increasing number
     pattern: str  # e.g. "c_elegans_em_z<number>.tif"
     axis: Optional[str] = None  # the FrameIndex axis the word before the number names
+    numbers_per_name: int = 1  # digit runs in each name, the varying one included
 
     @property
     def first(self) -> int:
@@ -133,9 +146,15 @@ def number_files(folder: Path, names: list[str]) -> Numbering:
     at = varying[0] if varying else width - 1
     # Every name has the same text between its numbers, so the first name's words are all's.
     words = [_axis_word(text) for text in split[names[0]][0:2 * width:2]]
+    if words[at] is not None and sum(word is not None for word in words) > 1:
+        raise SplitterError(
+            f"{folder}: file names like {example} number several axes "
+            f"({', '.join(word for word in words if word)}), so an image sequence along one of "
+            "them would drop the others; use frames_format: tif_folder with a filename_parser "
+            "that reads them (parse_idx_from_name reads c, z, t, p)")
     files = _by_number(folder, names, {name: int(run[at]) for name, run in runs.items()})
     return Numbering(files, _pattern(split[names[0]], at),
-                     AXIS_WORDS.get((words[at] or "").lower()))
+                     AXIS_WORDS.get((words[at] or "").lower()), width)
 
 
 def _check_one_skeleton(folder: Path, split: dict[str, list[str]]) -> None:
@@ -287,7 +306,11 @@ def _numbers_text(numbers: list[int]) -> str:
 @hookimpl
 def claim_source(source: Path) -> Optional[SourceClaim]:
     """LIKELY: a folder of TIFF files named alike but for one number, without Micro-Manager's
-    metadata.txt or OME-TIFF files (one listing, page 0 of one file)."""
+    metadata.txt or OME-TIFF files (one listing, page 0 of one file).
+
+    Names of exactly four integers are left to tif_folder, whose LIKELY claim
+    they are: with both claiming, every such folder would need frames_format.
+    """
     if not source.is_dir():
         return None
     try:
@@ -295,6 +318,8 @@ def claim_source(source: Path) -> Optional[SourceClaim]:
         if len(names) < 2:
             return None
         numbering = number_files(source, names)
+        if numbering.numbers_per_name == _FOUR_INTEGERS:
+            return None
         with tiff_pages.opened(numbering.files[numbering.first]) as tif:
             if tiff_pages.has_micromanager_metadata(tif.pages.first):
                 return None

@@ -163,6 +163,16 @@ def test_a_position_the_sequence_does_not_hold_is_refused(site, run_cli, upload_
         str(tmp_path / "em"), "position(s) 1 not found; it holds positions 0-0"))
 
 
+def test_a_wide_gap_within_bounds_is_missing_frames(run_cli, upload_files, tmp_path):
+    """A span under tiff_pages.check_declared_frames' limits is an acquisition with gaps."""
+    write_fiji_image_sequence(tmp_path / "gap", "x_", count=1, digits=1)
+    write_fiji_image_sequence(tmp_path / "gap", "x_", count=1, start=999, digits=1)
+    result = upload(run_cli, upload_files, tmp_path / "gap")
+    assert result.exit_code == 0, result.stderr
+    ds, _array, _frames, missing = stored()
+    assert ds.dims.nbr_slices == 1000 and len(missing) == 998
+
+
 def test_four_integers_are_a_sequence_when_frames_format_says_so(run_cli, upload_files,
                                                                 tmp_path):
     """tif_folder claims them (channel, slice, time, position); asked, image_sequence reads
@@ -201,6 +211,13 @@ def _several_axis_words(folder):
             "use frames_format: tif_folder")
 
 
+def _numbers_far_apart(folder):
+    write_fiji_image_sequence(folder, "x_", count=1, digits=1)
+    write_fiji_image_sequence(folder, "x_", count=1, start=1000000, digits=1)
+    return ("the numbers of x_<number>.tif run from 0 to 1000000, 1,000,001 places for 2 files",
+            "timestamps or IDs", "rename the files by their order")
+
+
 def _same_number(folder):
     write_fiji_image_sequence(folder, "img", count=2, digits=2)
     write_fiji_image_sequence(folder, "img", count=1, start=1, digits=1)
@@ -236,7 +253,7 @@ def _ome_tiff_files(folder):
 
 
 @pytest.mark.parametrize("make", [_other_prefix, _two_numbers, _several_axis_words,
-                                  _same_number, _multi_page_file,
+                                  _numbers_far_apart, _same_number, _multi_page_file,
                                   _other_shape, _micromanager_folder, _ome_tiff_files])
 def test_a_folder_that_is_not_one_sequence_is_refused(site, run_cli, upload_files, tmp_path,
                                                       make):

@@ -21,6 +21,9 @@ the name, not the number.
   in the numbers is a missing frame (with a warning), never closed up, so
   every image keeps its place; the first number is kept in global metadata
   (``sequence_first_number``), so the original numbers can be recovered.
+  Numbers spread wider than any acquisition (``tiff_pages.check_declared_frames``
+  on the span against the files present: timestamps or IDs, not places) are
+  refused.
 - **Not a sequence, tif_folder's**: names whose varying number and at least
   one other number follow axis words (the original imagingDB's
   ``im_c000_z003_t000_p000.tif``, Micro-Manager 2.0's
@@ -127,6 +130,18 @@ class Numbering:
     def gaps(self) -> list[int]:
         return [number for number in range(self.first, self.last + 1) if number not in self.files]
 
+    def check_span(self, folder: Path) -> None:
+        """Refuse numbers spread wider than any acquisition: each gap would be a missing frame."""
+        try:
+            tiff_pages.check_declared_frames(str(folder), self.span, len(self.files))
+        except SplitterError:
+            # The shared rule decides; its words are for a header, and here the names declare.
+            raise SplitterError(
+                f"{folder}: the numbers of {self.pattern} run from {self.first} to {self.last}, "
+                f"{self.span:,} places for {len(self.files):,} files: numbers that far apart are "
+                "timestamps or IDs, not places in a sequence; rename the files by their order "
+                "(0, 1, 2...) or use frames_format: tif_folder with a filename_parser") from None
+
 
 def number_files(folder: Path, names: list[str]) -> Numbering:
     """Each name's number, if the names differ by one number only; else a SplitterError."""
@@ -214,6 +229,7 @@ class ImageSequence(Acquisition):
                                 "TIFF files (use frames_format: tif_id for one TIFF file)")
         self.source = source
         self.numbering = number_files(source, _sequence_files(source))
+        self.numbering.check_span(source)
         self._axis = self.numbering.axis or options.sequence_axis
         sizes = {**dict.fromkeys(AXIS_LETTERS, 1), self._axis: self.numbering.span}
         self._positions = tif_id.selected_positions(source, sizes["position"], options.positions)

@@ -1,5 +1,6 @@
 """The tif_id splitter: ImageJ hyperstacks and plain multi-page TIFFs, read back exactly."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -409,3 +410,29 @@ def test_an_ndtiff_stack_is_refused_naming_ndtiff(site, run_cli, upload_files, t
     finally:
         plugins.reset_for_tests()  # the next test loads every plugin again
     assert_refused(result, site, before, contains=(str(stack), message, "ndtiff"))
+
+
+# ------------------------------------------------------------------ damaged declarations
+
+
+def _one_page(path, description):
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16), metadata=None, description=description)
+    return path
+
+
+@pytest.mark.parametrize("description, declared", [
+    ("ImageJ=1.54f\nimages=1000000000000\nchannels=1000000000000\n", "1,000,000,000,000"),
+    ("ImageJ=1.54f\nimages=1000000000\nframes=1000000000\n", "1,000,000,000"),
+    ('{"shape": [1000000000, 8, 8]}', "1,000,000,000"),  # tifffile's, without axes
+], ids=["imagej channels", "imagej frames", "tifffile shape"])
+def test_a_header_declaring_more_than_any_acquisition_is_refused_at_once(
+        site, run_cli, upload_files, tmp_path, description, declared):
+    """Refused before anything is sized from it (a channel name per channel, a missing frame
+    per frame never written): not an out-of-memory crash, nor a dataset of a billion slots."""
+    path = _one_page(tmp_path / "huge.tif", description)
+    before = site.snapshot()
+    started = time.monotonic()
+    result = upload_auto(run_cli, upload_files, path)
+    assert time.monotonic() - started < 5
+    assert_refused(result, site, before, contains=(
+        str(path), f"declares {declared} frames", "store the file whole with upload_type: file"))

@@ -30,8 +30,11 @@ folder of single images) and NDTiff stacks (``ndtiff``).
 A file with fewer pages than it declares (an acquisition stopped early) is
 stored as it is: the declared sizes are the dataset's dimensions and the
 pages never written are its missing frames. More pages than declared is an
-error. Channels are named ``channel<c>`` (ImageJ and tifffile do not name
-them). Global metadata: the parsed description, the file's origin, and what
+error, and so is a declaration no acquisition could have
+(``tiff_pages.check_declared_frames``: over 10 million frames, or over 1000
+per page once past 100,000), checked before anything is sized from it.
+Channels are named ``channel<c>`` (ImageJ and tifffile do not name them).
+Global metadata: the parsed description, the file's origin, and what
 the ``filename_parser`` reads from the file name (e.g. ``parse_ml_name``'s
 plate, stack number and protein); frame metadata: each page's TIFF tags.
 Pages are read one at a time.
@@ -209,6 +212,8 @@ def _layout(source: Path, page: "tifffile.TiffPage", header: Optional[imagej.Ima
         layout = _shaped_layout(source, page.description, page_format, nbr_pages, sequence_axis)
     else:
         return _plain_layout(nbr_pages, sequence_axis, page.description or "")
+    # Before anything is sized from the declaration: a name per channel, a slot per frame.
+    tiff_pages.check_declared_frames(str(source), layout.declared, nbr_pages)
     if nbr_pages > layout.declared:
         raise SplitterError(
             f"{source} has {nbr_pages} pages but its ImageDescription declares {layout.declared} "

@@ -436,3 +436,14 @@ def test_a_header_declaring_more_than_any_acquisition_is_refused_at_once(
     assert time.monotonic() - started < 5
     assert_refused(result, site, before, contains=(
         str(path), f"declares {declared} frames", "store the file whole with upload_type: file"))
+
+
+@pytest.mark.parametrize("shape", ["[-2, 8, 8]", "[2.5, 8, 8]", "[0, 8, 8]", "[true, 8, 8]",
+                                   '["2", 8, 8]'])
+def test_a_tifffile_shape_of_anything_but_positive_integers_is_refused(
+        site, run_cli, upload_files, tmp_path, shape):
+    path = _one_page(tmp_path / "shaped.tif", f'{{"shape": {shape}}}')
+    before = site.snapshot()
+    result = upload(run_cli, upload_files, path)
+    assert_refused(result, site, before, contains=(
+        str(path), "every size must be a positive integer"))

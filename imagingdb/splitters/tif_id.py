@@ -17,9 +17,9 @@ declares, looked for in this order:
    and frame interval also as ``physical_size``.
 3. **tifffile's shaped description** (``{"shape": [...], "axes": "TZCYX"}``):
    pages in C order over the axes before YX: ``T`` time, ``Z`` slices, ``C``
-   channels. Without axes, or with tifffile's unknown ``Q``/sequence ``I``,
-   one dimension over 1 is a sequence (below); more cannot be placed and are
-   refused.
+   channels; each size must be a positive integer. Without axes, or with
+   tifffile's unknown ``Q``/sequence ``I``, one dimension over 1 is a sequence
+   (below); more cannot be placed and are refused.
 4. anything else: a **plain multi-page TIFF**, page ``i`` = slice ``i``
    (time ``i`` with the upload config's ``sequence_axis: t``).
 
@@ -233,7 +233,7 @@ def _shaped_layout(source: Path, description: str, page_format: tiff_pages.Pixel
                    nbr_pages: int, sequence_axis: str) -> _Layout:
     """tifffile's {"shape": [...], "axes": "..."}: pages in C order over the axes before YX."""
     declared = _shaped_metadata(source, description)
-    shape = [int(size) for size in declared.get("shape", ())]
+    shape = _shape_of(source, declared)
     axes = declared.get("axes")
     frame_dims = len(page_format.shape)
     if len(shape) < frame_dims or tuple(shape[-frame_dims:]) != page_format.shape:
@@ -267,6 +267,17 @@ def _shaped_layout(source: Path, description: str, page_format: tiff_pages.Pixel
     order = tuple(_SHAPED_AXES[letter] for letter, _size in reversed(placed))
     shown = " ".join(f"{letter}{size}" for letter, size in placed)
     return _Layout(sizes, order, f"tifffile stack ({axes}: {shown})", declared)
+
+
+def _shape_of(source: Path, declared: dict[str, Any]) -> list[int]:
+    """The declared shape, every size a positive integer (what tifffile writes), or refused."""
+    shape = declared.get("shape", [])
+    if not all(isinstance(size, int) and not isinstance(size, bool) and size > 0
+               for size in shape):
+        raise SplitterError(f"{source}: its tifffile description declares shape {shape}, but "
+                            "every size must be a positive integer (a damaged file); store the "
+                            "file whole with upload_type: file")
+    return shape
 
 
 def _shaped_metadata(source: Path, description: str) -> dict[str, Any]:

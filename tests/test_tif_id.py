@@ -447,3 +447,19 @@ def test_a_tifffile_shape_of_anything_but_positive_integers_is_refused(
     result = upload(run_cli, upload_files, path)
     assert_refused(result, site, before, contains=(
         str(path), "every size must be a positive integer"))
+
+
+@pytest.mark.parametrize("sequence_axis", [None, "t"])
+def test_an_imagej_stack_of_images_only_runs_along_sequence_axis(run_cli, upload_files,
+                                                                tmp_path, sequence_axis):
+    """images=N alone is the plain stack's ambiguity: z by default, t when the config says so."""
+    path = tmp_path / "stack.tif"
+    data = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8)
+    tifffile.imwrite(path, data, metadata=None, photometric="minisblack",
+                     description="ImageJ=1.54f\nimages=3\n")
+    extra = {"sequence_axis": sequence_axis} if sequence_axis else {}
+    result = upload(run_cli, upload_files, path, **extra)
+    assert result.exit_code == 0, result.stderr
+    ds, array, _frames = stored()
+    assert (ds.dims.nbr_slices, ds.dims.nbr_timepoints) == ((1, 3) if sequence_axis else (3, 1))
+    np.testing.assert_array_equal(array[0, :, 0, :].reshape(data.shape), data)

@@ -82,8 +82,9 @@ class ImageJHeader:
     def where(self) -> str:
         return "second ImageDescription" if self.second else "ImageDescription"
 
-    def sizes(self, source: Any) -> dict[str, int]:
-        """Each axis' size; a stack declaring only ``images=N`` is N slices.
+    def sizes(self, source: Any, sequence_axis: str = "slice") -> dict[str, int]:
+        """Each axis' size; a stack declaring only ``images=N`` is N along ``sequence_axis``
+        (slices unless the upload config says ``sequence_axis: t``), as a plain stack is.
 
         ``images`` that disagrees with channels x slices x frames (x positions)
         is refused: ImageJ would then open the file as a plain stack, and which
@@ -101,7 +102,7 @@ class ImageJHeader:
         if not isinstance(images, int) or isinstance(images, bool) or images == declared:
             return sizes
         if declared == 1 and images > 1:
-            return {**sizes, "slice": images}
+            return {**sizes, sequence_axis: images}
         raise SplitterError(
             f"{source}: {self.where} declares images={images} but channels={sizes['channel']} "
             f"x slices={sizes['slice']} x frames={sizes['time']}"

@@ -10,11 +10,13 @@ declares, looked for in this order:
 2. an **ImageJ header** (:mod:`.imagej`) in the first ImageDescription, or in
    the second (where Micro-Manager writes it): ``channels=``, ``slices=``,
    ``frames=`` and the original imagingDB's ``positions=``; pages run channel
-   fastest, then slice, position, time, or z fastest with ``order=zct``.
-   ImageJ's ``Info``, ``Labels`` (each page's own label also in its frame's
-   metadata, as ``Label``), display ``Ranges``, LUTs and the whole header
-   (``spacing``, ``unit``, ``finterval``...) are kept; the pixel size, z step
-   and frame interval also as ``physical_size``.
+   fastest, then slice, position, time, or z fastest with ``order=zct``. A
+   stack declaring only ``images=N`` runs along ``sequence_axis``, as a plain
+   multi-page TIFF does (4. below). ImageJ's ``Info``, ``Labels`` (each
+   page's own label also in its frame's metadata, as ``Label``), display
+   ``Ranges``, LUTs and the whole header (``spacing``, ``unit``,
+   ``finterval``...) are kept; the pixel size, z step and frame interval also
+   as ``physical_size``.
 3. **tifffile's shaped description** (``{"shape": [...], "axes": "TZCYX"}``):
    pages in C order over the axes before YX: ``T`` time, ``Z`` slices, ``C``
    channels; each size must be a positive integer. Without axes, or with
@@ -205,7 +207,7 @@ class TifIdAcquisition(Acquisition):
 def _layout(source: Path, page: "tifffile.TiffPage", header: Optional[imagej.ImageJHeader],
             page_format: tiff_pages.PixelFormat, nbr_pages: int, sequence_axis: str) -> _Layout:
     if header is not None:
-        sizes = header.sizes(source)
+        sizes = header.sizes(source, sequence_axis)
         layout = _Layout({**dict.fromkeys(_AXES, 1), **sizes}, header.page_order(source),
                          header.kind(sizes), header.entries)
     elif page.is_shaped:

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import SplitterError
+from . import tiff_pages
 
 if TYPE_CHECKING:
     import tifffile
-
-IJ_METADATA_TAG = 50839
 
 #: ImageDescription keys giving each axis' size
 SIZE_KEYS = {"channel": "channels", "slice": "slices", "position": "positions", "time": "frames"}
@@ -170,7 +169,7 @@ def read_ijmetadata(page: "tifffile.TiffPage") -> dict[str, Any]:
     kept; their sizes are, under ``binary_entries``, so it is known they existed.
     """
     try:
-        value = page.tags.valueof(IJ_METADATA_TAG)
+        value = page.tags.valueof(tiff_pages.IJ_METADATA_TAG)
     except Exception:  # noqa: BLE001 - a damaged tag is reported as absent, pixels still read
         return {}
     if not isinstance(value, dict):

@@ -6,6 +6,8 @@ its own OME-TIFF reader), so the placement is checked by an independent reader.
 
 from __future__ import annotations
 
+import re
+import time
 import warnings
 
 import numpy as np
@@ -295,3 +297,20 @@ def test_a_position_the_file_does_not_hold_is_refused(site, run_cli, upload_file
                      upload_files.config(upload_type="frames", frames_format="ome_tiff"))
     assert_refused(result, site, before, contains=(
         str(path), "position(s) 2 not found; the OME-XML has images 0-1"))
+
+
+@pytest.mark.parametrize("size, declared", [('SizeC="900000000"', "1,800,000,000"),
+                                            ('SizeT="900000000"', "3,600,000,000")])
+@pytest.mark.parametrize("frames_format", ["ome_tiff", "tif_id"])
+def test_an_ome_size_larger_than_any_acquisition_is_refused_at_once(
+        site, run_cli, upload_files, tmp_path, size, declared, frames_format):
+    """Refused before a channel name per channel or a plan over every plane is made: not an
+    out-of-memory crash, nor a dataset of 4 frames in a grid that `show` cannot walk."""
+    key = size.split("=")[0]
+    path = _rewritten(tmp_path, lambda xml: re.sub(f'{key}="\\d+"', size, xml, count=1))
+    before = site.snapshot()
+    started = time.monotonic()
+    result = upload(run_cli, upload_files, path, frames_format=frames_format)
+    assert time.monotonic() - started < 5
+    assert_refused(result, site, before, contains=(
+        str(path), f"declares {declared} frames", "store the file whole with upload_type: file"))

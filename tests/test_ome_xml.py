@@ -124,6 +124,22 @@ def test_a_multi_file_set_is_read_from_its_folder_or_any_of_its_files(run_cli, u
         assert sorted(ds.global_meta["source_files"]) == [path.name for path in files]
 
 
+@pytest.mark.parametrize("frames_format", [None, "ome_tiff"])
+def test_macos_appledouble_files_beside_a_set_are_not_its_files(run_cli, upload_files, tmp_path,
+                                                                frames_format):
+    """A copy from a Mac to a share leaves ._<name> beside each file: not TIFFs, not the set's."""
+    files = write_bioformats_ometiff(tmp_path / "set" / "c.ome.tif", images=2, multifile=True,
+                                     slices=1, times=1, seed=8)
+    for path in files:
+        path.with_name(f"._{path.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    extra = {"frames_format": frames_format} if frames_format else {}
+    result = upload(run_cli, upload_files, tmp_path / "set", **extra)
+    assert result.exit_code == 0 and "Warning" not in result.stderr, result.stderr
+    ds, array, _frames, _missing = stored()
+    assert sorted(ds.global_meta["source_files"]) == [path.name for path in files]
+    np.testing.assert_array_equal(array, series_as_ptczyx(files[0]))
+
+
 def test_tifffile_ome_writer_tiffdata_with_plane_counts(run_cli, upload_files, tmp_path):
     path = write_tifffile_ometiff(tmp_path / "tf.ome.tif", images=2, slices=3, times=2,
                                   channels=("488", "561"), seed=7)

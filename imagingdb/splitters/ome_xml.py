@@ -63,7 +63,6 @@ from . import tiff_pages
 if TYPE_CHECKING:
     import tifffile
 
-OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 DIMENSION_ORDERS = ("XYZCT", "XYZTC", "XYCTZ", "XYCZT", "XYTCZ", "XYTZC")
 _AXES = {"C": "channel", "Z": "slice", "T": "time"}
 _OME_START = re.compile(r"<(\w+:)?OME[\s>/]")
@@ -333,14 +332,14 @@ class _File:
 
 
 def has_ome_suffix(name: str) -> bool:
-    return name.lower().endswith(OME_TIFF_SUFFIXES)
+    return name.lower().endswith(tiff_pages.OME_TIFF_SUFFIXES)
 
 
 def source_files(source: Path) -> list[Path]:
-    """A folder's .ome.tif(f) files in natural order, or the file itself."""
+    """A folder's .ome.tif(f) files in natural order (hidden and AppleDouble ones left out),
+    or the file itself."""
     if source.is_dir():
-        files = sorted((path for path in source.iterdir()
-                        if path.is_file() and has_ome_suffix(path.name)), key=tiff_pages.natural_key)
+        files = tiff_pages.listed(source, tiff_pages.OME_TIFF_SUFFIXES)
         if not files:
             raise SplitterError(f"{source}: folder contains no .ome.tif file")
         return files
@@ -715,8 +714,7 @@ def first_file(source: Path) -> Optional[Path]:
     if source.is_file():
         return source if source.name.lower().endswith(tiff_pages.TIFF_SUFFIXES) else None
     if source.is_dir():
-        files = sorted((path for path in source.iterdir() if has_ome_suffix(path.name)),
-                       key=tiff_pages.natural_key)
+        files = tiff_pages.listed(source, tiff_pages.OME_TIFF_SUFFIXES)
         return files[0] if files else None
     return None
 

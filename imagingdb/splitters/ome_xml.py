@@ -64,7 +64,6 @@ if TYPE_CHECKING:
     import tifffile
 
 DIMENSION_ORDERS = ("XYZCT", "XYZTC", "XYCTZ", "XYCZT", "XYTCZ", "XYTZC")
-_AXES = {"C": "channel", "Z": "slice", "T": "time"}
 _OME_START = re.compile(r"<(\w+:)?OME[\s>/]")
 #: attributes the OME schema types as numbers (the others, names and units above all, stay text)
 _NUMERIC = frozenset({
@@ -437,6 +436,7 @@ class _Plan:
 
 
 def _describe(index: FrameIndex) -> str:
+    # Not micromanager.describe_index: an OME position is an Image, and the user reads "image".
     return f"(channel {index.channel}, slice {index.slice}, time {index.time}, image {index.position})"
 
 

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
@@ -71,7 +71,9 @@ if TYPE_CHECKING:
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
-_AXES = ("channel", "slice", "time", "position")
+#: the grid's axes, from their one owner: micromanager.AXES spells the same, but belongs to
+#: Micro-Manager's metadata, which a plain TIFF stack has nothing to do with
+_AXES = tuple(axis.name for axis in fields(FrameIndex))
 _SHAPED_AXES = {"C": "channel", "Z": "slice", "T": "time"}
 _SEQUENCE_LETTERS = "IQ"  # tifffile's "image sequence" and "unknown" axes
 

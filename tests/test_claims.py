@@ -95,6 +95,30 @@ def test_a_folder_of_numbered_files_with_micromanager_tags_is_not_a_sequence(tmp
     assert image_sequence.claim_source(folder) is None
 
 
+def _named_files(folder, names):
+    folder.mkdir()
+    for name in names:
+        tifffile.imwrite(folder / name, np.zeros((8, 8), np.uint8), metadata=None)
+    return folder
+
+
+@pytest.mark.parametrize("names", [
+    [f"im_c000_z{z:03d}_t000_p000.tif" for z in range(3)],  # the original imagingDB's axis letters
+    [f"0000_{z:04d}_0000_0000.tif" for z in range(3)],  # its four integers: c, z, t, p
+], ids=["axis letters", "four integers"])
+def test_the_original_imagingdbs_names_are_tif_folders_alone(tmp_path, names):
+    folder = _named_files(tmp_path / "im", names)
+    assert image_sequence.claim_source(folder) is None
+    assert plugins.choose_format(folder).format == "tif_folder"
+
+
+@pytest.mark.parametrize("prefix", ["sample2_z", "t1-head", "exp_20240101_"])
+def test_digits_in_a_fiji_title_still_make_an_image_sequence(tmp_path, prefix):
+    folder = _named_files(tmp_path / "seq", [f"{prefix}{z:04d}.tif" for z in range(3)])
+    claim = plugins.choose_format(folder)
+    assert (claim.format, claim.certainty) == ("image_sequence", LIKELY)
+
+
 def _junk(tmp_path) -> list[Path]:
     text = tmp_path / "notes.tif"
     text.write_text("not a tiff")

@@ -52,7 +52,7 @@ def test_fiji_image_sequence_is_a_z_stack_by_default(run_cli, upload_files, tmp_
 
 
 def test_sequence_axis_t_makes_it_a_time_series(run_cli, upload_files, tmp_path):
-    files = write_fiji_image_sequence(tmp_path / "movie", "frame", count=4, seed=22)
+    files = write_fiji_image_sequence(tmp_path / "movie", "img", count=4, seed=22)
     result = upload(run_cli, upload_files, tmp_path / "movie", sequence_axis="t")
     assert "image sequence (4 files, along t)" in result.stderr, result.stderr
     ds, array, _frames, _missing = stored()
@@ -87,6 +87,105 @@ def test_digits_every_name_shares_are_not_the_number(run_cli, upload_files, tmp_
         np.testing.assert_array_equal(array[0, 0, 0, z], tifffile.imread(path))
 
 
+AXIS_NAMES = [  # (prefix, digits, axis along which the files run, its letter)
+    ("movie_t", 4, "time", "t"), ("cell_c", 1, "channel", "c"), ("well_p", 1, "position", "p"),
+    ("stack-z", 2, "slice", "z"), ("time", 3, "time", "t"), ("Slice", 3, "slice", "z"),
+    ("embryo_Frame", 4, "time", "t"), ("img_ch", 2, "channel", "c"),
+    ("scan_pos", 3, "position", "p"), ("run_CHANNEL", 1, "channel", "c"),
+]
+
+
+@pytest.mark.parametrize("prefix, digits, axis, letter", AXIS_NAMES)
+def test_an_axis_word_before_the_number_is_the_axis(run_cli, upload_files, tmp_path, prefix,
+                                                   digits, axis, letter):
+    files = write_fiji_image_sequence(tmp_path / "seq", prefix, count=3, digits=digits, seed=25)
+    result = upload(run_cli, upload_files, tmp_path / "seq")
+    assert f"image sequence (3 files, along {letter})" in result.stderr, result.stderr
+    ds, array, frames, missing = stored()
+    sizes = {"channel": ds.dims.nbr_channels, "slice": ds.dims.nbr_slices,
+             "time": ds.dims.nbr_timepoints, "position": ds.dims.nbr_positions}
+    assert sizes == {**dict.fromkeys(sizes, 1), axis: 3} and missing == []
+    assert (ds.global_meta["sequence_axis"], ds.global_meta["sequence_axis_from"]) == (
+        letter, "file names")
+    for number, path in enumerate(files):
+        index = FrameIndex(**{**dict.fromkeys(sizes, 0), axis: number})
+        assert frames[index]["FileName"] == path.name
+        at = {"channel": (0, 0, number, 0), "slice": (0, 0, 0, number),
+              "time": (0, number, 0, 0), "position": (number, 0, 0, 0)}[axis]
+        np.testing.assert_array_equal(array[at], tifffile.imread(path))
+
+
+def test_the_names_axis_wins_over_sequence_axis(run_cli, upload_files, tmp_path):
+    write_fiji_image_sequence(tmp_path / "em", count=3, seed=26)  # c_elegans_em_z0000.tif...
+    result = upload(run_cli, upload_files, tmp_path / "em", sequence_axis="t")
+    assert "image sequence (3 files, along z)" in result.stderr, result.stderr
+    ds, _array, _frames, _missing = stored()
+    assert (ds.dims.nbr_slices, ds.dims.nbr_timepoints) == (3, 1)
+
+
+@pytest.mark.parametrize("prefix", ["img", "stamp", "t1-head", "mosaic", "frame_"])
+def test_a_word_that_is_not_an_axis_leaves_it_to_sequence_axis(run_cli, upload_files, tmp_path,
+                                                               prefix):
+    """The whole word before the number counts ("stamp" is no p), and only right before it:
+    Fiji's sample t1-head's "t1" is part of the title."""
+    write_fiji_image_sequence(tmp_path / "seq", prefix, count=3, seed=27)
+    result = upload(run_cli, upload_files, tmp_path / "seq", sequence_axis="t")
+    assert "image sequence (3 files, along t)" in result.stderr, result.stderr
+    ds, _array, _frames, _missing = stored()
+    assert (ds.dims.nbr_slices, ds.dims.nbr_timepoints) == (1, 3)
+    assert ds.global_meta["sequence_axis_from"] == "sequence_axis"
+
+
+def test_a_positions_subset_of_a_position_sequence(run_cli, upload_files, tmp_path):
+    """Only the positions asked for; a gap among the others is no missing frame of these."""
+    files = write_fiji_image_sequence(tmp_path / "wells", "well_p", count=4, digits=1,
+                                      skip={1}, seed=28)
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(tmp_path / "wells"),
+                                  "positions": "[2, 3]"}])
+    config_path = upload_files.config(upload_type="frames", microscope="scope")
+    result = run_cli("upload", "--csv", csv_path, "--config", config_path)
+    assert result.exit_code == 0 and "Warning" not in result.stderr, result.stderr
+    ds, array, frames, missing = stored()
+    assert ds.dims.nbr_positions == 2 and missing == []
+    assert sorted(frames) == [FrameIndex(0, 0, 0, 2), FrameIndex(0, 0, 0, 3)]
+    for at, path in enumerate(files[1:]):
+        np.testing.assert_array_equal(array[at, 0, 0, 0], tifffile.imread(path))
+
+
+def test_a_position_the_sequence_does_not_hold_is_refused(site, run_cli, upload_files, tmp_path):
+    write_fiji_image_sequence(tmp_path / "em", count=2)
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(tmp_path / "em"),
+                                  "positions": "[1]"}])
+    before = site.snapshot()
+    result = run_cli("upload", "--csv", csv_path, "--config",
+                     upload_files.config(upload_type="frames", microscope="scope"))
+    assert_refused(result, site, before, contains=(
+        str(tmp_path / "em"), "position(s) 1 not found; it holds positions 0-0"))
+
+
+def test_a_wide_gap_within_bounds_is_missing_frames(run_cli, upload_files, tmp_path):
+    """A span under tiff_pages.check_declared_frames' limits is an acquisition with gaps."""
+    write_fiji_image_sequence(tmp_path / "gap", "x_", count=1, digits=1)
+    write_fiji_image_sequence(tmp_path / "gap", "x_", count=1, start=999, digits=1)
+    result = upload(run_cli, upload_files, tmp_path / "gap")
+    assert result.exit_code == 0, result.stderr
+    ds, _array, _frames, missing = stored()
+    assert ds.dims.nbr_slices == 1000 and len(missing) == 998
+
+
+def test_four_integers_are_a_sequence_when_frames_format_says_so(run_cli, upload_files,
+                                                                tmp_path):
+    """tif_folder claims them (channel, slice, time, position); asked, image_sequence reads
+    the one that varies, as bare integers declare no axis."""
+    files = write_fiji_image_sequence(tmp_path / "s", "0000_0000_0000_", count=3, seed=29)
+    result = upload(run_cli, upload_files, tmp_path / "s", frames_format="image_sequence")
+    assert result.exit_code == 0, result.stderr
+    ds, array, _frames, _missing = stored()
+    assert ds.dims.nbr_slices == 3
+    for z, path in enumerate(files):
+        np.testing.assert_array_equal(array[0, 0, 0, z], tifffile.imread(path))
+
+
 # ------------------------------------------------------------------ refused
 
 
@@ -102,6 +201,21 @@ def _two_numbers(folder):
         write_fiji_image_sequence(folder, f"name_t{t:04d}_z", count=2, start=1)
     return ("have several numbers that vary", "use frames_format: tif_folder with a "
             "filename_parser")
+
+
+def _several_axis_words(folder):
+    write_fiji_image_sequence(folder, "im_c000_z", count=2, digits=3)
+    for path in folder.iterdir():
+        path.rename(path.with_name(path.stem + "_t000_p003.tif"))
+    return ("file names like im_c000_z001_t000_p003.tif number several axes (c, z, t, p)",
+            "use frames_format: tif_folder")
+
+
+def _numbers_far_apart(folder):
+    write_fiji_image_sequence(folder, "x_", count=1, digits=1)
+    write_fiji_image_sequence(folder, "x_", count=1, start=1000000, digits=1)
+    return ("the numbers of x_<number>.tif run from 0 to 1000000, 1,000,001 places for 2 files",
+            "timestamps or IDs", "rename the files by their order")
 
 
 def _same_number(folder):
@@ -138,7 +252,8 @@ def _ome_tiff_files(folder):
     return ("holds OME-TIFF files", "use frames_format: ome_tiff")
 
 
-@pytest.mark.parametrize("make", [_other_prefix, _two_numbers, _same_number, _multi_page_file,
+@pytest.mark.parametrize("make", [_other_prefix, _two_numbers, _several_axis_words,
+                                  _numbers_far_apart, _same_number, _multi_page_file,
                                   _other_shape, _micromanager_folder, _ome_tiff_files])
 def test_a_folder_that_is_not_one_sequence_is_refused(site, run_cli, upload_files, tmp_path,
                                                       make):

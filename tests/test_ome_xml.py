@@ -6,6 +6,8 @@ its own OME-TIFF reader), so the placement is checked by an independent reader.
 
 from __future__ import annotations
 
+import re
+import time
 import warnings
 
 import numpy as np
@@ -120,6 +122,22 @@ def test_a_multi_file_set_is_read_from_its_folder_or_any_of_its_files(run_cli, u
         ds, array, _frames, _missing = stored(dataset_id)
         np.testing.assert_array_equal(array, expected)
         assert sorted(ds.global_meta["source_files"]) == [path.name for path in files]
+
+
+@pytest.mark.parametrize("frames_format", [None, "ome_tiff"])
+def test_macos_appledouble_files_beside_a_set_are_not_its_files(run_cli, upload_files, tmp_path,
+                                                                frames_format):
+    """A copy from a Mac to a share leaves ._<name> beside each file: not TIFFs, not the set's."""
+    files = write_bioformats_ometiff(tmp_path / "set" / "c.ome.tif", images=2, multifile=True,
+                                     slices=1, times=1, seed=8)
+    for path in files:
+        path.with_name(f"._{path.name}").write_bytes(b"\x00\x05\x16\x07" + bytes(4092))
+    extra = {"frames_format": frames_format} if frames_format else {}
+    result = upload(run_cli, upload_files, tmp_path / "set", **extra)
+    assert result.exit_code == 0 and "Warning" not in result.stderr, result.stderr
+    ds, array, _frames, _missing = stored()
+    assert sorted(ds.global_meta["source_files"]) == [path.name for path in files]
+    np.testing.assert_array_equal(array, series_as_ptczyx(files[0]))
 
 
 def test_tifffile_ome_writer_tiffdata_with_plane_counts(run_cli, upload_files, tmp_path):
@@ -295,3 +313,20 @@ def test_a_position_the_file_does_not_hold_is_refused(site, run_cli, upload_file
                      upload_files.config(upload_type="frames", frames_format="ome_tiff"))
     assert_refused(result, site, before, contains=(
         str(path), "position(s) 2 not found; the OME-XML has images 0-1"))
+
+
+@pytest.mark.parametrize("size, declared", [('SizeC="900000000"', "1,800,000,000"),
+                                            ('SizeT="900000000"', "3,600,000,000")])
+@pytest.mark.parametrize("frames_format", ["ome_tiff", "tif_id"])
+def test_an_ome_size_larger_than_any_acquisition_is_refused_at_once(
+        site, run_cli, upload_files, tmp_path, size, declared, frames_format):
+    """Refused before a channel name per channel or a plan over every plane is made: not an
+    out-of-memory crash, nor a dataset of 4 frames in a grid that `show` cannot walk."""
+    key = size.split("=")[0]
+    path = _rewritten(tmp_path, lambda xml: re.sub(f'{key}="\\d+"', size, xml, count=1))
+    before = site.snapshot()
+    started = time.monotonic()
+    result = upload(run_cli, upload_files, path, frames_format=frames_format)
+    assert time.monotonic() - started < 5
+    assert_refused(result, site, before, contains=(
+        str(path), f"declares {declared} frames", "store the file whole with upload_type: file"))

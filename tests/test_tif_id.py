@@ -1,5 +1,6 @@
 """The tif_id splitter: ImageJ hyperstacks and plain multi-page TIFFs, read back exactly."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -409,3 +410,56 @@ def test_an_ndtiff_stack_is_refused_naming_ndtiff(site, run_cli, upload_files, t
     finally:
         plugins.reset_for_tests()  # the next test loads every plugin again
     assert_refused(result, site, before, contains=(str(stack), message, "ndtiff"))
+
+
+# ------------------------------------------------------------------ damaged declarations
+
+
+def _one_page(path, description):
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16), metadata=None, description=description)
+    return path
+
+
+@pytest.mark.parametrize("description, declared", [
+    ("ImageJ=1.54f\nimages=1000000000000\nchannels=1000000000000\n", "1,000,000,000,000"),
+    ("ImageJ=1.54f\nimages=1000000000\nframes=1000000000\n", "1,000,000,000"),
+    ('{"shape": [1000000000, 8, 8]}', "1,000,000,000"),  # tifffile's, without axes
+], ids=["imagej channels", "imagej frames", "tifffile shape"])
+def test_a_header_declaring_more_than_any_acquisition_is_refused_at_once(
+        site, run_cli, upload_files, tmp_path, description, declared):
+    """Refused before anything is sized from it (a channel name per channel, a missing frame
+    per frame never written): not an out-of-memory crash, nor a dataset of a billion slots."""
+    path = _one_page(tmp_path / "huge.tif", description)
+    before = site.snapshot()
+    started = time.monotonic()
+    result = upload_auto(run_cli, upload_files, path)
+    assert time.monotonic() - started < 5
+    assert_refused(result, site, before, contains=(
+        str(path), f"declares {declared} frames", "store the file whole with upload_type: file"))
+
+
+@pytest.mark.parametrize("shape", ["[-2, 8, 8]", "[2.5, 8, 8]", "[0, 8, 8]", "[true, 8, 8]",
+                                   '["2", 8, 8]'])
+def test_a_tifffile_shape_of_anything_but_positive_integers_is_refused(
+        site, run_cli, upload_files, tmp_path, shape):
+    path = _one_page(tmp_path / "shaped.tif", f'{{"shape": {shape}}}')
+    before = site.snapshot()
+    result = upload(run_cli, upload_files, path)
+    assert_refused(result, site, before, contains=(
+        str(path), "every size must be a positive integer"))
+
+
+@pytest.mark.parametrize("sequence_axis", [None, "t"])
+def test_an_imagej_stack_of_images_only_runs_along_sequence_axis(run_cli, upload_files,
+                                                                tmp_path, sequence_axis):
+    """images=N alone is the plain stack's ambiguity: z by default, t when the config says so."""
+    path = tmp_path / "stack.tif"
+    data = np.arange(3 * 8 * 8, dtype=np.uint16).reshape(3, 8, 8)
+    tifffile.imwrite(path, data, metadata=None, photometric="minisblack",
+                     description="ImageJ=1.54f\nimages=3\n")
+    extra = {"sequence_axis": sequence_axis} if sequence_axis else {}
+    result = upload(run_cli, upload_files, path, **extra)
+    assert result.exit_code == 0, result.stderr
+    ds, array, _frames = stored()
+    assert (ds.dims.nbr_slices, ds.dims.nbr_timepoints) == ((1, 3) if sequence_axis else (3, 1))
+    np.testing.assert_array_equal(array[0, :, 0, :].reshape(data.shape), data)

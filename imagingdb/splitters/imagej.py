@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import SplitterError
+from . import tiff_pages
 
 if TYPE_CHECKING:
     import tifffile
-
-IJ_METADATA_TAG = 50839
 
 #: ImageDescription keys giving each axis' size
 SIZE_KEYS = {"channel": "channels", "slice": "slices", "position": "positions", "time": "frames"}
@@ -82,8 +81,9 @@ class ImageJHeader:
     def where(self) -> str:
         return "second ImageDescription" if self.second else "ImageDescription"
 
-    def sizes(self, source: Any) -> dict[str, int]:
-        """Each axis' size; a stack declaring only ``images=N`` is N slices.
+    def sizes(self, source: Any, sequence_axis: str = "slice") -> dict[str, int]:
+        """Each axis' size; a stack declaring only ``images=N`` is N along ``sequence_axis``
+        (slices unless the upload config says ``sequence_axis: t``), as a plain stack is.
 
         ``images`` that disagrees with channels x slices x frames (x positions)
         is refused: ImageJ would then open the file as a plain stack, and which
@@ -101,7 +101,7 @@ class ImageJHeader:
         if not isinstance(images, int) or isinstance(images, bool) or images == declared:
             return sizes
         if declared == 1 and images > 1:
-            return {**sizes, "slice": images}
+            return {**sizes, sequence_axis: images}
         raise SplitterError(
             f"{source}: {self.where} declares images={images} but channels={sizes['channel']} "
             f"x slices={sizes['slice']} x frames={sizes['time']}"
@@ -169,7 +169,7 @@ def read_ijmetadata(page: "tifffile.TiffPage") -> dict[str, Any]:
     kept; their sizes are, under ``binary_entries``, so it is known they existed.
     """
     try:
-        value = page.tags.valueof(IJ_METADATA_TAG)
+        value = page.tags.valueof(tiff_pages.IJ_METADATA_TAG)
     except Exception:  # noqa: BLE001 - a damaged tag is reported as absent, pixels still read
         return {}
     if not isinstance(value, dict):

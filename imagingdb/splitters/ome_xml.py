@@ -28,7 +28,10 @@ What the OME-XML says, and how it is used:
   writer lists the files of a set when it finishes writing them, so a missing
   one is a copy that went wrong, and storing the rest would record holes that
   look like an acquisition stopped early. Files of other positions than those
-  asked for (the CSV ``positions`` column) are not needed.
+  asked for (the CSV ``positions`` column) are not needed. Sizes no
+  acquisition could have (``tiff_pages.check_declared_frames``: the planes of
+  the Images read against the pages of their files) are refused before any
+  plane is placed or channel named.
 - **Metadata**: global metadata keeps the full OME-XML (``ome_xml``, never
   cut) and a summary of each Image read; each frame's metadata is its page's
   TIFF tags, its Plane's attributes (TheC, TheZ, TheT, DeltaT, ExposureTime,
@@ -60,9 +63,7 @@ from . import tiff_pages
 if TYPE_CHECKING:
     import tifffile
 
-OME_TIFF_SUFFIXES = (".ome.tif", ".ome.tiff")
 DIMENSION_ORDERS = ("XYZCT", "XYZTC", "XYCTZ", "XYCZT", "XYTCZ", "XYTZC")
-_AXES = {"C": "channel", "Z": "slice", "T": "time"}
 _OME_START = re.compile(r"<(\w+:)?OME[\s>/]")
 #: attributes the OME schema types as numbers (the others, names and units above all, stay text)
 _NUMERIC = frozenset({
@@ -330,14 +331,14 @@ class _File:
 
 
 def has_ome_suffix(name: str) -> bool:
-    return name.lower().endswith(OME_TIFF_SUFFIXES)
+    return name.lower().endswith(tiff_pages.OME_TIFF_SUFFIXES)
 
 
 def source_files(source: Path) -> list[Path]:
-    """A folder's .ome.tif(f) files in natural order, or the file itself."""
+    """A folder's .ome.tif(f) files in natural order (hidden and AppleDouble ones left out),
+    or the file itself."""
     if source.is_dir():
-        files = sorted((path for path in source.iterdir()
-                        if path.is_file() and has_ome_suffix(path.name)), key=tiff_pages.natural_key)
+        files = tiff_pages.listed(source, tiff_pages.OME_TIFF_SUFFIXES)
         if not files:
             raise SplitterError(f"{source}: folder contains no .ome.tif file")
         return files
@@ -435,6 +436,7 @@ class _Plan:
 
 
 def _describe(index: FrameIndex) -> str:
+    # Not micromanager.describe_index: an OME position is an Image, and the user reads "image".
     return f"(channel {index.channel}, slice {index.slice}, time {index.time}, image {index.position})"
 
 
@@ -450,27 +452,45 @@ def _tiff_data_of(image: OmeImage, document: OmeDocument, where: str) -> list[Ti
 
 
 def _plan(document: OmeDocument, xml_path: Path, images: list[OmeImage]) -> _Plan:
-    plan = _Plan()
+    """Which file and page each plane of ``images`` is on; every file is opened first."""
     where = str(xml_path)
+    runs = [(image, data, _path_of(data, document, xml_path))
+            for image in images for data in _tiff_data_of(image, document, where)]
+    plan = _Plan()
+    for _image, data, path in runs:
+        if path not in plan.files:
+            plan.files[path] = _open_file(path, data.uuid, xml_path)
+    # Placing walks every declared plane, and the dataset's grid holds them all.
+    tiff_pages.check_declared_frames(where, sum(image.nbr_planes for image in images),
+                                     sum(found.pages for found in plan.files.values()))
     for image in images:
-        placed: set[FrameIndex] = set()
-        past_end: dict[Path, int] = {}
-        for data in _tiff_data_of(image, document, where):
-            name = _file_name_of(data, document, xml_path, where)
-            path = xml_path.parent / name if name else xml_path
-            if path not in plan.files:
-                plan.files[path] = _open_file(path, data.uuid, xml_path)
-            for ifd, index in _planes_of(image, data, plan.files[path].pages, where):
-                if index in placed:
-                    raise SplitterError(f"{where}: plane {_describe(index)} is placed twice by "
-                                        "the OME-XML's TiffData (damaged OME-XML)")
-                placed.add(index)
-                if ifd >= plan.files[path].pages:
-                    past_end[path] = past_end.get(path, 0) + 1
-                else:
-                    plan.add(path, ifd, index, where)
-        plan.warnings += _missing_warnings(image, xml_path, plan, placed, past_end)
+        _place(plan, image, [(data, path) for owner, data, path in runs if owner is image],
+               xml_path)
     return plan
+
+
+def _path_of(data: TiffData, document: OmeDocument, xml_path: Path) -> Path:
+    name = _file_name_of(data, document, xml_path, str(xml_path))
+    return xml_path.parent / name if name else xml_path
+
+
+def _place(plan: _Plan, image: OmeImage, runs: list[tuple[TiffData, Path]],
+           xml_path: Path) -> None:
+    """Add the pages of one Image's TiffData to the plan; warn of the planes it lacks."""
+    where = str(xml_path)
+    placed: set[FrameIndex] = set()
+    past_end: dict[Path, int] = {}
+    for data, path in runs:
+        for ifd, index in _planes_of(image, data, plan.files[path].pages, where):
+            if index in placed:
+                raise SplitterError(f"{where}: plane {_describe(index)} is placed twice by "
+                                    "the OME-XML's TiffData (damaged OME-XML)")
+            placed.add(index)
+            if ifd >= plan.files[path].pages:
+                past_end[path] = past_end.get(path, 0) + 1
+            else:
+                plan.add(path, ifd, index, where)
+    plan.warnings += _missing_warnings(image, xml_path, plan, placed, past_end)
 
 
 def _planes_of(image: OmeImage, data: TiffData, nbr_pages: int,
@@ -694,8 +714,7 @@ def first_file(source: Path) -> Optional[Path]:
     if source.is_file():
         return source if source.name.lower().endswith(tiff_pages.TIFF_SUFFIXES) else None
     if source.is_dir():
-        files = sorted((path for path in source.iterdir() if has_ome_suffix(path.name)),
-                       key=tiff_pages.natural_key)
+        files = tiff_pages.listed(source, tiff_pages.OME_TIFF_SUFFIXES)
         return files[0] if files else None
     return None
 

@@ -10,16 +10,18 @@ declares, looked for in this order:
 2. an **ImageJ header** (:mod:`.imagej`) in the first ImageDescription, or in
    the second (where Micro-Manager writes it): ``channels=``, ``slices=``,
    ``frames=`` and the original imagingDB's ``positions=``; pages run channel
-   fastest, then slice, position, time, or z fastest with ``order=zct``.
-   ImageJ's ``Info``, ``Labels`` (each page's own label also in its frame's
-   metadata, as ``Label``), display ``Ranges``, LUTs and the whole header
-   (``spacing``, ``unit``, ``finterval``...) are kept; the pixel size, z step
-   and frame interval also as ``physical_size``.
+   fastest, then slice, position, time, or z fastest with ``order=zct``. A
+   stack declaring only ``images=N`` runs along ``sequence_axis``, as a plain
+   multi-page TIFF does (4. below). ImageJ's ``Info``, ``Labels`` (each
+   page's own label also in its frame's metadata, as ``Label``), display
+   ``Ranges``, LUTs and the whole header (``spacing``, ``unit``,
+   ``finterval``...) are kept; the pixel size, z step and frame interval also
+   as ``physical_size``.
 3. **tifffile's shaped description** (``{"shape": [...], "axes": "TZCYX"}``):
    pages in C order over the axes before YX: ``T`` time, ``Z`` slices, ``C``
-   channels. Without axes, or with tifffile's unknown ``Q``/sequence ``I``,
-   one dimension over 1 is a sequence (below); more cannot be placed and are
-   refused.
+   channels; each size must be a positive integer. Without axes, or with
+   tifffile's unknown ``Q``/sequence ``I``, one dimension over 1 is a sequence
+   (below); more cannot be placed and are refused.
 4. anything else: a **plain multi-page TIFF**, page ``i`` = slice ``i``
    (time ``i`` with the upload config's ``sequence_axis: t``).
 
@@ -30,8 +32,11 @@ folder of single images) and NDTiff stacks (``ndtiff``).
 A file with fewer pages than it declares (an acquisition stopped early) is
 stored as it is: the declared sizes are the dataset's dimensions and the
 pages never written are its missing frames. More pages than declared is an
-error. Channels are named ``channel<c>`` (ImageJ and tifffile do not name
-them). Global metadata: the parsed description, the file's origin, and what
+error, and so is a declaration no acquisition could have
+(``tiff_pages.check_declared_frames``: over 10 million frames, or over 1000
+per page once past 100,000), checked before anything is sized from it.
+Channels are named ``channel<c>`` (ImageJ and tifffile do not name them).
+Global metadata: the parsed description, the file's origin, and what
 the ``filename_parser`` reads from the file name (e.g. ``parse_ml_name``'s
 plate, stack number and protein); frame metadata: each page's TIFF tags.
 Pages are read one at a time.
@@ -41,7 +46,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
@@ -66,7 +71,9 @@ if TYPE_CHECKING:
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
-_AXES = ("channel", "slice", "time", "position")
+#: the grid's axes, from their one owner: micromanager.AXES spells the same, but belongs to
+#: Micro-Manager's metadata, which a plain TIFF stack has nothing to do with
+_AXES = tuple(axis.name for axis in fields(FrameIndex))
 _SHAPED_AXES = {"C": "channel", "Z": "slice", "T": "time"}
 _SEQUENCE_LETTERS = "IQ"  # tifffile's "image sequence" and "unknown" axes
 
@@ -153,7 +160,7 @@ class TifIdAcquisition(Acquisition):
         self._layout = layout
         self._labels = extra.get("imagej_metadata", {}).get("Labels", [])
         self._header_text = (page.description1 if header.second else page.description) if header else None
-        self._positions = _selected_positions(source, layout.sizes["position"], options.positions)
+        self._positions = selected_positions(source, layout.sizes["position"], options.positions)
         self.kind = layout.kind
         self.channel_names = [f"channel{c}" for c in range(layout.sizes["channel"])]
         self.dims = Dimensions(
@@ -202,13 +209,15 @@ class TifIdAcquisition(Acquisition):
 def _layout(source: Path, page: "tifffile.TiffPage", header: Optional[imagej.ImageJHeader],
             page_format: tiff_pages.PixelFormat, nbr_pages: int, sequence_axis: str) -> _Layout:
     if header is not None:
-        sizes = header.sizes(source)
+        sizes = header.sizes(source, sequence_axis)
         layout = _Layout({**dict.fromkeys(_AXES, 1), **sizes}, header.page_order(source),
                          header.kind(sizes), header.entries)
     elif page.is_shaped:
         layout = _shaped_layout(source, page.description, page_format, nbr_pages, sequence_axis)
     else:
         return _plain_layout(nbr_pages, sequence_axis, page.description or "")
+    # Before anything is sized from the declaration: a name per channel, a slot per frame.
+    tiff_pages.check_declared_frames(str(source), layout.declared, nbr_pages)
     if nbr_pages > layout.declared:
         raise SplitterError(
             f"{source} has {nbr_pages} pages but its ImageDescription declares {layout.declared} "
@@ -228,7 +237,7 @@ def _shaped_layout(source: Path, description: str, page_format: tiff_pages.Pixel
                    nbr_pages: int, sequence_axis: str) -> _Layout:
     """tifffile's {"shape": [...], "axes": "..."}: pages in C order over the axes before YX."""
     declared = _shaped_metadata(source, description)
-    shape = [int(size) for size in declared.get("shape", ())]
+    shape = _shape_of(source, declared)
     axes = declared.get("axes")
     frame_dims = len(page_format.shape)
     if len(shape) < frame_dims or tuple(shape[-frame_dims:]) != page_format.shape:
@@ -262,6 +271,17 @@ def _shaped_layout(source: Path, description: str, page_format: tiff_pages.Pixel
     order = tuple(_SHAPED_AXES[letter] for letter, _size in reversed(placed))
     shown = " ".join(f"{letter}{size}" for letter, size in placed)
     return _Layout(sizes, order, f"tifffile stack ({axes}: {shown})", declared)
+
+
+def _shape_of(source: Path, declared: dict[str, Any]) -> list[int]:
+    """The declared shape, every size a positive integer (what tifffile writes), or refused."""
+    shape = declared.get("shape", [])
+    if not all(isinstance(size, int) and not isinstance(size, bool) and size > 0
+               for size in shape):
+        raise SplitterError(f"{source}: its tifffile description declares shape {shape}, but "
+                            "every size must be a positive integer (a damaged file); store the "
+                            "file whole with upload_type: file")
+    return shape
 
 
 def _shaped_metadata(source: Path, description: str) -> dict[str, Any]:
@@ -305,14 +325,15 @@ def _refuse_contiguous_block(tif: Any, page: Any, declared: int, nbr_pages: int)
             "split; re-save it with Fiji or tifffile, or store it whole with upload_type: file")
 
 
-def _selected_positions(source: Path, nbr_positions: int,
-                        wanted: Optional[list[int]]) -> set[int]:
+def selected_positions(source: Path, nbr_positions: int,
+                       wanted: Optional[list[int]]) -> set[int]:
+    """The positions the CSV ``positions`` column asks for (all when it is empty)."""
     if wanted is None:
         return set(range(nbr_positions))
     outside = sorted(p for p in wanted if p >= nbr_positions)
     if outside:
         raise SplitterError(f"{source}: position(s) {', '.join(map(str, outside))} not found; "
-                            f"the file holds positions 0-{nbr_positions - 1}")
+                            f"it holds positions 0-{nbr_positions - 1}")
     return set(wanted)
 
 

@@ -72,7 +72,7 @@ from ..acquisition import (
     Splitter,
 )
 from ..errors import SplitterError
-from . import imagej, ome_xml, tif_id, tiff_pages
+from . import imagej, tif_id, tiff_pages
 
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
@@ -213,7 +213,7 @@ def _sequence_files(folder: Path) -> list[str]:
         raise SplitterError(f"{folder} holds a Micro-Manager metadata.txt, which places each "
                             "image: use frames_format: tif_folder")
     names = [path.name for path in tiff_pages.listed(folder)]
-    if any(ome_xml.has_ome_suffix(name) for name in names):
+    if any(tiff_pages.has_ome_suffix(name) for name in names):
         raise SplitterError(f"{folder} holds OME-TIFF files, placed by their OME-XML: use "
                             "frames_format: ome_tiff")
     return names

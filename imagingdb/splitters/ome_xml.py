@@ -330,10 +330,6 @@ class _File:
     uuid: Optional[str]
 
 
-def has_ome_suffix(name: str) -> bool:
-    return name.lower().endswith(tiff_pages.OME_TIFF_SUFFIXES)
-
-
 def source_files(source: Path) -> list[Path]:
     """A folder's .ome.tif(f) files in natural order (hidden and AppleDouble ones left out),
     or the file itself."""

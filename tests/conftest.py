@@ -8,17 +8,17 @@ user's data and never depend on each other.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import pytest
 import yaml
 from typer.testing import CliRunner
+
+from imagingdb.testing.fixtures import CliRun
 
 pytest_plugins = ["tests.servers", "imagingdb.testing.fixtures"]
 
@@ -36,18 +36,8 @@ def isolated_home(tmp_path, monkeypatch) -> Path:
     return home
 
 
-@dataclass
-class CliResult:
-    exit_code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def errors(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.startswith("Error:")]
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
+#: what run_cli returns: exit code, stdout, stderr, the Error: lines, json()
+CliResult = CliRun
 
 
 @pytest.fixture

@@ -257,14 +257,9 @@ class OmeTiffAcquisition(Acquisition):
 
 
 def _source_files(source: Path) -> list[Path]:
-    if source.is_dir():
-        files = tiff_pages.listed(source, tiff_pages.OME_TIFF_SUFFIXES)
-        if not files:
-            raise SplitterError(f"{source}: folder contains no .ome.tif file")
-        return files
-    if not source.is_file():
-        raise SplitterError(f"{source}: no such file or folder")
-    return [source, *_continuation_files(source)]
+    """A folder's OME-TIFF files, or a file with the rollover files that continue it."""
+    files = ome_xml.source_files(source)
+    return files if source.is_dir() else [source, *_continuation_files(source)]
 
 
 def _continuation_files(path: Path) -> list[Path]:

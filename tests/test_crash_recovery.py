@@ -68,7 +68,8 @@ def file_upload(upload_files, mm_ometiff):
 
 
 @pytest.mark.parametrize("kill_at", [
-    "object-written:3",   # the third frame is in a temporary file, not yet renamed
+    "folder-chosen",      # the dataset folder is taken (its marker stored), no frame yet
+    "object-written:4",   # the third frame (after the marker) is in a temporary file
     "object-stored:5",    # five frames in place, nineteen to go
     "before-register",    # every frame stored and flushed, no row written
     "before-commit",      # every row inserted, the transaction still open
@@ -104,7 +105,15 @@ def test_upload_killed_after_its_commit_is_complete(site, run_cli, frames_upload
     assert_complete_and_verified(site, run_cli)
 
 
-@pytest.mark.parametrize("kill_at", ["object-written:1", "before-commit"])
+def storage_dir(site, dataset_id=DATASET_ID):
+    with site.connect() as db:
+        return db.dataset(dataset_id).storage_dir
+
+
+@pytest.mark.parametrize("kill_at", [
+    "object-written:2",   # the file (after the marker) is in a temporary file
+    "before-commit",
+])
 def test_file_upload_killed_leaves_it_absent_and_a_rerun_completes_it(
         site, run_cli, file_upload, kill_at):
     killed = run_upload(*file_upload, kill_at=kill_at)
@@ -116,8 +125,9 @@ def test_file_upload_killed_leaves_it_absent_and_a_rerun_completes_it(
     assert rerun.exit_code == 0, rerun.stderr
     verified = run_cli("verify", DATASET_ID)
     assert verified.exit_code == 0, verified.stdout
-    assert dataset_objects(site) == {
-        f"raw_files/{DATASET_ID}/sample_MMStack_Pos0.ome.tif"}
+    # The killed attempt had the dataset folder; the rerun wrote a generation of its own.
+    assert storage_dir(site).startswith(f"raw_files/{DATASET_ID}/g")
+    assert dataset_objects(site) == {f"{storage_dir(site)}/sample_MMStack_Pos0.ome.tif"}
 
 
 @pytest.fixture
@@ -129,7 +139,7 @@ def overwrite_upload(site, run_cli, upload_files, frames_upload, mm_ometiff_uint
     return csv_path, upload_files.frames_config()
 
 
-def test_overwrite_killed_midway_keeps_the_old_rows_and_a_rerun_completes_it(
+def test_overwrite_killed_midway_leaves_the_old_dataset_intact_and_a_rerun_completes_it(
         site, run_cli, overwrite_upload):
     before = site.snapshot()
     killed = run_upload(*overwrite_upload, "--overwrite", kill_at="object-stored:5")
@@ -137,26 +147,34 @@ def test_overwrite_killed_midway_keeps_the_old_rows_and_a_rerun_completes_it(
     after = site.snapshot()
     assert {t: after[t] for t in after if t != "objects"} == \
         {t: before[t] for t in before if t != "objects"}
-    # The old rows name objects the killed run already replaced: verify says which.
-    damaged = run_cli("verify", DATASET_ID)
-    assert damaged.exit_code == 1 and "corrupted" in damaged.stdout
+    # The killed run wrote only into a generation of its own: every old object is as it was.
+    assert {k: v for k, v in after["objects"].items() if k in before["objects"]} == \
+        before["objects"]
+    old = run_cli("verify", DATASET_ID, "--format", "json")
+    assert old.exit_code == 0, old.stdout
+    [leftover] = old.json()["datasets"][0]["leftovers"]
+    assert leftover["folder"].startswith(f"raw_frames/{DATASET_ID}/g")
 
     rerun = rerun_upload(run_cli, *overwrite_upload, "--overwrite")
     assert rerun.exit_code == 0, rerun.stderr
     assert_complete_and_verified(site, run_cli, frames=12)
+    assert run_cli("gc", "--older-than", "0").stdout == ""  # the killed run's objects are gone
 
 
-def test_overwrite_killed_after_its_commit_leaves_only_stale_objects(
+def test_overwrite_killed_after_its_commit_leaves_only_the_old_generation(
         site, run_cli, overwrite_upload):
     killed = run_upload(*overwrite_upload, "--overwrite", kill_at="after-commit")
     assert killed.returncode == -signal.SIGKILL
     assert registered_frames(site) == 12
-    stale = run_cli("verify", DATASET_ID, "--format", "json").json()["datasets"][0]["problems"]
-    assert {p["problem"] for p in stale} == {"extra"} and len(stale) == 12
+    assert_complete_and_verified(site, run_cli, frames=12)  # the old objects are no damage
+    report = run_cli("verify", DATASET_ID, "--format", "json").json()["datasets"][0]
+    assert report["leftovers"] == [{"folder": f"raw_frames/{DATASET_ID}", "objects": 24}]
 
     gc = run_cli("gc", "--yes", "--older-than", "0")
-    assert len(gc.stdout.splitlines()) == 12
+    assert len(gc.stdout.splitlines()) == 24
     assert_complete_and_verified(site, run_cli, frames=12)
+    assert dataset_objects(site) == {
+        key for key in site.snapshot()["objects"] if key.startswith(f"{storage_dir(site)}/")}
 
 
 def test_rerun_of_a_csv_killed_in_its_second_row_finishes_the_second_dataset(

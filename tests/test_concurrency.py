@@ -22,7 +22,6 @@ from tests.helpers import imagingdb_command, source_frames
 PAUSED_UPLOAD = """
 import sys, time, pathlib
 from imagingdb import upload
-from imagingdb.claims import Claim
 ready, go, args = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3:]
 register = upload.RowUpload._register
 def register_when_told(self, *a, **k):

@@ -494,8 +494,8 @@ class RowUpload:
 
     def _register(self, *, is_frames: bool, insert_children: Callable[[sa.Connection, int], None],
                   keep_keys: Container[str]) -> None:
-        """One transaction registers the dataset (proving the claim last), then the objects
-        the dataset no longer uses go."""
+        """One transaction registers the dataset (proving the claim first and last), then the
+        objects the dataset no longer uses go."""
         row = self.row
         faults.checkpoint("before-register")
         if self._marker:
@@ -507,6 +507,9 @@ class RowUpload:
         stale = self._stale_objects(keep_keys)
         try:
             with self.uploader.site.connection(write=True) as conn:
+                # First, so that an upload that lost its claim says so (not "already exists"
+                # when the upload let in meanwhile registered); last, for the moment between.
+                self.claim.prove(conn)
                 self._write_rows(conn, is_frames, insert_children)
                 self.claim.prove(conn)
                 faults.checkpoint("before-commit")

@@ -14,6 +14,7 @@ import pytest
 
 from imagingdb.faults import KILL_AT_ENV
 from tests.conftest import DATASET_ID
+from tests.helpers import trial_random, trials
 
 FRAMES = 24  # the mm_ometiff fixture: 2 channels x 3 slices x 2 times x 2 positions
 
@@ -198,3 +199,75 @@ def test_rerun_of_a_csv_killed_in_its_second_row_finishes_the_second_dataset(
     assert verified.exit_code == 0, verified.stdout
     assert verified.stdout.splitlines() == [f"{DATASET_ID}  ok  (24 object(s) checked)",
                                             f"{second}  ok  (24 object(s) checked)"]
+
+
+# ------------------------------------------------------------- random kill trials
+#
+# Each trial kills a real upload at a stage and a count drawn at random (the seed is
+# printed): the site is then always one whole dataset or none, verify is clean, a rerun
+# completes it, and gc leaves only the committed generation. IMAGINGDB_TRIALS=20 runs
+# more by hand.
+
+def random_kill(rng, stages):
+    """``<stage>:<n>`` for one of ``stages`` ({stage: (lowest n, highest n)})."""
+    stage = rng.choice(sorted(stages))
+    low, high = stages[stage]
+    return f"{stage}:{rng.randint(low, high)}"
+
+
+#: the stages an overwrite of 24 frames by 12 passes, with the counts each can be killed at
+OVERWRITE_STAGES = {"folder-chosen": (1, 1), "object-written": (1, 12),
+                    "object-stored": (1, 12), "before-register": (1, 1),
+                    "before-commit": (1, 1), "after-commit": (1, 1),
+                    "object-deleted": (1, 24)}
+#: the same for a first upload of 24 frames (its marker is the first object written)
+FIRST_UPLOAD_STAGES = {"folder-chosen": (1, 1), "object-written": (1, 25),
+                       "object-stored": (1, 24), "before-register": (1, 1),
+                       "before-commit": (1, 1), "after-commit": (1, 1)}
+COMMITTED = ("after-commit", "object-deleted")
+
+
+def assert_only_the_committed_generation_is_left(site, run_cli, frames):
+    assert run_cli("gc", "--yes", "--older-than", "0").exit_code == 0
+    assert_complete_and_verified(site, run_cli, frames=frames)
+    folder = storage_dir(site)
+    assert dataset_objects(site) == {k for k in dataset_objects(site) if k.startswith(f"{folder}/")}
+    assert len(dataset_objects(site)) == frames
+
+
+@pytest.mark.parametrize("trial", trials(default=3))
+def test_overwrite_killed_at_random_leaves_the_old_or_the_new_dataset_whole(
+        site, run_cli, overwrite_upload, trial):
+    kill_at = random_kill(trial_random("overwrite kill", trial), OVERWRITE_STAGES)
+    killed = run_upload(*overwrite_upload, "--overwrite", kill_at=kill_at)
+    assert killed.returncode in (-signal.SIGKILL, 0), (kill_at, killed.stderr)
+    committed = killed.returncode == 0 or kill_at.startswith(COMMITTED)
+    # Never a mix: the old 24 frames or the new 12, every object of it intact.
+    assert_complete_and_verified(site, run_cli, frames=12 if committed else 24)
+
+    rerun = rerun_upload(run_cli, *overwrite_upload, "--overwrite")
+    assert rerun.exit_code == 0, (kill_at, rerun.stderr)
+    assert_only_the_committed_generation_is_left(site, run_cli, frames=12)
+
+
+@pytest.mark.parametrize("trial", trials(default=3))
+def test_upload_killed_at_random_releases_its_claim_and_the_next_upload_completes(
+        site, run_cli, frames_upload, trial):
+    """The claim dies with its process: the next upload of the ID gets in at once, writes
+    keys of its own (none of the killed attempt's), and completes the dataset."""
+    kill_at = random_kill(trial_random("first upload kill", trial), FIRST_UPLOAD_STAGES)
+    killed = run_upload(*frames_upload, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr)
+    left_by_the_killed = {key: data for key, data in site.objects().items()
+                          if DATASET_ID in key}
+    assert registered_frames(site) == (FRAMES if kill_at.startswith(COMMITTED) else None)
+
+    rerun = rerun_upload(run_cli, *frames_upload)
+    if kill_at.startswith(COMMITTED):
+        assert rerun.exit_code == 2 and "already exists" in rerun.errors[0], rerun.stderr
+    else:
+        assert rerun.exit_code == 0, (kill_at, rerun.stderr)
+        written = {key for key in dataset_objects(site) if key.startswith(f"{storage_dir(site)}/")}
+        if left_by_the_killed:  # the rerun chose a generation of its own
+            assert not written & set(left_by_the_killed)
+    assert_only_the_committed_generation_is_left(site, run_cli, frames=FRAMES)

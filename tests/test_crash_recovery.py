@@ -239,6 +239,7 @@ def assert_only_the_committed_generation_is_left(site, run_cli, frames):
 def test_overwrite_killed_at_random_leaves_the_old_or_the_new_dataset_whole(
         site, run_cli, overwrite_upload, trial):
     kill_at = random_kill(trial_random("overwrite kill", trial), OVERWRITE_STAGES)
+    print(f"kill at {kill_at}")
     killed = run_upload(*overwrite_upload, "--overwrite", kill_at=kill_at)
     assert killed.returncode in (-signal.SIGKILL, 0), (kill_at, killed.stderr)
     committed = killed.returncode == 0 or kill_at.startswith(COMMITTED)
@@ -256,6 +257,7 @@ def test_upload_killed_at_random_releases_its_claim_and_the_next_upload_complete
     """The claim dies with its process: the next upload of the ID gets in at once, writes
     keys of its own (none of the killed attempt's), and completes the dataset."""
     kill_at = random_kill(trial_random("first upload kill", trial), FIRST_UPLOAD_STAGES)
+    print(f"kill at {kill_at}")
     killed = run_upload(*frames_upload, kill_at=kill_at)
     assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr)
     left_by_the_killed = {key: data for key, data in site.objects().items()

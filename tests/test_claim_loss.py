@@ -164,3 +164,32 @@ def test_restart_at_a_random_moment_of_an_upload(
         assert run_cli("gc", "--older-than", "0").stdout == ""
     else:
         assert restart_site.snapshot() == before
+
+
+def test_upload_whose_lock_file_was_removed_registers_nothing(
+        isolated_home, run_cli, upload_files, mm_ometiff, monkeypatch):
+    """SQLite: a claim is a locked file beside the database; removed meanwhile (a clean-up
+    script, say), it no longer keeps anyone out, so the upload stops at its proof."""
+    import shutil
+
+    site = Site("sqlite", isolated_home / "storage", None)
+    before = site.snapshot()
+    original, removed, lock = faults.checkpoint, [], threading.Lock()
+
+    def remove_the_claims_folder(stage):
+        original(stage)
+        with lock:
+            if stage == "object-stored" and not removed:
+                [folder] = isolated_home.rglob("*.upload-claims")
+                shutil.rmtree(folder)
+                removed.append(folder)
+
+    monkeypatch.setattr(faults, "checkpoint", remove_the_claims_folder)
+    result = upload(run_cli, upload_files, mm_ometiff)
+    assert result.exit_code == 1, result.stderr
+    assert len(result.errors) == 1
+    assert result.errors[0].endswith(
+        f"lost the claim on dataset {DATASET_ID} while uploading (its lock file "
+        f"{removed[0] / (DATASET_ID + '.lock')} was removed or replaced), so another upload of "
+        "it may have begun; nothing of this upload was registered: run it again"), result.errors
+    assert site.snapshot() == before

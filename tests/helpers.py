@@ -74,4 +74,6 @@ def trial_random(name: str, trial: int) -> random.Random:
     ``IMAGINGDB_TRIAL_SEED=<base>`` and the trial number replay it)."""
     seed = _BASE_SEED + trial
     print(f"{name} trial {trial}: seed {seed} ({TRIAL_SEED_ENV}={_BASE_SEED})")
-    return random.Random(seed)
+    # A text seed is hashed (SHA-512): neighbouring integer seeds would start Mersenne
+    # Twister in similar states, and the trials would draw alike.
+    return random.Random(f"{name}:{seed}")

@@ -1,22 +1,31 @@
 """Claims on dataset IDs: one upload of a given ID at a time, across processes and machines.
 
-Two uploads of the same ID would write the same storage keys; whichever commit
-loses, its objects may already have replaced the winner's. So an upload claims
-the ID before it writes anything and holds the claim until it has registered
-the dataset (or cleaned up); a second upload of that ID meanwhile fails at once
-with a clear error, having written nothing. The unique index on the dataset ID
-stays the last word when two uploads race without claims.
+An upload claims the ID before it writes anything and holds the claim until
+it has registered the dataset (or cleaned up); a second upload of that ID
+meanwhile fails at once with a clear error, having written nothing. The
+unique index on the dataset ID stays the last word when two uploads race
+without claims, and every upload attempt writes keys of its own
+(:mod:`imagingdb.layout`), so even then neither touches the other's objects.
+
+A claim can be lost while it is held: a PostgreSQL server that restarts or
+drops the claim's connection forgets the lock, and a lock file removed from
+its folder no longer keeps anyone out. So a claim is not trusted for the
+whole upload: :meth:`Claim.prove` checks it inside the transaction that
+registers the dataset, and an upload whose claim is gone registers nothing.
 
 - PostgreSQL: a session-level advisory lock, on a connection of its own held for
-  the upload; the server drops it if the process dies.
+  the upload; the server drops it if the process dies. The proof asks the
+  server whether that very session (its pid and start time) still holds it.
 - SQLite (one machine): an flock()ed file per ID beside the database file; the
-  kernel drops it if the process dies.
+  kernel drops it if the process dies. The proof checks that the file at its
+  path is still the one locked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
@@ -26,28 +35,77 @@ from .db import locks
 from .errors import WorkError
 from .site import Site
 
+#: how often to try again when the lock file is replaced (or its folder removed) meanwhile
+_LOCK_FILE_ATTEMPTS = 50
+
 
 def _busy(dataset_id: str) -> WorkError:
     return WorkError(f"dataset {dataset_id} is being uploaded by another process right now; "
                      "nothing of this upload was written")
 
 
+class Claim:
+    """A claim on one dataset ID, held by this process. This base class is an in-memory
+    database's, which lives and dies with this one process: nothing else can claim."""
+
+    def __init__(self, dataset_id: str):
+        self.dataset_id = dataset_id
+
+    def prove(self, conn: sa.Connection) -> None:
+        """Raise WorkError unless this process still holds the claim. ``conn``: a connection
+        of the site, in the transaction that registers the dataset (its last statement)."""
+
+    def _lost(self, how: str) -> WorkError:
+        return WorkError(
+            f"lost the claim on dataset {self.dataset_id} while uploading ({how}), so another "
+            f"upload of it may have begun; nothing of this upload was registered: run it again")
+
+
+class _AdvisoryClaim(Claim):
+    def __init__(self, dataset_id: str, key: int, pid: int, started: datetime):
+        super().__init__(dataset_id)
+        self.key, self.pid, self.started = key, pid, started
+
+    def prove(self, conn: sa.Connection) -> None:
+        if not locks.session_holds_advisory_lock(conn, self.key, self.pid, self.started):
+            raise self._lost("the database server restarted or dropped the claim's connection")
+
+
+class _FileClaim(Claim):
+    def __init__(self, dataset_id: str, path: Path, fd: int):
+        super().__init__(dataset_id)
+        self.path, self.fd = path, fd
+
+    def is_held(self) -> bool:
+        """True while the path still names the file this process locked."""
+        try:
+            on_disk = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        held = os.fstat(self.fd)
+        return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+    def prove(self, conn: sa.Connection) -> None:
+        if not self.is_held():
+            raise self._lost(f"its lock file {self.path} was removed or replaced")
+
+
 @contextlib.contextmanager
-def claim_dataset(site: Site, dataset_id: str) -> Iterator[None]:
+def claim_dataset(site: Site, dataset_id: str) -> Iterator[Claim]:
     """Hold the claim on ``dataset_id`` for the block, or raise WorkError if it is taken."""
     engine = site.engine
     if engine.dialect.name == "postgresql":
-        with _advisory_lock(site, dataset_id):
-            yield
+        with _advisory_lock(site, dataset_id) as claim:
+            yield claim
     elif engine.url.database and engine.url.database != ":memory:":
-        with _lock_file(Path(engine.url.database), dataset_id):
-            yield
-    else:  # an in-memory database lives and dies with this one process
-        yield
+        with _lock_file(Path(engine.url.database), dataset_id) as claim:
+            yield claim
+    else:
+        yield Claim(dataset_id)
 
 
 @contextlib.contextmanager
-def _advisory_lock(site: Site, dataset_id: str) -> Iterator[None]:
+def _advisory_lock(site: Site, dataset_id: str) -> Iterator[Claim]:
     key = locks.lock_key(dataset_id)
     with contextlib.ExitStack() as stack:
         with site.database_errors():
@@ -55,40 +113,58 @@ def _advisory_lock(site: Site, dataset_id: str) -> Iterator[None]:
             conn = stack.enter_context(
                 site.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
             taken = locks.try_advisory_lock(conn, key)
+            if taken:
+                try:
+                    pid, started = locks.session_identity(conn)
+                except BaseException:
+                    _unlock(conn, key)
+                    raise
         if not taken:
             raise _busy(dataset_id)
         try:
-            yield
+            yield _AdvisoryClaim(dataset_id, key, pid, started)
         finally:
-            try:
-                locks.advisory_unlock(conn, key)
-            except sa.exc.DBAPIError:
-                conn.invalidate()  # a lost session has lost its lock too
+            _unlock(conn, key)
+
+
+def _unlock(conn: sa.Connection, key: int) -> None:
+    try:
+        locks.advisory_unlock(conn, key)
+    except sa.exc.DBAPIError:
+        conn.invalidate()  # a lost session has lost its lock too
 
 
 @contextlib.contextmanager
-def _lock_file(database: Path, dataset_id: str) -> Iterator[None]:
+def _lock_file(database: Path, dataset_id: str) -> Iterator[Claim]:
+    folder = database.expanduser().parent / f"{database.name}.upload-claims"
+    claim = _take_lock_file(folder / f"{dataset_id}.lock", dataset_id)
+    try:
+        yield claim
+    finally:
+        # Only our own file: after a removal, the path may be another upload's lock now.
+        if claim.is_held():
+            claim.path.unlink(missing_ok=True)
+        os.close(claim.fd)
+
+
+def _take_lock_file(path: Path, dataset_id: str) -> _FileClaim:
     import fcntl
 
-    folder = database.expanduser().parent / f"{database.name}.upload-claims"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{dataset_id}.lock"
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    for _ in range(_LOCK_FILE_ATTEMPTS):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # the folder was removed between the two calls
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             raise _busy(dataset_id) from None
+        claim = _FileClaim(dataset_id, path, fd)
         # The holder before us removes the file when done; a lock on a removed file is no claim.
-        try:
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break
-        except FileNotFoundError:
-            pass
+        if claim.is_held():
+            return claim
         os.close(fd)
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-        os.close(fd)
+    raise WorkError(f"cannot claim dataset {dataset_id}: its lock file {path} keeps "
+                    "disappearing; is something removing that folder?")

@@ -469,7 +469,8 @@ def _add_integrity_commands(app: typer.Typer) -> None:
 
         Reports objects that are missing, corrupted (do not decode, or differ
         from their checksum) or extra (in the dataset's folder, named by no
-        row); exits 1 if there is any.
+        row); exits 1 if there is any. Objects other upload attempts left
+        (an interrupted overwrite's) are noted, not counted as damage.
         """
         from .errors import WorkError
 
@@ -483,6 +484,8 @@ def _add_integrity_commands(app: typer.Typer) -> None:
                     print(f"{check.dataset_id}  {state}  ({check.objects_checked} object(s) checked)")
                     for problem in check.problems:
                         print(f"  {problem.describe()}")
+                    for line in check.describe_leftovers():
+                        print(f"  {line}")
         if output == ReportFormat.json:
             print(json.dumps({"ok": run.ok, "datasets": [c.to_json() for c in run.checks]},
                              indent=2))

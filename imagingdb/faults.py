@@ -8,13 +8,17 @@ a checkpoint costs one environment lookup.
 
 Stages, in the order an upload passes them:
 
+- ``folder-chosen``: the attempt has taken the folder it writes into (for a
+  first upload, its marker is in the dataset folder), no frame stored yet;
 - ``object-written``: an object's bytes are in a temporary file, not yet
   renamed into place (local storage);
 - ``object-stored``: an object is in place (each frame, or the whole file);
 - ``before-register``: every object is stored and flushed, no row written yet;
 - ``before-commit``: the dataset's rows are inserted, the transaction not committed;
-- ``after-commit``: the transaction is committed, stale objects of an
-  overwrite not yet deleted.
+- ``after-commit``: the transaction is committed, the objects the dataset
+  no longer uses (an overwrite's old generation) not yet deleted;
+- ``object-deleted``: an object is deleted (local storage; also during gc
+  and the clean-up of a failed upload).
 """
 
 from __future__ import annotations

@@ -8,20 +8,24 @@ frames an overwrite no longer needs. They are harmless but take space.
 
 What gc looks at: the dataset folders ``raw_frames/<ID>/`` and
 ``raw_files/<ID>/`` only; nothing else in a bucket or mount is touched.
-An object there is garbage when no committed row references it.
+An object there is garbage when no committed row references it. It judges
+each generation folder on its own (:mod:`imagingdb.layout`: the dataset
+folder itself, and ``g<token>`` inside it, one per upload attempt): the
+committed generation's objects are the dataset's, those of a generation no
+row names are what an overwrite replaced or a killed attempt left.
 
 What keeps it safe:
 
 - rows are read after the folder is listed, and only committed rows count,
   so an object of a registered dataset is never garbage;
-- a folder written to within the grace period (``--older-than``, default
-  24 hours) is skipped whole: an upload in progress writes its folder every
-  frame, and registers only at the end, so its objects look unreferenced
-  until then. The grace period also absorbs clock skew between a file server
+- a generation folder written to within the grace period (``--older-than``,
+  default 24 hours) is skipped whole: an upload in progress writes its folder
+  every frame, and registers only at the end, so its objects look
+  unreferenced until then. Every attempt writes a folder of its own, so the
+  folders of attempts killed long ago are judged even while the dataset is
+  being uploaded again. The grace period also absorbs clock skew between a file server
   and this machine. Run with a shorter one only when no upload is running;
-- each folder is listed again right before its garbage is deleted (what
-  remains is the moment between that listing and the delete: do not gc a
-  dataset's leftovers while uploading it again);
+- each folder is listed again right before its garbage is deleted;
 - gc refuses to run if any row has a storage_dir it cannot map to a folder
   (from an adopted database, say): it could not tell what that row references.
 """
@@ -113,7 +117,8 @@ def collect_garbage(
         if newest > cutoff:
             report.skipped.append(SkippedFolder(folder, newest))
             continue
-        objects = list(storage.list_objects(f"{folder}/"))  # again: right before deciding
+        objects = [obj for obj in storage.list_objects(f"{folder}/")  # again: right before deciding
+                   if layout.folder_of(obj.key) == folder]  # not the generations inside it
         newest = max((obj.modified for obj in objects), default=0.0)
         if newest > cutoff:
             report.skipped.append(SkippedFolder(folder, newest))
@@ -130,7 +135,7 @@ def collect_garbage(
 
 
 def _folders(storage: Any) -> dict[str, float]:
-    """Every dataset folder in storage with the time of its newest object."""
+    """Every generation folder in storage with the time of its newest object."""
     newest: dict[str, float] = {}
     for top in layout.DATASET_FOLDERS:
         for obj in storage.list_objects(f"{top}/"):
@@ -145,9 +150,10 @@ def _referenced_keys(site: "Site", folder: str) -> set[str]:
     """The keys in ``folder`` that committed rows reference."""
     from . import db as dbq
 
+    first = layout.is_first_generation(folder)  # where rows without a storage_dir keep theirs
     with site.connection() as conn:
         names = dbq.names_stored_in(conn, folder, frames_folder=layout.is_frames_folder(folder),
-                                    dataset_id=folder.split("/", 1)[1])
+                                    dataset_id=layout.dataset_id_of(folder) if first else None)
     return {layout.object_key(folder, name) for name in names}
 
 

@@ -7,11 +7,28 @@ Buckets and mounts written by the original keep working because nothing else
 in imagingdb spells these keys out: uploads, reads, downloads, verify and gc
 all ask this module. A dataset's row records its folder (``storage_dir``);
 early rows of the original have none, and then the folder is the default one.
+
+Generations. Every upload attempt writes into a folder no committed row uses,
+so that an attempt that fails or is killed never touches the dataset it was
+to replace, and two attempts never share a key; the commit that records the
+folder in the row is the switch. A dataset's first upload writes into the
+dataset folder itself, as the original did (``raw_frames/<ID>``); any other
+attempt (an overwrite, or a rerun after a kill) into a generation folder of
+its own inside it, named by a random token::
+
+    raw_frames/<ID>/g5f0c2a9e41b7/im_c000_z000_t000_p000.png
+    raw_files/<ID>/g5f0c2a9e41b7/<file name>
+
+An attempt that means to write into the dataset folder itself first puts a
+marker there (``.attempt-<token>``), so that any other attempt sees the folder
+taken (see :mod:`imagingdb.upload`). Objects of a generation no row references
+are garbage (:mod:`imagingdb.gc`); the committed generation's are the dataset.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
@@ -23,11 +40,29 @@ FILES_FOLDER = "raw_files"
 DATASET_FOLDERS = (FRAMES_FOLDER, FILES_FOLDER)
 #: the suffix of a frame object of the png codec, the original's
 FRAME_SUFFIX = ".png"
+#: a generation folder's name: ``g`` and an upload attempt's token
+_GENERATION = re.compile(r"g[0-9a-f]{12}")
+_MARKER = ".attempt-"
 
 
 def dataset_folder(dataset_id: str, frames: bool) -> str:
-    """The folder a new dataset's objects go to: ``raw_frames/<ID>`` or ``raw_files/<ID>``."""
+    """The dataset folder, ``raw_frames/<ID>`` or ``raw_files/<ID>``: a first upload's generation."""
     return f"{FRAMES_FOLDER if frames else FILES_FOLDER}/{dataset_id}"
+
+
+def new_attempt_token() -> str:
+    """A token naming one upload attempt: random, so that no two attempts share a folder."""
+    return secrets.token_hex(6)
+
+
+def generation_folder(dataset_id: str, frames: bool, token: str) -> str:
+    """The folder of the upload attempt ``token`` inside the dataset folder."""
+    return f"{dataset_folder(dataset_id, frames)}/g{token}"
+
+
+def attempt_marker(folder: str, token: str) -> str:
+    """The key of the marker by which the attempt ``token`` takes the dataset folder ``folder``."""
+    return f"{folder}/{_MARKER}{token}"
 
 
 def storage_dir(recorded: Optional[str], frames: bool, dataset_id: str) -> str:
@@ -48,11 +83,25 @@ def frame_name(index: "FrameIndex", suffix: str = FRAME_SUFFIX) -> str:
 
 
 def folder_of(key: str) -> Optional[str]:
-    """The dataset folder (``raw_frames/<ID>``) a key lies in; None outside any dataset folder."""
+    """The generation folder a key lies in (``raw_frames/<ID>`` or ``raw_frames/<ID>/g<token>``);
+    None outside any dataset folder. Anything else inside a dataset folder is the dataset
+    folder's own, so that it is judged (as garbage, by gc) rather than overlooked."""
     parts = key.split("/")
     if len(parts) < 3 or parts[0] not in DATASET_FOLDERS:
         return None
+    if len(parts) > 3 and _GENERATION.fullmatch(parts[2]):
+        return "/".join(parts[:3])
     return f"{parts[0]}/{parts[1]}"
+
+
+def dataset_id_of(folder: str) -> str:
+    """The dataset ID a generation folder (of :func:`folder_of`) belongs to."""
+    return folder.split("/")[1]
+
+
+def is_first_generation(folder: str) -> bool:
+    """True for the dataset folder itself (where rows without a storage_dir keep their objects)."""
+    return folder.count("/") == 1
 
 
 def is_frames_folder(folder: str) -> bool:
@@ -61,6 +110,6 @@ def is_frames_folder(folder: str) -> bool:
 
 
 def is_dataset_folder(recorded: str, frames: bool) -> bool:
-    """True if a recorded storage_dir is a dataset folder of this layout (gc only judges those)."""
+    """True if a recorded storage_dir is a generation folder of this layout (gc only judges those)."""
     top = FRAMES_FOLDER if frames else FILES_FOLDER
-    return re.fullmatch(rf"{top}/[^/]+/?", recorded) is not None
+    return re.fullmatch(rf"{top}/[^/]+(/{_GENERATION.pattern})?/?", recorded) is not None

@@ -8,6 +8,13 @@ hashes it and puts it in storage; frame rows are spooled to a temporary file
 registers the dataset last. Nothing is registered until every object is
 stored, so a failed or killed upload leaves no half-registered dataset, and
 running it again finishes the job.
+
+Every attempt writes into a folder of its own (:mod:`imagingdb.layout`: the
+dataset folder for a first upload, a new generation folder otherwise), so an
+overwrite never touches the dataset it replaces before its commit, which
+records the new folder in the row: the switch. The objects the dataset no
+longer uses go after the commit. The registering transaction proves that the
+upload still holds its claim on the dataset ID (:mod:`imagingdb.claims`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import sqlalchemy as sa
 from . import db as dbq
 from . import faults, layout, plugins
 from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
-from .claims import claim_dataset
+from .claims import Claim, claim_dataset
 from .codecs import FrameCodec, frame_codec
 from .config import AUTO_FORMAT, StorageSettings, UploadConfig, load_upload_config
 from .errors import ImagingDBError, InputError, UnclaimedSourceError, WorkError
@@ -156,8 +163,8 @@ class Uploader:
         where = f"{row.csv_name} row {row.line} ({row.dataset_id})".lstrip()
         try:
             self._setup()
-            with claim_dataset(self.site, row.dataset_id):
-                frames, nbytes = upload.run()
+            with claim_dataset(self.site, row.dataset_id) as claim:
+                frames, nbytes = upload.run(claim)
         except ImagingDBError as exc:
             return RowResult(row.line, row.dataset_id, False, f"{where}: {exc}",
                              exc.exit_code, **upload.notes)
@@ -219,7 +226,12 @@ class RowUpload:
         self.progress = uploader.progress
         #: the row's format, what its source is, and the warnings shown (RowResult fields)
         self.notes: dict[str, Any] = {"warnings": []}
+        self.claim = Claim(row.dataset_id)
+        self.token = layout.new_attempt_token()
+        self.folder: Optional[str] = None  # this attempt's generation folder, once taken
+        self._replacing = False  # a dataset of this ID was registered when the upload began
         self._written: set[str] = set()  # keys this upload has put, not yet spooled
+        self._marker: Optional[str] = None  # the key by which it took the dataset folder
         self._commit_sent = False  # the registering transaction reached its commit
 
     @property
@@ -231,8 +243,9 @@ class RowUpload:
         """How many stored objects' rows are not in the spool yet (bounded by the frames in flight)."""
         return len(self._written)
 
-    def run(self) -> tuple[int, int]:
-        """Upload the row; returns (frames, bytes of pixels or of the file)."""
+    def run(self, claim: Claim) -> tuple[int, int]:
+        """Upload the row under ``claim``; returns (frames, bytes of pixels or of the file)."""
+        self.claim = claim
         self._check_before_work()
         try:
             if self.config.upload_type == "file":
@@ -243,26 +256,55 @@ class RowUpload:
             raise
 
     def _remove_unregistered(self) -> None:
-        """After a failed upload of a new dataset, delete the objects it wrote.
+        """After a failed attempt, delete the objects it wrote.
 
-        An overwrite keeps what it wrote: the old rows still name those keys,
-        and running the upload again completes it. With the database out of
-        reach, the objects of a new dataset go only if the commit was never
-        sent (after that, it may have gone through); `imagingdb gc` finds the rest.
+        They lie in this attempt's own folder, which no committed row uses, so
+        this never touches the dataset being replaced nor another attempt's
+        objects. Only once the commit was sent, with the database out of reach,
+        can the upload not know whether it was registered: then the objects
+        stay, and `imagingdb gc` decides from what the database says.
         """
-        if not self._written:
+        written = self._written | ({self._marker} if self._marker else set())
+        if not written or (self._commit_sent and not self._known_unregistered()):
             return
         try:
-            with self.uploader.site.connection() as conn:
-                registered = dbq.find_dataset(conn, self.row.dataset_id) is not None
-        except Exception:  # noqa: BLE001 - the original error matters more
-            registered = self.uploader.overwrite or self._commit_sent
-        if registered:
-            return
-        try:
-            self.storage.delete(sorted(self._written))
+            self.storage.delete(sorted(written))
         except Exception:  # noqa: BLE001 - the original error matters more; gc finds leftovers
             pass
+
+    def _known_unregistered(self) -> bool:
+        """True if the database answers that the dataset's row does not name this attempt's folder."""
+        dataset_id = self.row.dataset_id
+        try:
+            with self.uploader.site.connection() as conn:
+                row = dbq.find_dataset(conn, dataset_id)
+                if row is None:
+                    return True
+                owner = (dbq.frames_global_of if row.frames else dbq.file_global_of)(conn, row.id)
+        except Exception:  # noqa: BLE001 - out of reach: unknown
+            return False
+        return owner is None or layout.storage_dir(owner.storage_dir, row.frames,
+                                                   dataset_id) != self.folder
+
+    def _take_folder(self, frames: bool) -> str:
+        """The folder this attempt writes into: one no committed row uses, shared with no other
+        attempt. A first upload takes the dataset folder itself while it is empty, as the
+        original did; any other attempt (an overwrite, a rerun after a kill) a new generation."""
+        dataset_id = self.row.dataset_id
+        first = layout.dataset_folder(dataset_id, frames)
+        if self._replacing or next(iter(self.storage.list_keys(f"{first}/")), None) is not None:
+            self.folder = layout.generation_folder(dataset_id, frames, self.token)
+        else:
+            # Marker first, then the proof of the claim: an upload let in by a lost claim
+            # lists the folder after the marker is there (and takes a generation), or this
+            # one stops here, before any frame, having overwritten nothing.
+            self._marker = layout.attempt_marker(first, self.token)
+            self.storage.put_bytes(self._marker, f"upload of {dataset_id} in progress\n".encode())
+            with self.uploader.site.connection() as conn:
+                self.claim.prove(conn)
+            self.folder = first
+        faults.checkpoint("folder-chosen")
+        return self.folder
 
     def _check_before_work(self) -> None:
         row = self.row
@@ -276,6 +318,7 @@ class RowUpload:
                 raise InputError(
                     f"dataset {row.dataset_id} already exists; use --overwrite to replace it"
                 )
+            self._replacing = existing is not None
             if row.parent_dataset_id and dbq.find_dataset(conn, row.parent_dataset_id) is None:
                 raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
 
@@ -286,9 +329,9 @@ class RowUpload:
         if not source.is_file():
             raise InputError(f"{source} is not a file (upload_type: file takes one file)")
         name = validate_object_name(source.name)
-        storage_dir = layout.dataset_folder(self.row.dataset_id, frames=False)
-        key = layout.object_key(storage_dir, name)
         metadata = _json_safe({"file_origin": str(source), **tiff_pages.file_tags(source)})
+        storage_dir = self._take_folder(frames=False)
+        key = layout.object_key(storage_dir, name)
         self.progress.start(self.row.dataset_id, 1, source.stat().st_size)
         try:
             with open(source, "rb") as handle:
@@ -309,8 +352,7 @@ class RowUpload:
                 "storage_dir": storage_dir, "file_name": name, "metadata_json": metadata,
                 "dataset_id": dataset_pk, "sha256": reader.hexdigest()})
 
-        self._register(is_frames=False, insert_children=insert_children, keep_keys={key},
-                       prefix=f"{storage_dir}/")
+        self._register(is_frames=False, insert_children=insert_children, keep_keys={key})
         self.progress.finish()
         return 1, reader.bytes_read
 
@@ -351,7 +393,6 @@ class RowUpload:
 
     def _upload_frames_via(self, frame_rows: RowSpool) -> tuple[int, int]:
         row = self.row
-        storage_dir = layout.dataset_folder(row.dataset_id, frames=True)
         codec = frame_codec("png", **self.config.png_options())
         with self._open() as acquisition:
             count = self._validate_frames(acquisition)
@@ -364,6 +405,7 @@ class RowUpload:
             _check_storable(row, dims, codec)
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * (
                 2 if dims.bit_depth == "uint16" else 1)
+            storage_dir = self._take_folder(frames=True)
             self.progress.start(row.dataset_id, count, count * frame_bytes)
             try:
                 nbytes = self._store_frames(acquisition, codec, storage_dir, frame_rows)
@@ -387,8 +429,7 @@ class RowUpload:
                 dbq.insert_frames(conn, batch)
 
         try:
-            self._register(is_frames=True, insert_children=insert_children, keep_keys=frame_rows,
-                           prefix=f"{storage_dir}/")
+            self._register(is_frames=True, insert_children=insert_children, keep_keys=frame_rows)
         except BaseException:
             self.progress.finish(ok=False)
             raise
@@ -452,36 +493,25 @@ class RowUpload:
     # -------------------------------------------------------------- registration
 
     def _register(self, *, is_frames: bool, insert_children: Callable[[sa.Connection, int], None],
-                  keep_keys: Container[str], prefix: str) -> None:
-        """One transaction registers the dataset, then stale objects of an overwrite go."""
+                  keep_keys: Container[str]) -> None:
+        """One transaction registers the dataset (proving the claim first and last), then the
+        objects the dataset no longer uses go."""
         row = self.row
         faults.checkpoint("before-register")
-        values = {
-            "dataset_serial": row.dataset_id, "description": row.description,
-            "microscope": self.config.microscope, "frames": is_frames,
-            "date_time": row.parsed_id.date_time,
-        }
+        if self._marker:
+            # The stored objects show the folder taken from now on; gone before the commit,
+            # the marker is never left in a registered dataset's folder.
+            self.storage.delete([self._marker])
+            self._marker = None
+        # Listed before the commit: an attempt that begins after it never loses an object here.
+        stale = self._stale_objects(keep_keys)
         try:
             with self.uploader.site.connection(write=True) as conn:
-                existing = dbq.find_dataset(conn, row.dataset_id)
-                parent_pk = None
-                if row.parent_dataset_id:
-                    parent = dbq.find_dataset(conn, row.parent_dataset_id)
-                    if parent is None:
-                        raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
-                    parent_pk = parent.id
-                values["parent_id"] = parent_pk
-                if existing is not None:
-                    if not self.uploader.overwrite:
-                        raise InputError(
-                            f"dataset {row.dataset_id} already exists; use --overwrite to replace it"
-                        )
-                    dataset_pk = existing.id
-                    dbq.delete_dataset_children(conn, dataset_pk)
-                    dbq.update_dataset(conn, dataset_pk, values)
-                else:
-                    dataset_pk = dbq.insert_dataset(conn, values)
-                insert_children(conn, dataset_pk)
+                # First, so that an upload that lost its claim says so (not "already exists"
+                # when the upload let in meanwhile registered); last, for the moment between.
+                self.claim.prove(conn)
+                self._write_rows(conn, is_frames, insert_children)
+                self.claim.prove(conn)
                 faults.checkpoint("before-commit")
                 self._commit_sent = True
         except sa.exc.IntegrityError:
@@ -489,9 +519,58 @@ class RowUpload:
             raise WorkError(f"dataset {row.dataset_id} was registered by another upload "
                             "at the same time; nothing of this upload was registered") from None
         faults.checkpoint("after-commit")
-        stale = [k for k in self.storage.list_keys(prefix) if k not in keep_keys]
-        if stale:
+        self._delete_stale(stale)
+
+    def _write_rows(self, conn: sa.Connection, is_frames: bool,
+                    insert_children: Callable[[sa.Connection, int], None]) -> None:
+        """The dataset's rows, replacing those of the dataset it overwrites."""
+        row = self.row
+        values = {
+            "dataset_serial": row.dataset_id, "description": row.description,
+            "microscope": self.config.microscope, "frames": is_frames,
+            "date_time": row.parsed_id.date_time,
+        }
+        existing = dbq.find_dataset(conn, row.dataset_id)
+        parent_pk = None
+        if row.parent_dataset_id:
+            parent = dbq.find_dataset(conn, row.parent_dataset_id)
+            if parent is None:
+                raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
+            parent_pk = parent.id
+        values["parent_id"] = parent_pk
+        if existing is not None:
+            if not self.uploader.overwrite:
+                raise InputError(
+                    f"dataset {row.dataset_id} already exists; use --overwrite to replace it"
+                )
+            dataset_pk = existing.id
+            dbq.delete_dataset_children(conn, dataset_pk)
+            dbq.update_dataset(conn, dataset_pk, values)
+        else:
+            dataset_pk = dbq.insert_dataset(conn, values)
+        insert_children(conn, dataset_pk)
+
+    def _stale_objects(self, keep_keys: Container[str]) -> list[str]:
+        """Every object in this dataset ID's folders (frames and file, every generation) that
+        the new rows will not reference: the replaced dataset's, leftovers of killed attempts."""
+        stale = []
+        for frames in (True, False):
+            folder = layout.dataset_folder(self.row.dataset_id, frames)
+            stale += [key for key in self.storage.list_keys(f"{folder}/") if key not in keep_keys]
+        return stale
+
+    def _delete_stale(self, stale: list[str]) -> None:
+        """After the commit: the dataset is registered whatever happens here, so a failure is
+        a warning (gc finds what is left), not a failed upload."""
+        if not stale:
+            return
+        try:
             self.storage.delete(stale)
+        except ImagingDBError as exc:
+            warning = (f"{len(stale)} object(s) the dataset no longer uses were not all deleted "
+                       f"({exc}); imagingdb gc removes them")
+            self.notes["warnings"].append(warning)
+            self.progress.note(f"Warning: {self.row.dataset_id}: {warning}")
 
 
 def _storage_for(site: Site, config: UploadConfig) -> "StorageBackend":

@@ -7,11 +7,18 @@ whole is hashed byte for byte as it streams. A check reports
 - ``missing``: a row names an object that storage does not have;
 - ``corrupted``: the object does not decode, has the wrong shape or pixel
   type, or its sha256 differs from the recorded one;
-- ``extra``: an object in the dataset's folders (``raw_frames/<ID>/``,
-  ``raw_files/<ID>/``) that no row references (``imagingdb gc`` removes them);
+- ``extra``: an object in the dataset's own folder (the generation its row
+  records, :mod:`imagingdb.layout`) that no row references (``imagingdb gc``
+  removes them);
 - ``incomplete``: the rows disagree with themselves (frames_global counts
   more or fewer frames than the frames table holds, or a dataset has no
   frames_global/file_global row at all).
+
+Objects in the other generation folders of the dataset ID (``raw_frames/<ID>/``,
+``raw_files/<ID>/`` and the ``g<token>`` folders inside them) belong to other
+upload attempts: an overwrite killed before its commit, or the generation an
+overwrite replaced, not yet deleted. They are no damage to the dataset, so
+they are only noted, as leftovers (``imagingdb gc`` removes them).
 
 Frame rows are read from the database in pages and objects fetched by a
 bounded thread pool, so memory holds one page of rows, the objects in
@@ -71,6 +78,8 @@ class DatasetCheck:
     bytes_read: int = 0
     without_checksum: int = 0  # rows with no recorded sha256 (adopted data): decoded only
     problems: list[ObjectProblem] = field(default_factory=list)
+    #: generation folder -> how many objects other upload attempts left there (not problems)
+    leftovers: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -83,7 +92,15 @@ class DatasetCheck:
         return {"dataset_id": self.dataset_id, "ok": self.ok,
                 "objects_checked": self.objects_checked, "bytes_read": self.bytes_read,
                 "without_checksum": self.without_checksum,
-                "problems": [p.to_json() for p in self.problems]}
+                "problems": [p.to_json() for p in self.problems],
+                "leftovers": [{"folder": folder, "objects": count}
+                              for folder, count in sorted(self.leftovers.items())]}
+
+    def describe_leftovers(self) -> list[str]:
+        """One line per generation folder of other upload attempts."""
+        return [f"{'leftover':<10} {folder}: {count} object(s) of another upload attempt, not "
+                "part of the dataset (imagingdb gc removes them)"
+                for folder, count in sorted(self.leftovers.items())]
 
 
 def verify_datasets(site: Site, dataset_ids: Optional[list[str]] = None, *,
@@ -228,13 +245,24 @@ class _Verifier:
     # -------------------------------------------------------------------- extra
 
     def find_extra(self, dataset_id: str, storage_dir: str, referenced: set[str]) -> None:
-        """Objects in the dataset's folders that no row references."""
-        folders = dict.fromkeys([storage_dir, layout.dataset_folder(dataset_id, frames=True),
-                                 layout.dataset_folder(dataset_id, frames=False)])
+        """Unreferenced objects: ``extra`` in the dataset's own folder, leftovers in the other
+        generation folders of its ID."""
+        for key in self._keys_of(dataset_id, storage_dir):
+            if key in referenced:
+                continue
+            generation = layout.folder_of(key)
+            if generation is None or generation == storage_dir:
+                self.check.problems.append(ObjectProblem("extra", key, "no row references it"))
+            else:
+                self.check.leftovers[generation] = self.check.leftovers.get(generation, 0) + 1
+
+    def _keys_of(self, dataset_id: str, storage_dir: str) -> Iterator[str]:
+        """Every key in the dataset's folder and its ID's dataset folders, each once."""
+        folders = list(dict.fromkeys([storage_dir, layout.dataset_folder(dataset_id, frames=True),
+                                      layout.dataset_folder(dataset_id, frames=False)]))
         for folder in folders:
-            for key in self.storage.list_keys(f"{folder}/"):
-                if key not in referenced:
-                    self.check.problems.append(ObjectProblem("extra", key, "no row references it"))
+            if not any(folder.startswith(f"{other}/") for other in folders):  # listed with it
+                yield from self.storage.list_keys(f"{folder}/")
 
 
 class VerifyRun:
@@ -259,8 +287,12 @@ class VerifyRun:
         checks = self.checks
         failed = [c for c in checks if not c.ok]
         objects = sum(c.objects_checked for c in checks)
+        leftovers = sum(sum(c.leftovers.values()) for c in checks)
         if not failed:
-            return f"verified {len(checks)} dataset(s), {objects} object(s): all match their checksums"
+            note = (f"; {leftovers} object(s) of other upload attempts left (imagingdb gc removes "
+                    "them)") if leftovers else ""
+            return (f"verified {len(checks)} dataset(s), {objects} object(s): all match their "
+                    f"checksums{note}")
         counts = {kind: sum(c.count(kind) for c in checks)
                   for kind in ("missing", "corrupted", "extra", "incomplete")}
         parts = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)

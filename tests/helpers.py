@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import sys
 from pathlib import Path
 
@@ -11,6 +13,12 @@ import png
 import tifffile
 
 MM_TAG = 51123  # MicroManagerMetadata
+
+#: how many random trials each trial test runs (the suite's default is small: run more by hand)
+TRIALS_ENV = "IMAGINGDB_TRIALS"
+#: the base seed of the trials (default: a new one each run, printed by each trial)
+TRIAL_SEED_ENV = "IMAGINGDB_TRIAL_SEED"
+_BASE_SEED = int(os.environ.get(TRIAL_SEED_ENV) or random.SystemRandom().randrange(1 << 32))
 
 
 def source_frames(folder: Path) -> dict[tuple[int, int, int, int], np.ndarray]:
@@ -54,3 +62,18 @@ def assert_refused(result, site, before, *, code=2, contains=()):
                    if not line.startswith("Error:") and not line.endswith("dataset(s) uploaded")]
     assert other_lines == [], result.stderr
     assert site.snapshot() == before
+
+
+def trials(default: int) -> range:
+    """The trials a random-trial test runs: ``IMAGINGDB_TRIALS`` of them, else ``default``."""
+    return range(int(os.environ.get(TRIALS_ENV) or default))
+
+
+def trial_random(name: str, trial: int) -> random.Random:
+    """The random source of one trial, its seed printed (pytest shows it when the trial fails;
+    ``IMAGINGDB_TRIAL_SEED=<base>`` and the trial number replay it)."""
+    seed = _BASE_SEED + trial
+    print(f"{name} trial {trial}: seed {seed} ({TRIAL_SEED_ENV}={_BASE_SEED})")
+    # A text seed is hashed (SHA-512): neighbouring integer seeds would start Mersenne
+    # Twister in similar states, and the trials would draw alike.
+    return random.Random(f"{name}:{seed}")

@@ -13,6 +13,7 @@ import yaml
 
 from imagingdb import db as dbq
 from imagingdb import upload
+from imagingdb.claims import Claim
 from tests.conftest import DATASET_ID, Site
 from tests.helpers import imagingdb_command, source_frames
 
@@ -135,7 +136,8 @@ def test_unique_dataset_id_is_the_last_word_when_uploads_race_without_claims(
         pg_site, upload_files, mm_ometiff, mm_ometiff_uint8, monkeypatch):
     """Between the loser's last check and its insert, the winner commits: the loser's insert
     hits the unique index, it reports that, and it removes none of the winner's objects."""
-    monkeypatch.setattr(upload, "claim_dataset", lambda *args: contextlib.nullcontext())
+    monkeypatch.setattr(upload, "claim_dataset",
+                        lambda site, dataset_id: contextlib.nullcontext(Claim(dataset_id)))
     race = {"armed": False, "run": False, "winner": None}
     find_dataset, register = dbq.find_dataset, upload.RowUpload._register
 

@@ -14,6 +14,7 @@ import pytest
 
 from imagingdb.faults import KILL_AT_ENV
 from tests.conftest import DATASET_ID
+from tests.helpers import trial_random, trials
 
 FRAMES = 24  # the mm_ometiff fixture: 2 channels x 3 slices x 2 times x 2 positions
 
@@ -68,7 +69,8 @@ def file_upload(upload_files, mm_ometiff):
 
 
 @pytest.mark.parametrize("kill_at", [
-    "object-written:3",   # the third frame is in a temporary file, not yet renamed
+    "folder-chosen",      # the dataset folder is taken (its marker stored), no frame yet
+    "object-written:4",   # the third frame (after the marker) is in a temporary file
     "object-stored:5",    # five frames in place, nineteen to go
     "before-register",    # every frame stored and flushed, no row written
     "before-commit",      # every row inserted, the transaction still open
@@ -104,7 +106,15 @@ def test_upload_killed_after_its_commit_is_complete(site, run_cli, frames_upload
     assert_complete_and_verified(site, run_cli)
 
 
-@pytest.mark.parametrize("kill_at", ["object-written:1", "before-commit"])
+def storage_dir(site, dataset_id=DATASET_ID):
+    with site.connect() as db:
+        return db.dataset(dataset_id).storage_dir
+
+
+@pytest.mark.parametrize("kill_at", [
+    "object-written:2",   # the file (after the marker) is in a temporary file
+    "before-commit",
+])
 def test_file_upload_killed_leaves_it_absent_and_a_rerun_completes_it(
         site, run_cli, file_upload, kill_at):
     killed = run_upload(*file_upload, kill_at=kill_at)
@@ -116,8 +126,9 @@ def test_file_upload_killed_leaves_it_absent_and_a_rerun_completes_it(
     assert rerun.exit_code == 0, rerun.stderr
     verified = run_cli("verify", DATASET_ID)
     assert verified.exit_code == 0, verified.stdout
-    assert dataset_objects(site) == {
-        f"raw_files/{DATASET_ID}/sample_MMStack_Pos0.ome.tif"}
+    # The killed attempt had the dataset folder; the rerun wrote a generation of its own.
+    assert storage_dir(site).startswith(f"raw_files/{DATASET_ID}/g")
+    assert dataset_objects(site) == {f"{storage_dir(site)}/sample_MMStack_Pos0.ome.tif"}
 
 
 @pytest.fixture
@@ -129,7 +140,7 @@ def overwrite_upload(site, run_cli, upload_files, frames_upload, mm_ometiff_uint
     return csv_path, upload_files.frames_config()
 
 
-def test_overwrite_killed_midway_keeps_the_old_rows_and_a_rerun_completes_it(
+def test_overwrite_killed_midway_leaves_the_old_dataset_intact_and_a_rerun_completes_it(
         site, run_cli, overwrite_upload):
     before = site.snapshot()
     killed = run_upload(*overwrite_upload, "--overwrite", kill_at="object-stored:5")
@@ -137,26 +148,34 @@ def test_overwrite_killed_midway_keeps_the_old_rows_and_a_rerun_completes_it(
     after = site.snapshot()
     assert {t: after[t] for t in after if t != "objects"} == \
         {t: before[t] for t in before if t != "objects"}
-    # The old rows name objects the killed run already replaced: verify says which.
-    damaged = run_cli("verify", DATASET_ID)
-    assert damaged.exit_code == 1 and "corrupted" in damaged.stdout
+    # The killed run wrote only into a generation of its own: every old object is as it was.
+    assert {k: v for k, v in after["objects"].items() if k in before["objects"]} == \
+        before["objects"]
+    old = run_cli("verify", DATASET_ID, "--format", "json")
+    assert old.exit_code == 0, old.stdout
+    [leftover] = old.json()["datasets"][0]["leftovers"]
+    assert leftover["folder"].startswith(f"raw_frames/{DATASET_ID}/g")
 
     rerun = rerun_upload(run_cli, *overwrite_upload, "--overwrite")
     assert rerun.exit_code == 0, rerun.stderr
     assert_complete_and_verified(site, run_cli, frames=12)
+    assert run_cli("gc", "--older-than", "0").stdout == ""  # the killed run's objects are gone
 
 
-def test_overwrite_killed_after_its_commit_leaves_only_stale_objects(
+def test_overwrite_killed_after_its_commit_leaves_only_the_old_generation(
         site, run_cli, overwrite_upload):
     killed = run_upload(*overwrite_upload, "--overwrite", kill_at="after-commit")
     assert killed.returncode == -signal.SIGKILL
     assert registered_frames(site) == 12
-    stale = run_cli("verify", DATASET_ID, "--format", "json").json()["datasets"][0]["problems"]
-    assert {p["problem"] for p in stale} == {"extra"} and len(stale) == 12
+    assert_complete_and_verified(site, run_cli, frames=12)  # the old objects are no damage
+    report = run_cli("verify", DATASET_ID, "--format", "json").json()["datasets"][0]
+    assert report["leftovers"] == [{"folder": f"raw_frames/{DATASET_ID}", "objects": 24}]
 
     gc = run_cli("gc", "--yes", "--older-than", "0")
-    assert len(gc.stdout.splitlines()) == 12
+    assert len(gc.stdout.splitlines()) == 24
     assert_complete_and_verified(site, run_cli, frames=12)
+    assert dataset_objects(site) == {
+        key for key in site.snapshot()["objects"] if key.startswith(f"{storage_dir(site)}/")}
 
 
 def test_rerun_of_a_csv_killed_in_its_second_row_finishes_the_second_dataset(
@@ -180,3 +199,77 @@ def test_rerun_of_a_csv_killed_in_its_second_row_finishes_the_second_dataset(
     assert verified.exit_code == 0, verified.stdout
     assert verified.stdout.splitlines() == [f"{DATASET_ID}  ok  (24 object(s) checked)",
                                             f"{second}  ok  (24 object(s) checked)"]
+
+
+# ------------------------------------------------------------- random kill trials
+#
+# Each trial kills a real upload at a stage and a count drawn at random (the seed is
+# printed): the site is then always one whole dataset or none, verify is clean, a rerun
+# completes it, and gc leaves only the committed generation. IMAGINGDB_TRIALS=20 runs
+# more by hand.
+
+def random_kill(rng, stages):
+    """``<stage>:<n>`` for one of ``stages`` ({stage: (lowest n, highest n)})."""
+    stage = rng.choice(sorted(stages))
+    low, high = stages[stage]
+    return f"{stage}:{rng.randint(low, high)}"
+
+
+#: the stages an overwrite of 24 frames by 12 passes, with the counts each can be killed at
+OVERWRITE_STAGES = {"folder-chosen": (1, 1), "object-written": (1, 12),
+                    "object-stored": (1, 12), "before-register": (1, 1),
+                    "before-commit": (1, 1), "after-commit": (1, 1),
+                    "object-deleted": (1, 24)}
+#: the same for a first upload of 24 frames (its marker is the first object written)
+FIRST_UPLOAD_STAGES = {"folder-chosen": (1, 1), "object-written": (1, 25),
+                       "object-stored": (1, 24), "before-register": (1, 1),
+                       "before-commit": (1, 1), "after-commit": (1, 1)}
+COMMITTED = ("after-commit", "object-deleted")
+
+
+def assert_only_the_committed_generation_is_left(site, run_cli, frames):
+    assert run_cli("gc", "--yes", "--older-than", "0").exit_code == 0
+    assert_complete_and_verified(site, run_cli, frames=frames)
+    folder = storage_dir(site)
+    assert dataset_objects(site) == {k for k in dataset_objects(site) if k.startswith(f"{folder}/")}
+    assert len(dataset_objects(site)) == frames
+
+
+@pytest.mark.parametrize("trial", trials(default=3))
+def test_overwrite_killed_at_random_leaves_the_old_or_the_new_dataset_whole(
+        site, run_cli, overwrite_upload, trial):
+    kill_at = random_kill(trial_random("overwrite kill", trial), OVERWRITE_STAGES)
+    print(f"kill at {kill_at}")
+    killed = run_upload(*overwrite_upload, "--overwrite", kill_at=kill_at)
+    assert killed.returncode in (-signal.SIGKILL, 0), (kill_at, killed.stderr)
+    committed = killed.returncode == 0 or kill_at.startswith(COMMITTED)
+    # Never a mix: the old 24 frames or the new 12, every object of it intact.
+    assert_complete_and_verified(site, run_cli, frames=12 if committed else 24)
+
+    rerun = rerun_upload(run_cli, *overwrite_upload, "--overwrite")
+    assert rerun.exit_code == 0, (kill_at, rerun.stderr)
+    assert_only_the_committed_generation_is_left(site, run_cli, frames=12)
+
+
+@pytest.mark.parametrize("trial", trials(default=3))
+def test_upload_killed_at_random_releases_its_claim_and_the_next_upload_completes(
+        site, run_cli, frames_upload, trial):
+    """The claim dies with its process: the next upload of the ID gets in at once, writes
+    keys of its own (none of the killed attempt's), and completes the dataset."""
+    kill_at = random_kill(trial_random("first upload kill", trial), FIRST_UPLOAD_STAGES)
+    print(f"kill at {kill_at}")
+    killed = run_upload(*frames_upload, kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr)
+    left_by_the_killed = {key: data for key, data in site.objects().items()
+                          if DATASET_ID in key}
+    assert registered_frames(site) == (FRAMES if kill_at.startswith(COMMITTED) else None)
+
+    rerun = rerun_upload(run_cli, *frames_upload)
+    if kill_at.startswith(COMMITTED):
+        assert rerun.exit_code == 2 and "already exists" in rerun.errors[0], rerun.stderr
+    else:
+        assert rerun.exit_code == 0, (kill_at, rerun.stderr)
+        written = {key for key in dataset_objects(site) if key.startswith(f"{storage_dir(site)}/")}
+        if left_by_the_killed:  # the rerun chose a generation of its own
+            assert not written & set(left_by_the_killed)
+    assert_only_the_committed_generation_is_left(site, run_cli, frames=FRAMES)

@@ -123,7 +123,7 @@ def test_objects_of_registered_datasets_are_never_garbage(uploaded_ometiff, site
     assert site.snapshot() == before
 
 
-def test_switching_a_dataset_from_file_to_frames_leaves_garbage_gc_finds(
+def test_switching_a_dataset_from_file_to_frames_removes_the_file_after_the_commit(
         site, run_cli, upload_files, mm_ometiff):
     source = mm_ometiff / "sample_MMStack_Pos0.ome.tif"
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(source)}])
@@ -132,8 +132,8 @@ def test_switching_a_dataset_from_file_to_frames_leaves_garbage_gc_finds(
     frames_csv = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
     assert run_cli("upload", "--csv", frames_csv, "--config", upload_files.frames_config(),
                    "--overwrite").exit_code == 0
-    result = run_cli("gc", "--yes", "--older-than", "0")
-    assert gc_keys(result) == [f"raw_files/{DATASET_ID}/{source.name}"]
+    assert not (site.storage_root / "raw_files" / DATASET_ID).exists()
+    assert gc_keys(run_cli("gc", "--yes", "--older-than", "0")) == []
     assert run_cli("verify", DATASET_ID).exit_code == 0
 
 
@@ -186,3 +186,50 @@ def test_bad_older_than(site, run_cli, value, message):
     result = run_cli("gc", "--older-than", value)
     assert result.exit_code == 2
     assert len(result.errors) == 1 and message in result.errors[0]
+
+
+# ------------------------------------------------------------- generation folders
+
+
+def overwritten(site, run_cli, upload_files, mm_ometiff_uint8):
+    """DATASET_ID overwritten: its rows name a generation folder g<token> inside raw_frames/<ID>."""
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff_uint8)}])
+    assert run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config(),
+                   "--overwrite").exit_code == 0
+    with site.connect() as db:
+        return db.dataset(DATASET_ID).storage_dir
+
+
+def test_generation_folders_no_row_names_are_garbage_and_the_committed_one_never(
+        uploaded_ometiff, site, run_cli, upload_files, mm_ometiff_uint8):
+    """After an overwrite, the dataset folder itself is a generation no row names; what a
+    killed attempt left in a g<token> folder of its own is garbage too, a marker as well."""
+    live = overwritten(site, run_cli, upload_files, mm_ometiff_uint8)
+    assert live.startswith(f"raw_frames/{DATASET_ID}/g")
+    keys = [f"raw_frames/{DATASET_ID}/im_c000_z000_t000_p000.png",          # the old generation's
+            f"raw_frames/{DATASET_ID}/g0123456789ab/im_c000_z000_t000_p000.png",  # a killed attempt
+            f"raw_frames/{ORPHAN_ID}/.attempt-0123456789ab"]                 # a killed first upload
+    for key in keys:
+        put(site.storage_root, key)
+    age(site.storage_root)
+    result = run_cli("gc", "--yes", "--older-than", "1h")
+    assert result.exit_code == 0, result.stderr
+    assert gc_keys(result) == sorted(keys)
+    verified = run_cli("verify", DATASET_ID)
+    assert verified.exit_code == 0 and "24 object(s) checked" in verified.stdout
+
+
+def test_a_fresh_generation_folder_is_skipped_while_an_old_one_beside_it_is_judged(
+        uploaded_ometiff, site, run_cli):
+    """Every attempt writes its own folder: one in progress is skipped, one killed long ago
+    beside it is garbage, whatever the dataset folder's own age."""
+    old = put(site.storage_root, f"raw_frames/{DATASET_ID}/g00000000000a/im_c000_z000_t000_p000.png")
+    age(site.storage_root)
+    running = put(site.storage_root,
+                  f"raw_frames/{DATASET_ID}/g00000000000b/im_c000_z000_t000_p000.png")
+    result = run_cli("gc", "--yes", "--older-than", "1h")
+    assert gc_keys(result) == [str(old.relative_to(site.storage_root))]
+    assert f"skipped raw_frames/{DATASET_ID}/g00000000000b: written to less than 1h ago" \
+        in result.stderr
+    assert running.exists()
+    assert run_cli("verify", DATASET_ID).exit_code == 0

@@ -6,7 +6,8 @@ import boto3
 import pytest
 
 from tests.conftest import DATASET_ID
-from tests.test_crash_recovery import FRAMES, run_upload
+from tests.helpers import trial_random, trials
+from tests.test_crash_recovery import FRAMES, random_kill, run_upload
 
 PREFIX = f"imaging/raw_frames/{DATASET_ID}/"
 
@@ -114,3 +115,65 @@ def test_bucket_lost_in_the_middle_of_an_upload_is_one_error_and_no_rows(
     bucket_client.create_bucket(Bucket=name)  # so the fixture's snapshot and teardown work
     with pg_s3_site.connect() as db:
         assert db.query() == []
+
+
+@pytest.mark.parametrize("kill_at", ["object-stored:5", "before-commit", "after-commit"])
+def test_overwrite_killed_on_s3_leaves_the_old_or_the_new_dataset_whole(
+        uploaded, run_cli, upload_files, mm_ometiff_uint8, kill_at):
+    """The overwrite writes a generation of its own in the bucket; the old objects are
+    untouched before its commit, and deleted (by it or by gc) only after."""
+    before = uploaded.snapshot()
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff_uint8),
+                                  "positions": "0"}])
+    config = upload_files.frames_config()
+    killed = run_upload(csv_path, config, "--overwrite", kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    committed = kill_at == "after-commit"
+    if not committed:
+        after = uploaded.snapshot()
+        assert {k: v for k, v in after["objects"].items() if k in before["objects"]} == \
+            before["objects"]
+        assert {t: after[t] for t in after if t != "objects"} == \
+            {t: before[t] for t in before if t != "objects"}
+    result = run_cli("verify", DATASET_ID)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert f"{12 if committed else FRAMES} object(s) checked" in result.stdout
+
+    rerun = run_cli("upload", "--csv", csv_path, "--config", config, "--overwrite")
+    assert rerun.exit_code == 0, rerun.stderr
+    assert run_cli("gc", "--yes", "--older-than", "0").exit_code == 0
+    with uploaded.connect() as db:
+        folder = db.dataset(DATASET_ID).storage_dir
+    assert folder.startswith(f"raw_frames/{DATASET_ID}/g")
+    assert sorted(uploaded.objects()) == sorted(
+        k for k in uploaded.objects() if k.startswith(f"imaging/{folder}/"))
+    assert len(uploaded.objects()) == 12
+    assert run_cli("verify", DATASET_ID).exit_code == 0
+
+
+#: the kill points of an overwrite on S3 (no temporary files, so no object-written)
+S3_OVERWRITE_STAGES = {"folder-chosen": (1, 1), "object-stored": (1, 12),
+                       "before-register": (1, 1), "before-commit": (1, 1),
+                       "after-commit": (1, 1)}
+
+
+@pytest.mark.parametrize("trial", trials(default=2))
+def test_overwrite_killed_at_random_on_s3(uploaded, run_cli, upload_files, mm_ometiff_uint8,
+                                          trial):
+    """Bounded random trials (IMAGINGDB_TRIALS for more, the seed printed)."""
+    kill_at = random_kill(trial_random("s3 overwrite kill", trial), S3_OVERWRITE_STAGES)
+    print(f"kill at {kill_at}")
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff_uint8),
+                                  "positions": "0"}])
+    config = upload_files.frames_config()
+    killed = run_upload(csv_path, config, "--overwrite", kill_at=kill_at)
+    assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr)
+    result = run_cli("verify", DATASET_ID)
+    assert result.exit_code == 0, (kill_at, result.stdout + result.stderr)
+    frames = 12 if kill_at.startswith("after-commit") else FRAMES
+    assert f"{frames} object(s) checked" in result.stdout
+    assert run_cli("upload", "--csv", csv_path, "--config", config,
+                   "--overwrite").exit_code == 0
+    assert run_cli("gc", "--yes", "--older-than", "0").exit_code == 0
+    assert len(uploaded.objects()) == 12
+    assert run_cli("verify", DATASET_ID).exit_code == 0

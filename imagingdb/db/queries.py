@@ -209,22 +209,22 @@ def frame_rows_after(conn: sa.Connection, frames_global_pk: int, after: Optional
 
 
 def names_stored_in(conn: sa.Connection, folder: str, *, frames_folder: bool,
-                    dataset_id: str) -> set[str]:
+                    dataset_id: Optional[str]) -> set[str]:
     """The object names that committed rows keep in the storage folder ``folder``.
 
     A row whose storage_dir is empty (early rows of the original imagingDB)
-    keeps its objects in its dataset's default folder, named by ``dataset_id``.
+    keeps its objects in its dataset's default folder: pass ``dataset_id``
+    when ``folder`` is that one, None otherwise.
     """
     owner, child = (frames_global, frames) if frames_folder else (file_global, None)
     names = child.c.file_name if child is not None else owner.c.file_name
     source = owner.join(data_set, owner.c.dataset_id == data_set.c.id)
     if child is not None:
         source = source.join(child, child.c.frames_global_id == owner.c.id)
-    in_folder = sa.or_(
-        owner.c.storage_dir.in_([folder, f"{folder}/"]),
-        sa.and_(sa.func.coalesce(owner.c.storage_dir, "") == "",
-                data_set.c.dataset_serial == dataset_id),
-    )
+    in_folder = owner.c.storage_dir.in_([folder, f"{folder}/"])
+    if dataset_id is not None:
+        in_folder = sa.or_(in_folder, sa.and_(sa.func.coalesce(owner.c.storage_dir, "") == "",
+                                              data_set.c.dataset_serial == dataset_id))
     return set(conn.execute(sa.select(names).select_from(source).where(in_folder)).scalars())
 
 

@@ -174,6 +174,7 @@ class LocalStorage(StorageBackend):
         for key in keys:
             path = self._path(key)
             path.unlink(missing_ok=True)
+            faults.checkpoint("object-deleted")
             parents.add(path.parent)
         for folder in parents:  # drop folders the deletes emptied (never the root)
             while folder != self.root and folder.is_relative_to(self.root):

@@ -27,6 +27,7 @@ from .claims import claim_dataset
 from .codecs import FrameCodec, frame_codec
 from .config import AUTO_FORMAT, StorageSettings, UploadConfig, load_upload_config
 from .errors import ImagingDBError, InputError, UnclaimedSourceError, WorkError
+from .ids import CASE_ONLY, lowercase_project_warning
 from .meta_schema import MetaValidator
 from .pool import ENCODE, default_workers, run_bounded
 from .progress import Progress
@@ -271,6 +272,7 @@ class RowUpload:
         if row.parent_dataset_id == row.dataset_id:
             raise InputError("a dataset cannot be its own parent")
         with self.uploader.site.connection() as conn:
+            _refuse_case_twin(conn, row.dataset_id)
             existing = dbq.find_dataset(conn, row.dataset_id)
             if existing is not None and not self.uploader.overwrite:
                 raise InputError(
@@ -278,6 +280,10 @@ class RowUpload:
                 )
             if row.parent_dataset_id and dbq.find_dataset(conn, row.parent_dataset_id) is None:
                 raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
+        warning = lowercase_project_warning(row.parsed_id)
+        if warning:
+            self.notes["warnings"].append(warning)
+            self.progress.note(f"Warning: {row.dataset_id}: {warning}")
 
     # -------------------------------------------------------------- file upload
 
@@ -463,6 +469,7 @@ class RowUpload:
         }
         try:
             with self.uploader.site.connection(write=True) as conn:
+                _refuse_case_twin(conn, row.dataset_id)  # registered meanwhile
                 existing = dbq.find_dataset(conn, row.dataset_id)
                 parent_pk = None
                 if row.parent_dataset_id:
@@ -492,6 +499,13 @@ class RowUpload:
         stale = [k for k in self.storage.list_keys(prefix) if k not in keep_keys]
         if stale:
             self.storage.delete(stale)
+
+
+def _refuse_case_twin(conn: sa.Connection, dataset_id: str) -> None:
+    twin = dbq.find_case_twin(conn, dataset_id)
+    if twin is not None:
+        raise InputError(f"dataset {twin} already exists and differs from {dataset_id} only "
+                         f"by case; {CASE_ONLY}: use {twin} or another ID")
 
 
 def _storage_for(site: Site, config: UploadConfig) -> "StorageBackend":

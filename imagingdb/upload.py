@@ -26,6 +26,7 @@ from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
 from .claims import claim_dataset
 from .codecs import FrameCodec, frame_codec
 from .config import AUTO_FORMAT, StorageSettings, UploadConfig, load_upload_config
+from .db import locks
 from .errors import ImagingDBError, InputError, UnclaimedSourceError, WorkError
 from .ids import CASE_ONLY, lowercase_project_warning
 from .meta_schema import MetaValidator
@@ -469,7 +470,7 @@ class RowUpload:
         }
         try:
             with self.uploader.site.connection(write=True) as conn:
-                _refuse_case_twin(conn, row.dataset_id)  # registered meanwhile
+                _refuse_case_twin(conn, row.dataset_id, registering=True)  # registered meanwhile?
                 existing = dbq.find_dataset(conn, row.dataset_id)
                 parent_pk = None
                 if row.parent_dataset_id:
@@ -501,7 +502,11 @@ class RowUpload:
             self.storage.delete(stale)
 
 
-def _refuse_case_twin(conn: sa.Connection, dataset_id: str) -> None:
+def _refuse_case_twin(conn: sa.Connection, dataset_id: str, *, registering: bool = False) -> None:
+    """Refuse ``dataset_id`` if a dataset's ID differs from it only by case; ``registering``:
+    in the registering transaction, which then holds the case-folded ID until it ends."""
+    if registering:
+        locks.lock_id_case_insensitively(conn, dataset_id)
     twin = dbq.find_case_twin(conn, dataset_id)
     if twin is not None:
         raise InputError(f"dataset {twin} already exists and differs from {dataset_id} only "

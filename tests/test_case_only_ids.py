@@ -116,3 +116,40 @@ def test_case_twins_are_found_in_sql_on_both_databases(site, run_cli, upload_fil
         assert dbq.find_case_twin(conn, DATASET_ID) is None  # itself is no twin
         assert dbq.find_case_twin(conn, "ml-2005-05-23-10-00-00-0002") is None
         assert dbq.find_case_twin(conn, "m_-2005-05-23-10-00-00-0001") is None  # no LIKE
+
+
+def test_transactions_registering_case_twins_at_once_run_one_after_the_other(site):
+    """What the registering transaction does (lock the case-folded ID, look for a twin, insert),
+    twice at once: the second waits for the first's commit and sees its ID. Without the lock,
+    PostgreSQL (read committed) would let both see no twin and register both."""
+    import threading
+
+    from imagingdb.db import locks
+
+    first_inside, found = threading.Event(), {}
+
+    def register(database, dataset_id, inside=None):
+        with database.site.connection(write=True) as conn:
+            locks.lock_id_case_insensitively(conn, dataset_id)
+            twin = dbq.find_case_twin(conn, dataset_id)
+            if twin is None:
+                dbq.insert_dataset(conn, {"dataset_serial": dataset_id, "frames": False,
+                                          "description": None, "microscope": None,
+                                          "date_time": datetime(2005, 5, 23, 10),
+                                          "parent_id": None})
+            if inside is not None:
+                inside.set()
+                threading.Event().wait(0.5)  # the other transaction starts meanwhile
+        return twin
+
+    with site.connect() as database:
+        def second():
+            first_inside.wait(timeout=30)  # the first has inserted, and not committed
+            found["second"] = register(database, LOWER_ID)
+
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        found["first"] = register(database, DATASET_ID, inside=first_inside)
+        waiting.join(timeout=30)
+        assert found == {"first": None, "second": DATASET_ID}
+        assert [d.dataset_id for d in database.query()] == [DATASET_ID]

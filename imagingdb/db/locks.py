@@ -20,3 +20,13 @@ def try_advisory_lock(conn: sa.Connection, key: int) -> bool:
 
 def advisory_unlock(conn: sa.Connection, key: int) -> None:
     conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+
+
+def lock_id_case_insensitively(conn: sa.Connection, dataset_id: str) -> None:
+    """Until this transaction ends, hold the lock on ``dataset_id`` with its case folded, so
+    that two transactions registering IDs that differ only by case (``ML-...``, ``ml-...``)
+    run one after the other and the second sees the first. On PostgreSQL a transaction-level
+    advisory lock; SQLite's write transactions already run one at a time."""
+    if conn.dialect.name == "postgresql":
+        key = lock_key(f"case-folded {dataset_id.upper()}")
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

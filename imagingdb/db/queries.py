@@ -47,7 +47,8 @@ def find_dataset(conn: sa.Connection, dataset_id: str) -> Optional[sa.Row]:
 def find_case_twin(conn: sa.Connection, dataset_id: str) -> Optional[str]:
     """The ID of a dataset whose ID differs from ``dataset_id`` by case only (``ml-...`` for
     ``ML-...``), None if there is none. IDs are ASCII, so SQL's lower() folds them alike on
-    SQLite and PostgreSQL."""
+    SQLite and PostgreSQL. A transaction about to register ``dataset_id`` takes
+    :func:`.locks.lock_id_case_insensitively` first."""
     serial = data_set.c.dataset_serial
     return conn.execute(
         sa.select(serial).where(sa.func.lower(serial) == dataset_id.lower(), serial != dataset_id)

@@ -18,6 +18,7 @@ from . import PLUGIN_API_VERSION, __version__
 from .console import ImagingDBGroup
 from .errors import InputError
 from .gc import DEFAULT_GRACE as GC_DEFAULT_GRACE
+from .terminal import printable, printable_json
 
 EXAMPLES = """
 \b
@@ -202,7 +203,7 @@ def _add_data_commands(app: typer.Typer) -> None:
 
         def report(result) -> None:
             if not result.ok:  # a success was already summed up by the progress line
-                print(f"Error: {result.error}", file=sys.stderr)
+                print(f"Error: {printable(result.error)}", file=sys.stderr)
 
         with _database(ctx) as db:
             outcome = db.upload(csv_file, config, overwrite=overwrite, workers=workers,
@@ -249,7 +250,7 @@ def _add_data_commands(app: typer.Typer) -> None:
                 metadata=metadata, download=download, workers=workers,
                 progress=TerminalProgress("Downloading", "Downloaded") if download and ds.is_frames else None,
             )
-        print(target)
+        print(printable(target))
 
 
 def _add_info_commands(app: typer.Typer) -> None:
@@ -295,8 +296,9 @@ def _add_info_commands(app: typer.Typer) -> None:
         meta = summary.pop("global_meta")
         width = max(len(k) for k in summary)
         for key, value in summary.items():
-            print(f"{key:<{width}}  {value}")
-        print(f"{'global_meta':<{width}}  {json.dumps(meta, sort_keys=True, default=str)[:2000]}")
+            print(f"{key:<{width}}  {printable(value)}")
+        meta_text = json.dumps(meta, sort_keys=True, default=str)[:2000]
+        print(f"{'global_meta':<{width}}  {printable(meta_text)}")
 
 
 def _add_plugins_commands(app: typer.Typer) -> None:
@@ -330,7 +332,7 @@ def _add_plugins_commands(app: typer.Typer) -> None:
             return
         _print_records(records, OutputFormat.table)
         for entry in broken:
-            print(f"broken plugin {entry['name']} ({entry['plugin']}): {entry['error']}")
+            print(printable(f"broken plugin {entry['name']} ({entry['plugin']}): {entry['error']}"))
 
     @plugins_app.command(epilog="Example: imagingdb plugins install imagingdb-ndtiff")
     def install(
@@ -413,10 +415,10 @@ def _make_db_app() -> typer.Typer:
             print(json.dumps(record, indent=2))
             return
         for key in ("database", "storage", "schema_version", "state", "datasets"):
-            print(f"{key:<15} {record[key]}")
+            print(f"{key:<15} {printable(record[key])}")
         for key in ("upgrade_steps", "upgrade_adds", "blocked"):
             for n, item in enumerate(record[key]):
-                print(f"{key if n == 0 else '':<15} {item}")
+                print(f"{key if n == 0 else '':<15} {printable(item)}")
 
     @db_app.command(epilog="Example: imagingdb --site-config lab.yaml db upgrade")
     def upgrade(ctx: typer.Context) -> None:
@@ -448,7 +450,7 @@ def _print_upgrade(report: Any) -> None:
     for added in report.added:
         print(f"  added {added}", file=sys.stderr)
     for problem in report.problems:
-        print(f"Warning: {problem}", file=sys.stderr)
+        print(f"Warning: {printable(problem)}", file=sys.stderr)
     if report.problems:
         print("Warning: imagingdb works meanwhile; put those rows right (see README, \"Adopting "
               "an imagingDB database\"), then run imagingdb db upgrade again", file=sys.stderr)
@@ -481,11 +483,12 @@ def _add_integrity_commands(app: typer.Typer) -> None:
             for check in run:
                 if output == ReportFormat.text:
                     state = "ok" if check.ok else f"{len(check.problems)} problem(s)"
-                    print(f"{check.dataset_id}  {state}  ({check.objects_checked} object(s) checked)")
+                    print(printable(f"{check.dataset_id}  {state}  "
+                                    f"({check.objects_checked} object(s) checked)"))
                     for problem in check.problems:
-                        print(f"  {problem.describe()}")
+                        print(f"  {printable(problem.describe())}")
                     for line in check.describe_leftovers():
-                        print(f"  {line}")
+                        print(f"  {printable(line)}")
         if output == ReportFormat.json:
             print(json.dumps({"ok": run.ok, "datasets": [c.to_json() for c in run.checks]},
                              indent=2))
@@ -512,14 +515,14 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         """
         def listed(obj) -> None:
             if output == ReportFormat.text:
-                print(f"{obj.key}\t{obj.size}")
+                print(f"{printable(obj.key)}\t{obj.size}")
 
         with _database(ctx) as db:
             report = db.gc(delete=yes, older_than=older_than, on_garbage=listed)
         if output == ReportFormat.json:
             print(json.dumps(report.to_json(), indent=2))
         for skipped in report.skipped:
-            print(f"skipped {skipped.folder}: written to less than {older_than} ago",
+            print(f"skipped {printable(skipped.folder)}: written to less than {older_than} ago",
                   file=sys.stderr)
         found = f"{len(report.garbage)} unreferenced object(s), {report.bytes} bytes"
         if yes:
@@ -533,17 +536,27 @@ def _add_integrity_commands(app: typer.Typer) -> None:
 
 def _print_records(records: list[dict[str, Any]], output: OutputFormat) -> None:
     if output == OutputFormat.json:
-        print(json.dumps(records, indent=2, ensure_ascii=False))
+        print(printable_json(json.dumps(records, indent=2, ensure_ascii=False)))
     elif output == OutputFormat.jsonl:
         for record in records:
-            print(json.dumps(record, ensure_ascii=False))
+            print(printable_json(json.dumps(record, ensure_ascii=False)))
     elif output == OutputFormat.csv:
         import csv
+        import io
 
-        if records:
-            writer = csv.DictWriter(sys.stdout, fieldnames=list(records[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(records)
+        if records:  # exact in a file or pipe; escaped on a terminal, as ls does names
+            if sys.stdout.isatty():
+                records = [{k: _cell(v) for k, v in r.items()} for r in records]
+            # "\r\n" ends a row only so that a carriage return in a value is quoted too (the
+            # csv module quotes a field holding a character of the line terminator); rows
+            # are printed ending in "\n"
+            row = io.StringIO()
+            writer = csv.DictWriter(row, fieldnames=list(records[0]), lineterminator="\r\n")
+            for record in [dict(zip(records[0], records[0])), *records]:
+                row.seek(0)
+                row.truncate()
+                writer.writerow(record)
+                print(row.getvalue()[:-2])
     else:
         _print_table(records)
 
@@ -561,6 +574,8 @@ def _print_table(records: list[dict[str, Any]]) -> None:
 
 
 def _cell(value: Any) -> str:
+    """A table cell on one line: a newline, tab or escape sequence in data shows as \\n, \\t,
+    \\x1b."""
     if value is None:
         return ""
-    return " ".join(str(value).split())
+    return printable(value)

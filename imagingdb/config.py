@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+from urllib.parse import quote, unquote, unquote_plus
 
 from .errors import InputError
 
@@ -129,13 +130,19 @@ def default_site_config_path() -> Path:
     return Path(config_home) / "imagingdb" / "config.yaml"
 
 
-@dataclass
+@dataclass(repr=False)
 class DatabaseSettings:
     url: str
     password_env: Optional[str] = None
     connect_timeout: int = 10
     #: a password given programmatically or read from a --login credentials file
-    password: Optional[str] = field(default=None, repr=False)
+    password: Optional[str] = None
+
+    def __repr__(self) -> str:
+        # An API user's URL may hold a password; a repr ends up in logs and tracebacks.
+        return (f"DatabaseSettings(url={mask_url(self.url)!r}, password_env={self.password_env!r}, "
+                f"connect_timeout={self.connect_timeout!r}, "
+                f"password={None if self.password is None else '***'})")
 
 
 @dataclass
@@ -167,12 +174,80 @@ _STORAGE_KEYS = {
     "region": (str, type(None)),
     "options": (dict, type(None)),
 }
-_URL_PASSWORD = re.compile(r"^(?P<head>[\w+.-]+://[^:/@]*):(?P<password>[^@]*)@")
+#: query keys whose value is a password (compared lower-case, after percent-decoding)
+_PASSWORD_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword")
+#: one query parameter; a value runs to the next "&" that starts another key=, so that
+#: an unencoded "&" inside a password stays part of it
+_QUERY_PARAM = re.compile(r"[?&](?P<key>[^?&=#/]*)=(?P<value>.*?)(?=&[^&=]*=|\Z)", re.DOTALL)
+
+
+def _password_spans(url: str) -> list[tuple[int, int, str]]:
+    """(start, end, decoded value) of every non-empty password in ``url``, by position.
+
+    Passwords are often not percent-encoded and may hold "@", ":", "/", "?" or
+    "%", so every reading that could hold one counts: the userinfo runs to the
+    URL's *last* "@", and password keys are looked for anywhere. The spans may
+    then overlap; masked together, nothing of a password is ever shown (a URL
+    with an "@" in its query is masked too much).
+    """
+    spans = []
+    start = url.find("://") + 3 if "://" in url else 0
+    at = url.rfind("@", start)
+    colon = url.find(":", start, at) if at >= 0 else -1
+    # a "/" before the colon makes it a path (sqlite:///C:/...), not a user name's end
+    if colon >= 0 and at > colon + 1 and not any(c in url[start:colon] for c in "/?#"):
+        spans.append((colon + 1, at, unquote(url[colon + 1:at])))
+    for param in _QUERY_PARAM.finditer(url, start):
+        if param["value"] and unquote_plus(param["key"]).strip().lower() in _PASSWORD_QUERY_KEYS:
+            spans.append((param.start("value"), param.end("value"), unquote_plus(param["value"])))
+    return sorted(spans)
+
+
+def _merged(spans: list[tuple[int, int, str]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end, _value in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``: the only way a URL is shown."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['head']}:***@", url)
+    """The URL with every password (userinfo or query) replaced by ``***``: the only way
+    a URL is shown."""
+    for start, end in reversed(_merged(_password_spans(url))):
+        url = f"{url[:start]}***{url[end:]}"
+    return url
+
+
+def url_has_password(url: str) -> bool:
+    return bool(_password_spans(url))
+
+
+def url_passwords(url: str) -> list[str]:
+    """Each password in ``url`` as written and as decoded: what to blank out of a driver's
+    message that might quote it."""
+    return [text for start, end, value in _password_spans(url) for text in (url[start:end], value)]
+
+
+def split_url_password(url: str) -> tuple[str, Optional[str]]:
+    """``url`` without its passwords, and the password it gives (decoded; a query's wins,
+    as the driver would have it), so that no URL string ever holds one."""
+    spans = _password_spans(url)
+    if len(_merged(spans)) < len(spans):
+        raise InputError(f"database URL {mask_url(url)!r} can be read more than one way; "
+                         "percent-encode the password (@ as %40, : as %3A, / as %2F, ? as %3F)")
+    if not spans:
+        return url, None
+    for start, end, _value in reversed(spans):
+        if url[start - 1] == ":":  # the userinfo's ":password"
+            url = url[:start - 1] + url[end:]
+        else:  # a query's "key=value" and the separator before it
+            key_start = max(url.rfind("&", 0, start), url.rfind("?", 0, start))
+            keep = url[key_start] if url[key_start] == "?" else ""
+            url = url[:key_start] + keep + url[end:].removeprefix("&" if keep else "")
+    return url.removesuffix("?"), spans[-1][2]
 
 
 def embedded_default() -> SiteConfig:
@@ -203,7 +278,7 @@ def load_site_config(path: Path) -> SiteConfig:
     _check_keys(db, _DATABASE_KEYS, path, "database")
     if "url" not in db:
         raise InputError(f"{path}: key 'database.url' is required")
-    if _URL_PASSWORD.match(db["url"]):
+    if url_has_password(db["url"]):
         raise InputError(
             f"{path}: database.url contains a password; remove it from the file and "
             "name an environment variable with database.password_env instead"
@@ -258,7 +333,9 @@ def load_login_file(path: Path) -> DatabaseSettings:
     driver = str(data["drivername"])
     if driver in ("postgres", "postgresql", "postgresql+psycopg2"):
         driver = "postgresql+pg8000"  # the driver imagingdb ships with
-    url = f"{driver}://{data['username']}@{data['host']}:{data['port']}/{data['dbname']}"
+    # Quoted, so that a ":" or "@" in the user name is never read as a password's start or end.
+    user, dbname = (quote(str(data[key]), safe="") for key in ("username", "dbname"))
+    url = f"{driver}://{user}@{data['host']}:{data['port']}/{dbname}"
     return DatabaseSettings(url=url, password=str(data["password"]))
 
 

@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from .errors import ImagingDBError
+from .terminal import printable
 
 
 class ImagingDBGroup(TyperGroup):
@@ -77,7 +78,8 @@ def _error(message: str, debug: bool) -> None:
         import traceback
 
         exc = sys.exc_info()[1]
-        if exc is not None:
-            traceback.print_exc(file=sys.stderr)
+        if exc is not None:  # its messages may quote data: escaped, one line per line
+            for line in traceback.format_exc().splitlines():
+                print(printable(line), file=sys.stderr)
     first_line = " ".join(str(message).split())
-    print(f"Error: {first_line}", file=sys.stderr)
+    print(f"Error: {printable(first_line)}", file=sys.stderr)

@@ -142,8 +142,12 @@ class DownloadPlan:
 
 
 def check_destination(dest: Path, dataset_id: str) -> Path:
-    """``dest/<ID>``, refused when it already exists (a download never merges into a folder)."""
+    """``dest/<ID>``, refused when it already exists (a download never merges into a folder)
+    or is a symbolic link, dangling or not (the folder would be written where it points)."""
     target = dest / dataset_id
+    if target.is_symlink():
+        raise InputError(f"destination {target} is a symbolic link (to {os.readlink(target)}); "
+                         "remove it or choose another --dest")
     if target.exists():
         raise InputError(f"destination {target} already exists; remove it or choose another --dest")
     return target

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Optional
 
 from .errors import InputError
 
@@ -19,6 +20,9 @@ _ID_PATTERN = re.compile(
     re.ASCII,  # else \d also matches other scripts' digits, e.g. Arabic-Indic
 )
 ID_FORMAT = "<PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>, e.g. ML-2005-05-23-10-00-00-0001"
+#: why two IDs differing only by case are never both registered
+CASE_ONLY = ("on case-insensitive storage (macOS, SMB shares) both would use one folder, "
+             "and removing one would delete the other's files")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,16 @@ def parse_dataset_id(text: object) -> DatasetID:
             f"invalid dataset ID {candidate!r}: its timestamp is not a real date/time ({exc})"
         ) from None
     return DatasetID(candidate, match["project"], stamp, match["serial"])
+
+
+def lowercase_project_warning(dataset_id: DatasetID) -> Optional[str]:
+    """A warning for a project part with lower-case letters (``ml-...``): imagingDB's IDs
+    have them upper case, and one differing from another only by case is refused."""
+    project = dataset_id.project
+    if project == project.upper():
+        return None
+    return (f"project ID {project!r} has lower-case letters; imagingDB's are upper case "
+            f"({project.upper()}-...), and IDs that differ only by case are refused")
 
 
 def is_dataset_id(text: object) -> bool:

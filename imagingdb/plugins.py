@@ -30,6 +30,7 @@ import pluggy
 
 from . import hookspecs
 from .errors import InputError, UnclaimedSourceError
+from .terminal import printable
 
 ENTRY_POINT_GROUP = "imagingdb"
 LOAD_PLUGINS_ENV = "IMAGINGDB_LOAD_PLUGINS"
@@ -250,7 +251,8 @@ def _skip(name: str, source: str, error: str) -> None:
     """Record a plugin that failed and warn once; it is left out of every registry."""
     error = " ".join(error.split())[:300]
     broken_plugins.append(BrokenPlugin(name, source, error))
-    print(f"Warning: plugin {name!r} ({source}) is broken and skipped: {error}", file=sys.stderr)
+    print(printable(f"Warning: plugin {name!r} ({source}) is broken and skipped: {error}"),
+          file=sys.stderr)
     plugin = pm.get_plugin(name)
     if plugin is not None:
         pm.unregister(plugin, name=name)
@@ -393,8 +395,8 @@ def _warn_once(plugin_name: str, message: str) -> None:
         return
     _warned.add(plugin_name)
     source = _sources.get(plugin_name, plugin_name)
-    print(f"Warning: plugin {plugin_name!r} ({source}): {' '.join(message.split())[:300]}",
-          file=sys.stderr)
+    text = " ".join(message.split())[:300]
+    print(printable(f"Warning: plugin {plugin_name!r} ({source}): {text}"), file=sys.stderr)
 
 
 def choose_format(source: Path, explicit: Optional[str] = None) -> Any:

@@ -6,6 +6,8 @@ import sys
 import time
 from typing import Optional, TextIO
 
+from .terminal import printable
+
 
 class Progress:
     """Progress callbacks; the CLI passes a terminal bar, the API defaults to silence."""
@@ -71,13 +73,14 @@ class TerminalProgress(Progress):
         width = 24
         filled = int(width * self.done_frames / total)
         bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r{self.verb} {self.label} [{bar}] {self.done_frames}/{total} "
+        label = printable(self.label)
+        self.stream.write(f"\r{self.verb} {label} [{bar}] {self.done_frames}/{total} "
                           f"({self._rates(now)})\x1b[K")
         self.stream.flush()
 
     def note(self, message: str) -> None:
         """Printed whether or not stderr is a terminal: it is part of the command's output."""
-        self.stream.write(("\r\x1b[K" if self.bar else "") + message + "\n")
+        self.stream.write(("\r\x1b[K" if self.bar else "") + printable(message) + "\n")
         self.stream.flush()
 
     def finish(self, ok: bool = True) -> None:
@@ -89,6 +92,7 @@ class TerminalProgress(Progress):
             return
         elapsed = now - self.started
         size = f", {_size(self.nbytes)}" if self.nbytes else ""
-        self.stream.write(f"{self.done_verb} {self.label}: {self.done_frames} frame(s){size} in "
+        label = printable(self.label)
+        self.stream.write(f"{self.done_verb} {label}: {self.done_frames} frame(s){size} in "
                           f"{elapsed:.1f} s ({self._rates(now)})\n")
         self.stream.flush()

@@ -33,7 +33,9 @@ from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
 from .claims import Claim, claim_dataset
 from .codecs import FrameCodec, frame_codec
 from .config import AUTO_FORMAT, StorageSettings, UploadConfig, load_upload_config
+from .db import locks
 from .errors import ImagingDBError, InputError, UnclaimedSourceError, WorkError
+from .ids import CASE_ONLY, lowercase_project_warning
 from .meta_schema import MetaValidator
 from .pool import ENCODE, default_workers, run_bounded
 from .progress import Progress
@@ -313,6 +315,7 @@ class RowUpload:
         if row.parent_dataset_id == row.dataset_id:
             raise InputError("a dataset cannot be its own parent")
         with self.uploader.site.connection() as conn:
+            _refuse_case_twin(conn, row.dataset_id)
             existing = dbq.find_dataset(conn, row.dataset_id)
             if existing is not None and not self.uploader.overwrite:
                 raise InputError(
@@ -321,6 +324,10 @@ class RowUpload:
             self._replacing = existing is not None
             if row.parent_dataset_id and dbq.find_dataset(conn, row.parent_dataset_id) is None:
                 raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
+        warning = lowercase_project_warning(row.parsed_id)
+        if warning:
+            self.notes["warnings"].append(warning)
+            self.progress.note(f"Warning: {row.dataset_id}: {warning}")
 
     # -------------------------------------------------------------- file upload
 
@@ -510,6 +517,7 @@ class RowUpload:
                 # First, so that an upload that lost its claim says so (not "already exists"
                 # when the upload let in meanwhile registered); last, for the moment between.
                 self.claim.prove(conn)
+                _refuse_case_twin(conn, row.dataset_id, registering=True)  # registered meanwhile?
                 self._write_rows(conn, is_frames, insert_children)
                 self.claim.prove(conn)
                 faults.checkpoint("before-commit")
@@ -571,6 +579,17 @@ class RowUpload:
                        f"({exc}); imagingdb gc removes them")
             self.notes["warnings"].append(warning)
             self.progress.note(f"Warning: {self.row.dataset_id}: {warning}")
+
+
+def _refuse_case_twin(conn: sa.Connection, dataset_id: str, *, registering: bool = False) -> None:
+    """Refuse ``dataset_id`` if a dataset's ID differs from it only by case; ``registering``:
+    in the registering transaction, which then holds the case-folded ID until it ends."""
+    if registering:
+        locks.lock_id_case_insensitively(conn, dataset_id)
+    twin = dbq.find_case_twin(conn, dataset_id)
+    if twin is not None:
+        raise InputError(f"dataset {twin} already exists and differs from {dataset_id} only "
+                         f"by case; {CASE_ONLY}: use {twin} or another ID")
 
 
 def _storage_for(site: Site, config: UploadConfig) -> "StorageBackend":

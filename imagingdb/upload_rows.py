@@ -12,10 +12,10 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .errors import InputError
-from .ids import DatasetID, parse_dataset_id
+from .ids import CASE_ONLY, DatasetID, parse_dataset_id
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,31 @@ def _blank(value: Optional[str]) -> bool:
     return value is None or value.strip() == "" or value.strip().lower() in ("none", "nan")
 
 
+def _read_rows(handle) -> tuple[list[str], list[tuple[int, dict[Optional[str], Any]]]]:
+    """The header and each row as csv.DictReader gives it (extra cells under the key None),
+    with the line the row starts on: a quoted value may span lines, and an error names the
+    line a person finds the row at."""
+    reader = csv.reader(handle)
+    header = next(reader, [])
+    rows = []
+    start = reader.line_num + 1
+    for cells in reader:
+        if cells:  # blank lines are skipped, as csv.DictReader does
+            row: dict[Optional[str], Any] = dict(zip(header, cells))
+            row.update({name: None for name in header[len(cells):]})
+            if len(cells) > len(header):
+                row[None] = cells[len(header):]
+            rows.append((start, row))
+        start = reader.line_num + 1
+    return header, rows
+
+
 def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
     """Parse the upload CSV. File-level problems raise InputError; a bad row gives a RefusedRow."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            columns = [c.strip() for c in (reader.fieldnames or [])]
-            raw_rows = [(reader.line_num, row) for row in reader]
+            header, raw_rows = _read_rows(handle)
+            columns = [c.strip() for c in header]
     except FileNotFoundError:
         raise InputError(f"CSV file {path} not found") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -92,7 +110,7 @@ def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
         )
     if not raw_rows:
         raise InputError(f"CSV file {path} has no rows to upload")
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[str, int]] = {}  # upper-case ID -> (ID, line)
     parsed: list[Union[UploadRow, RefusedRow]] = []
     for line, raw in raw_rows:
         row = {(k or "").strip(): v for k, v in raw.items()}
@@ -102,9 +120,13 @@ def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
                 raise InputError(f"{where}: more values than columns")
             parsed_row = _parse_row(path, line, row, where)
             text = parsed_row.dataset_id
-            if text in seen:
-                raise InputError(f"{where}: dataset ID {text} repeats row {seen[text]}")
-            seen[text] = line
+            if text.upper() in seen:  # IDs are ASCII
+                first, first_line = seen[text.upper()]
+                if first == text:
+                    raise InputError(f"{where}: dataset ID {text} repeats row {first_line}")
+                raise InputError(f"{where}: dataset ID {text} differs only by case from {first} "
+                                 f"of row {first_line}; {CASE_ONLY}")
+            seen[text.upper()] = (text, line)
             parsed.append(parsed_row)
         except InputError as exc:
             parsed.append(RefusedRow(line, (row.get("dataset_id") or "").strip(), str(exc),

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from contextlib import closing
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -209,3 +210,160 @@ def test_password_in_a_site_config_url_is_refused_unshown(tmp_path, monkeypatch)
     assert code == 2
     assert "database.url contains a password" in output
     assert_no_secret(output)
+
+
+# ------------------------------------------------- passwords anywhere in a URL
+
+#: a password with every character that breaks naive URL parsing, made of words that
+#: are each searched for: no fragment of it may show either
+FRAGMENTS = ("Heron", "Ibis", "Stork", "Crane", "Egret")
+ODD_PASSWORD = "Heron@Ibis:Stork%Crane/Egret"
+
+
+def assert_no_fragment(output):
+    for fragment in FRAGMENTS:
+        assert fragment not in output, f"{fragment!r} of the password leaked:\n{output}"
+
+
+@pytest.mark.parametrize(("url", "masked", "password"), [
+    ("postgresql+pg8000://lab:Heron@db:5432/x", "postgresql+pg8000://lab:***@db:5432/x", "Heron"),
+    (f"postgresql+pg8000://lab:{ODD_PASSWORD}@db:5432/x", "postgresql+pg8000://lab:***@db:5432/x",
+     ODD_PASSWORD),
+    ("postgresql://lab:Heron%40Ibis@db/x", "postgresql://lab:***@db/x", "Heron@Ibis"),
+    ("postgresql://lab@db/x?password=Heron", "postgresql://lab@db/x?password=***", "Heron"),
+    ("postgresql://lab@db/x?sslmode=require&PassWord=Heron&Ibis&connect_timeout=3",
+     "postgresql://lab@db/x?sslmode=require&PassWord=***&connect_timeout=3", "Heron&Ibis"),
+    ("postgresql://lab@db/x?pass%77ord=Heron%2FIbis", "postgresql://lab@db/x?pass%77ord=***",
+     "Heron/Ibis"),
+    ("postgresql://lab:Heron?Ibis#Stork@db/x", "postgresql://lab:***@db/x", "Heron?Ibis#Stork"),
+    ("lab:Heron@db/x", "lab:***@db/x", "Heron"),  # no scheme: still a password
+    ("postgresql://lab@db:5432/x", "postgresql://lab@db:5432/x", None),
+    ("postgresql://lab@db:5432/x?application_name=me%40lab", "postgresql://lab@db:5432/x"
+     "?application_name=me%40lab", None),
+    ("sqlite:////data/a:b@c.sqlite", "sqlite:////data/a:b@c.sqlite", None),
+])
+def test_a_password_anywhere_in_a_url_is_masked_and_taken_out(url, masked, password):
+    from imagingdb.config import mask_url, split_url_password, url_has_password
+
+    assert mask_url(url) == masked
+    assert url_has_password(url) == (password is not None)
+    without, found = split_url_password(url)
+    assert found == password
+    assert not url_has_password(without) and mask_url(without) == without
+    assert_no_fragment(without)
+
+
+@pytest.mark.parametrize("url", [
+    f"postgresql://lab@db:5432/x?password={ODD_PASSWORD}",  # "@" unencoded in the query
+    "postgresql://lab:Heron?password=Ibis@db/x",
+])
+def test_a_url_that_reads_two_ways_is_masked_whole_and_refused(url):
+    from imagingdb.config import DatabaseSettings, mask_url, split_url_password
+    from imagingdb.db import create_engine
+    from imagingdb.errors import InputError
+
+    assert_no_fragment(mask_url(url))
+    with pytest.raises(InputError, match="percent-encode the password") as caught:
+        split_url_password(url)
+    assert_no_fragment(str(caught.value))
+    with pytest.raises(InputError) as caught:
+        create_engine(DatabaseSettings(url=url))
+    assert_no_fragment(str(caught.value))
+
+
+@pytest.mark.parametrize(("url", "command"), [
+    (f"postgresql+pg8000://lab:{ODD_PASSWORD}@db.lab:5432/imaging", ["init"]),
+    ("postgresql+pg8000://lab@db.lab:5432/imaging?password=Heron", ["init"]),
+    ("postgresql+pg8000://lab@db.lab:5432/imaging?password=Heron", ["db", "status"]),
+    ("postgresql+pg8000://lab@db.lab:5432/imaging?sslmode=require&PASSWORD=Heron%40Ibis",
+     ["query"]),
+    ("postgresql+pg8000://lab@db.lab:5432/imaging?pass%77ord=Heron", ["db", "upgrade"]),
+])
+def test_password_in_a_site_config_url_is_refused_wherever_it_sits(tmp_path, url, command):
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump({"database": {"url": url}}))
+    code, output = imagingdb("--debug", "--site-config", config, *command)
+    assert code == 2, output
+    assert f"Error: {config}: database.url contains a password;" in output
+    assert "password_env" in output
+    assert_no_fragment(output)
+
+
+@pytest.fixture
+def odd_password_db(pg_server):
+    """A PostgreSQL database owned by a role whose password is ODD_PASSWORD; its URL parts."""
+    from pg8000.native import identifier
+
+    role = f"lab_{uuid.uuid4().hex[:10]}"
+    name = f"secrets_{uuid.uuid4().hex[:10]}"
+    pg_server.create_role(role, ODD_PASSWORD)
+    superuser_url = sa.make_url(pg_server.create_database(name))
+    with closing(pg_server.connect()) as admin:
+        admin.run(f"ALTER DATABASE {identifier(name)} OWNER TO {identifier(role)}")
+    yield {"role": role, "database": name, "host": superuser_url.host,
+           "port": superuser_url.port}
+    pg_server.drop_database(name)
+    pg_server.drop_role(role)
+
+
+def _urls(db, password):
+    """The same database with ``password`` unencoded in the userinfo, and in the query."""
+    place = f"{db['host']}:{db['port']}/{db['database']}"
+    return (f"postgresql+pg8000://{db['role']}:{password}@{place}",
+            f"postgresql+pg8000://{db['role']}@{place}?password={quote(password, safe='')}")
+
+
+@pytest.mark.parametrize("where", ["userinfo", "query"])
+def test_api_takes_an_unencoded_password_from_the_url_and_never_shows_it(odd_password_db, where):
+    import imagingdb
+
+    url = _urls(odd_password_db, ODD_PASSWORD)[where == "query"]
+    with imagingdb.connect(database_url=url, storage={"root": "unused"}) as db:
+        db.upgrade()
+        assert db.query() == []
+        shown = [db.database_url, db.describe(), repr(db.config), repr(db.site.unchecked_engine)]
+    assert f"{odd_password_db['role']}" in db.database_url and "***" in db.database_url
+    assert_no_fragment("\n".join(shown))
+
+
+@pytest.mark.parametrize("where", ["userinfo", "query"])
+def test_api_wrong_password_in_the_url_is_refused_without_showing_it(odd_password_db, where):
+    import traceback
+
+    import imagingdb
+    from imagingdb.errors import WorkError
+
+    url = _urls(odd_password_db, "Heron@Ibis:Stork%Crane/Wrong")[where == "query"]
+    with imagingdb.connect(database_url=url, storage={"root": "unused"}) as db:
+        with pytest.raises(WorkError) as caught:
+            db.query()
+    message = str(caught.value)
+    assert message.startswith(f"cannot connect to database {imagingdb.config.mask_url(url)}: ")
+    assert "password authentication failed" in message
+    assert_no_fragment(message)
+    assert_no_fragment("".join(traceback.format_exception(caught.value)))
+
+
+def test_login_file_password_with_url_characters_is_never_shown(odd_password_db, tmp_path,
+                                                                 upload_files):
+    db = odd_password_db
+    login = tmp_path / "db_credentials.json"
+    login.write_text(json.dumps({"drivername": "postgres", "username": db["role"],
+                                 "password": ODD_PASSWORD, "host": db["host"], "port": db["port"],
+                                 "dbname": db["database"]}))
+    login.chmod(0o600)
+    bad_csv = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": tmp_path / "missing.tif"}])
+    commands = [["init"], ["db", "status"], ["query", "--format", "json"], ["show", DATASET_ID],
+                ["upload", "--csv", bad_csv, "--config", upload_files.file_config()]]
+    argv = [["--debug", "--login", str(login), *map(str, args)] for args in commands]
+    done = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(argv)], env=dict(os.environ),
+                          capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert [int(part.split("\n", 1)[0]) for part in done.stdout.split("@@exit ")[1:]] == [
+        0, 0, 0, 2, 2], output
+    assert f"{db['role']}@{db['host']}" in output  # the URL was shown, without the password
+    assert_no_fragment(output)
+    login.write_text(login.read_text().replace("Egret", "Wrong"))
+    code, output = imagingdb("--debug", "--login", login, "query")
+    assert code == 1 and "password authentication failed" in output
+    assert_no_fragment(output)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ..config import DatabaseSettings, mask_url
+from ..config import DatabaseSettings, mask_url, split_url_password, url_passwords
 from ..errors import ImagingDBError, InputError, WorkError
 
 # ------------------------------------------------------------------------ engine
@@ -15,9 +15,12 @@ from ..errors import ImagingDBError, InputError, WorkError
 
 def create_engine(settings: DatabaseSettings) -> sa.Engine:
     """An engine for the configured database; the password never enters the URL string."""
+    # SQLAlchemy would end the password at its first "@" and take the rest for the host
+    # (which drivers then name in their errors); taken out first, it is one opaque value.
+    text, url_password = split_url_password(settings.url)
     try:
-        url = sa.make_url(settings.url)
-    except sa.exc.ArgumentError:
+        url = sa.make_url(text)
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is no number
         raise InputError(f"invalid database URL {mask_url(settings.url)!r}") from None
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
@@ -30,6 +33,8 @@ def create_engine(settings: DatabaseSettings) -> sa.Engine:
         url = url.set(drivername="postgresql+pg8000")
     from . import postgres
 
+    if url_password is not None:
+        url = url.set(password=url_password)
     return postgres.create_engine(url, settings)
 
 
@@ -95,7 +100,9 @@ def _error_reason(exc: BaseException, settings: DatabaseSettings) -> str:
 
 
 def _known_passwords(settings: DatabaseSettings) -> list[str]:
-    candidates = [settings.password, os.environ.get("PGPASSWORD")]
+    """Every password this connection may have used, longest first (a password that
+    holds another is replaced whole)."""
+    candidates = [settings.password, os.environ.get("PGPASSWORD"), *url_passwords(settings.url)]
     if settings.password_env:
         candidates.append(os.environ.get(settings.password_env))
-    return [c for c in candidates if c]
+    return sorted({c for c in candidates if c}, key=len, reverse=True)

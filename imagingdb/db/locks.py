@@ -46,3 +46,13 @@ def session_holds_advisory_lock(conn: sa.Connection, key: int, pid: int,
         " AND l.pid = :pid AND a.backend_start = :started)"),
         {"high": (key >> 32) & 0xFFFFFFFF, "low": key & 0xFFFFFFFF, "pid": pid,
          "started": started}).scalar())
+
+
+def lock_id_case_insensitively(conn: sa.Connection, dataset_id: str) -> None:
+    """Until this transaction ends, hold the lock on ``dataset_id`` with its case folded, so
+    that two transactions registering IDs that differ only by case (``ML-...``, ``ml-...``)
+    run one after the other and the second sees the first. On PostgreSQL a transaction-level
+    advisory lock; SQLite's write transactions already run one at a time."""
+    if conn.dialect.name == "postgresql":
+        key = lock_key(f"case-folded {dataset_id.upper()}")
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

@@ -11,6 +11,7 @@ from .tables import data_set, file_global, frames, frames_global
 
 __all__ = [
     "find_dataset",
+    "find_case_twin",
     "end_of_day",
     "query_datasets",
     "frames_global_of",
@@ -41,6 +42,18 @@ def find_dataset(conn: sa.Connection, dataset_id: str) -> Optional[sa.Row]:
     return conn.execute(
         sa.select(data_set).where(data_set.c.dataset_serial == dataset_id).order_by(data_set.c.id)
     ).first()
+
+
+def find_case_twin(conn: sa.Connection, dataset_id: str) -> Optional[str]:
+    """The ID of a dataset whose ID differs from ``dataset_id`` by case only (``ml-...`` for
+    ``ML-...``), None if there is none. IDs are ASCII, so SQL's lower() folds them alike on
+    SQLite and PostgreSQL. A transaction about to register ``dataset_id`` takes
+    :func:`.locks.lock_id_case_insensitively` first."""
+    serial = data_set.c.dataset_serial
+    return conn.execute(
+        sa.select(serial).where(sa.func.lower(serial) == dataset_id.lower(), serial != dataset_id)
+        .order_by(data_set.c.id).limit(1)
+    ).scalar()
 
 
 def end_of_day(day: date) -> datetime:

@@ -20,6 +20,25 @@ from . import StorageBackend, StoredObject, validate_key
 hookimpl = pluggy.HookimplMarker("imagingdb")
 
 
+#: temporary names are never longer than this or the object's own name, whichever is longer
+TEMP_NAME_BYTES = 100
+
+
+def _temp_name(name: str) -> str:
+    """A hidden temporary name beside ``name``, unique to this write: ``.<name>.<32 hex>.tmp``,
+    with ``<name>`` cut (at a character) so that the temporary name is never longer than
+    ``name`` itself once that is longer than TEMP_NAME_BYTES: every name the filesystem takes
+    (255 bytes on most) can be written."""
+    unique = f".{uuid.uuid4().hex}.tmp"
+    encoded = os.fsencode(name)
+    room = max(len(encoded), TEMP_NAME_BYTES) - 1 - len(unique)
+    if len(encoded) > room:
+        while room > 0 and encoded[room] & 0xC0 == 0x80:  # inside a UTF-8 character
+            room -= 1
+        name = os.fsdecode(encoded[:room])
+    return f".{name}{unique}"
+
+
 class LocalStorage(StorageBackend):
     """Objects are files under ``root``; keys are relative paths."""
 
@@ -73,7 +92,7 @@ class LocalStorage(StorageBackend):
     def _write_atomically(self, key: str, write) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp = path.with_name(_temp_name(path.name))
         try:
             with open(tmp, "wb") as out:
                 write(out)

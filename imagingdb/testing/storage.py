@@ -121,8 +121,28 @@ def check_listing_and_delete(storage: StorageBackend) -> None:
              "delete must remove the keys it is given and only those")
 
 
+#: the longest file names most filesystems take (255 bytes), in one- to four-byte characters
+LONG_NAMES = ("n" * 251 + ".txt", "é" * 125 + "a.txt", "日" * 83 + ".txt", "🔬" * 62 + ".txt")
+
+
+def check_long_names(storage: StorageBackend) -> None:
+    """A key whose last part is as long as a file name may be (255 bytes) is stored and read
+    back: a file kept whole keeps its name, and every name a filesystem allows is a source."""
+    for name in LONG_NAMES:
+        key = f"{PREFIX}/long/{name}"
+        storage.put_bytes(key, b"long")
+        storage.put_fileobj(key, io.BytesIO(b"longer"))
+        storage.flush()
+        _require(storage.get_bytes(key) == b"longer", "long names",
+                 f"a {len(name.encode())}-byte name did not round-trip")
+    listed = sorted(storage.list_keys(f"{PREFIX}/long/"))
+    expected = sorted(f"{PREFIX}/long/{name}" for name in LONG_NAMES)
+    _require(listed == expected, "long names", "list_keys must list long names whole, "
+             "and no temporary object is left beside them")
+
+
 CHECKS = (check_reused_buffers, check_round_trip, check_buffer_handshake,
-          check_missing_objects, check_listing_and_delete)
+          check_missing_objects, check_listing_and_delete, check_long_names)
 
 
 def check_storage_backend(storage: StorageBackend) -> None:

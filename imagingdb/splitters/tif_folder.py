@@ -170,11 +170,10 @@ class TifFolderAcquisition(Acquisition):
         path = planned.path
         with tiff_pages.opened(path) as tif:
             page = tiff_pages.first_page(tif, path)
-            with tiff_pages.reading(f"{path}: page 1"):
-                extra_page = len(tif.pages) > 1
-            if extra_page:
+            pages = tiff_pages.page_count(tif, path)  # a file cut in its chain is refused
+            if pages > 1:
                 raise SplitterError(
-                    f"{path} holds {len(tif.pages)} pages; tif_folder expects one frame per "
+                    f"{path} holds {pages} pages; tif_folder expects one frame per "
                     "file (use frames_format: tif_id for a stack in one file)")
             self._format.check_same(tiff_pages.PixelFormat.of(page, str(path)), str(path),
                                     f"the first file ({self._plan[0].path.name})")

@@ -615,8 +615,11 @@ def _tiff_names(folder: Path) -> list[str]:
 
 
 def _has_summary(path: Path) -> bool:
-    """Micro-Manager's metadata.txt starts with its Summary."""
+    """Micro-Manager's metadata.txt starts with its Summary (a FIFO by that name is not
+    opened: opening one waits for a writer)."""
     try:
+        if not path.is_file():
+            return False
         with open(path, "rb") as fh:
             head = fh.read(64).decode("utf-8-sig", errors="replace")
     except OSError:

@@ -153,7 +153,7 @@ def find_site_config(explicit: Optional[os.PathLike | str] = None) -> SiteConfig
     if env:
         return load_site_config(Path(env))
     path = default_site_config_path()
-    if path.is_file():
+    if path.exists():  # not is_file(): a FIFO or folder there is refused, not passed over
         return load_site_config(path)
     return embedded_default()
 

@@ -38,15 +38,17 @@ def read_text(path: Path, what: str, limit: int = CONFIG_LIMIT) -> str:
         raise InputError(f"{what} {path} not found") from None
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    with open(fd, "rb", closefd=True) as handle:
-        mode = os.fstat(handle.fileno()).st_mode
+    try:
+        mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
             raise InputError(f"{what} {path} is {kind}, not a regular file")
-        try:
+        with open(fd, "rb", closefd=False) as handle:
             data = handle.read(limit + 1)
-        except OSError as exc:
-            raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise InputError(f"{what} {path} is larger than {_size(limit)}, more than a {what} "
                          "can need; check that it is the file you meant")

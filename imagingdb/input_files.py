@@ -39,10 +39,7 @@ def read_text(path: Path, what: str, limit: int = CONFIG_LIMIT) -> str:
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
-            raise InputError(f"{what} {path} is {kind}, not a regular file")
+        _require_regular(os.fstat(fd).st_mode, path, what)
         with open(fd, "rb", closefd=False) as handle:
             data = handle.read(limit + 1)
     except OSError as exc:
@@ -57,6 +54,24 @@ def read_text(path: Path, what: str, limit: int = CONFIG_LIMIT) -> str:
     except UnicodeDecodeError as exc:
         raise InputError(f"cannot read {what} {path}: not UTF-8 text ({exc.reason} at byte "
                          f"{exc.start})") from None
+
+
+def require_regular_file(path: Path, what: str) -> None:
+    """Refuse ``path`` unless it is a regular file (or a link to one), before it is opened:
+    for a file read by another reader (the upload CSV), whose end must come."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} not found") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    _require_regular(mode, path, what)
+
+
+def _require_regular(mode: int, path: Path, what: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, FIFO or socket"
+        raise InputError(f"{what} {path} is {kind}, not a regular file")
 
 
 def _size(limit: int) -> str:

@@ -270,3 +270,13 @@ def test_oversize_metadata_txt_is_refused_naming_it(run_cli, upload_files, image
                      upload_files.config(upload_type="frames", frames_format="tif_folder"))
     assert result.exit_code == 2 and len(result.errors) == 1, result.stderr
     assert f"Micro-Manager metadata file {metadata} is larger than" in result.errors[0]
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
+def test_upload_csv_from_a_device_or_fifo_is_refused_at_once(upload_files, tmp_path, special):
+    if special == "fifo":
+        special = tmp_path / "rows.csv"
+        os.mkfifo(special)
+    run, seconds = _run_bounded(["upload", "--csv", special, "--config",
+                                 upload_files.frames_config()], tmp_path)
+    _assert_one_error(run, seconds, f"CSV file {special} is a device, FIFO or socket")

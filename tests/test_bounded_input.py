@@ -14,7 +14,9 @@ import subprocess
 import time
 import tracemalloc
 
+import numpy as np
 import pytest
+import tifffile
 
 import imagingdb
 from imagingdb.config import load_upload_config
@@ -280,3 +282,58 @@ def test_upload_csv_from_a_device_or_fifo_is_refused_at_once(upload_files, tmp_p
     run, seconds = _run_bounded(["upload", "--csv", special, "--config",
                                  upload_files.frames_config()], tmp_path)
     _assert_one_error(run, seconds, f"CSV file {special} is a device, FIFO or socket")
+
+
+# --------------------------------------------- JSON inside TIFF tags, nested too deeply
+
+DEEP_OBJECT = '{"a": ' * 5000 + "1" + "}" * 5000
+
+
+def _mm_page_json_nested_5000_levels(tmp_path):
+    from tests.test_ome_tiff import SMALL_SUMMARY, page_meta, write_mm_pages
+
+    pixels = np.zeros((8, 8), "uint16")
+    path = write_mm_pages(tmp_path / "deep.ome.tif", [(pixels, page_meta(t=0)),
+                                                      (pixels, page_meta(t=1))], SMALL_SUMMARY)
+    data = path.read_bytes()  # the second page's JSON, replaced by one as long, nested deep
+    second = json.dumps(page_meta(t=1)).encode()
+    at = data.rindex(second)
+    path.write_bytes(data[:at] + DEEP_OBJECT[:len(second)].encode() + data[at + len(second):])
+    return path, "ome_tiff", "MicroManagerMetadata on page 1 is not a JSON object"
+
+
+def _shape_description_nested_5000_levels(tmp_path):
+    path = tmp_path / "deep.tif"
+    tifffile.imwrite(path, np.zeros((2, 8, 8), "uint16"), metadata=None,
+                     description='{"shape": ' + "[" * 5000 + "]" * 5000 + "}")
+    return path, "tif_id", "its tifffile shape description"
+
+
+def _imagej_info_nested_5000_levels(tmp_path):
+    """Micro-Manager's summary, as ImageJ Info, nested too deep: read as no summary."""
+    from tests.test_ome_tiff import page_meta
+
+    path = tmp_path / "info.ome.tif"
+    with tifffile.TiffWriter(path, ome=False, shaped=False) as writer:
+        writer.write(np.zeros((8, 8), "uint16"), contiguous=False, metadata=None, extratags=[
+            (51123, "s", 0, json.dumps(page_meta(t=0)), True),
+            *tifffile.imagej_metadata_tag({"Info": DEEP_OBJECT}, "<")])
+    return path, "ome_tiff", None
+
+
+@pytest.mark.parametrize("make", [_mm_page_json_nested_5000_levels,
+                                  _shape_description_nested_5000_levels,
+                                  _imagej_info_nested_5000_levels])
+def test_json_nested_5000_levels_in_a_tiff_tag_is_no_unexpected_error(run_cli, upload_files,
+                                                                     tmp_path, make):
+    source, frames_format, message = make(tmp_path)
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(source)}])
+    result = run_cli("upload", "--csv", csv_path, "--config",
+                     upload_files.config(upload_type="frames", frames_format=frames_format))
+    assert "unexpected" not in result.stderr and "RecursionError" not in result.stderr
+    assert "Warning: plugin" not in result.stderr, result.stderr
+    if message is None:  # a summary that cannot be read is none: the pages place the frames
+        assert result.exit_code == 0, result.stderr
+        return
+    assert result.exit_code == 2 and len(result.errors) == 1, result.stderr
+    assert str(source) in result.errors[0] and message in result.errors[0], result.errors[0]

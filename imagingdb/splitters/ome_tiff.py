@@ -427,7 +427,7 @@ def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> Optional
             return None
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
             value = None
     if not isinstance(value, dict):
         raise SplitterError(f"{path}: MicroManagerMetadata on page {number} is not a JSON object")
@@ -539,7 +539,7 @@ def _imagej_summary(page: "tifffile.TiffPage") -> Optional[dict[str, Any]]:
     for start in starts:
         try:
             summary = json.loads(info[start:])
-        except ValueError:
+        except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
             continue
         if isinstance(summary, dict):
             return summary

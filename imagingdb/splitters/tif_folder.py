@@ -435,7 +435,7 @@ def _recorded_metadata(page: Any) -> tuple[dict[str, Any], str]:
         if isinstance(value, (str, bytes)):
             try:
                 value = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
                 continue
         if isinstance(value, dict):
             return value, tag

@@ -315,7 +315,7 @@ def _shaped_metadata(source: Path, description: str) -> dict[str, Any]:
             axes = declared.get("axes")
             if axes is None or isinstance(axes, str):
                 return declared
-    except ValueError:
+    except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
         pass
     raise SplitterError(f"{source}: its tifffile shape description {description[:80]!r} is "
                         "damaged")

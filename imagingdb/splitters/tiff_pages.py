@@ -336,7 +336,7 @@ def _json_object(value: Any) -> dict[str, Any]:
     if isinstance(value, (bytes, str)):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
             return {}
     return value if isinstance(value, dict) else {}
 

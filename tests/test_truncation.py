@@ -9,6 +9,9 @@ before the blocks written as the file closes.
 
 from __future__ import annotations
 
+import os
+import random
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -184,3 +187,54 @@ def test_a_cut_source_is_refused_or_stored_with_its_lost_frames_missing(
     assert summary["missing_frames"] > 0, (
         f"{name} cut in {where} was registered complete: {summary}\n{result.stderr}")
     assert victim.name in result.stderr, result.stderr  # the warning says which file
+
+
+#: random cuts per run (TRUNCATION_TRIALS), over every source; TRUNCATION_SEED repeats a run
+TRIALS = int(os.environ.get("TRUNCATION_TRIALS", "24"))
+
+
+def test_random_cuts_are_refused_or_stored_with_their_lost_frames_missing(
+        site, run_cli, upload_files, tmp_path, capsys):
+    """A cut that loses only bytes nothing points at (tifffile leaves some after the last page
+    of an ImageJ file) may store the dataset complete: then its frames must be the whole
+    file's, checked against an upload of the uncut copy."""
+    seed = int(os.environ.get("TRUNCATION_SEED") or random.randrange(2**32))
+    with capsys.disabled():
+        print(f"\nrandom cuts: {TRIALS} trial(s), TRUNCATION_SEED={seed}")
+    rng = random.Random(seed)
+    run_cli("init")
+    for trial in range(TRIALS):
+        name = rng.choice(sorted(SOURCES))
+        write, frames_format = SOURCES[name]
+        folder = tmp_path / f"trial{trial}"
+        (folder / "cut").mkdir(parents=True)
+        source, victim = write(folder / "cut")
+        shutil.copytree(folder / "cut", folder / "whole")
+        size = victim.stat().st_size
+        at = rng.randrange(size // 8, size)  # a copy that stops before its end, at any byte
+        _cut(victim, at)
+        where = f"trial {trial} (TRUNCATION_SEED={seed}): {name} cut at {at} of {size} bytes"
+        dataset_id = f"ML-2005-05-23-10-00-00-{trial + 1:04d}"
+        before = site.snapshot()
+        result = _upload(run_cli, upload_files, dataset_id, source, frames_format)
+        assert "Traceback" not in result.stderr and "unexpected" not in result.stderr, where
+        if result.exit_code != 0:
+            assert result.exit_code == 2 and len(result.errors) == 1, (where, result.stderr)
+            assert victim.name in result.errors[0], (where, result.errors[0])
+            assert site.snapshot() == before, where
+            continue
+        with site.connect() as db:
+            summary = db.dataset(dataset_id).summary()
+        if summary["missing_frames"] == 0:
+            whole_id = f"ML-2005-05-23-10-00-00-{trial + 5001:04d}"
+            whole = folder / "whole" / source.relative_to(folder / "cut")
+            assert _upload(run_cli, upload_files, whole_id, whole, frames_format).exit_code == 0
+            with site.connect() as db:
+                np.testing.assert_array_equal(db.dataset(dataset_id).read(),
+                                              db.dataset(whole_id).read(), err_msg=where)
+
+
+def _upload(run_cli, upload_files, dataset_id, source, frames_format):
+    csv_path = upload_files.csv([{"dataset_id": dataset_id, "file_name": str(source)}])
+    return run_cli("upload", "--csv", csv_path, "--config",
+                   upload_files.config(upload_type="frames", frames_format=frames_format))

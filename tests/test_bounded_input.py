@@ -23,7 +23,7 @@ from imagingdb.config import load_upload_config
 from imagingdb.errors import NotFoundError
 from imagingdb.testing import write_mm_tif_folder
 from tests.conftest import DATASET_ID
-from tests.helpers import imagingdb_command
+from tests.helpers import assert_refused, imagingdb_command
 
 #: what a refusal may allocate: far less than listing a billion indexes would
 MEMORY_BOUND = 20 * 2**20
@@ -337,3 +337,21 @@ def test_json_nested_5000_levels_in_a_tiff_tag_is_no_unexpected_error(run_cli, u
         return
     assert result.exit_code == 2 and len(result.errors) == 1, result.stderr
     assert str(source) in result.errors[0] and message in result.errors[0], result.errors[0]
+
+
+@pytest.mark.parametrize("schema, message", [
+    ({"$ref": "http://10.255.255.1/schema.json"}, "has a $ref that cannot be resolved"),
+    ({"$ref": "#/definitions/missing"}, "has a $ref that cannot be resolved"),
+    ({"$ref": "#"}, "refers to itself without end"),
+])
+def test_meta_schema_refs_that_lead_nowhere_are_refused_naming_the_config(
+        site, run_cli, upload_files, mm_ometiff, schema, message):
+    """No schema is fetched from the network, and none recurses into a RecursionError."""
+    config = upload_files.config(upload_type="frames", frames_format="ome_tiff",
+                                 meta_schema=schema)
+    run_cli("init")
+    before = site.snapshot()
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
+    result = run_cli("upload", "--csv", csv_path, "--config", config)
+    assert "unexpected" not in result.stderr
+    assert_refused(result, site, before, contains=(str(config), message))

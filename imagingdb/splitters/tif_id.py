@@ -35,8 +35,9 @@ the declared sizes are the dataset's dimensions and the pages never written
 are its missing frames. A file whose chain breaks, or whose tags or pixels
 run past its end, was cut (a copy gone wrong) and is refused, whatever it
 declares: a plain stack cannot say how many pages it had, and storing the
-rest of a declared one would record as never acquired frames that exist. More pages than declared is an
-error, and so is a declaration no acquisition could have
+rest of a declared one would record as never acquired frames that exist.
+More pages than declared is an error, and so is a declaration no acquisition
+could have
 (``tiff_pages.check_declared_frames``: over 10 million frames, or over 1000
 per page once past 100,000), checked before anything is sized from it.
 Channels are named ``channel<c>`` (ImageJ and tifffile do not name them).

@@ -70,6 +70,26 @@ def test_read_of_a_huge_range_is_refused_at_once(uploaded_ometiff, selection):
     assert peak < MEMORY_BOUND
 
 
+def test_huge_ranges_are_refused_at_once_on_postgresql_and_s3(pg_s3_site, run_cli, upload_files,
+                                                             mm_ometiff, tmp_path):
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
+    assert run_cli("upload", "--csv", csv_path, "--config",
+                   upload_files.frames_config()).exit_code == 0
+    before = pg_s3_site.snapshot()
+    tracemalloc.start()
+    try:
+        result = run_cli("download", "--id", DATASET_ID, "--dest", tmp_path / "dest",
+                         "-z", "0-999999999")
+        with imagingdb.connect() as db, pytest.raises(NotFoundError, match="of the range 0-999999998 asked for"):
+            db.dataset(DATASET_ID).read(times=range(999999999))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.exit_code == 2 and len(result.errors) == 1, result.stderr
+    assert "has no slice index 3 (of the range 0-999999999 asked for)" in result.errors[0]
+    assert peak < MEMORY_BOUND and pg_s3_site.snapshot() == before
+
+
 def test_ranges_inside_the_dataset_still_select(uploaded_ometiff):
     with imagingdb.connect() as db:
         array = db.dataset(uploaded_ometiff).read(slices=range(1, 3), times=[1, range(0, 2)])

@@ -189,6 +189,26 @@ def test_a_cut_source_is_refused_or_stored_with_its_lost_frames_missing(
     assert victim.name in result.stderr, result.stderr  # the warning says which file
 
 
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_a_source_cut_in_its_last_page_changes_nothing_on_postgresql_and_s3(
+        pg_s3_site, run_cli, upload_files, tmp_path, name):
+    """The cut found last, after the frames before it went to the bucket: the upload
+    refuses, or lists the lost frames, and a refusal leaves no object behind."""
+    write, frames_format = SOURCES[name]
+    (tmp_path / "source").mkdir()
+    source, victim = write(tmp_path / "source")
+    _cut(victim, _cut_points(victim)["last page's pixels"])
+    run_cli("init")
+    before = pg_s3_site.snapshot()
+    result = _upload(run_cli, upload_files, DATASET_ID, source, frames_format)
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
+    if result.exit_code != 0:
+        assert_refused(result, pg_s3_site, before, contains=(victim.name,))
+        return
+    with pg_s3_site.connect() as db:
+        assert db.dataset(DATASET_ID).summary()["missing_frames"] > 0, result.stderr
+
+
 #: random cuts per run (TRUNCATION_TRIALS), over every source; TRUNCATION_SEED repeats a run
 TRIALS = int(os.environ.get("TRUNCATION_TRIALS", "24"))
 

@@ -75,3 +75,5 @@ def test_a_cut_dataset_is_refused_or_stored_with_its_lost_images_missing(
     with imagingdb.connect() as db:
         summary = db.dataset(DATASET_ID).summary()
     assert summary["missing_frames"] > 0, f"cut in {what}, registered complete: {summary}"
+    assert f"bytes after the last image {INDEX} lists: the index may have been cut short" in (
+        result.stderr)

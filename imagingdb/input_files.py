@@ -8,7 +8,8 @@ Micro-Manager's ``metadata.txt``) with bounded work, whatever they hold.
 - YAML is parsed with duplicate keys, keys that are lists or mappings, nesting deeper than
   :data:`MAX_DEPTH` and aliases that expand to more than :data:`MAX_NODES` nodes (a "billion
   laughs" bomb) or into themselves all refused, from the composed document, before a Python
-  object is built; anything a document does that PyYAML itself refuses is a YAML error.
+  object is built; anything a document does that PyYAML itself refuses is a YAML error,
+  and so is a value Python cannot make (``2020-13-45`` as a date, ``!!float abc``).
 
 Every refusal is an :class:`~imagingdb.errors.InputError` naming the file.
 """
@@ -100,6 +101,8 @@ def load_yaml(path: Path, what: str) -> Any:
         raise InputError(f"{path}: invalid YAML: {exc}") from None
     except RecursionError:  # a safety net: the depth limit stops nesting long before this
         raise InputError(f"{path}: invalid YAML: nested too deeply") from None
+    except (ValueError, TypeError, ArithmeticError) as exc:  # what construct_object cannot place
+        raise InputError(f"{path}: invalid YAML: {exc}") from None
     finally:
         loader.dispose()
 
@@ -121,6 +124,15 @@ def _bounded_loader():
                 return super().compose_node(parent, index)
             finally:
                 self._depth -= 1
+
+        def construct_object(self, node, deep=False):
+            # PyYAML's constructors let Python's own errors through: 2020-13-45 as a date,
+            # !!float abc, an integer of 5000 digits, !!map given a list
+            try:
+                return super().construct_object(node, deep=deep)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                raise InputError(f"{self.name}: invalid YAML at line {node.start_mark.line + 1}: "
+                                 f"{exc}") from None
 
     def construct_mapping(loader, node, deep=False):
         seen = set()

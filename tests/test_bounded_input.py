@@ -267,6 +267,8 @@ def _replace_metadata_txt(folder, how):
         metadata.write_text('{"Summary": ' + NESTED_5000 + "}")
     elif how == "folder":
         metadata.mkdir()
+    elif how == "digits":
+        metadata.write_text('{"Summary": {"Slices": ' + "9" * 5000 + "}}")
     return metadata
 
 
@@ -274,6 +276,7 @@ def _replace_metadata_txt(folder, how):
     ("fifo", "is a device, FIFO or socket, not a regular file"),
     ("folder", "is a folder, not a regular file"),
     ("nested", "is not valid JSON: nested too deeply"),
+    ("digits", "is not valid JSON: Exceeds the limit (4300 digits)"),
 ])
 def test_bad_metadata_txt_is_refused_at_once_naming_it(site, run_cli, upload_files, image_folder,
                                                        tmp_path, how, message):

@@ -282,10 +282,12 @@ def read_metadata_txt(path: Path) -> Optional[MetadataTxt]:
     try:
         try:
             data = json.loads(text)
-        except ValueError:
+        except json.JSONDecodeError:
             return _read_cut(path, text)
     except RecursionError:
         raise SplitterError(f"{path} is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSON that Python cannot make: an integer of 5000 digits
+        raise SplitterError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SplitterError(f"{path} must hold a JSON object with a 'Summary' key")
     summary = data.pop("Summary", {})

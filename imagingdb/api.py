@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -513,23 +514,47 @@ def _resolve_channels(
 def _resolve_indexes(
     dataset_id: str, what: str, wanted: Optional[Iterable[int]], present: list[int]
 ) -> list[int]:
+    """The indexes asked for, each checked to be one the dataset has.
+
+    ``wanted`` may hold ``range`` objects (the CLI's ``-z 0-9``), or be one: a range is
+    checked against the recorded indexes before it is walked, so ``0-999999999`` is refused
+    at once, naming the range and what the dataset has, instead of being listed first.
+    """
     if wanted is None:
         return list(present)
-    if isinstance(wanted, int):
+    if isinstance(wanted, (int, range)):
         wanted = [wanted]
-    result = []
+    have = set(present)
+    result: dict[int, None] = {}  # ordered, and a membership test that stays fast
     for item in wanted:
+        if isinstance(item, range):
+            result.update(dict.fromkeys(_checked_range(dataset_id, what, item, have, present)))
+            continue
         try:
             idx = int(item)
         except (TypeError, ValueError):
             raise InputError(f"invalid {what} index {item!r}: expected an integer") from None
-        if idx not in present:
+        if idx not in have:
             raise NotFoundError(
                 f"dataset {dataset_id} has no {what} index {idx}; it has: {_ranges(present)}"
             )
-        if idx not in result:
-            result.append(idx)
-    return result
+        result[idx] = None
+    return list(result)
+
+
+def _checked_range(dataset_id: str, what: str, wanted: range, have: set[int],
+                   present: list[int]) -> range:
+    """``wanted`` if the dataset has every index in it, else a NotFoundError naming it.
+
+    At most ``len(present) + 1`` of its indexes are looked at: a longer range must hold
+    one the dataset lacks among them.
+    """
+    lacking = next((i for i in itertools.islice(wanted, len(present) + 1) if i not in have), None)
+    if lacking is None:
+        return wanted
+    shown = f"{wanted.start}-{wanted.stop - 1}" if wanted.step == 1 else str(wanted)
+    raise NotFoundError(f"dataset {dataset_id} has no {what} index {lacking} (of the range "
+                        f"{shown} asked for); it has: {_ranges(present)}")
 
 
 def _ranges(values: list[int]) -> str:

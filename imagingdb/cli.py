@@ -73,7 +73,8 @@ def _database(ctx: typer.Context):
 
 
 def _split_list(values: Optional[List[str]], what: str, integers: bool) -> Optional[list]:
-    """Repeated flags and comma lists alike: -c DAPI -c GFP, -c DAPI,GFP, -z 0-4."""
+    """Repeated flags and comma lists alike: -c DAPI -c GFP, -c DAPI,GFP, -z 0-4 (kept as a
+    ``range``, never listed, so that -z 0-999999999 costs nothing before it is refused)."""
     if not values:
         return None
     items: list = []
@@ -96,7 +97,7 @@ def _parse_int_or_range(part: str, what: str, strict: bool) -> list:
             low_i, high_i = int(low), int(high)
             if high_i < low_i:
                 raise ValueError
-            return list(range(low_i, high_i + 1))
+            return [range(low_i, high_i + 1)]  # left whole: the API checks it against the dataset
         return [int(part)]
     except ValueError:
         if not strict:

@@ -27,53 +27,15 @@ HOME_ENV = "IMAGINGDB_HOME"
 # --------------------------------------------------------------------------- YAML
 
 
-def _strict_loader():
-    """A SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently)."""
-    import yaml
-
-    class StrictLoader(yaml.SafeLoader):
-        pass
-
-    def construct_mapping(loader, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            if key in seen:
-                mark = key_node.start_mark
-                raise InputError(
-                    f"{loader.name}: duplicate key {key!r} at line {mark.line + 1}"
-                )
-            seen.add(key)
-        return loader.construct_mapping(node, deep=deep)
-
-    StrictLoader.add_constructor(
-        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping
-    )
-    return StrictLoader
-
-
 def load_mapping_file(path: Path, what: str) -> dict[str, Any]:
-    """Load a YAML (or JSON) file that must hold a mapping; errors name the file."""
-    import yaml
+    """Load a YAML (or JSON) file that must hold a mapping; errors name the file.
 
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"{what} {path} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {what} {path}: {exc}") from None
-    loader = _strict_loader()(text)
-    loader.name = str(path)
-    try:
-        data = loader.get_single_data()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InputError(f"{path}: invalid YAML{where}: {exc.problem}") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: invalid YAML: {exc}") from None
-    finally:
-        loader.dispose()
+    :func:`imagingdb.input_files.load_yaml` reads it: a regular file only, with
+    size, nesting and alias-expansion limits, duplicate keys refused.
+    """
+    from .input_files import load_yaml
+
+    data = load_yaml(path, what)
     if data is None:
         raise InputError(f"{what} {path} is empty")
     if not isinstance(data, dict):
@@ -266,7 +228,7 @@ def find_site_config(explicit: Optional[os.PathLike | str] = None) -> SiteConfig
     if env:
         return load_site_config(Path(env))
     path = default_site_config_path()
-    if path.is_file():
+    if path.exists():  # not is_file(): a FIFO or folder there is refused, not passed over
         return load_site_config(path)
     return embedded_default()
 
@@ -321,10 +283,13 @@ def load_login_file(path: Path) -> DatabaseSettings:
             f"run: chmod 600 {path}",
             file=sys.stderr,
         )
+    from .input_files import read_text
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"login file {path} is not valid JSON: {exc}") from None
+        data = json.loads(read_text(path, "login file"))
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise InputError(f"login file {path} is not valid JSON: {reason}") from None
     if not isinstance(data, dict):
         raise InputError(f"login file {path} must hold a JSON object")
     missing = [k for k in _CREDENTIAL_KEYS if k not in data]

@@ -27,11 +27,22 @@ class MetaValidator:
     def __init__(self, schema: dict[str, Any], config_path: Optional[Path], *,
                  trusted: bool = False):
         self.schema = schema
+        self._config_path = config_path
         self._validator = None if trusted else _checked_validator(schema, config_path)
 
     def check(self, frame: Frame, source: Path) -> None:
         """Raise an InputError naming the file, the frame and the key if ``frame`` breaks the schema."""
-        error = self._first_error(frame.metadata)
+        from referencing.exceptions import Unresolvable
+
+        try:
+            error = self._first_error(frame.metadata)
+        except Unresolvable as exc:  # a $ref to nowhere, or to a URL: no schema is fetched
+            raise InputError(f"{self._config_path}: meta_schema has a $ref that cannot be "
+                             f"resolved ({exc}); imagingdb fetches no "
+                             "remote schemas, so put every definition in the schema") from None
+        except RecursionError:  # {"$ref": "#"}: a schema that is only a reference to itself
+            raise InputError(f"{self._config_path}: meta_schema refers to itself without end "
+                             "(a $ref that leads back to itself)") from None
         if error is None:
             return
         if error.validator in ("anyOf", "oneOf") and error.context:

@@ -89,6 +89,9 @@ def _read_rows(handle) -> tuple[list[str], list[tuple[int, dict[Optional[str], A
 
 def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
     """Parse the upload CSV. File-level problems raise InputError; a bad row gives a RefusedRow."""
+    from .input_files import require_regular_file
+
+    require_regular_file(path, "CSV file")  # /dev/zero or a FIFO would be read forever
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             header, raw_rows = _read_rows(handle)

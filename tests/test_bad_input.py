@@ -128,7 +128,7 @@ def test_absolute_file_name_reads_that_file(site, run_cli, upload_files, tmp_pat
     (["-c", "dapi"], "has no channel 'dapi'"),
     (["-c", "2"], "has no channel index 2"),
     (["-z", "3"], "has no slice index 3; it has: 0-2"),
-    (["-t", "0-5"], "has no time index 2; it has: 0-1"),
+    (["-t", "0-5"], "has no time index 2 (of the range 0-5 asked for); it has: 0-1"),
     (["-p", "9"], "has no position index 9; it has: 0-1"),
     (["-z", "-1"], "has no slice index -1; it has: 0-2"),
     (["-t", "one"], "invalid time index 'one'"),

@@ -104,7 +104,10 @@ def test_a_position_never_reached_is_missing_whole(run_cli, upload_files, tmp_pa
 def test_tif_id_stack_stopped_early(run_cli, upload_files, tmp_path):
     path = write_imagej_hyperstack(tmp_path / "early.tif", channels=2, slices=2, times=3,
                                    height=8, width=8, pages=9)
-    upload(run_cli, upload_files, path, frames_format="tif_id")
+    result = upload(run_cli, upload_files, path, frames_format="tif_id")
+    assert (f"{path} declares 12 pages but holds 9, its page chain ending cleanly (an "
+            "acquisition stopped early)") in result.stderr
+    assert "from (channel 1, slice 0, time 2, position 0) on" in result.stderr
     import imagingdb
 
     with imagingdb.connect() as db:

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imagingdb"
 
 LAYERS = {
     0: ("errors", "ids", "layout", "acquisition", "progress", "faults", "quick_schema",
-        "hookspecs", "config", "terminal"),
+        "hookspecs", "config", "terminal", "input_files"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
         "site", "pool", "plugin_install"),
     2: ("upload", "upload_rows", "download", "verify", "gc", "claims"),

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from ..acquisition import FrameIndex
-from ..errors import SplitterError
+from ..errors import InputError, SplitterError
 
 AXES = ("channel", "slice", "time", "position")
 METADATA_FILE = "metadata.txt"
@@ -258,22 +258,36 @@ def _entry_file(key: str, value: dict[str, Any]) -> Optional[str]:
     return None
 
 
+#: bytes of a metadata.txt: Micro-Manager writes a few KB per image, so this is millions of
+#: images; a larger file is refused rather than read into memory
+METADATA_TXT_LIMIT = 2**30
+
+
 def read_metadata_txt(path: Path) -> Optional[MetadataTxt]:
     """The folder's metadata.txt, None when there is none.
 
     A cut file (no closing brace, or an entry half written) keeps its complete
-    entries and gets a warning; anything else that is not JSON is refused.
+    entries and gets a warning; anything else that is not JSON is refused, and
+    so is one that is not a regular file, over :data:`METADATA_TXT_LIMIT` bytes,
+    or nested deeper than Python's JSON reader goes.
     """
-    if not path.is_file():
+    from ..input_files import read_text
+
+    if not os.path.exists(path):
         return None
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SplitterError(f"{path} cannot be read ({type(exc).__name__}: {exc})") from None
+        text = read_text(path, "Micro-Manager metadata file", METADATA_TXT_LIMIT)
+    except InputError as exc:
+        raise SplitterError(str(exc)) from None
     try:
-        data = json.loads(text)
-    except ValueError:
-        return _read_cut(path, text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            return _read_cut(path, text)
+    except RecursionError:
+        raise SplitterError(f"{path} is not valid JSON: nested too deeply") from None
+    except ValueError as exc:  # JSON that Python cannot make: an integer of 5000 digits
+        raise SplitterError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise SplitterError(f"{path} must hold a JSON object with a 'Summary' key")
     summary = data.pop("Summary", {})

@@ -59,7 +59,6 @@ file size. numpy and tifffile are imported lazily.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -395,33 +394,14 @@ def _check_listed_files(source: Path, dataset_xml: str, wanted: Optional[list[in
 
 
 def _iter_pages(path: Path) -> Iterator[tuple[int, "tifffile.TiffPage", Optional[dict[str, Any]]]]:
-    """Yield (page number, page, MicroManagerMetadata or None if blank) for each page."""
+    """Yield (page number, page, MicroManagerMetadata or None if blank) for each page; a
+    file cut anywhere is refused (:func:`tiff_pages.numbered_pages` checks the chain's end)."""
     with tiff_pages.opened(path) as tif:
         tiff_pages.first_page(tif, path)
-        pages = iter(tif.pages)
-        for number in itertools.count():
+        for number, page in tiff_pages.numbered_pages(tif, path):
             with tiff_pages.reading(f"{path}: page {number}"):
-                page = next(pages, None)
-                if page is None:
-                    break
-                tiff_pages.check_data_in_file(tif, page, f"{path}: page {number}")
                 metadata = _mm_metadata(page, path, number)
             yield number, page, metadata
-        _check_chain_end(tif, path, number)
-
-
-def _check_chain_end(tif: "tifffile.TiffFile", path: Path, count: int) -> None:
-    """The last page must link to no next page; tifffile only logs a broken chain.
-
-    A file cut inside an IFD loses its last pages silently otherwise.
-    """
-    fh = tif.filehandle
-    fh.seek(tif.pages.next_page_offset)
-    raw = fh.read(tif.tiff.offsetsize)
-    if len(raw) != tif.tiff.offsetsize or struct.unpack(tif.tiff.offsetformat, raw)[0] != 0:
-        raise SplitterError(
-            f"{path}: the chain of pages breaks after page {count - 1} "
-            "(truncated or corrupt file)")
 
 
 def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> Optional[dict[str, Any]]:
@@ -442,7 +422,7 @@ def _mm_metadata(page: "tifffile.TiffPage", path: Path, number: int) -> Optional
             return None
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
             value = None
     if not isinstance(value, dict):
         raise SplitterError(f"{path}: MicroManagerMetadata on page {number} is not a JSON object")
@@ -468,6 +448,7 @@ def _read_first_page(path: Path) -> _FirstPage:
         metadata = _mm_metadata(page, path, 0) or {}
         page_format = tiff_pages.PixelFormat.of(page, f"{path}: page 0")
         with tiff_pages.reading(f"{path}: page 0"):
+            _check_header_blocks_in_file(tif.filehandle, path)
             summary = (_mm_header_block(tif.filehandle, "Summary")
                        or _imagej_summary(page)
                        or metadata.get("Summary"))
@@ -491,6 +472,36 @@ def _mm_header_block(fh: Any, key: str) -> Any:
     if not _mm_block_fits(fh, byteorder, key, index_offset=fields[1], summary_length=fields[7]):
         return None  # a corrupt length: tifffile would try to read gigabytes
     return tifffile.read_micromanager_metadata(fh, {key}).get(key)
+
+
+#: the blocks Micro-Manager's file header points at: (name, the header fields of the
+#: pointer's magic number and of the offset, the pointer's magic, the block's magic, bytes per
+#: unit of the block's length). Display settings and comments are written as the file closes.
+_HEADER_BLOCKS = (("index map", 0, 1, _MM_INDEX_MAP_HEADER, 3453623, 20),
+                  ("display settings", 2, 3, 483765892, 347834724, 1),
+                  ("comments", 4, 5, 99384722, 84720485, 1))
+
+
+def _check_header_blocks_in_file(fh: Any, path: Path) -> None:
+    """Each block the header points at must lie in the file: the last ones are written as
+    the file closes, after every page, so a file cut after its pages loses them first."""
+    fh.seek(0)
+    head = fh.read(40)
+    if len(head) < 40 or head[:2] not in (b"II", b"MM"):
+        return
+    byteorder = "<" if head[:2] == b"II" else ">"
+    fields = struct.unpack(byteorder + "8I", head[8:40])
+    size = fh.seek(0, os.SEEK_END)
+    for name, pointer_at, offset_at, pointer, magic, unit in _HEADER_BLOCKS:
+        offset = fields[offset_at]
+        if fields[pointer_at] != pointer or offset == 0:
+            continue  # no such block: never written (a crashed acquisition) or not Micro-Manager's
+        fh.seek(offset)
+        block = fh.read(8)
+        found, length = struct.unpack(byteorder + "2I", block) if len(block) == 8 else (None, 0)
+        if found is None or (found == magic and offset + 8 + length * unit > size):
+            raise SplitterError(f"{path}: its Micro-Manager {name} runs past the end of the file "
+                                "(a truncated copy: copy it again from the original)")
 
 
 def _mm_block_fits(fh: Any, byteorder: str, key: str, *, index_offset: int,
@@ -523,7 +534,7 @@ def _imagej_summary(page: "tifffile.TiffPage") -> Optional[dict[str, Any]]:
     for start in starts:
         try:
             summary = json.loads(info[start:])
-        except ValueError:
+        except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
             continue
         if isinstance(summary, dict):
             return summary

@@ -170,11 +170,10 @@ class TifFolderAcquisition(Acquisition):
         path = planned.path
         with tiff_pages.opened(path) as tif:
             page = tiff_pages.first_page(tif, path)
-            with tiff_pages.reading(f"{path}: page 1"):
-                extra_page = len(tif.pages) > 1
-            if extra_page:
+            pages = tiff_pages.page_count(tif, path)  # a file cut in its chain is refused
+            if pages > 1:
                 raise SplitterError(
-                    f"{path} holds {len(tif.pages)} pages; tif_folder expects one frame per "
+                    f"{path} holds {pages} pages; tif_folder expects one frame per "
                     "file (use frames_format: tif_id for a stack in one file)")
             self._format.check_same(tiff_pages.PixelFormat.of(page, str(path)), str(path),
                                     f"the first file ({self._plan[0].path.name})")
@@ -436,7 +435,7 @@ def _recorded_metadata(page: Any) -> tuple[dict[str, Any], str]:
         if isinstance(value, (str, bytes)):
             try:
                 value = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
                 continue
         if isinstance(value, dict):
             return value, tag
@@ -616,8 +615,11 @@ def _tiff_names(folder: Path) -> list[str]:
 
 
 def _has_summary(path: Path) -> bool:
-    """Micro-Manager's metadata.txt starts with its Summary."""
+    """Micro-Manager's metadata.txt starts with its Summary (a FIFO by that name is not
+    opened: opening one waits for a writer)."""
     try:
+        if not path.is_file():
+            return False
         with open(path, "rb") as fh:
             head = fh.read(64).decode("utf-8-sig", errors="replace")
     except OSError:

@@ -29,10 +29,15 @@ Refused, naming the format that reads them: Micro-Manager files (their
 MicroManagerMetadata places each page: ``ome_tiff``, or ``tif_folder`` for a
 folder of single images) and NDTiff stacks (``ndtiff``).
 
-A file with fewer pages than it declares (an acquisition stopped early) is
-stored as it is: the declared sizes are the dataset's dimensions and the
-pages never written are its missing frames. More pages than declared is an
-error, and so is a declaration no acquisition could have
+A file with fewer pages than it declares, whose page chain ends as a writer
+ends it (an acquisition stopped early), is stored as it is, with a warning:
+the declared sizes are the dataset's dimensions and the pages never written
+are its missing frames. A file whose chain breaks, or whose tags or pixels
+run past its end, was cut (a copy gone wrong) and is refused, whatever it
+declares: a plain stack cannot say how many pages it had, and storing the
+rest of a declared one would record as never acquired frames that exist.
+More pages than declared is an error, and so is a declaration no acquisition
+could have
 (``tiff_pages.check_declared_frames``: over 10 million frames, or over 1000
 per page once past 100,000), checked before anything is sized from it.
 Channels are named ``channel<c>`` (ImageJ and tifffile do not name them).
@@ -162,6 +167,7 @@ class TifIdAcquisition(Acquisition):
         self._header_text = (page.description1 if header.second else page.description) if header else None
         self._positions = selected_positions(source, layout.sizes["position"], options.positions)
         self.kind = layout.kind
+        self.warnings = _stopped_early_warnings(source, layout, self._nbr_pages)
         self.channel_names = [f"channel{c}" for c in range(layout.sizes["channel"])]
         self.dims = Dimensions(
             nbr_channels=layout.sizes["channel"], nbr_slices=layout.sizes["slice"],
@@ -223,6 +229,22 @@ def _layout(source: Path, page: "tifffile.TiffPage", header: Optional[imagej.Ima
             f"{source} has {nbr_pages} pages but its ImageDescription declares {layout.declared} "
             f"({', '.join(f'{axis}s={layout.sizes[axis]}' for axis in _AXES)})")
     return layout
+
+
+def _stopped_early_warnings(source: Path, layout: _Layout, nbr_pages: int) -> list[str]:
+    """Say so when the file holds fewer pages than it declares.
+
+    Its page chain ended where a writer ends it (:func:`tiff_pages.page_count`
+    refuses a chain that breaks, which is a cut file): the acquisition
+    stopped early, and its declared sizes stay the dataset's dimensions.
+    """
+    if nbr_pages >= layout.declared:
+        return []
+    first = layout.index_of_page(nbr_pages)
+    return [f"{source} declares {layout.declared} pages but holds {nbr_pages}, its page chain "
+            "ending cleanly (an acquisition stopped early): the pages never written are "
+            f"recorded as missing frames, from (channel {first.channel}, slice {first.slice}, "
+            f"time {first.time}, position {first.position}) on"]
 
 
 def _plain_layout(nbr_pages: int, axis: str, description: str) -> _Layout:
@@ -294,7 +316,7 @@ def _shaped_metadata(source: Path, description: str) -> dict[str, Any]:
             axes = declared.get("axes")
             if axes is None or isinstance(axes, str):
                 return declared
-    except ValueError:
+    except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
         pass
     raise SplitterError(f"{source}: its tifffile shape description {description[:80]!r} is "
                         "damaged")

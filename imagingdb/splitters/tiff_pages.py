@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,25 +187,51 @@ def first_page(tif: "tifffile.TiffFile", path: Path) -> "tifffile.TiffPage":
 
 
 def page_count(tif: "tifffile.TiffFile", path: Path) -> int:
-    """How many pages the file holds (walks the page chain; reads no pixels)."""
+    """How many pages the file holds (walks the page chain; reads no pixels), or a
+    SplitterError if the chain does not end as a whole file's does (:func:`check_chain_end`)."""
     with reading(f"{path}: page list"):
-        return len(tif.pages)
+        count = len(tif.pages)
+    check_chain_end(tif, path, count)
+    return count
+
+
+def check_chain_end(tif: "tifffile.TiffFile", path: Path, count: int) -> None:
+    """The last page must link to no next page.
+
+    tifffile stops at a link into the void with only a log message, so a file
+    cut anywhere in its page chain would otherwise read as a whole file of
+    fewer pages. Writers link the last page to 0 when they finish, and a copy
+    cut short keeps the links to the pages it lost: a broken chain is a damaged
+    file, never an acquisition that stopped early.
+    """
+    fh = tif.filehandle
+    with reading(f"{path}: page list"):
+        fh.seek(tif.pages.next_page_offset)
+        raw = fh.read(tif.tiff.offsetsize)
+    if len(raw) != tif.tiff.offsetsize or struct.unpack(tif.tiff.offsetformat, raw)[0] != 0:
+        raise SplitterError(
+            f"{path}: the chain of pages breaks after page {count - 1}: the file is truncated "
+            "or corrupt (copy it again from the original; a file a crash cut short can be "
+            "stored whole with upload_type: file)")
 
 
 def numbered_pages(tif: "tifffile.TiffFile", path: Path,
                    stop: Optional[int] = None) -> Iterator[tuple[int, "tifffile.TiffPage"]]:
-    """(number, page) in file order, each page's pixel data checked to lie in the file.
+    """(number, page) in file order, each page checked to lie in the file, and the chain
+    checked to end properly after the last one.
 
-    ``stop``: read no page past number ``stop - 1``.
+    ``stop``: read no page past number ``stop - 1`` (and leave the chain's end
+    to :func:`page_count`, which counted ``stop``).
     """
     pages = iter(tif.pages)
     for number in itertools.count() if stop is None else range(stop):
         where = f"{path}: page {number}"
         with reading(where):
             page = next(pages, None)
-            if page is None:
-                return
-            check_data_in_file(tif, page, where)
+        if page is None:
+            check_chain_end(tif, path, number)
+            return
+        check_data_in_file(tif, page, where)
         yield number, page
 
 
@@ -221,10 +248,18 @@ def is_ndtiff(tif: "tifffile.TiffFile") -> bool:
 
 
 def check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage", where: str) -> None:
-    """tifffile zero-fills pixel data past the end of a file; call it truncated."""
+    """The page's tags, their values and its pixel data must lie in the file.
+
+    tifffile zero-fills pixel data past the end of a file and reads a tag value
+    the end cuts as what is left of it: either is a truncated file.
+    """
+    size = tif.filehandle.size
     with reading(where):  # a damaged size tag makes tifffile's own arithmetic raise
+        if _tags_end(tif, page) > size:
+            raise SplitterError(f"{where}: its tags run past the end of the file (truncated "
+                                "file; copy it again from the original)")
         ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
-        if not ends or 0 in page.dataoffsets or max(ends) > tif.filehandle.size:
+        if not ends or 0 in page.dataoffsets or max(ends) > size:
             raise SplitterError(f"{where}: pixel data is missing or runs past the end of the "
                                 "file (truncated file)")
         if page.compression == 1 and sum(page.databytecounts) < page.nbytes:
@@ -232,6 +267,34 @@ def check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage", wher
             raise SplitterError(
                 f"{where} declares {page.shape} {page.dtype} pixels ({page.nbytes} bytes) "
                 f"but stores {sum(page.databytecounts)} bytes (corrupt file)")
+
+
+#: bytes per value of each TIFF field type (TIFF 6.0, BigTIFF's 16-18, tifffile's 13 IFD)
+_FIELD_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8,
+                     13: 4, 16: 8, 17: 8, 18: 8}
+
+
+def _tags_end(tif: "tifffile.TiffFile", page: "tifffile.TiffPage") -> int:
+    """Where the page's IFD (its entries and next-page link) and their values end, read from
+    the file's own bytes: tifffile drops, with a log line only, a tag whose value the end of
+    the file cuts, so ``page.tags`` cannot tell."""
+    tiff, fh = tif.tiff, tif.filehandle
+    fh.seek(page.offset)
+    head = fh.read(tiff.tagnosize)
+    if len(head) < tiff.tagnosize:
+        return page.offset + tiff.tagnosize
+    count = struct.unpack(tiff.tagnoformat, head)[0]
+    end = page.offset + tiff.tagnosize + count * tiff.tagsize + tiff.offsetsize
+    entries = fh.read(count * tiff.tagsize)
+    if len(entries) < count * tiff.tagsize:
+        return end
+    for at in range(0, len(entries), tiff.tagsize):
+        _code, kind, values, inline = struct.unpack(
+            tiff.tagformat1 + tiff.tagformat2[1:], entries[at:at + tiff.tagsize])
+        nbytes = values * _FIELD_TYPE_BYTES.get(kind, 0)
+        if nbytes > tiff.tagoffsetthreshold:  # the value lies elsewhere; ``inline`` is where
+            end = max(end, struct.unpack(tiff.offsetformat, inline)[0] + nbytes)
+    return end
 
 
 def read_pixels(page: "tifffile.TiffPage", where: str) -> "np.ndarray":
@@ -273,7 +336,7 @@ def _json_object(value: Any) -> dict[str, Any]:
     if isinstance(value, (bytes, str)):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # JSON nested too deeply: not metadata
             return {}
     return value if isinstance(value, dict) else {}
 

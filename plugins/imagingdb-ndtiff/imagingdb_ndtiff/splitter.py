@@ -72,7 +72,8 @@ class NDTiffAcquisition(Acquisition):
         self.global_meta = {**options.name_metadata(layout.root), **summary,
                             **_imagingdb_meta(layout, placement), "file_origin": str(layout.root)}
         self.kind = _kind(layout, placement)
-        self.warnings = self._level.warnings
+        self.warnings = self._level.warnings + (_unlisted_data_warnings(
+            layout.level, self._level.entries.values(), _PIXEL_TYPES) if layout.version[0] == 3 else [])
 
     def _place(self, layout: DatasetLayout) -> tuple[Placement, tuple[int, int, str, int]]:
         """Every image's index, and the (height, width, dtype, colours) they all share."""
@@ -182,6 +183,37 @@ class _FullResolution:
 
     def close(self) -> None:
         self._dataset.close()
+
+
+def _unlisted_data_warnings(folder: Path, entries: Any, pixel_types: dict[int, tuple[str, int]]
+                            ) -> list[str]:
+    """Say so when an NDTiff 3 stack file goes on after the last image the index lists.
+
+    NDTiff's writers end each stack file with its last image's metadata, and the
+    index lists every image written: bytes after the last one listed mean an
+    index cut short (copied before the acquisition finished, or a copy gone
+    wrong). Only the images it lists can be placed; the others are missing frames.
+    """
+    ends: dict[str, int] = {}
+    for entry in entries:
+        colours_bytes = pixel_types.get(entry["pixel_type"])
+        if colours_bytes is None:
+            return []
+        dtype, colours = colours_bytes
+        pixels = entry["image_width"] * entry["image_height"] * colours * (2 if dtype == "uint16" else 1)
+        end = max(entry["pix_offset"] + pixels, entry["metadata_offset"] + entry["metadata_length"])
+        ends[entry["filename"]] = max(ends.get(entry["filename"], 0), end)
+    warnings = []
+    for name, end in sorted(ends.items()):
+        try:
+            extra = (folder / name).stat().st_size - end
+        except OSError:
+            continue
+        if extra > 0:
+            warnings.append(f"{folder / name}: {extra} bytes after the last image {INDEX_FILE} lists: "
+                            "the index may have been cut short (copied before the acquisition "
+                            "finished?); the images it does not list are recorded as missing frames")
+    return warnings
 
 
 def _common_format(folder: Path, entries: Any, pixel_types: dict[int, tuple[str, int]]

@@ -104,9 +104,15 @@ def claim_dataset(site: Site, dataset_id: str) -> Iterator[Claim]:
         yield Claim(dataset_id)
 
 
+def _folded(dataset_id: str) -> str:
+    """The ID a claim is taken on: case folded, so that uploads of IDs that differ only by
+    case (one folder on a case-insensitive mount) never write at the same time."""
+    return dataset_id.upper()
+
+
 @contextlib.contextmanager
 def _advisory_lock(site: Site, dataset_id: str) -> Iterator[Claim]:
-    key = locks.lock_key(dataset_id)
+    key = locks.lock_key(_folded(dataset_id))
     with contextlib.ExitStack() as stack:
         with site.database_errors():
             # Autocommit: the lock belongs to the session; no transaction sits idle meanwhile.
@@ -137,7 +143,7 @@ def _unlock(conn: sa.Connection, key: int) -> None:
 @contextlib.contextmanager
 def _lock_file(database: Path, dataset_id: str) -> Iterator[Claim]:
     folder = database.expanduser().parent / f"{database.name}.upload-claims"
-    claim = _take_lock_file(folder / f"{dataset_id}.lock", dataset_id)
+    claim = _take_lock_file(folder / f"{_folded(dataset_id)}.lock", dataset_id)
     try:
         yield claim
     finally:

@@ -154,15 +154,34 @@ def _password_spans(url: str) -> list[tuple[int, int, str]]:
     """
     spans = []
     start = url.find("://") + 3 if "://" in url else 0
-    at = url.rfind("@", start)
-    colon = url.find(":", start, at) if at >= 0 else -1
-    # a "/" before the colon makes it a path (sqlite:///C:/...), not a user name's end
-    if colon >= 0 and at > colon + 1 and not any(c in url[start:colon] for c in "/?#"):
-        spans.append((colon + 1, at, unquote(url[colon + 1:at])))
+    userinfo = _userinfo_password(url, start)
+    if userinfo:
+        spans.append((*userinfo, unquote(url[userinfo[0]:userinfo[1]])))
     for param in _QUERY_PARAM.finditer(url, start):
         if param["value"] and unquote_plus(param["key"]).strip().lower() in _PASSWORD_QUERY_KEYS:
             spans.append((param.start("value"), param.end("value"), unquote_plus(param["value"])))
     return sorted(spans)
+
+
+def _userinfo_password(url: str, start: int) -> Optional[tuple[int, int]]:
+    """(start, end) of the userinfo's password, read to the URL's last "@"; None if none."""
+    at = url.rfind("@", start)
+    colon = url.find(":", start, at) if at >= 0 else -1
+    # a "/" before the colon makes it a path (sqlite:///C:/...), not a user name's end
+    if colon >= 0 and at > colon + 1 and not any(c in url[start:colon] for c in "/?#"):
+        return colon + 1, at
+    return None
+
+
+def _userinfo_is_ambiguous(url: str) -> bool:
+    """True if the userinfo read to the last "@" holds a path and then a query: an "@" in
+    the query (``u@host:5432/db?application_name=u@lab``) or a password nobody can tell
+    from one."""
+    userinfo = _userinfo_password(url, url.find("://") + 3 if "://" in url else 0)
+    if not userinfo:
+        return False
+    text = url[userinfo[0]:userinfo[1]]
+    return "/" in text and "?" in text[text.index("/"):]
 
 
 def _merged(spans: list[tuple[int, int, str]]) -> list[tuple[int, int]]:
@@ -184,6 +203,7 @@ def mask_url(url: str) -> str:
 
 
 def url_has_password(url: str) -> bool:
+    """True if ``url`` holds a password, or may hold one (see :func:`split_url_password`)."""
     return bool(_password_spans(url))
 
 
@@ -197,9 +217,10 @@ def split_url_password(url: str) -> tuple[str, Optional[str]]:
     """``url`` without its passwords, and the password it gives (decoded; a query's wins,
     as the driver would have it), so that no URL string ever holds one."""
     spans = _password_spans(url)
-    if len(_merged(spans)) < len(spans):
+    if len(_merged(spans)) < len(spans) or _userinfo_is_ambiguous(url):
         raise InputError(f"database URL {mask_url(url)!r} can be read more than one way; "
-                         "percent-encode the password (@ as %40, : as %3A, / as %2F, ? as %3F)")
+                         "percent-encode the password, and any @ in the query "
+                         "(@ as %40, : as %3A, / as %2F, ? as %3F)")
     if not spans:
         return url, None
     for start, end, _value in reversed(spans):
@@ -240,6 +261,11 @@ def load_site_config(path: Path) -> SiteConfig:
     _check_keys(db, _DATABASE_KEYS, path, "database")
     if "url" not in db:
         raise InputError(f"{path}: key 'database.url' is required")
+    if _userinfo_is_ambiguous(db["url"]):
+        try:
+            split_url_password(db["url"])
+        except InputError as exc:  # "can be read more than one way"
+            raise InputError(f"{path}: {exc}") from None
     if url_has_password(db["url"]):
         raise InputError(
             f"{path}: database.url contains a password; remove it from the file and "

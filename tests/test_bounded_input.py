@@ -294,13 +294,31 @@ def test_oversize_metadata_txt_is_refused_naming_it(run_cli, upload_files, image
                                                     monkeypatch):
     from imagingdb.splitters import micromanager
 
-    monkeypatch.setattr(micromanager, "METADATA_TXT_LIMIT", 100)
+    monkeypatch.setattr(micromanager, "METADATA_TXT_BASE", 100)
+    monkeypatch.setattr(micromanager, "METADATA_TXT_PER_FILE", 0)
     (metadata,) = image_folder.rglob("metadata.txt")
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(image_folder)}])
     result = run_cli("upload", "--csv", csv_path, "--config",
                      upload_files.config(upload_type="frames", frames_format="tif_folder"))
     assert result.exit_code == 2 and len(result.errors) == 1, result.stderr
     assert f"Micro-Manager metadata file {metadata} is larger than" in result.errors[0]
+
+
+def test_metadata_txt_may_grow_with_the_folders_image_files(run_cli, upload_files,
+                                                            image_folder, monkeypatch):
+    """The limit is a summary's room and a few hundred KB more per image file, so that a
+    large acquisition's metadata.txt is read and a small folder's cannot fill the heap."""
+    from imagingdb.splitters import micromanager
+
+    (metadata,) = image_folder.rglob("metadata.txt")
+    files = len(list(metadata.parent.glob("*.tif")))
+    monkeypatch.setattr(micromanager, "METADATA_TXT_BASE", 100)
+    monkeypatch.setattr(micromanager, "METADATA_TXT_PER_FILE",
+                        metadata.stat().st_size // files + 1)
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(image_folder)}])
+    result = run_cli("upload", "--csv", csv_path, "--config",
+                     upload_files.config(upload_type="frames", frames_format="tif_folder"))
+    assert result.exit_code == 0, result.stderr
 
 
 @pytest.mark.parametrize("special", ["/dev/zero", "fifo"])

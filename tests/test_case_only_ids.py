@@ -153,3 +153,20 @@ def test_transactions_registering_case_twins_at_once_run_one_after_the_other(sit
         waiting.join(timeout=30)
         assert found == {"first": None, "second": DATASET_ID}
         assert [d.dataset_id for d in database.query()] == [DATASET_ID]
+
+
+def test_a_claim_holds_every_spelling_of_the_id(site, run_cli):
+    """Uploads of ``ML-...`` and ``ml-...`` never write at once: on a case-insensitive mount
+    their folders are one, and the loser's clean-up would delete the winner's objects."""
+    from imagingdb.claims import claim_dataset
+    from imagingdb.errors import WorkError
+
+    run_cli("init")
+    with site.connect() as db:
+        with claim_dataset(db.site, DATASET_ID):
+            with pytest.raises(WorkError, match=f"dataset {LOWER_ID} is being uploaded by "
+                                                "another process right now"):
+                with claim_dataset(db.site, LOWER_ID):
+                    pass
+        with claim_dataset(db.site, LOWER_ID):  # released with the first
+            pass

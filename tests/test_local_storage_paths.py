@@ -45,3 +45,17 @@ def test_a_symlink_inside_the_root_is_followed(storage):
     storage.put_bytes("raw_frames/A/im_0.png", b"data")
     (storage.root / "raw_frames" / "B").symlink_to(storage.root / "raw_frames" / "A")
     assert storage.get_bytes("raw_frames/B/im_0.png") == b"data"
+
+
+def test_an_object_that_cannot_be_deleted_is_a_work_error_naming_it(storage):
+    """Not an unexpected OSError: the upload that deletes a replaced dataset's objects after
+    its commit, and gc, report it as one line and go on (gc removes what is left later)."""
+    from imagingdb.errors import WorkError
+
+    storage.put_bytes("raw_frames/ID/a.png", b"a")
+    blocked = storage.root / "raw_frames/ID/b.png"
+    blocked.mkdir(parents=True)
+    (blocked / "inside").write_bytes(b"x")
+    with pytest.raises(WorkError, match="cannot delete raw_frames/ID/b.png from "):
+        storage.delete(["raw_frames/ID/a.png", "raw_frames/ID/b.png"])
+    assert not (storage.root / "raw_frames/ID/a.png").exists()

@@ -256,6 +256,8 @@ def test_a_password_anywhere_in_a_url_is_masked_and_taken_out(url, masked, passw
 @pytest.mark.parametrize("url", [
     f"postgresql://lab@db:5432/x?password={ODD_PASSWORD}",  # "@" unencoded in the query
     "postgresql://lab:Heron?password=Ibis@db/x",
+    # no password, but read to its last "@" the userinfo would run into the query
+    "postgresql://lab@db:5432/x?application_name=alice@lab",
 ])
 def test_a_url_that_reads_two_ways_is_masked_whole_and_refused(url):
     from imagingdb.config import DatabaseSettings, mask_url, split_url_password
@@ -269,6 +271,18 @@ def test_a_url_that_reads_two_ways_is_masked_whole_and_refused(url):
     with pytest.raises(InputError) as caught:
         create_engine(DatabaseSettings(url=url))
     assert_no_fragment(str(caught.value))
+
+
+def test_an_at_in_a_site_config_urls_query_is_refused_as_ambiguous(tmp_path):
+    config = tmp_path / "site.yaml"
+    config.write_text(yaml.safe_dump({"database": {
+        "url": "postgresql+pg8000://lab@db.lab:5432/imaging?application_name=alice@lab"}}))
+    code, output = imagingdb("--site-config", config, "db", "status")
+    assert code == 2, output
+    assert output.splitlines()[-1].startswith(
+        f"Error: {config}: database URL ") and "can be read more than one way" in output
+    assert "any @ in the query" in output
+    assert_no_fragment(output)
 
 
 @pytest.mark.parametrize(("url", "command"), [

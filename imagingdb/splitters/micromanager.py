@@ -258,17 +258,19 @@ def _entry_file(key: str, value: dict[str, Any]) -> Optional[str]:
     return None
 
 
-#: bytes of a metadata.txt: Micro-Manager writes a few KB per image, so this is millions of
-#: images; a larger file is refused rather than read into memory
-METADATA_TXT_LIMIT = 2**30
+#: bytes of a metadata.txt: Micro-Manager writes a few KB per image, so a folder's file may
+#: hold this much for its summary and this much more per image file; a larger one is refused
+#: rather than read, since its JSON takes up to about 25 times its size in memory
+METADATA_TXT_BASE = 16 * 2**20
+METADATA_TXT_PER_FILE = 256 * 2**10
 
 
-def read_metadata_txt(path: Path) -> Optional[MetadataTxt]:
-    """The folder's metadata.txt, None when there is none.
+def read_metadata_txt(path: Path, image_files: int) -> Optional[MetadataTxt]:
+    """The metadata.txt of a folder of ``image_files`` image files, None when there is none.
 
     A cut file (no closing brace, or an entry half written) keeps its complete
     entries and gets a warning; anything else that is not JSON is refused, and
-    so is one that is not a regular file, over :data:`METADATA_TXT_LIMIT` bytes,
+    so is one that is not a regular file, larger than a folder of that many images needs,
     or nested deeper than Python's JSON reader goes.
     """
     from ..input_files import read_text
@@ -276,7 +278,8 @@ def read_metadata_txt(path: Path) -> Optional[MetadataTxt]:
     if not os.path.exists(path):
         return None
     try:
-        text = read_text(path, "Micro-Manager metadata file", METADATA_TXT_LIMIT)
+        text = read_text(path, "Micro-Manager metadata file",
+                         METADATA_TXT_BASE + image_files * METADATA_TXT_PER_FILE)
     except InputError as exc:
         raise SplitterError(str(exc)) from None
     try:

@@ -211,7 +211,7 @@ def _folders(source: Path) -> tuple[list[_Folder], bool]:
 
 
 def _open_folder(path: Path, files: list[Path]) -> _Folder:
-    metadata_txt = mm.read_metadata_txt(path / METADATA_FILE)
+    metadata_txt = mm.read_metadata_txt(path / METADATA_FILE, len(files))
     entries = metadata_txt.image_entries() if metadata_txt else {}
     return _Folder(path, files, metadata_txt, entries)
 

@@ -192,7 +192,11 @@ class LocalStorage(StorageBackend):
         parents = set()
         for key in keys:
             path = self._path(key)
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:  # a folder in its place, a folder another user owns
+                raise WorkError(f"cannot delete {key} from {self.root}: "
+                                f"{exc.strerror or exc}") from None
             faults.checkpoint("object-deleted")
             parents.add(path.parent)
         for folder in parents:  # drop folders the deletes emptied (never the root)

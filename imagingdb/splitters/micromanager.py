@@ -265,7 +265,7 @@ METADATA_TXT_BASE = 16 * 2**20
 METADATA_TXT_PER_FILE = 256 * 2**10
 
 
-def read_metadata_txt(path: Path, image_files: int) -> Optional[MetadataTxt]:
+def read_metadata_txt(path: Path, image_files: int = 0) -> Optional[MetadataTxt]:
     """The metadata.txt of a folder of ``image_files`` image files, None when there is none.
 
     A cut file (no closing brace, or an entry half written) keeps its complete

@@ -326,8 +326,7 @@ class RowUpload:
                 raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
         warning = lowercase_project_warning(row.parsed_id)
         if warning:
-            self.notes["warnings"].append(warning)
-            self.progress.note(f"Warning: {row.dataset_id}: {warning}")
+            self._warn(warning)
 
     # -------------------------------------------------------------- file upload
 
@@ -385,8 +384,7 @@ class RowUpload:
         if explicit == AUTO_FORMAT:
             self.progress.note(f"{row.dataset_id}: {kind}; frames_format auto chose {claim.format}")
         for warning in acquisition.warnings:
-            self.notes["warnings"].append(warning)
-            self.progress.note(f"Warning: {row.dataset_id}: {warning}")
+            self._warn(warning)
         return acquisition
 
     def _upload_frames(self) -> tuple[int, int]:
@@ -575,10 +573,13 @@ class RowUpload:
         try:
             self.storage.delete(stale)
         except ImagingDBError as exc:
-            warning = (f"{len(stale)} object(s) the dataset no longer uses were not all deleted "
-                       f"({exc}); imagingdb gc removes them")
-            self.notes["warnings"].append(warning)
-            self.progress.note(f"Warning: {self.row.dataset_id}: {warning}")
+            self._warn(f"{len(stale)} object(s) the dataset no longer uses were not all "
+                       f"deleted ({exc}); imagingdb gc removes them")
+
+    def _warn(self, warning: str) -> None:
+        """Show a ``Warning:`` line for the row and keep it for its report."""
+        self.notes["warnings"].append(warning)
+        self.progress.note(f"Warning: {self.row.dataset_id}: {warning}")
 
 
 def _refuse_case_twin(conn: sa.Connection, dataset_id: str, *, registering: bool = False) -> None:

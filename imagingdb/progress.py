@@ -48,7 +48,9 @@ class TerminalProgress(Progress):
         self.started = self.last_draw = 0.0
 
     def start(self, label: str, total_frames: int, total_bytes: int) -> None:
-        self.label, self.total_frames, self.total_bytes = label, total_frames, total_bytes
+        # shown on every redraw: escaped once (it may quote data)
+        self.label = printable(label)
+        self.total_frames, self.total_bytes = total_frames, total_bytes
         self.done_frames = self.nbytes = 0
         self.started = time.monotonic()
         self.last_draw = 0.0
@@ -73,8 +75,7 @@ class TerminalProgress(Progress):
         width = 24
         filled = int(width * self.done_frames / total)
         bar = "#" * filled + "-" * (width - filled)
-        label = printable(self.label)
-        self.stream.write(f"\r{self.verb} {label} [{bar}] {self.done_frames}/{total} "
+        self.stream.write(f"\r{self.verb} {self.label} [{bar}] {self.done_frames}/{total} "
                           f"({self._rates(now)})\x1b[K")
         self.stream.flush()
 
@@ -92,7 +93,6 @@ class TerminalProgress(Progress):
             return
         elapsed = now - self.started
         size = f", {_size(self.nbytes)}" if self.nbytes else ""
-        label = printable(self.label)
-        self.stream.write(f"{self.done_verb} {label}: {self.done_frames} frame(s){size} in "
+        self.stream.write(f"{self.done_verb} {self.label}: {self.done_frames} frame(s){size} in "
                           f"{elapsed:.1f} s ({self._rates(now)})\n")
         self.stream.flush()

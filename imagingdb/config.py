@@ -153,8 +153,8 @@ def _password_spans(url: str) -> list[tuple[int, int, str]]:
     with an "@" in its query is masked too much).
     """
     spans = []
-    start = url.find("://") + 3 if "://" in url else 0
-    userinfo = _userinfo_password(url, start)
+    start = _authority_start(url)
+    userinfo = _userinfo_password(url)
     if userinfo:
         spans.append((*userinfo, unquote(url[userinfo[0]:userinfo[1]])))
     for param in _QUERY_PARAM.finditer(url, start):
@@ -163,8 +163,14 @@ def _password_spans(url: str) -> list[tuple[int, int, str]]:
     return sorted(spans)
 
 
-def _userinfo_password(url: str, start: int) -> Optional[tuple[int, int]]:
+def _authority_start(url: str) -> int:
+    """Where the part after ``scheme://`` begins (0 in a URL without a scheme)."""
+    return url.find("://") + 3 if "://" in url else 0
+
+
+def _userinfo_password(url: str) -> Optional[tuple[int, int]]:
     """(start, end) of the userinfo's password, read to the URL's last "@"; None if none."""
+    start = _authority_start(url)
     at = url.rfind("@", start)
     colon = url.find(":", start, at) if at >= 0 else -1
     # a "/" before the colon makes it a path (sqlite:///C:/...), not a user name's end
@@ -177,7 +183,7 @@ def _userinfo_is_ambiguous(url: str) -> bool:
     """True if the userinfo read to the last "@" holds a path and then a query: an "@" in
     the query (``u@host:5432/db?application_name=u@lab``) or a password nobody can tell
     from one."""
-    userinfo = _userinfo_password(url, url.find("://") + 3 if "://" in url else 0)
+    userinfo = _userinfo_password(url)
     if not userinfo:
         return False
     text = url[userinfo[0]:userinfo[1]]
@@ -213,14 +219,17 @@ def url_passwords(url: str) -> list[str]:
     return [text for start, end, value in _password_spans(url) for text in (url[start:end], value)]
 
 
+def _read_two_ways(url: str) -> str:
+    return (f"database URL {mask_url(url)!r} can be read more than one way; percent-encode "
+            "the password, and any @ in the query (@ as %40, : as %3A, / as %2F, ? as %3F)")
+
+
 def split_url_password(url: str) -> tuple[str, Optional[str]]:
     """``url`` without its passwords, and the password it gives (decoded; a query's wins,
     as the driver would have it), so that no URL string ever holds one."""
     spans = _password_spans(url)
     if len(_merged(spans)) < len(spans) or _userinfo_is_ambiguous(url):
-        raise InputError(f"database URL {mask_url(url)!r} can be read more than one way; "
-                         "percent-encode the password, and any @ in the query "
-                         "(@ as %40, : as %3A, / as %2F, ? as %3F)")
+        raise InputError(_read_two_ways(url))
     if not spans:
         return url, None
     for start, end, _value in reversed(spans):
@@ -262,10 +271,7 @@ def load_site_config(path: Path) -> SiteConfig:
     if "url" not in db:
         raise InputError(f"{path}: key 'database.url' is required")
     if _userinfo_is_ambiguous(db["url"]):
-        try:
-            split_url_password(db["url"])
-        except InputError as exc:  # "can be read more than one way"
-            raise InputError(f"{path}: {exc}") from None
+        raise InputError(f"{path}: {_read_two_ways(db['url'])}")
     if url_has_password(db["url"]):
         raise InputError(
             f"{path}: database.url contains a password; remove it from the file and "

@@ -8,6 +8,7 @@ and numpy are imported lazily.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -269,9 +270,13 @@ def check_data_in_file(tif: "tifffile.TiffFile", page: "tifffile.TiffPage", wher
                 f"but stores {sum(page.databytecounts)} bytes (corrupt file)")
 
 
-#: bytes per value of each TIFF field type (TIFF 6.0, BigTIFF's 16-18, tifffile's 13 IFD)
-_FIELD_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8,
-                     13: 4, 16: 8, 17: 8, 18: 8}
+@functools.lru_cache(maxsize=None)
+def _value_bytes(kind: int) -> int:
+    """Bytes per value of the TIFF field type ``kind`` (tifffile's table); 0 if unknown."""
+    import tifffile
+
+    data_format = tifffile.TIFF.DATA_FORMATS.get(kind)
+    return struct.calcsize(f"<{data_format}") if data_format else 0
 
 
 def _tags_end(tif: "tifffile.TiffFile", page: "tifffile.TiffPage") -> int:
@@ -291,7 +296,7 @@ def _tags_end(tif: "tifffile.TiffFile", page: "tifffile.TiffPage") -> int:
     for at in range(0, len(entries), tiff.tagsize):
         _code, kind, values, inline = struct.unpack(
             tiff.tagformat1 + tiff.tagformat2[1:], entries[at:at + tiff.tagsize])
-        nbytes = values * _FIELD_TYPE_BYTES.get(kind, 0)
+        nbytes = values * _value_bytes(kind)
         if nbytes > tiff.tagoffsetthreshold:  # the value lies elsewhere; ``inline`` is where
             end = max(end, struct.unpack(tiff.offsetformat, inline)[0] + nbytes)
     return end

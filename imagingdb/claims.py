@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from .db import locks
 from .errors import WorkError
+from .ids import case_folded
 from .site import Site
 
 #: how often to try again when the lock file is replaced (or its folder removed) meanwhile
@@ -104,15 +105,10 @@ def claim_dataset(site: Site, dataset_id: str) -> Iterator[Claim]:
         yield Claim(dataset_id)
 
 
-def _folded(dataset_id: str) -> str:
-    """The ID a claim is taken on: case folded, so that uploads of IDs that differ only by
-    case (one folder on a case-insensitive mount) never write at the same time."""
-    return dataset_id.upper()
-
-
 @contextlib.contextmanager
 def _advisory_lock(site: Site, dataset_id: str) -> Iterator[Claim]:
-    key = locks.lock_key(_folded(dataset_id))
+    # case folded, so that uploads of IDs that differ only by case never write at once
+    key = locks.lock_key(case_folded(dataset_id))
     with contextlib.ExitStack() as stack:
         with site.database_errors():
             # Autocommit: the lock belongs to the session; no transaction sits idle meanwhile.
@@ -143,7 +139,7 @@ def _unlock(conn: sa.Connection, key: int) -> None:
 @contextlib.contextmanager
 def _lock_file(database: Path, dataset_id: str) -> Iterator[Claim]:
     folder = database.expanduser().parent / f"{database.name}.upload-claims"
-    claim = _take_lock_file(folder / f"{_folded(dataset_id)}.lock", dataset_id)
+    claim = _take_lock_file(folder / f"{case_folded(dataset_id)}.lock", dataset_id)
     try:
         yield claim
     finally:

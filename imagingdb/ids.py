@@ -38,6 +38,12 @@ class DatasetID:
         return self.text
 
 
+def case_folded(dataset_id: str) -> str:
+    """The ID with its case folded: IDs that differ only by case (one folder on a
+    case-insensitive mount) fold to the same text. IDs are ASCII."""
+    return dataset_id.upper()
+
+
 def parse_dataset_id(text: object) -> DatasetID:
     """Parse and validate a dataset ID, or raise InputError saying what is wrong."""
     if not isinstance(text, str) or not text.strip():

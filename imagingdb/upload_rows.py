@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .errors import InputError
-from .ids import CASE_ONLY, DatasetID, parse_dataset_id
+from .ids import CASE_ONLY, DatasetID, case_folded, parse_dataset_id
 
 
 @dataclass(frozen=True)
@@ -123,13 +123,14 @@ def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
                 raise InputError(f"{where}: more values than columns")
             parsed_row = _parse_row(path, line, row, where)
             text = parsed_row.dataset_id
-            if text.upper() in seen:  # IDs are ASCII
-                first, first_line = seen[text.upper()]
+            folded = case_folded(text)
+            if folded in seen:
+                first, first_line = seen[folded]
                 if first == text:
                     raise InputError(f"{where}: dataset ID {text} repeats row {first_line}")
                 raise InputError(f"{where}: dataset ID {text} differs only by case from {first} "
                                  f"of row {first_line}; {CASE_ONLY}")
-            seen[text.upper()] = (text, line)
+            seen[folded] = (text, line)
             parsed.append(parsed_row)
         except InputError as exc:
             parsed.append(RefusedRow(line, (row.get("dataset_id") or "").strip(), str(exc),

@@ -7,6 +7,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from ..ids import case_folded
+
 
 def lock_key(name: str) -> int:
     """A signed 64-bit advisory-lock key for ``name`` (one namespace for imagingdb's locks)."""
@@ -54,5 +56,5 @@ def lock_id_case_insensitively(conn: sa.Connection, dataset_id: str) -> None:
     run one after the other and the second sees the first. On PostgreSQL a transaction-level
     advisory lock; SQLite's write transactions already run one at a time."""
     if conn.dialect.name == "postgresql":
-        key = lock_key(f"case-folded {dataset_id.upper()}")
+        key = lock_key(f"case-folded {case_folded(dataset_id)}")
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

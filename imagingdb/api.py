@@ -56,7 +56,8 @@ def connect(
         config.database = DatabaseSettings(url=database_url)
     if storage is not None:
         options = dict(storage)
-        config.storage = StorageSettings(options.pop("backend", "local"), options)
+        config.storage = StorageSettings(options.pop("backend", "local"), options,
+                                         options.pop("frame_format", None) or layout.PNG)
     return Database(config)
 
 
@@ -293,6 +294,15 @@ class Dataset:
                           g.im_height, g.im_width, g.im_colors, g.bit_depth)
 
     @property
+    def frame_format(self) -> Optional[str]:
+        """How the frames are stored: ``png`` (the original's layout) or ``ome-zarr`` (an
+        OME-Zarr store in :attr:`storage_dir`); None for a dataset kept as one file."""
+        self._load()
+        if not self.is_frames:
+            return None
+        return getattr(self._frames_global, "frame_format", None) or layout.PNG
+
+    @property
     def nbr_frames(self) -> int:
         self._load()
         return self._frames_global.nbr_frames if self.is_frames else 0
@@ -313,7 +323,8 @@ class Dataset:
         result["storage_dir"] = self.storage_dir
         if self.is_frames:
             dims = self.dims
-            result.update({"nbr_frames": self.nbr_frames, **dims.__dict__})
+            result.update({"nbr_frames": self.nbr_frames, **dims.__dict__,
+                           "frame_format": self.frame_format})
             result["channel_names"] = self.channel_names()
             result["missing_frames"] = len(self.missing_frames())
         else:
@@ -425,7 +436,7 @@ class Dataset:
         rows = self._frame_rows(selection, with_metadata=False)
         return read_frames(self._site.storage, self.storage_dir, rows, selection, self.dims,
                            dataset_id=self.id, fill_value=fill_value, workers=workers,
-                           verify=verify)
+                           verify=verify, frame_format=self.frame_format)
 
     def download(
         self,

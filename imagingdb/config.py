@@ -19,6 +19,7 @@ from typing import Any, Optional
 from urllib.parse import quote, unquote, unquote_plus
 
 from .errors import InputError
+from .layout import FRAME_FORMATS, PNG
 
 SITE_CONFIG_ENV = "IMAGINGDB_CONFIG"
 HOME_ENV = "IMAGINGDB_HOME"
@@ -112,6 +113,9 @@ class StorageSettings:
     backend: str = "local"
     #: everything else of the storage section, handed to the backend as is
     options: dict[str, Any] = field(default_factory=dict)
+    #: how new frames datasets are stored (an upload config's frame_format overrides it):
+    #: png, the original's, or ome-zarr (:data:`imagingdb.layout.FRAME_FORMATS`)
+    frame_format: str = PNG
 
 
 @dataclass
@@ -135,6 +139,7 @@ _STORAGE_KEYS = {
     "endpoint_url": (str, type(None)),
     "region": (str, type(None)),
     "options": (dict, type(None)),
+    "frame_format": (str, type(None)),
 }
 #: query keys whose value is a password (compared lower-case, after percent-decoding)
 _PASSWORD_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword")
@@ -280,6 +285,7 @@ def load_site_config(path: Path) -> SiteConfig:
     store = dict(data.get("storage") or {})
     _check_keys(store, _STORAGE_KEYS, path, "storage")
     backend = store.pop("backend", "local")
+    frame_format = _frame_format(store.pop("frame_format", None), path, "storage.frame_format")
     # `key: null` means "not set": the example config lists every key that way
     store = {key: value for key, value in store.items() if value is not None}
     base = path.parent
@@ -295,7 +301,7 @@ def load_site_config(path: Path) -> SiteConfig:
             password_env=db.get("password_env"),
             connect_timeout=db.get("connect_timeout", 10),
         ),
-        storage=StorageSettings(backend, store),
+        storage=StorageSettings(backend, store, frame_format or PNG),
         source=path,
     )
 
@@ -351,6 +357,7 @@ UPLOAD_KEYS = {
     "png_filter": (str, type(None)),
     "png_strategy": (str, type(None)),
     "png_level": (int, type(None)),
+    "frame_format": (str, type(None)),
 }
 # The PNG codec's choices (imagingdb.codecs.png.encode_png; a test keeps them in step),
 # spelt out here because loading a config must not import numpy.
@@ -379,6 +386,8 @@ class UploadConfig:
     png_filter: str = PNG_DEFAULTS["png_filter"]
     png_strategy: str = PNG_DEFAULTS["png_strategy"]
     png_level: int = PNG_DEFAULTS["png_level"]
+    #: the frame layout of this upload; None: the site config's storage.frame_format
+    frame_format: Optional[str] = None
     source: Optional[Path] = None
 
     def png_options(self) -> dict[str, Any]:
@@ -426,8 +435,17 @@ def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig
         storage_access=data.get("storage_access"),
         nbr_workers=workers,
         **png,
+        frame_format=_frame_format(data.get("frame_format"), path, "frame_format"),
         source=path,
     )
+
+
+def _frame_format(value: Optional[str], path: Path, key: str) -> Optional[str]:
+    """A frame_format key's value, checked (None: not set)."""
+    if value is not None and value not in FRAME_FORMATS:
+        raise InputError(f"{path}: key {key!r} must be one of {', '.join(FRAME_FORMATS)}, "
+                         f"got {value!r}")
+    return value
 
 
 def _png_settings(data: dict[str, Any], path: Path) -> dict[str, Any]:

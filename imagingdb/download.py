@@ -63,13 +63,15 @@ def _missing(key: str, dataset_id: str, what: str = "frame") -> WorkError:
 
 def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any],
                 selection: Selection, dims: "Dimensions", *, dataset_id: str,
-                fill_value: int, workers: Optional[int], verify: bool) -> "np.ndarray":
-    """Decode the frame ``rows`` into one (P, T, C, Z, Y, X[, colours]) array of ``selection``."""
+                fill_value: int, workers: Optional[int], verify: bool,
+                frame_format: Optional[str] = None) -> "np.ndarray":
+    """Decode the frame ``rows`` into one (P, T, C, Z, Y, X[, colours]) array of ``selection``
+    (``frame_format``: the dataset's layout, None for png)."""
     import numpy as np
 
     from .codecs import frame_codec
 
-    codec = frame_codec()
+    codec = frame_codec(frame_format)
     shape = (len(selection.positions), len(selection.times), len(selection.channels),
              len(selection.slices), dims.im_height, dims.im_width)
     if dims.im_colors > 1:

@@ -151,9 +151,14 @@ def _referenced_keys(site: "Site", folder: str) -> set[str]:
     from . import db as dbq
 
     first = layout.is_first_generation(folder)  # where rows without a storage_dir keep theirs
+    dataset_id = layout.dataset_id_of(folder) if first else None
+    frames_folder = layout.is_frames_folder(folder)
     with site.connection() as conn:
-        names = dbq.names_stored_in(conn, folder, frames_folder=layout.is_frames_folder(folder),
-                                    dataset_id=layout.dataset_id_of(folder) if first else None)
+        names = dbq.names_stored_in(conn, folder, frames_folder=frames_folder,
+                                    dataset_id=dataset_id)
+        if frames_folder:  # an ome-zarr store's metadata: no rows, it follows from its positions
+            positions = dbq.zarr_positions_stored_in(conn, folder, dataset_id=dataset_id)
+            names |= set(layout.zarr_document_names(positions)) if positions else set()
     return {layout.object_key(folder, name) for name in names}
 
 

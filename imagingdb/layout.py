@@ -2,6 +2,8 @@
 
     raw_files/<ID>/<file name>                     a file kept whole
     raw_frames/<ID>/im_c001_z010_t000_p002.png     one 2D frame (channel, slice, time, position)
+    raw_frames/<ID>/0/2/0/0/c/0/1/10/0/0            the same frame in the ome-zarr layout
+                                                   (below: an OME-Zarr store per dataset)
 
 Buckets and mounts written by the original keep working because nothing else
 in imagingdb spells these keys out: uploads, reads, downloads, verify and gc
@@ -33,6 +35,12 @@ from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
     from .acquisition import FrameIndex
+
+#: the frame layouts (frames_global.frame_format; NULL, in rows of the original, is png):
+#: one PNG object per frame, the original's, or an OME-Zarr store (:mod:`imagingdb.omezarr`)
+PNG = "png"
+OME_ZARR = "ome-zarr"
+FRAME_FORMATS = (PNG, OME_ZARR)
 
 FRAMES_FOLDER = "raw_frames"
 FILES_FOLDER = "raw_files"
@@ -80,6 +88,53 @@ def frame_name(index: "FrameIndex", suffix: str = FRAME_SUFFIX) -> str:
     (``suffix``: the frame codec's)."""
     return (f"im_c{index.channel:03d}_z{index.slice:03d}"
             f"_t{index.time:03d}_p{index.position:03d}{suffix}")
+
+
+# ------------------------------------------------------------- the ome-zarr layout
+#
+# A frames dataset of the ome-zarr layout keeps, in its folder, one OME-Zarr 0.5 store
+# (Zarr v3) shaped as iohub shapes a multi-position acquisition: an HCS plate of one row
+# ("0"), a well per position (column = the position index), one field ("0") per well,
+# holding the position's image, one resolution level ("0") of axes (t, c, z, y, x)::
+#
+#     raw_frames/<ID>/zarr.json                    the plate: lists every position
+#     raw_frames/<ID>/0/zarr.json                  the row
+#     raw_frames/<ID>/0/<p>/zarr.json              the well of position p
+#     raw_frames/<ID>/0/<p>/0/zarr.json            the image: axes, scales, channels
+#     raw_frames/<ID>/0/<p>/0/0/zarr.json          the array: shape, chunks, codecs
+#     raw_frames/<ID>/0/<p>/0/0/c/<t>/<c>/<z>/0/0  one frame (a chunk (1, 1, 1, Y, X))
+#
+# A frame row's file_name is its chunk's key in the store; the zarr.json documents have
+# no rows: they follow from the positions the rows hold (zarr_document_names).
+
+ZARR_ROW = "0"
+ZARR_FIELD = "0"
+ZARR_LEVEL = "0"
+ZARR_DOCUMENT = "zarr.json"
+
+
+def zarr_image_path(position: int) -> str:
+    """The path of position ``position``'s image group in an ome-zarr store."""
+    return f"{ZARR_ROW}/{position}/{ZARR_FIELD}"
+
+
+def zarr_chunk_name(position: int, time: int, channel: int, slice: int) -> str:
+    """The key, in an ome-zarr store, of the chunk holding one frame."""
+    return f"{zarr_image_path(position)}/{ZARR_LEVEL}/c/{time}/{channel}/{slice}/0/0"
+
+
+def zarr_array_document_name(position: int) -> str:
+    """The key, in an ome-zarr store, of position ``position``'s array metadata."""
+    return f"{zarr_image_path(position)}/{ZARR_LEVEL}/{ZARR_DOCUMENT}"
+
+
+def zarr_document_names(positions: "list[int]") -> list[str]:
+    """The keys of every zarr.json document of an ome-zarr store holding these positions."""
+    names = [ZARR_DOCUMENT, f"{ZARR_ROW}/{ZARR_DOCUMENT}"]
+    for position in positions:
+        names += [f"{ZARR_ROW}/{position}/{ZARR_DOCUMENT}",
+                  f"{zarr_image_path(position)}/{ZARR_DOCUMENT}", zarr_array_document_name(position)]
+    return names
 
 
 def folder_of(key: str) -> Optional[str]:

@@ -398,7 +398,9 @@ class RowUpload:
 
     def _upload_frames_via(self, frame_rows: RowSpool) -> tuple[int, int]:
         row = self.row
-        codec = frame_codec("png", **self.config.png_options())
+        frame_format = self.config.frame_format or self.uploader.site.config.storage.frame_format
+        codec = frame_codec(frame_format, **(
+            self.config.png_options() if frame_format == layout.PNG else {}))
         with self._open() as acquisition:
             count = self._validate_frames(acquisition)
             dims = acquisition.dims
@@ -408,16 +410,18 @@ class RowUpload:
                 str(row.source), dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints
                 * dims.nbr_positions, count)
             _check_storable(row, dims, codec)
-            frame_bytes = dims.im_height * dims.im_width * dims.im_colors * (
-                2 if dims.bit_depth == "uint16" else 1)
+            frame_bytes = dims.im_height * dims.im_width * dims.im_colors * _itemsize(dims.bit_depth)
             storage_dir = self._take_folder(frames=True)
             self.progress.start(row.dataset_id, count, count * frame_bytes)
+            store = _ZarrStoreBuilder(row.dataset_id, dims) if frame_format == layout.OME_ZARR else None
             try:
-                nbytes = self._store_frames(acquisition, codec, storage_dir, frame_rows)
+                nbytes = self._store_frames(acquisition, codec, storage_dir, frame_rows, store)
             except BaseException:
                 self.progress.finish(ok=False)
                 raise
             global_meta = _json_safe(acquisition.global_meta)
+            documents = [] if store is None else self._store_documents(
+                store, acquisition.channel_names, global_meta, storage_dir)
         self.storage.flush()
 
         def insert_children(conn: sa.Connection, dataset_pk: int) -> None:
@@ -427,19 +431,33 @@ class RowUpload:
                 "nbr_slices": dims.nbr_slices, "nbr_channels": dims.nbr_channels,
                 "nbr_timepoints": dims.nbr_timepoints, "nbr_positions": dims.nbr_positions,
                 "im_colors": dims.im_colors, "bit_depth": dims.bit_depth,
-                "metadata_json": global_meta, "dataset_id": dataset_pk})
+                "metadata_json": global_meta, "dataset_id": dataset_pk,
+                "frame_format": frame_format})
             for batch in frame_rows.batches(INSERT_BATCH):
                 for frame_row in batch:
                     frame_row["frames_global_id"] = fg_pk
                 dbq.insert_frames(conn, batch)
 
         try:
-            self._register(is_frames=True, insert_children=insert_children, keep_keys=frame_rows)
+            self._register(is_frames=True, insert_children=insert_children,
+                           keep_keys=_KeptKeys(frame_rows, documents))
         except BaseException:
             self.progress.finish(ok=False)
             raise
         self.progress.finish()
         return len(frame_rows), nbytes
+
+    def _store_documents(self, store: "_ZarrStoreBuilder", channel_names: list[str],
+                         global_meta: dict[str, Any], storage_dir: str) -> list[str]:
+        """The zarr.json documents of an ome-zarr upload, put after its chunks."""
+        keys = []
+        for name, document in store.documents(channel_names, global_meta).items():
+            key = layout.object_key(storage_dir, name)
+            self._written.add(key)
+            self.storage.put_bytes(key, document)
+            keys.append(key)
+        faults.checkpoint("object-stored")
+        return keys
 
     def _validate_frames(self, acquisition: Acquisition) -> int:
         """The metadata-only pass: every check that can fail is done before any write."""
@@ -454,7 +472,7 @@ class RowUpload:
         return count
 
     def _store_frames(self, acquisition: Acquisition, codec: FrameCodec, storage_dir: str,
-                      rows: RowSpool) -> int:
+                      rows: RowSpool, zarr_store: Optional["_ZarrStoreBuilder"]) -> int:
         """Encode, hash and store every frame with a bounded pool; spool their rows.
 
         Returns the bytes of pixels stored. Memory is bounded by the frames in
@@ -470,7 +488,12 @@ class RowUpload:
             if not getattr(storage, "put_takes_buffers", False):
                 data = bytes(data)
             checksum = codec.pixel_hash(frame.pixels)
-            name = layout.frame_name(frame.index, codec.suffix)
+            if zarr_store is None:
+                name = layout.frame_name(frame.index, codec.suffix)
+            else:
+                index = frame.index
+                name = layout.zarr_chunk_name(index.position, index.time, index.channel, index.slice)
+                zarr_store.windows.add(index.channel, frame.pixels)
             key = layout.object_key(storage_dir, name)
             with written_lock:
                 self._written.add(key)
@@ -486,6 +509,8 @@ class RowUpload:
         def collect(stored: tuple[str, dict[str, Any], int]) -> None:
             key, frame_row, nbytes = stored
             rows.add(key, frame_row)
+            if zarr_store is not None:
+                zarr_store.saw(frame_row)
             with written_lock:
                 self._written.discard(key)  # the spool has it now
             total[0] += nbytes
@@ -602,6 +627,63 @@ def _storage_for(site: Site, config: UploadConfig) -> "StorageBackend":
     if config.storage_access:
         options["root" if backend == "local" else "bucket"] = config.storage_access
     return open_storage(StorageSettings(backend, options))
+
+
+def _itemsize(bit_depth: str) -> int:
+    import numpy as np
+
+    return np.dtype(bit_depth).itemsize
+
+
+class _KeptKeys:
+    """The keys a registered upload references: its frames' (in the spool) and others."""
+
+    def __init__(self, frame_rows: RowSpool, others: list[str]):
+        self._frame_rows = frame_rows
+        self._others = set(others)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._others or key in self._frame_rows
+
+
+class _ZarrStoreBuilder:
+    """What the zarr.json documents of an ome-zarr upload need, gathered as frames are stored:
+    the positions, the highest index of each axis, the pixel range of each channel."""
+
+    def __init__(self, dataset_id: str, dims: Dimensions):
+        from .omezarr import WindowTracker
+
+        self.dataset_id = dataset_id
+        self.dims = dims
+        self.windows = WindowTracker()
+        self.positions: set[int] = set()
+        self.highest = {"time_idx": -1, "channel_idx": -1, "slice_idx": -1}
+        self.channel_names: dict[int, str] = {}  # as the frames' rows record them
+
+    def saw(self, frame_row: dict[str, Any]) -> None:
+        """Called in one thread (the pool's collector) for every stored frame."""
+        self.positions.add(frame_row["pos_idx"])
+        if frame_row["channel_name"]:
+            self.channel_names.setdefault(frame_row["channel_idx"], frame_row["channel_name"])
+        for axis, highest in self.highest.items():
+            if frame_row[axis] > highest:
+                self.highest[axis] = frame_row[axis]
+
+    def documents(self, channel_names: list[str], global_meta: dict[str, Any]) -> dict[str, bytes]:
+        from .calibration import calibration_of
+        from .omezarr import StoreSpec, documents, grid_shape
+
+        dims, highest = self.dims, self.highest
+        times, channels, slices = grid_shape(
+            (dims.nbr_timepoints, dims.nbr_channels, dims.nbr_slices),
+            (highest["time_idx"], highest["channel_idx"], highest["slice_idx"]))
+        names = [self.channel_names.get(c) or (channel_names[c] if c < len(channel_names) else "")
+                 or f"channel{c}" for c in range(channels)]
+        return documents(StoreSpec(
+            name=self.dataset_id, positions=sorted(self.positions),
+            shape=(times, channels, slices, dims.im_height, dims.im_width), dtype=dims.bit_depth,
+            channel_names=names, calibration=calibration_of(global_meta),
+            windows=self.windows.windows()))
 
 
 def _check_storable(row: UploadRow, dims: Dimensions, codec: FrameCodec) -> None:

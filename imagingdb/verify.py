@@ -42,6 +42,7 @@ from .pool import TRANSFER, default_workers, run_bounded
 from .site import Site
 
 if TYPE_CHECKING:
+    from .codecs import FrameCodec
     from .storage import StorageBackend
 
 ROWS_PER_PAGE = 2000
@@ -149,7 +150,6 @@ class _Verifier:
         self.storage: "StorageBackend" = site.storage
         self.check = check
         self.workers = workers
-        self.codec = frame_codec()
         self._lock = threading.Lock()
 
     def _record(self, problem: Optional[ObjectProblem], nbytes: int) -> None:
@@ -162,21 +162,29 @@ class _Verifier:
     # ------------------------------------------------------------------- frames
 
     def check_frames(self, frames_global: Any, storage_dir: str) -> set[str]:
-        """Check every frame row; return the keys they reference."""
+        """Check every frame row (and an ome-zarr store's zarr.json); return the keys they
+        reference."""
         shape: tuple[int, ...] = (frames_global.im_height, frames_global.im_width)
         if frames_global.im_colors > 1:
             shape += (frames_global.im_colors,)
+        frame_format = getattr(frames_global, "frame_format", None) or layout.PNG
+        codec = frame_codec(frame_format)
         referenced: set[str] = set()
         counted = [0]
+        positions: set[int] = set()
+        highest = [-1, -1, -1]  # t, c, z
 
         def keyed_rows() -> Iterator[tuple[str, Any]]:
             for frame in self._frame_rows(frames_global.id):
                 counted[0] += 1
+                positions.add(frame.pos_idx)
+                for axis, index in enumerate((frame.time_idx, frame.channel_idx, frame.slice_idx)):
+                    highest[axis] = max(highest[axis], index)
                 key = layout.object_key(storage_dir, frame.file_name)
                 referenced.add(key)
                 yield key, frame
 
-        run_bounded(lambda item: self._check_frame(*item, shape, frames_global.bit_depth),
+        run_bounded(lambda item: self._check_frame(*item, shape, frames_global.bit_depth, codec),
                     keyed_rows(), self.workers, name="imagingdb-verify")
         with_rows = counted[0]
         if with_rows != frames_global.nbr_frames:
@@ -184,7 +192,33 @@ class _Verifier:
                 "incomplete", storage_dir,
                 f"frames_global records {frames_global.nbr_frames} frame(s) but the frames "
                 f"table holds {with_rows}"))
+        if frame_format == layout.OME_ZARR:
+            referenced |= self._check_documents(frames_global, storage_dir, sorted(positions),
+                                                tuple(highest))
         return referenced
+
+    def _check_documents(self, frames_global: Any, storage_dir: str, positions: list[int],
+                         highest: tuple[int, int, int]) -> set[str]:
+        """The zarr.json documents of an ome-zarr store: there, and saying where the frames are."""
+        from .omezarr import document_problem
+
+        keys = set()
+        arrays = {layout.zarr_array_document_name(position) for position in positions}
+        for name in layout.zarr_document_names(positions):
+            key = layout.object_key(storage_dir, name)
+            keys.add(key)
+            try:
+                data = self.storage.get_bytes(key)
+            except KeyError:
+                self._record(ObjectProblem("missing", key, "not in storage (the store's metadata: "
+                                           "readers cannot find the frames without it)"), 0)
+                continue
+            detail = document_problem(data, is_array=name in arrays,
+                                      dtype=frames_global.bit_depth, highest=highest,
+                                      frame_shape=(frames_global.im_height, frames_global.im_width))
+            self._record(None if detail is None else ObjectProblem("corrupted", key, detail),
+                         len(data))
+        return keys
 
     def _frame_rows(self, frames_global_pk: int) -> Iterator[Any]:
         """Frame rows in pages ordered by id, so a huge dataset never sits in memory."""
@@ -197,7 +231,8 @@ class _Verifier:
                 return
             after = page[-1].id
 
-    def _check_frame(self, key: str, frame: Any, shape: tuple[int, ...], bit_depth: str) -> None:
+    def _check_frame(self, key: str, frame: Any, shape: tuple[int, ...], bit_depth: str,
+                     codec: "FrameCodec") -> None:
         import numpy as np
 
         index = FrameIndex(frame.channel_idx, frame.slice_idx, frame.time_idx, frame.pos_idx)
@@ -208,7 +243,7 @@ class _Verifier:
             return
         pixels = np.empty(shape, np.dtype(bit_depth))
         try:
-            self.codec.decode_into(data, pixels, check=True)  # any changed byte is corruption
+            codec.decode_into(data, pixels, check=True)  # any changed byte is corruption
         except Exception as exc:  # noqa: BLE001 - any failure to decode is corruption
             self._record(ObjectProblem("corrupted", key, f"cannot be decoded ({exc})", index), len(data))
             return
@@ -216,7 +251,7 @@ class _Verifier:
         if frame.sha256 is None:
             with self._lock:
                 self.check.without_checksum += 1
-        elif self.codec.pixel_hash(pixels) != frame.sha256:
+        elif codec.pixel_hash(pixels) != frame.sha256:
             problem = ObjectProblem("corrupted", key, "the sha256 of its pixels differs from the "
                               f"recorded {frame.sha256[:12]}...", index)
         self._record(problem, len(data))

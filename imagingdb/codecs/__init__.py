@@ -73,12 +73,20 @@ class FrameCodec(abc.ABC):
         return pixel_sha256(pixels)
 
 
-def frame_codec(name: str = "png", **settings: Any) -> FrameCodec:
-    """The codec ``name`` with its settings (the upload config's ``png_*`` keys for png)."""
-    if name != "png":
+def frame_codec(name: Optional[str] = "png", **settings: Any) -> FrameCodec:
+    """The codec of the frame layout ``name`` (None: png, the original's) with its settings
+    (the upload config's ``png_*`` keys for png; ome-zarr takes none)."""
+    from ..layout import FRAME_FORMATS, OME_ZARR, PNG
+
+    name = name or PNG
+    if name == OME_ZARR:
+        from .blosc import BloscCodec
+
+        return BloscCodec()
+    if name != PNG:
         from ..errors import InputError
 
-        raise InputError(f"unknown frame codec {name!r}; available: png")
+        raise InputError(f"unknown frame format {name!r}; available: {', '.join(FRAME_FORMATS)}")
     from .png import PngCodec
 
     return PngCodec(**settings)

@@ -323,10 +323,18 @@ def _storage_dir_nullable(conn: sa.Connection) -> None:
             rebuild_sqlite_table(conn, tables[name])
 
 
+def _frame_format_column(conn: sa.Connection) -> None:
+    """Version 3: frames_global records its frame layout (NULL: png, as every earlier row)."""
+    columns = {column["name"] for column in sa.inspect(conn).get_columns("frames_global")}
+    if "frame_format" not in columns:
+        conn.exec_driver_sql("ALTER TABLE frames_global ADD COLUMN frame_format VARCHAR")
+
+
 #: (version, what it does, the step); a step runs on a database at the version before it
 STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "adopt a database made by the original imagingDB", _create_schema_version),
     (2, "storage_dir may be NULL", _storage_dir_nullable),
+    (3, "frames_global records its frame layout (frame_format)", _frame_format_column),
 )
 
 

@@ -7,6 +7,7 @@ from typing import Iterable, Optional, Sequence
 
 import sqlalchemy as sa
 
+from ..layout import OME_ZARR
 from .tables import data_set, file_global, frames, frames_global
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "insert_file_global",
     "frame_rows_after",
     "names_stored_in",
+    "zarr_positions_stored_in",
     "storage_dirs",
 ]
 
@@ -221,6 +223,15 @@ def frame_rows_after(conn: sa.Connection, frames_global_pk: int, after: Optional
     return conn.execute(stmt).all()
 
 
+def _in_folder(owner: sa.Table, folder: str, dataset_id: Optional[str]) -> sa.ColumnElement:
+    """Rows of ``owner`` that keep their objects in ``folder`` (see :func:`names_stored_in`)."""
+    in_folder = owner.c.storage_dir.in_([folder, f"{folder}/"])
+    if dataset_id is not None:
+        in_folder = sa.or_(in_folder, sa.and_(sa.func.coalesce(owner.c.storage_dir, "") == "",
+                                              data_set.c.dataset_serial == dataset_id))
+    return in_folder
+
+
 def names_stored_in(conn: sa.Connection, folder: str, *, frames_folder: bool,
                     dataset_id: Optional[str]) -> set[str]:
     """The object names that committed rows keep in the storage folder ``folder``.
@@ -234,11 +245,21 @@ def names_stored_in(conn: sa.Connection, folder: str, *, frames_folder: bool,
     source = owner.join(data_set, owner.c.dataset_id == data_set.c.id)
     if child is not None:
         source = source.join(child, child.c.frames_global_id == owner.c.id)
-    in_folder = owner.c.storage_dir.in_([folder, f"{folder}/"])
-    if dataset_id is not None:
-        in_folder = sa.or_(in_folder, sa.and_(sa.func.coalesce(owner.c.storage_dir, "") == "",
-                                              data_set.c.dataset_serial == dataset_id))
+    in_folder = _in_folder(owner, folder, dataset_id)
     return set(conn.execute(sa.select(names).select_from(source).where(in_folder)).scalars())
+
+
+def zarr_positions_stored_in(conn: sa.Connection, folder: str, *,
+                             dataset_id: Optional[str]) -> list[int]:
+    """The positions of the ome-zarr datasets whose store is the folder ``folder`` (their
+    zarr.json documents follow from them); ``dataset_id`` as for :func:`names_stored_in`."""
+    source = (frames_global.join(data_set, frames_global.c.dataset_id == data_set.c.id)
+              .join(frames, frames.c.frames_global_id == frames_global.c.id))
+    stmt = (sa.select(frames.c.pos_idx).distinct().select_from(source)
+            .where(_in_folder(frames_global, folder, dataset_id),
+                   frames_global.c.frame_format == OME_ZARR)
+            .order_by(frames.c.pos_idx))
+    return list(conn.execute(stmt).scalars())
 
 
 def storage_dirs(conn: sa.Connection) -> Iterable[tuple[bool, str, Optional[str]]]:

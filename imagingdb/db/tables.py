@@ -14,7 +14,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
+SCHEMA_VERSION = 3  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
 
 
 
@@ -83,6 +83,7 @@ frames_global = sa.Table(
     sa.Column("bit_depth", sa.String, nullable=False),
     sa.Column("metadata_json", JSONType),
     sa.Column("dataset_id", sa.Integer, sa.ForeignKey("data_set.id"), nullable=False),
+    sa.Column("frame_format", sa.String),
 )
 
 frames = sa.Table(

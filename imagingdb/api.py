@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 from . import db as dbq
 from . import layout
@@ -437,6 +437,28 @@ class Dataset:
         return read_frames(self._site.storage, self.storage_dir, rows, selection, self.dims,
                            dataset_id=self.id, fill_value=fill_value, workers=workers,
                            verify=verify, frame_format=self.frame_format)
+
+    def iter_frames(
+        self,
+        channels: Optional[Sequence[ChannelSelector]] = None,
+        slices: Optional[Iterable[int]] = None,
+        times: Optional[Iterable[int]] = None,
+        positions: Optional[Iterable[int]] = None,
+        *,
+        workers: Optional[int] = None,
+        verify: bool = False,
+    ) -> Iterator[tuple[dict[str, Any], "np.ndarray"]]:
+        """(frame row, pixels) of every selected frame that exists, in index order (position,
+        time, channel, slice as :meth:`frames` lists them), streamed: memory holds a few
+        frames whatever the dataset's size."""
+        from .download import iter_frames
+
+        selection = self.select(channels, slices, times, positions)
+        rows = self._frame_rows(selection, with_metadata=False)
+        for row, pixels in iter_frames(self._site.storage, self.storage_dir, rows, self.dims,
+                                       dataset_id=self.id, frame_format=self.frame_format,
+                                       workers=workers, verify=verify):
+            yield _frame_dict(row), pixels
 
     def download(
         self,

@@ -17,7 +17,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
 
 from . import layout
 from .errors import ImagingDBError, InputError, WorkError
@@ -111,6 +111,63 @@ def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any]
     if len(rows) < selection.size:
         _warn_missing(dataset_id, selection.size - len(rows), selection.size, fill_value)
     return out
+
+
+def read_frame(storage: "StorageBackend", storage_dir: str, row: Any, dims: "Dimensions", *,
+               dataset_id: str, frame_format: Optional[str] = None, verify: bool = False,
+               codec: Any = None) -> "np.ndarray":
+    """One frame row's pixels, (Y, X[, colours]) of the dataset's recorded type: the unit of
+    :func:`iter_frames` and of lazy (dask) reads. ``codec``: the layout's, if already made."""
+    import numpy as np
+
+    from .codecs import frame_codec
+
+    codec = codec or frame_codec(frame_format)
+    key = layout.object_key(storage_dir, row.file_name)
+    try:
+        data = storage.get_bytes(key)
+    except KeyError:
+        raise _missing(key, dataset_id) from None
+    shape = (dims.im_height, dims.im_width) + ((dims.im_colors,) if dims.im_colors > 1 else ())
+    pixels = np.empty(shape, np.dtype(dims.bit_depth))
+    try:
+        codec.decode_into(data, pixels)
+    except ValueError as exc:
+        raise WorkError(f"frame {key} of dataset {dataset_id} cannot be decoded: {exc}") from None
+    if verify and row.sha256 and codec.pixel_hash(pixels) != row.sha256:
+        raise WorkError(f"frame {key} of dataset {dataset_id} fails its sha256 check")
+    return pixels
+
+
+def iter_frames(storage: "StorageBackend", storage_dir: str, rows: Iterable[Any],
+                dims: "Dimensions", *, dataset_id: str, frame_format: Optional[str] = None,
+                workers: Optional[int] = None, verify: bool = False
+                ) -> Iterator[tuple[Any, "np.ndarray"]]:
+    """(row, pixels) of every frame row, IN THE ROWS' ORDER, fetched and decoded ahead by a
+    bounded pool: memory holds at most ``2 x workers`` frames, whatever the dataset's size
+    (for writers that stream frames in order: OME-TIFF pages, exports)."""
+    import collections
+    import concurrent.futures as cf
+
+    from .codecs import frame_codec
+
+    codec = frame_codec(frame_format)
+    workers = workers or default_workers(TRANSFER, storage.transfer_workers)
+    ahead: collections.deque = collections.deque()
+    with cf.ThreadPoolExecutor(workers, thread_name_prefix="imagingdb-frames") as pool:
+        try:
+            for row in rows:
+                ahead.append((row, pool.submit(read_frame, storage, storage_dir, row, dims,
+                                               dataset_id=dataset_id, verify=verify, codec=codec)))
+                if len(ahead) >= 2 * workers:
+                    done_row, future = ahead.popleft()
+                    yield done_row, future.result()
+            while ahead:
+                done_row, future = ahead.popleft()
+                yield done_row, future.result()
+        finally:
+            for _row, future in ahead:
+                future.cancel()
 
 
 def _warn_missing(dataset_id: str, missing: int, asked: int, fill_value: int) -> None:

@@ -48,6 +48,10 @@ PRUNE = (
     "numpy/_pyinstaller",
     "*.dist-info/direct_url.json",  # where the build found the project: a temporary folder
 )
+# Extension modules whose wheels carry their debug information (numcodecs' Blosc, zstd, lz4:
+# 36 MB with it, 3.4 MB without). `strip --strip-debug` removes only that: the code, and
+# the symbols Python looks up, stay as built. Where no `strip` is found, they go in whole.
+STRIP_DEBUG = ("numcodecs/*.so",)
 # botocore ships a model for every AWS service; the S3 backend needs S3, and the
 # credential chain (assume-role, SSO, console login profiles) the other four.
 BOTOCORE_SERVICES = {"s3", "sts", "sso", "sso-oidc", "signin"}
@@ -95,6 +99,7 @@ def build(output: Path, staging: Path) -> None:
     site_packages = staging / "site-packages"
     install(site_packages)
     print(f"pruned {prune(site_packages)} file(s) no command needs")
+    print(f"stripped debug information: {strip_debug_info(site_packages) / 1e6:.1f} MB less")
     partial = staging / output.name
     subprocess.run(
         [sys.executable, "-m", "shiv", "--site-packages", str(site_packages), "--reproducible",
@@ -150,6 +155,38 @@ def prune(site_packages: Path) -> int:
     for record in site_packages.glob("*.dist-info/RECORD"):
         _keep_only_present(record, site_packages)
     return removed
+
+
+def strip_debug_info(site_packages: Path) -> int:
+    """Strip the debug information of the STRIP_DEBUG modules, keeping their RECORD lines true;
+    returns the bytes saved (0 without a `strip` command)."""
+    tool = shutil.which("strip")
+    if tool is None:
+        print("no `strip` command: extension modules keep their debug information")
+        return 0
+    saved, renamed = 0, {}
+    for pattern in STRIP_DEBUG:
+        for path in site_packages.glob(pattern):
+            before = path.stat().st_size
+            subprocess.run([tool, "--strip-debug", str(path)], check=True)
+            saved += before - path.stat().st_size
+            renamed[path.relative_to(site_packages).as_posix()] = path
+    for record in site_packages.glob("*.dist-info/RECORD"):
+        lines = record.read_text(encoding="utf-8").splitlines()
+        fixed = [_record_line(name, renamed[name]) if (name := line.rsplit(",", 2)[0]) in renamed
+                 else line for line in lines]
+        if fixed != lines:
+            record.write_text("\n".join(fixed) + "\n", encoding="utf-8")
+    return saved
+
+
+def _record_line(name: str, path: Path) -> str:
+    """A wheel RECORD line for the file at ``path``: name, urlsafe-base64 sha256, size."""
+    import base64
+
+    data = path.read_bytes()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    return f"{name},sha256={digest},{len(data)}"
 
 
 def _keep_only_present(record: Path, site_packages: Path) -> None:

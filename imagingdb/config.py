@@ -443,8 +443,10 @@ def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig
 def _frame_format(value: Optional[str], path: Path, key: str) -> Optional[str]:
     """A frame_format key's value, checked (None: not set)."""
     if value is not None and value not in FRAME_FORMATS:
-        raise InputError(f"{path}: key {key!r} must be one of {', '.join(FRAME_FORMATS)}, "
-                         f"got {value!r}")
+        hint = ("; the source's format is the key 'frames_format'"
+                if key == "frame_format" else "")
+        raise InputError(f"{path}: key {key!r} (how frames are stored) must be one of "
+                         f"{', '.join(FRAME_FORMATS)}, got {value!r}{hint}")
     return value
 
 

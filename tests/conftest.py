@@ -103,8 +103,8 @@ class UploadFiles:
         return path
 
     def frames_config(self, **extra: Any) -> Path:
-        return self.config(upload_type="frames", frames_format="ome_tiff",
-                           microscope="scope2", **extra)
+        return self.config(**{"upload_type": "frames", "frames_format": "ome_tiff",
+                              "microscope": "scope2", **extra})
 
     def file_config(self, **extra: Any) -> Path:
         return self.config(upload_type="file", microscope="scope1", **extra)

@@ -114,7 +114,10 @@ def test_sequence_axis_t_runs_sequences_along_time(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("upload_type: frames\nframe_format: ome_tiff\n",
-     "unknown key 'frame_format'.*did you mean 'frames_format'"),
+     "'frame_format' .* must be one of png, ome-zarr, got 'ome_tiff'; the source's format is "
+     "the key 'frames_format'"),
+    ("upload_type: frames\nframes_formats: ome_tiff\n",
+     "unknown key 'frames_formats'.*did you mean 'frames_format'"),
     ("upload_type: video\n", "'upload_type' must be 'file' or 'frames'"),
     ("upload_type: frames\nsequence_axis: c\n", "'sequence_axis' must be z .* or t"),
     ("upload_type: file\nnbr_workers: many\n", "'nbr_workers' must be an integer"),

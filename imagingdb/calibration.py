@@ -18,12 +18,15 @@ Where each splitter leaves it in global metadata, and what is read there:
 - ImageJ (``tif_id``, ``image_sequence``): the IJMetadata ``Ranges`` (a
   start, end pair per channel) and ``LUTs`` (a colour where a LUT is a ramp
   from black to one colour), and the header's ``min=``/``max=`` for a
-  one-channel image (of a composite one they are only the current channel's).
+  one-channel image (of a composite one they are only the current channel's;
+  an image sequence's are its first file's).
 
 When several state an axis, the OME-XML wins over Micro-Manager's summary.
 Micro-Manager's own OME-XML Channel Color is not read: its OMEMetadata passes
 the Java ARGB int as OME's RGBA (``new Color(channel.getInt("Color"))``), so
 red (-65536) would read as yellow; its summary's ChColors say the colour.
+Per-image keys (Micro-Manager's PixelSizeUm) are not in global metadata: a
+2.0 image-file folder, whose summary has no PixelSize_um, gets no x and y.
 Units are as OME-Zarr names them (UDUNITS-2: ``micrometer``, ``second``);
 :func:`ome_xml_unit` turns those back into OME-XML's symbols. An axis, colour
 or window the metadata does not give is simply absent: nothing is guessed. A

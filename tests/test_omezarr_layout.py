@@ -211,7 +211,7 @@ def test_verify_checks_the_chunks_and_the_store_metadata(site, zarr_dataset, run
     document["shape"][0] = 1  # the time axis no longer holds t=1
     array_doc.write_text(json.dumps(document))
     (zarr_dataset / "0/0/stray.bin").write_bytes(b"x")
-    checks = run_cli("verify", ID, "--format", "json").json()
+    checks = run_cli("verify", ID, "--format", "json").json()["datasets"]
     problems = {(p["problem"], p["key"].split(ID + "/")[1]) for p in checks[0]["problems"]}
     assert problems == {("missing", "0/1/0/0/c/1/0/2/0/0"), ("corrupted", "0/0/0/0/c/0/1/0/0/0"),
                         ("missing", "0/1/0/zarr.json"), ("corrupted", "0/0/0/0/zarr.json"),

@@ -190,8 +190,18 @@ class WindowTracker:
         self._seen: dict[int, tuple[float, float]] = {}
 
     def add(self, channel: int, pixels: "np.ndarray") -> None:
+        import math
+
+        import numpy as np
+
         sample = pixels[::_WINDOW_STRIDE, ::_WINDOW_STRIDE]
+        if sample.dtype.kind == "f":
+            sample = sample[np.isfinite(sample)]  # NaN and infinities have no place in JSON
+            if sample.size == 0:
+                return
         low, high = float(sample.min()), float(sample.max())
+        if not (math.isfinite(low) and math.isfinite(high)):
+            return
         with self._lock:
             known = self._seen.get(channel)
             self._seen[channel] = (low, high) if known is None else (

@@ -280,6 +280,44 @@ def test_an_upload_killed_at_any_stage_registers_nothing_and_a_rerun_completes(
     validate_store(root, positions=[0, 1])
 
 
+def test_an_overwrite_into_ome_zarr_killed_midway_leaves_the_png_dataset_whole(
+        site, run_cli, upload_files, mm_ometiff):
+    assert upload(run_cli, upload_files, mm_ometiff, frame_format="png").exit_code == 0
+    with site.connect() as database:
+        before = database.dataset(ID).read()
+    csv_path = upload_files.csv([{"dataset_id": ID, "file_name": str(mm_ometiff)}])
+    config = upload_files.frames_config(frame_format="ome-zarr")
+    env = {**os.environ, KILL_AT_ENV: "object-stored:7"}
+    killed = subprocess.run(
+        [sys.executable, "-m", "imagingdb", "upload", "--csv", str(csv_path), "--config",
+         str(config), "--workers", "2", "--overwrite"], env=env, capture_output=True, text=True,
+        timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    with site.connect() as database:
+        assert database.dataset(ID).frame_format == "png"
+        np.testing.assert_array_equal(database.dataset(ID).read(verify=True), before)
+    rerun = run_cli("upload", "--csv", csv_path, "--config", config, "--overwrite")
+    assert rerun.exit_code == 0, rerun.stderr
+    with site.connect() as database:
+        assert database.dataset(ID).frame_format == "ome-zarr"
+        np.testing.assert_array_equal(database.dataset(ID).read(verify=True), before)
+
+
+def test_nan_pixels_leave_the_display_window_valid_json(tmp_path):
+    from imagingdb.omezarr import StoreSpec, WindowTracker, documents
+
+    tracker = WindowTracker()
+    frame = np.full((32, 32), np.nan, np.float32)
+    tracker.add(0, frame)
+    frame[::16, ::16] = 3.5
+    tracker.add(1, frame)
+    docs = documents(StoreSpec("X", [0], (1, 2, 1, 32, 32), "float32", ["a", "b"],
+                               windows=tracker.windows()))
+    channels = json.loads(docs["0/0/0/zarr.json"])["attributes"]["ome"]["omero"]["channels"]
+    assert channels[1]["window"]["start"] == channels[1]["window"]["end"] == 3.5
+    assert all("NaN" not in doc.decode() for doc in docs.values())
+
+
 # -------------------------------------------------------------------- S3 and PostgreSQL
 
 

@@ -18,9 +18,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imagingdb"
 
 LAYERS = {
     0: ("errors", "ids", "layout", "acquisition", "progress", "faults", "quick_schema",
-        "hookspecs", "config", "terminal", "input_files"),
+        "hookspecs", "config", "terminal", "input_files", "calibration"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
-        "site", "pool", "plugin_install"),
+        "site", "pool", "plugin_install", "omezarr"),
     2: ("upload", "upload_rows", "download", "verify", "gc", "claims"),
     3: ("api",),
     4: ("cli", "console", "entry", "__main__", "onefile"),

@@ -382,3 +382,36 @@ def test_failure_midway_leaves_nothing(uploaded, tmp_path, monkeypatch, to):
         with pytest.raises(WorkError, match="went away"):
             db.dataset(uploaded).export(tmp_path / "exports" / "out", to=to)
     assert list((tmp_path / "exports").iterdir()) == []
+
+
+def test_a_destination_appearing_while_writing_is_not_replaced(uploaded_zarr, tmp_path,
+                                                               monkeypatch):
+    from imagingdb import export
+    from imagingdb.errors import WorkError
+
+    dest = tmp_path / "exports" / "out.ome.tif"
+    real = export.write_ome_tiff
+
+    def racing(source, path, **kwargs):
+        real(source, path, **kwargs)
+        dest.write_text("someone else's")
+
+    monkeypatch.setattr(export, "write_ome_tiff", racing)
+    with imagingdb.connect() as db, pytest.raises(WorkError, match="appeared while"):
+        db.dataset(uploaded_zarr).export(dest, to="ome-tiff")
+    assert dest.read_text() == "someone else's"
+    assert [p.name for p in dest.parent.iterdir()] == ["out.ome.tif"]
+
+
+@pytest.mark.parametrize("to", ["ome-zarr", "ome-tiff"])
+def test_export_streams_frames_never_reading_the_selection_whole(uploaded, tmp_path, monkeypatch,
+                                                                 to):
+    import imagingdb.download
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the selection was read into one array")
+
+    monkeypatch.setattr(imagingdb.download, "read_frames", whole)
+    with imagingdb.connect() as db:
+        db.dataset(uploaded).export(tmp_path / "out", to=to)
+    assert (tmp_path / "out").exists()

@@ -532,7 +532,9 @@ class Dataset:
         """Write the frames asked for (all by default) at ``dest`` as an OME-Zarr store
         (``to="ome-zarr"``, a folder) or an OME-TIFF file (``to="ome-tiff"``, one series per
         position), from either layout, streamed frame by frame; see :mod:`imagingdb.export`.
-        Returns ``dest``, which appears complete or not at all; an existing one is refused."""
+        Returns ``dest``, which appears complete or not at all; an existing one is refused.
+        Frames an incomplete acquisition never recorded are zeros, and a
+        :class:`imagingdb.errors.MissingFramesWarning` says how many."""
         from .export import check_destination, check_format
         from .export import export as write_export
 

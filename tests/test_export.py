@@ -415,3 +415,18 @@ def test_export_streams_frames_never_reading_the_selection_whole(uploaded, tmp_p
     with imagingdb.connect() as db:
         db.dataset(uploaded).export(tmp_path / "out", to=to)
     assert (tmp_path / "out").exists()
+
+
+def test_a_large_ome_tiff_is_bigtiff(uploaded_zarr, tmp_path, monkeypatch):
+    from imagingdb import export
+
+    with imagingdb.connect() as db:
+        ds = db.dataset(uploaded_zarr)
+        small = ds.export(tmp_path / "small.ome.tif", to="ome-tiff")
+        monkeypatch.setattr(export, "BIGTIFF_ABOVE", 1000)  # "large": above 1000 bytes
+        large = ds.export(tmp_path / "large.ome.tif", to="ome-tiff")
+    with tifffile.TiffFile(small) as tif:
+        assert not tif.is_bigtiff
+    with tifffile.TiffFile(large) as tif:
+        assert tif.is_bigtiff and len(tif.series) == 2
+        np.testing.assert_array_equal(series_array(tif.series[0]), read_back(uploaded_zarr)[0])

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from .db import migrate
+    from .export import ExportSource
     from .gc import GcReport
     from .upload import UploadReport
     from .verify import VerifyRun
@@ -476,7 +477,11 @@ class Dataset:
         """Write ``dest/<ID>/``: the frames asked for (all by default) or the file kept whole,
         with ``global_metadata.json`` and (frames) ``frames_meta.csv`` unless ``metadata`` is
         False; ``download=False`` writes the metadata only. Returns that folder, which
-        appears complete or not at all; an existing one is refused."""
+        appears complete or not at all; an existing one is refused.
+
+        The frames of an ome-zarr dataset are written as the OME-Zarr store of the selection
+        (``dest/<ID>/zarr.json`` and its chunks, copied unchanged; see :meth:`export`), and
+        frames_meta.csv names each frame's chunk in it."""
         from .download import DownloadPlan, check_destination
         from .download import download as write_download
 
@@ -486,7 +491,16 @@ class Dataset:
         if self.is_frames:
             selection = self.select(channels, slices, times, positions)
             rows = self._frame_rows(selection, with_metadata=False)
-            if download:
+            if self.frame_format == layout.OME_ZARR:
+                import functools
+
+                from .export import store_entries, write_ome_zarr
+
+                source = self._export_source(selection, rows)
+                if download:
+                    plan.write_frames = functools.partial(write_ome_zarr, source)
+                rows = store_entries(source)
+            elif download:
                 plan.objects = [(layout.object_key(self.storage_dir, row.file_name), row.file_name)
                                 for row in rows]
             if metadata:
@@ -502,6 +516,42 @@ class Dataset:
             if metadata:
                 plan.summary = self.summary()
         return write_download(plan, dest, workers=workers, progress=progress)
+
+    def export(
+        self,
+        dest: Union[str, os.PathLike],
+        *,
+        to: str = "ome-zarr",
+        channels: Optional[Sequence[ChannelSelector]] = None,
+        slices: Optional[Iterable[int]] = None,
+        times: Optional[Iterable[int]] = None,
+        positions: Optional[Iterable[int]] = None,
+        workers: Optional[int] = None,
+        progress: Any = None,
+    ) -> Path:
+        """Write the frames asked for (all by default) at ``dest`` as an OME-Zarr store
+        (``to="ome-zarr"``, a folder) or an OME-TIFF file (``to="ome-tiff"``, one series per
+        position), from either layout, streamed frame by frame; see :mod:`imagingdb.export`.
+        Returns ``dest``, which appears complete or not at all; an existing one is refused.
+        Frames an incomplete acquisition never recorded are zeros, and a
+        :class:`imagingdb.errors.MissingFramesWarning` says how many."""
+        from .export import check_destination, check_format
+        from .export import export as write_export
+
+        dest = Path(dest)
+        check_format(to)
+        self._require_frames()
+        check_destination(dest)
+        selection = self.select(channels, slices, times, positions)
+        source = self._export_source(selection, self._frame_rows(selection, with_metadata=False))
+        return write_export(source, dest, to, workers=workers, progress=progress)
+
+    def _export_source(self, selection: Selection, rows: Sequence[Any]) -> "ExportSource":
+        """What :mod:`imagingdb.export` reads of this dataset's ``selection``."""
+        from .export import ExportSource
+
+        return ExportSource(self.id, self._site.storage, self.storage_dir, self.frame_format,
+                            self.dims, selection, rows, self.channel_names(), self.global_meta)
 
 
 def _frame_dict(row: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ Examples:
   imagingdb upload --csv files_for_upload.csv --config upload.yaml
   imagingdb query --project-id ML --start-date 2005-05-01 --format json | jq '.[].dataset_id'
   imagingdb download --id ML-2005-05-23-10-00-00-0001 --dest ./data -c DAPI -t 0
+  imagingdb export --id ML-2005-05-23-10-00-00-0001 --to ome-zarr ./ML-0001.ome.zarr
 
 With no configuration, imagingdb keeps a SQLite database and the files under
 $IMAGINGDB_HOME (default ~/.local/share/imagingdb). A lab's shared PostgreSQL
@@ -44,6 +45,11 @@ class OutputFormat(str, Enum):
 class ReportFormat(str, Enum):
     text = "text"
     json = "json"
+
+
+class ExportFormat(str, Enum):
+    ome_zarr = "ome-zarr"
+    ome_tiff = "ome-tiff"
 
 
 class ListFormat(str, Enum):
@@ -252,6 +258,56 @@ def _add_data_commands(app: typer.Typer) -> None:
                 progress=TerminalProgress("Downloading", "Downloaded") if download and ds.is_frames else None,
             )
         print(printable(target))
+
+    @app.command(epilog="Examples:\n\n\b\n"
+                        "  imagingdb export --id ML-2005-05-23-10-00-00-0001 --to ome-zarr "
+                        "./ML-0001.ome.zarr\n"
+                        "  imagingdb export --id ML-2005-05-23-10-00-00-0001 --to ome-tiff "
+                        "-c GFP -t 1 -p 1 ./gfp.ome.tif")
+    def export(
+        ctx: typer.Context,
+        dest: Path = typer.Argument(..., metavar="DEST",
+                                    help="The store folder or file to write (must not exist)."),
+        dataset_id: str = typer.Option(..., "--id", metavar="ID", help="The dataset ID."),
+        to: ExportFormat = typer.Option(..., "--to", help="ome-zarr (a store folder) or "
+                                                          "ome-tiff (one file)."),
+        channels: Optional[List[str]] = typer.Option(
+            None, "-c", "--channels", help="Channel names or indexes (repeat or comma list)."),
+        slices: Optional[List[str]] = typer.Option(None, "-z", "--slices",
+                                                   help="Slice indexes, e.g. 0,1 or 0-9."),
+        times: Optional[List[str]] = typer.Option(None, "-t", "--times", help="Time indexes."),
+        positions: Optional[List[str]] = typer.Option(None, "-p", "--positions",
+                                                      help="Position indexes."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                              help="Concurrent reads from storage."),
+    ) -> None:
+        """Write a dataset, or only some channels/slices/times/positions, as OME-Zarr or OME-TIFF.
+
+        OME-Zarr: an OME-Zarr 0.5 plate store, a well per position (named by its
+        index), times, channels and slices numbered 0.. in the order selected.
+        OME-TIFF: one image series per position, axes TCZYX. Frames an incomplete
+        acquisition never recorded are zeros. DEST appears complete or not at all.
+        """
+        import warnings
+
+        from .errors import MissingFramesWarning
+        from .progress import TerminalProgress
+
+        progress = TerminalProgress("Exporting", "Exported")
+        with _database(ctx) as db, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MissingFramesWarning)
+            target = db.dataset(dataset_id).export(
+                dest, to=to.value,
+                channels=_split_list(channels, "channel", integers=False),
+                slices=_split_list(slices, "slice index", integers=True),
+                times=_split_list(times, "time index", integers=True),
+                positions=_split_list(positions, "position index", integers=True),
+                workers=workers, progress=progress)
+        for warning in caught:
+            print(f"Warning: {printable(warning.message)}", file=sys.stderr)
+        kind = "OME-Zarr store" if to == ExportFormat.ome_zarr else "OME-TIFF"
+        print(printable(f"wrote {kind} {target} ({progress.done_frames} frame(s) of {dataset_id})"),
+              file=sys.stderr)
 
 
 def _add_info_commands(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from . import layout
 from .errors import ImagingDBError, InputError, WorkError
@@ -198,6 +198,10 @@ class DownloadPlan:
     frame_rows: Optional[Sequence[Any]] = None
     #: frames are counted on the progress bar; a file kept whole is one copy
     is_frames: bool = True
+    #: writes the frames into the folder instead of copying ``objects`` (an ome-zarr
+    #: dataset's store, :func:`imagingdb.export.write_ome_zarr`); called with the folder and
+    #: the workers and progress of the download
+    write_frames: Optional[Callable[..., None]] = None
 
 
 def check_destination(dest: Path, dataset_id: str) -> Path:
@@ -229,6 +233,8 @@ def download(plan: DownloadPlan, dest: Path, *, workers: Optional[int] = None,
     staging.mkdir()
     try:
         _write_metadata(plan, staging)
+        if plan.write_frames is not None:
+            plan.write_frames(staging, workers=workers, progress=progress)
         _copy_objects(plan, list(zip((key for key, _ in plan.objects), names)), staging,
                       workers=workers, progress=progress)
         os.rename(staging, target)

@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence
 
-from .errors import MissingDependencyError, MissingFramesWarning
+from .errors import InputError, MissingDependencyError, MissingFramesWarning
 
 if TYPE_CHECKING:
     import dask.array
@@ -130,6 +130,7 @@ def frame_array(source: FrameSource, rows: Sequence[Any], selection: "Selection"
     counts = [len(selection.positions), len(selection.times), len(selection.channels),
               len(selection.slices)]
     if len(frames) < selection.size:
+        _check_fill_value(fill_value, chunks_of.dtype)
         _warn_missing(source.dataset_id, selection.size - len(frames), selection.size,
                       fill_value, stacklevel + 1)
     if selection.size == 0:  # an axis of no block: nothing for a block function to make
@@ -171,6 +172,18 @@ def _array_name(source: FrameSource, frames: dict[tuple[int, int, int, int], Fra
                                 source.frame_format, counts, fill_value, verify)).encode())
     digest.update(repr([(block, *frame) for block, frame in frames.items()]).encode())
     return f"imagingdb-{source.dataset_id}-{digest.hexdigest()[:16]}"
+
+
+def _check_fill_value(fill_value: Any, dtype: "np.dtype") -> None:
+    """Refuse now a fill value the pixels cannot hold, as read() would, rather than when a
+    missing frame's chunk is computed, far from the call."""
+    import numpy as np
+
+    try:
+        np.full((), fill_value, dtype)
+    except (OverflowError, ValueError, TypeError):
+        raise InputError(f"fill_value {fill_value!r} does not fit the dataset's {dtype} pixels; "
+                         "choose a value of that type") from None
 
 
 def _warn_missing(dataset_id: str, missing: int, asked: int, fill_value: Any,

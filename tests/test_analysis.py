@@ -131,14 +131,19 @@ def test_verify_checks_each_frame_when_computed(run_cli, upload_files, mm_ometif
 DROPPED = {(1, 2, 1, 0), (0, 0, 1, 0)}  # (channel, slice, time, position)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_missing_frames_are_fill_value_chunks(run_cli, upload_files, tmp_path, layout):
+@pytest.fixture(params=LAYOUTS)
+def incomplete(request, run_cli, upload_files, tmp_path):
+    """An acquisition of 2 channels x 3 slices x 2 times that lacks the DROPPED frames."""
     folder = tmp_path / "stopped"
     write_mm_ometiff(folder, "stopped", channels=("DAPI", "GFP"), slices=3, times=2,
                      positions=1, height=16, width=24, drop=DROPPED, seed=3)
-    upload(run_cli, upload_files, folder, **({} if layout == "png" else {"frame_format": layout}))
+    extra = {} if request.param == "png" else {"frame_format": request.param}
+    return upload(run_cli, upload_files, folder, **extra)
+
+
+def test_missing_frames_are_fill_value_chunks(incomplete):
     with imagingdb.connect() as database:
-        ds = database.dataset(DATASET_ID)
+        ds = database.dataset(incomplete)
         with pytest.warns(MissingFramesWarning, match="2 of the 12 frames selected") as record:
             array = ds.to_dask(fill_value=7)
         assert record[0].filename == __file__  # the warning points at the caller
@@ -152,6 +157,13 @@ def test_missing_frames_are_fill_value_chunks(run_cli, upload_files, tmp_path, l
     for c, z, t, p in DROPPED:
         assert (computed[p, t, c, z] == 7).all()
     assert array.npartitions == 12
+
+
+def test_a_fill_value_the_pixels_cannot_hold_is_refused_at_once(incomplete):
+    with imagingdb.connect() as database:
+        with pytest.raises(InputError, match="fill_value 70000 does not fit the dataset's uint16"):
+            database.dataset(incomplete).to_dask(fill_value=70000)
+        database.dataset(incomplete).to_dask(times=[0], fill_value=70000)  # nothing to fill
 
 
 # ------------------------------------------------------------------ to_xarray
@@ -245,6 +257,24 @@ def test_frames_table_refuses_what_the_dataset_lacks(dataset):
         dataset.frames_table(channels=["RFP"])
 
 
+def test_frames_table_flattens_nested_keys_and_keeps_clashing_ones():
+    from collections import namedtuple
+
+    from imagingdb.analysis import frames_table
+
+    Row = namedtuple("Row", "channel_idx slice_idx time_idx pos_idx channel_name file_name "
+                            "sha256 metadata_json")
+    rows = [Row(0, 0, 0, 0, "DAPI", "a.png", "1", {"Stage": {"X": 1.5}, "channel_name": "dapi"}),
+            Row(0, 1, 0, 0, "DAPI", "b.png", "2", None)]
+    table = frames_table(rows)
+    assert list(table.columns[:7]) == ["channel_idx", "slice_idx", "time_idx", "pos_idx",
+                                       "channel_name", "file_name", "sha256"]
+    assert set(table.columns[7:]) == {"Stage.X", "metadata.channel_name"}
+    assert list(table["metadata.channel_name"][:1]) == ["dapi"]
+    assert list(table["channel_name"]) == ["DAPI", "DAPI"]
+    assert table["Stage.X"][0] == 1.5 and np.isnan(table["Stage.X"][1])
+
+
 # ----------------------------------------------------- the analysis extra missing
 
 
@@ -261,6 +291,43 @@ def test_a_missing_dependency_says_what_to_install(dataset, monkeypatch, method,
         getattr(dataset, method)()
     assert str(caught.value) == f"{method} needs {package}: pip install 'imagingdb[analysis]'"
     assert isinstance(caught.value, InputError) and caught.value.exit_code == 2
+
+
+# ------------------------------------------------------------------ scale
+
+
+def test_an_array_of_20000_frames_is_one_layer_built_without_reading(monkeypatch):
+    """The graph is one blockwise layer over a dict of the rows: no task per frame is made
+    until dask computes (a dask.delayed per frame took seconds at this size)."""
+    import time
+    from collections import namedtuple
+    from functools import partial
+
+    from imagingdb.acquisition import Dimensions
+    from imagingdb.analysis import FrameSource, frame_array
+    from imagingdb.download import Selection
+
+    class Unreadable:
+        def describe(self):
+            return "nowhere"
+
+        def get_bytes(self, key):
+            raise AssertionError(f"read {key} while building the graph")
+
+    Row = namedtuple("Row", "channel_idx slice_idx time_idx pos_idx file_name sha256")
+    rows = [Row(c, z, t, p, f"im_c{c:03d}_z{z:03d}_t{t:03d}_p{p:03d}.png", "0" * 64)
+            for p in range(2) for t in range(100) for c in range(2) for z in range(50)]
+    source = FrameSource("ML-2005-05-23-10-00-00-0001", "raw_frames/X",
+                         Dimensions(2, 50, 100, 2, 2048, 2048, 1, "uint16"), "png", Unreadable(),
+                         partial(Unreadable))
+    selection = Selection(channels=[0, 1], slices=list(range(50)), times=list(range(100)),
+                          positions=[0, 1])
+    started = time.perf_counter()
+    array = frame_array(source, rows, selection)
+    elapsed = time.perf_counter() - started
+    assert array.npartitions == 20000 and array.shape == (2, 100, 2, 50, 2048, 2048)
+    assert len(array.dask.layers) == 1
+    assert elapsed < 5, f"{elapsed:.2f} s to build the graph of 20,000 frames"
 
 
 # ------------------------------------------------------------------ S3

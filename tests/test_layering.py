@@ -18,10 +18,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imagingdb"
 
 LAYERS = {
     0: ("errors", "ids", "layout", "acquisition", "progress", "faults", "quick_schema",
-        "hookspecs", "config", "terminal", "input_files"),
+        "hookspecs", "config", "terminal", "input_files", "calibration"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
-        "site", "pool", "plugin_install"),
-    2: ("upload", "upload_rows", "download", "verify", "gc", "claims"),
+        "site", "pool", "plugin_install", "omezarr"),
+    2: ("upload", "upload_rows", "download", "verify", "gc", "claims", "analysis"),
     3: ("api",),
     4: ("cli", "console", "entry", "__main__", "onefile"),
     5: ("testing", "demo"),  # test data and the demo sit above everything they exercise

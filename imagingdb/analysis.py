@@ -20,7 +20,7 @@ import hashlib
 import importlib
 import operator
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence
 
 from .errors import InputError, MissingDependencyError, MissingFramesWarning
@@ -73,16 +73,25 @@ class FrameSource:
     #: makes the storage backend again where ``storage`` was not sent along (a pickled array
     #: computed in another process: dask.distributed, multiprocessing)
     open_storage: Callable[[], "StorageBackend"]
+    _codec: Any = field(default=None, repr=False, compare=False)
 
     def backend(self) -> "StorageBackend":
         if self.storage is None:
             self.storage = self.open_storage()
         return self.storage
 
+    def codec(self) -> Any:
+        """The layout's frame codec, made once for every chunk (it is safe across threads)."""
+        if self._codec is None:
+            from .codecs import frame_codec
+
+            self._codec = frame_codec(self.frame_format)
+        return self._codec
+
     def __getstate__(self) -> dict[str, Any]:
         # A backend holds clients and connection pools that do not pickle; the other
-        # process opens its own from the settings.
-        return {**self.__dict__, "storage": None}
+        # process opens its own from the settings, and makes its own codec.
+        return {**self.__dict__, "storage": None, "_codec": None}
 
 
 class FrameChunks:
@@ -113,7 +122,7 @@ class FrameChunks:
         source = self.source
         pixels = read_frame(source.backend(), source.storage_dir, frame, source.dims,
                             dataset_id=source.dataset_id, frame_format=source.frame_format,
-                            verify=self.verify)
+                            verify=self.verify, codec=source.codec())
         return pixels.reshape(self.shape)
 
 

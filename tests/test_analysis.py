@@ -126,6 +126,17 @@ def test_verify_checks_each_frame_when_computed(run_cli, upload_files, mm_ometif
         database.dataset(DATASET_ID).to_dask().compute()  # unverified: no complaint
 
 
+@pytest.mark.parametrize("method", ["to_dask", "to_xarray", "frames_table"])
+def test_a_file_kept_whole_has_no_frames_to_view(run_cli, upload_files, tmp_path, method):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not frames")
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(notes)}])
+    assert run_cli("upload", "--csv", csv_path, "--config", upload_files.file_config()).exit_code == 0
+    with imagingdb.connect() as database:
+        with pytest.raises(InputError, match="is a file kept whole, not frames"):
+            getattr(database.dataset(DATASET_ID), method)()
+
+
 # ------------------------------------------------------- incomplete acquisitions
 
 DROPPED = {(1, 2, 1, 0), (0, 0, 1, 0)}  # (channel, slice, time, position)

@@ -27,8 +27,12 @@ from .ids import parse_dataset_id
 from .site import Site
 
 if TYPE_CHECKING:
+    import dask.array
     import numpy as np
+    import pandas
+    import xarray
 
+    from .analysis import FrameSource
     from .db import migrate
     from .export import ExportSource
     from .gc import GcReport
@@ -552,6 +556,79 @@ class Dataset:
 
         return ExportSource(self.id, self._site.storage, self.storage_dir, self.frame_format,
                             self.dims, selection, rows, self.channel_names(), self.global_meta)
+
+
+    # ------------------------------------------- lazy access (imagingdb.analysis)
+
+    def _frame_source(self) -> "FrameSource":
+        from functools import partial
+
+        from .analysis import FrameSource
+        from .site import open_storage
+
+        return FrameSource(self.id, self.storage_dir, self.dims, self.frame_format,
+                           self._site.storage, partial(open_storage, self._site.config.storage))
+
+    def to_dask(
+        self,
+        channels: Optional[Sequence[ChannelSelector]] = None,
+        slices: Optional[Iterable[int]] = None,
+        times: Optional[Iterable[int]] = None,
+        positions: Optional[Iterable[int]] = None,
+        *,
+        fill_value: int = 0,
+        verify: bool = False,
+    ) -> "dask.array.Array":
+        """The frames :meth:`read` would return, as a lazy dask array of the same shape, type
+        and axes: one chunk per frame, read from storage only when computed (so a dataset
+        larger than memory can be sliced, reduced or saved chunk by chunk). Missing frames
+        are chunks of ``fill_value``, with a MissingFramesWarning now.
+        Needs the ``analysis`` extra (dask)."""
+        from .analysis import frame_array, require
+
+        require("dask.array", "to_dask")  # before any query: the error is about installing
+        selection = self.select(channels, slices, times, positions)
+        rows = self._frame_rows(selection, with_metadata=False)
+        return frame_array(self._frame_source(), rows, selection, fill_value=fill_value,
+                           verify=verify)
+
+    def to_xarray(
+        self,
+        channels: Optional[Sequence[ChannelSelector]] = None,
+        slices: Optional[Iterable[int]] = None,
+        times: Optional[Iterable[int]] = None,
+        positions: Optional[Iterable[int]] = None,
+        *,
+        fill_value: int = 0,
+        verify: bool = False,
+    ) -> "xarray.DataArray":
+        """:meth:`to_dask` labelled: dims P, T, C, Z, Y, X (+ S, an RGB frame's colours),
+        channel names on C, the indexes on P (and as pos_idx, time_idx, slice_idx), physical
+        coordinates on X, Y, Z, T where the metadata records a calibration (else indexes).
+        Needs the ``analysis`` extra (xarray, dask)."""
+        from .analysis import frame_data_array, require
+
+        require("xarray", "to_xarray")
+        require("dask.array", "to_xarray")
+        selection = self.select(channels, slices, times, positions)
+        rows = self._frame_rows(selection, with_metadata=False)
+        return frame_data_array(self._frame_source(), rows, selection, self.channel_names(),
+                                self.global_meta, fill_value=fill_value, verify=verify)
+
+    def frames_table(
+        self,
+        channels: Optional[Sequence[ChannelSelector]] = None,
+        slices: Optional[Iterable[int]] = None,
+        times: Optional[Iterable[int]] = None,
+        positions: Optional[Iterable[int]] = None,
+    ) -> "pandas.DataFrame":
+        """:meth:`frames` as a pandas DataFrame, one row per frame, each frame metadata key
+        a column (nested keys joined by '.'). Needs the ``analysis`` extra (pandas)."""
+        from .analysis import frames_table, require
+
+        require("pandas", "frames_table")
+        selection = self.select(channels, slices, times, positions)
+        return frames_table(self._frame_rows(selection, with_metadata=True))
 
 
 def _frame_dict(row: Any) -> dict[str, Any]:

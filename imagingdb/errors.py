@@ -30,6 +30,10 @@ class InputError(ImagingDBError):
     exit_code = 2
 
 
+class MissingDependencyError(InputError):
+    """An optional dependency a feature needs is not installed; the message names the extra."""
+
+
 class NotFoundError(InputError):
     """A dataset, channel or index that does not exist."""
 

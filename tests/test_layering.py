@@ -21,7 +21,7 @@ LAYERS = {
         "hookspecs", "config", "terminal", "input_files", "calibration"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
         "site", "pool", "plugin_install", "omezarr"),
-    2: ("upload", "upload_rows", "download", "export", "verify", "gc", "claims"),
+    2: ("upload", "upload_rows", "download", "export", "verify", "gc", "claims", "analysis"),
     3: ("api",),
     4: ("cli", "console", "entry", "__main__", "onefile"),
     5: ("testing", "demo"),  # test data and the demo sit above everything they exercise

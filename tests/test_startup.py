@@ -45,11 +45,28 @@ def test_query_on_sqlite_loads_no_postgresql_pydantic_numpy_or_plugins(tmp_path,
         "import sys\nfrom imagingdb.entry import main\n"
         "try:\n    main(['query', '--format', 'json'])\nexcept SystemExit:\n    pass\n"
         "loaded = [m for m in ('sqlalchemy.dialects.postgresql', 'pydantic', 'numpy', 'tifffile',"
-        " 'boto3', 'imagingdb.splitters.ome_tiff', 'pluggy', 'jsonschema') if m in sys.modules]\n"
+        " 'boto3', 'imagingdb.splitters.ome_tiff', 'pluggy', 'jsonschema', 'dask', 'xarray',"
+        " 'pandas') if m in sys.modules]\n"
         "print(loaded, file=sys.stderr)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert json.loads(result.stdout) == []
+    assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_help_with_every_plugin_loaded_imports_no_analysis_library(isolated_home):
+    """dask, xarray and pandas are for Dataset.to_dask & co. only: nothing on the command
+    path (the built-ins, installed plugins, the API modules they import) may load them."""
+    code = (
+        "import sys\nfrom imagingdb.entry import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "import imagingdb.api\n"
+        "loaded = [m for m in ('dask', 'xarray', 'pandas', 'imagingdb.analysis')"
+        " if m in sys.modules]\n"
+        "print(loaded, file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert "Usage" in result.stdout
     assert result.stderr.strip().splitlines()[-1] == "[]"
 
 

@@ -215,6 +215,31 @@ def test_lab_instance_postgresql_and_s3(zipapp, pg_s3_site, upload_files, mm_ome
     assert zipapp.run("gc", "--older-than", "0").stdout == ""
 
 
+def test_the_ome_zarr_layout_and_exports_run_from_the_executable(zipapp, upload_files, mm_ometiff,
+                                                                 tmp_path, isolated_home):
+    """numcodecs, stripped of its debug information, stores and reads Blosc chunks that
+    zarr-python reads back."""
+    import zarr
+
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
+    config = upload_files.frames_config(frame_format="ome-zarr")
+    uploaded = zipapp.run("upload", "--csv", csv_path, "--config", config)
+    assert uploaded.exit_code == 0, uploaded.stderr
+    verified = zipapp.run("verify", DATASET_ID)
+    assert verified.exit_code == 0, verified.stdout + verified.stderr
+    exported = zipapp.run("export", "--id", DATASET_ID, "--to", "ome-tiff", tmp_path / "x.ome.tif")
+    assert exported.exit_code == 0, exported.stderr
+    stored = zarr.open_group(str(isolated_home / "storage" / "raw_frames" / DATASET_ID), mode="r")
+    import tifffile
+
+    with tifffile.TiffFile(tmp_path / "x.ome.tif") as tif:
+        for p in (0, 1):
+            np.testing.assert_array_equal(tif.series[p].asarray().reshape(2, 2, 3, 32, 48),
+                                          stored[f"0/{p}/0/0"][:])
+    for (c, z, t, p), pixels in source_frames(mm_ometiff).items():
+        np.testing.assert_array_equal(stored[f"0/{p}/0/0"][t, c, z], pixels)
+
+
 def test_bad_input_is_one_error_line_and_changes_nothing(zipapp, site, upload_files, mm_ometiff):
     before = site.snapshot()
     bad_csv = upload_files.csv([{"dataset_id": "ML-2005-13-23-10-00-00-0001",

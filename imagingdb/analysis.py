@@ -19,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import importlib
 import operator
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence
 
-from .errors import InputError, MissingDependencyError, MissingFramesWarning
+from .download import check_fill_value, warn_missing
+from .errors import MissingDependencyError
 
 if TYPE_CHECKING:
     import dask.array
@@ -139,9 +139,9 @@ def frame_array(source: FrameSource, rows: Sequence[Any], selection: "Selection"
     counts = [len(selection.positions), len(selection.times), len(selection.channels),
               len(selection.slices)]
     if len(frames) < selection.size:
-        _check_fill_value(fill_value, chunks_of.dtype)
-        _warn_missing(source.dataset_id, selection.size - len(frames), selection.size,
-                      fill_value, stacklevel + 1)
+        check_fill_value(fill_value, chunks_of.dtype)
+        warn_missing(source.dataset_id, selection.size - len(frames), selection.size,
+                     f"read as fill_value={fill_value}", stacklevel=stacklevel)
     if selection.size == 0:  # an axis of no block: nothing for a block function to make
         empty = np.empty(tuple(counts) + chunks_of.shape[4:], chunks_of.dtype)
         return da.from_array(empty, chunks=empty.shape)
@@ -181,26 +181,6 @@ def _array_name(source: FrameSource, frames: dict[tuple[int, int, int, int], Fra
                                 source.frame_format, counts, fill_value, verify)).encode())
     digest.update(repr([(block, *frame) for block, frame in frames.items()]).encode())
     return f"imagingdb-{source.dataset_id}-{digest.hexdigest()[:16]}"
-
-
-def _check_fill_value(fill_value: Any, dtype: "np.dtype") -> None:
-    """Refuse now a fill value the pixels cannot hold, as read() would, rather than when a
-    missing frame's chunk is computed, far from the call."""
-    import numpy as np
-
-    try:
-        np.full((), fill_value, dtype)
-    except (OverflowError, ValueError, TypeError):
-        raise InputError(f"fill_value {fill_value!r} does not fit the dataset's {dtype} pixels; "
-                         "choose a value of that type") from None
-
-
-def _warn_missing(dataset_id: str, missing: int, asked: int, fill_value: Any,
-                  stacklevel: int) -> None:
-    warnings.warn(MissingFramesWarning(
-        f"dataset {dataset_id}: {missing} of the {asked} frames selected were never recorded "
-        f"(incomplete acquisition) and read as fill_value={fill_value}; "
-        "Dataset.missing_frames() lists them"), stacklevel=stacklevel)
 
 
 def frame_data_array(source: FrameSource, rows: Sequence[Any], selection: "Selection",

@@ -77,6 +77,7 @@ def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any]
     if dims.im_colors > 1:
         shape += (dims.im_colors,)
     dtype = np.dtype(dims.bit_depth)
+    check_fill_value(fill_value, dtype)
     if len(rows) == math.prod(shape[:4]):
         # Every frame is decoded over its slot: writing the fill value first
         # would cost a pass over the whole array (~70 ms for 256 MB).
@@ -109,7 +110,8 @@ def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any]
         run_bounded(fetch, rows, min(len(rows), workers or default_workers(
             TRANSFER, storage.transfer_workers)), name="imagingdb-read")
     if len(rows) < selection.size:
-        _warn_missing(dataset_id, selection.size - len(rows), selection.size, fill_value)
+        warn_missing(dataset_id, selection.size - len(rows), selection.size,
+                     f"are filled with fill_value={fill_value}", stacklevel=3)
     return out
 
 
@@ -170,15 +172,29 @@ def iter_frames(storage: "StorageBackend", storage_dir: str, rows: Iterable[Any]
                 future.cancel()
 
 
-def _warn_missing(dataset_id: str, missing: int, asked: int, fill_value: int) -> None:
+def warn_missing(dataset_id: str, missing: int, asked: int, what: str, *,
+                 stacklevel: int) -> None:
+    """The MissingFramesWarning of a read or export of an incomplete acquisition: ``missing``
+    of the ``asked`` frames were never recorded, and ``what`` became of them."""
     import warnings
 
     from .errors import MissingFramesWarning
 
     warnings.warn(MissingFramesWarning(
-        f"dataset {dataset_id}: {missing} of the {asked} frames read were never recorded "
-        f"(incomplete acquisition) and are filled with fill_value={fill_value}; "
-        "Dataset.missing_frames() lists them"), stacklevel=4)
+        f"dataset {dataset_id}: {missing} of the {asked} frames asked for were never recorded "
+        f"(incomplete acquisition) and {what}; Dataset.missing_frames() lists them"),
+        stacklevel=stacklevel + 1)
+
+
+def check_fill_value(fill_value: Any, dtype: "np.dtype") -> None:
+    """Refuse, before any work, a fill value the pixels cannot hold (70000 for uint16)."""
+    import numpy as np
+
+    try:
+        np.full((), fill_value, dtype)
+    except (OverflowError, ValueError, TypeError):
+        raise InputError(f"fill_value {fill_value!r} does not fit the dataset's {dtype} pixels; "
+                         "choose a value of that type") from None
 
 
 # --------------------------------------------------------------- download

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from . import layout
-from .download import FRAMES_META_COLUMNS, Selection
+from .download import FRAMES_META_COLUMNS, Selection, warn_missing
 from .errors import ImagingDBError, InputError, WorkError
 from .pool import TRANSFER, default_workers, run_bounded
 
@@ -148,16 +148,9 @@ def _refuse_unwritable(source: ExportSource, to: str) -> None:
 
 
 def _warn_missing(source: ExportSource, to: str) -> None:
-    import warnings
-
-    from .errors import MissingFramesWarning
-
     if source.missing:
-        how = "written as zeros" if to == OME_TIFF else "left out (read as 0, the fill value)"
-        warnings.warn(MissingFramesWarning(
-            f"dataset {source.dataset_id}: {source.missing} of the {source.selection.size} "
-            f"frames exported were never recorded (incomplete acquisition) and are {how}"),
-            stacklevel=3)
+        how = "are written as zeros" if to == OME_TIFF else "are left out (read as 0, the fill value)"
+        warn_missing(source.dataset_id, source.missing, source.selection.size, how, stacklevel=4)
 
 
 # ------------------------------------------------------------ the destination

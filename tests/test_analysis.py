@@ -155,7 +155,7 @@ def incomplete(request, run_cli, upload_files, tmp_path):
 def test_missing_frames_are_fill_value_chunks(incomplete):
     with imagingdb.connect() as database:
         ds = database.dataset(incomplete)
-        with pytest.warns(MissingFramesWarning, match="2 of the 12 frames selected") as record:
+        with pytest.warns(MissingFramesWarning, match="2 of the 12 frames asked for") as record:
             array = ds.to_dask(fill_value=7)
         assert record[0].filename == __file__  # the warning points at the caller
         with pytest.warns(MissingFramesWarning) as record:

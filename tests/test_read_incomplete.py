@@ -42,3 +42,11 @@ def test_a_complete_selection_of_an_incomplete_dataset_is_exact(site, incomplete
     expected = source_frames(incomplete)
     for c, z in np.ndindex(2, 3):
         np.testing.assert_array_equal(array[0, 0, c, z], expected[(c, z, 0, 0)])
+
+
+def test_a_fill_value_the_pixels_cannot_hold_is_refused_before_any_read(site, incomplete):
+    from imagingdb.errors import InputError
+
+    with site.connect() as database:
+        with pytest.raises(InputError, match="fill_value 70000 does not fit the dataset's uint16"):
+            database.dataset(DATASET_ID).read(fill_value=70000)

@@ -97,12 +97,7 @@ def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any]
             raise _missing(key, dataset_id) from None
         target = out[axis[0][row.pos_idx], axis[1][row.time_idx],
                      axis[2][row.channel_idx], axis[3][row.slice_idx]]
-        try:
-            codec.decode_into(data, target)
-        except ValueError as exc:
-            raise WorkError(f"frame {key} of dataset {dataset_id} cannot be decoded: {exc}") from None
-        if verify and row.sha256 and codec.pixel_hash(target) != row.sha256:
-            raise WorkError(f"frame {key} of dataset {dataset_id} fails its sha256 check")
+        _decode_checked(codec, data, target, row, key, dataset_id, verify)
         if len(data) >= len(buffer):  # did not fit: room for this size and a bit more
             buffers.buffer = bytearray(len(data) * 5 // 4 + 4096)
 
@@ -132,13 +127,20 @@ def read_frame(storage: "StorageBackend", storage_dir: str, row: Any, dims: "Dim
         raise _missing(key, dataset_id) from None
     shape = (dims.im_height, dims.im_width) + ((dims.im_colors,) if dims.im_colors > 1 else ())
     pixels = np.empty(shape, np.dtype(dims.bit_depth))
+    _decode_checked(codec, data, pixels, row, key, dataset_id, verify)
+    return pixels
+
+
+def _decode_checked(codec: Any, data: "bytes | memoryview", out: "np.ndarray", row: Any, key: str,
+                    dataset_id: str, verify: bool) -> None:
+    """Decode a frame's object into ``out``; WorkError naming it if it cannot be decoded or
+    (``verify``) fails its recorded sha256."""
     try:
-        codec.decode_into(data, pixels)
+        codec.decode_into(data, out)
     except ValueError as exc:
         raise WorkError(f"frame {key} of dataset {dataset_id} cannot be decoded: {exc}") from None
-    if verify and row.sha256 and codec.pixel_hash(pixels) != row.sha256:
+    if verify and row.sha256 and codec.pixel_hash(out) != row.sha256:
         raise WorkError(f"frame {key} of dataset {dataset_id} fails its sha256 check")
-    return pixels
 
 
 def iter_frames(storage: "StorageBackend", storage_dir: str, rows: Iterable[Any],
@@ -222,13 +224,20 @@ class DownloadPlan:
 
 def check_destination(dest: Path, dataset_id: str) -> Path:
     """``dest/<ID>``, refused when it already exists (a download never merges into a folder)
-    or is a symbolic link, dangling or not (the folder would be written where it points)."""
-    target = dest / dataset_id
+    or is a symbolic link (see :func:`refuse_existing`)."""
+    return refuse_existing(dest / dataset_id, "--dest")
+
+
+def refuse_existing(target: Path, option: str) -> Path:
+    """``target``, refused if it exists (nothing is ever merged into or replaced) or is a
+    symbolic link, dangling or not (it would be written where the link points); ``option``
+    names what to choose instead."""
     if target.is_symlink():
         raise InputError(f"destination {target} is a symbolic link (to {os.readlink(target)}); "
-                         "remove it or choose another --dest")
+                         f"remove it or choose another {option}")
     if target.exists():
-        raise InputError(f"destination {target} already exists; remove it or choose another --dest")
+        raise InputError(f"destination {target} already exists; remove it or choose another "
+                         f"{option}")
     return target
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from . import layout
-from .download import FRAMES_META_COLUMNS, Selection, warn_missing
+from .download import FRAMES_META_COLUMNS, Selection, refuse_existing, warn_missing
 from .errors import ImagingDBError, InputError, WorkError
 from .pool import TRANSFER, default_workers, run_bounded
 
@@ -158,13 +158,8 @@ def _warn_missing(source: ExportSource, to: str) -> None:
 
 def check_destination(dest: Path) -> Path:
     """``dest``, refused if it exists (an export never merges into or replaces anything) or
-    is a symbolic link, dangling or not (it would be written where the link points)."""
-    if dest.is_symlink():
-        raise InputError(f"destination {dest} is a symbolic link (to {os.readlink(dest)}); "
-                         "remove it or choose another DEST")
-    if dest.exists():
-        raise InputError(f"destination {dest} already exists; remove it or choose another DEST")
-    return dest
+    is a symbolic link."""
+    return refuse_existing(dest, "DEST")
 
 
 @contextlib.contextmanager

@@ -862,6 +862,15 @@ def report(bench: Bench, started: float) -> None:
 STEPS = ("upload", "read", "download", "rss", "export", "startup", "codec", "postgres", "s3")
 
 
+def _reason(exc: Exception) -> str:
+    """Why a figure was not measured, on one line: the command's own error when it failed."""
+    text = str(exc)
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
+    if errors:
+        return "not measured: " + errors[-1][:200]
+    return "not measured: " + " ".join(f"{type(exc).__name__}: {text}".split())[:200]
+
+
 def compile_bytecode() -> None:
     """Write imagingdb's bytecode, as installing a package does.
 
@@ -896,7 +905,11 @@ def main() -> None:
                 bench.read(site, BASE)
         if "download" in steps:
             for site in sites:
-                bench.download(site)
+                try:
+                    bench.download(site)
+                except RuntimeError as exc:  # a layout this imagingdb cannot download yet
+                    bench.add(Figure("download, local", None, "", note=_reason(exc),
+                                     layout=site.layout))
         if "export" in steps:
             for site in sites:
                 bench.export(site, BASE)
@@ -912,8 +925,7 @@ def main() -> None:
             try:
                 measure(BASE)
             except Exception as exc:  # noqa: BLE001 - figures only: say why, keep the table
-                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:120]
-                bench.add(Figure(f"{step}: not measured", None, "", note=reason))
+                bench.add(Figure(f"{step}: not measured", None, "", note=_reason(exc)))
     report(bench, started)
 
 

@@ -867,8 +867,8 @@ def _reason(exc: Exception) -> str:
     text = str(exc)
     errors = [line for line in text.splitlines() if line.startswith("Error:")]
     if errors:
-        return "not measured: " + errors[-1][:200]
-    return "not measured: " + " ".join(f"{type(exc).__name__}: {text}".split())[:200]
+        return errors[-1][:200]
+    return " ".join(f"{type(exc).__name__}: {text}".split())[:200]
 
 
 def compile_bytecode() -> None:
@@ -908,7 +908,7 @@ def main() -> None:
                 try:
                     bench.download(site)
                 except RuntimeError as exc:  # a layout this imagingdb cannot download yet
-                    bench.add(Figure("download, local", None, "", note=_reason(exc),
+                    bench.add(Figure("download, local", None, "", note=f"not measured: {_reason(exc)}",
                                      layout=site.layout))
         if "export" in steps:
             for site in sites:

@@ -5,13 +5,15 @@ Run from the repository root:
 Both frame layouts (one PNG object per frame, and the OME-Zarr store of
 ``frame_format: ome-zarr``) are measured on the same data in the same run,
 each against the same limits; the table puts their rows side by side (the
-``layout`` column). Data is generated once and cached under build/bench/data (a Micro-Manager
-OME-TIFF of 128 frames of 1024x1024 uint16, and one of 256 frames, pixels
-from :class:`imagingdb.testing.SCMOSScene`: see docs/performance.md for the
-camera and sample model). Every imagingdb figure comes from the real
-``imagingdb`` command run as a subprocess (or, for ``read()``, a subprocess
-calling the Python API), timed from outside; each is measured ``--repeat``
-times and the median is kept. Prints a table and writes build/bench/bench.json.
+``layout`` column). Data is generated once and cached under build/bench/data
+(a Micro-Manager OME-TIFF of 128 frames of 1024x1024 uint16, and one of 256
+frames, pixels from :class:`imagingdb.testing.SCMOSScene`: see
+docs/performance.md for the camera and sample model). Every imagingdb figure
+comes from the real ``imagingdb`` command run as a subprocess (or, for
+``read()``, a subprocess calling the Python API), timed from outside; each
+is measured ``--repeat`` times and the median is kept. The export step times
+``imagingdb export --to ome-zarr|ome-tiff`` only where that command exists.
+Prints a table and writes build/bench/bench.json.
 
 Not a test: nothing here is collected by pytest.
 """

@@ -1,13 +1,19 @@
 """make bench: the figures of SPEC section 9, each measured in the same run as its limit.
 
-Run from the repository root: ``python bench/run.py [--repeat N] [--only NAME...]``.
-Data is generated once and cached under build/bench/data (a Micro-Manager
-OME-TIFF of 128 frames of 1024x1024 uint16, and one of 256 frames, pixels
-from :class:`imagingdb.testing.SCMOSScene`: see docs/performance.md for the
-camera and sample model). Every imagingdb figure comes from the real
-``imagingdb`` command run as a subprocess (or, for ``read()``, a subprocess
-calling the Python API), timed from outside; each is measured ``--repeat``
-times and the median is kept. Prints a table and writes build/bench/bench.json.
+Run from the repository root:
+``python bench/run.py [--repeat N] [--only NAME...] [--layout png|ome-zarr|both]``.
+Both frame layouts (one PNG object per frame, and the OME-Zarr store of
+``frame_format: ome-zarr``) are measured on the same data in the same run,
+each against the same limits; the table puts their rows side by side (the
+``layout`` column). Data is generated once and cached under build/bench/data
+(a Micro-Manager OME-TIFF of 128 frames of 1024x1024 uint16, and one of 256
+frames, pixels from :class:`imagingdb.testing.SCMOSScene`: see
+docs/performance.md for the camera and sample model). Every imagingdb figure
+comes from the real ``imagingdb`` command run as a subprocess (or, for
+``read()``, a subprocess calling the Python API), timed from outside; each
+is measured ``--repeat`` times and the median is kept. The export step times
+``imagingdb export --to ome-zarr|ome-tiff`` only where that command exists.
+Prints a table and writes build/bench/bench.json.
 
 Not a test: nothing here is collected by pytest.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import functools
 import json
 import os
 import platform
@@ -44,6 +51,16 @@ SIZE = 1024
 CHANNELS = ("DAPI", "GFP")
 TIMES = 8
 CORES = os.cpu_count() or 1
+PNG, OME_ZARR = "png", "ome-zarr"
+LAYOUTS = (PNG, OME_ZARR)
+#: the targets of each layout (issue 15 for ome-zarr; SPEC section 9 for png)
+TARGETS = {
+    PNG: {"upload": ">= 1.0", "stored": "<= 0.85", "read": ">= 0.8"},
+    OME_ZARR: {"upload": ">= 2.0", "stored": "<= 0.82", "read": ">= 2.0"},
+}
+RSS_LIMIT_MB = 200
+#: 'flat when the file doubles': peak RSS of 256 frames at most this times that of 128
+FLAT = 1.1
 
 
 # ------------------------------------------------------------------------ data
@@ -111,6 +128,7 @@ class Run:
     stdout: str
     stderr: str = ""
     cpu_seconds: float = 0.0
+    returncode: int = 0
 
 
 def run(args: list[str], env: Optional[dict] = None, check: bool = True) -> Run:
@@ -129,7 +147,8 @@ def run(args: list[str], env: Optional[dict] = None, check: bool = True) -> Run:
     if check and proc.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{stderr[-3000:]}")
     # No peak RSS here: the child's ru_maxrss would include the bench's (see below).
-    return Run(seconds, 0.0, stdout.decode(), stderr, usage.ru_utime + usage.ru_stime)
+    return Run(seconds, 0.0, stdout.decode(), stderr, usage.ru_utime + usage.ru_stime,
+               proc.returncode)
 
 
 # Runs a command and prints its peak RSS (KB) and exit code. It is its own small
@@ -174,7 +193,9 @@ class Site:
     """A throwaway imagingdb instance: SQLite (or a PostgreSQL URL) and a storage backend."""
 
     def __init__(self, name: str, database_url: Optional[str] = None,
-                 storage: Optional[dict] = None, env: Optional[dict] = None):
+                 storage: Optional[dict] = None, env: Optional[dict] = None,
+                 frame_format: str = PNG):
+        self.layout = frame_format
         self.folder = RUNS / name
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
@@ -190,9 +211,11 @@ class Site:
             "database": database,
             "storage": storage or {"backend": "local", "root": str(self.root)},
         }))
-        (self.folder / "upload.yaml").write_text(yaml.safe_dump({
-            "upload_type": "frames", "frames_format": "ome_tiff", "microscope": "bench scope",
-        }))
+        upload: dict[str, Any] = {
+            "upload_type": "frames", "frames_format": "ome_tiff", "microscope": "bench scope"}
+        if frame_format != PNG:
+            upload["frame_format"] = frame_format  # png: today's config, the default layout
+        (self.folder / "upload.yaml").write_text(yaml.safe_dump(upload))
 
     def cli(self, *args: str) -> list[str]:
         return [IMAGINGDB, "--site-config", str(self.config), *args]
@@ -212,6 +235,13 @@ class Site:
     def frames_folder(self) -> Path:
         return self.root / "raw_frames" / DATASET_ID
 
+    def stored_files(self) -> list[Path]:
+        """Every object of the dataset: its PNGs, or its store's chunks and zarr.json documents."""
+        return sorted(p for p in self.frames_folder().rglob("*") if p.is_file())
+
+    def stored_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.stored_files())
+
 
 # --------------------------------------------------------------- the figures
 
@@ -228,90 +258,212 @@ class Figure:
     ok: Optional[bool] = None
     note: str = ""
     samples: list = field(default_factory=list)
+    #: the frame layout measured (png, ome-zarr); "" for figures of neither
+    layout: str = ""
+
+
+def _at_most(value: float, target: str) -> bool:
+    return value <= float(target.split()[-1])
 
 
 class Bench:
-    def __init__(self, repeat: int):
+    def __init__(self, repeat: int, layouts: tuple[str, ...] = LAYOUTS):
         self.repeat = repeat
+        self.layouts = layouts
         self.figures: list[Figure] = []
-        self.peak_rss: dict[str, float] = {}
+        self.peak_rss: dict[tuple[str, str], float] = {}
+        self.sites: dict[str, Site] = {}
+        self._pixels: Optional[list] = None
+        self._streams: Optional[list] = None
 
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
         print(f"  {format_row(figure)}", file=sys.stderr, flush=True)
 
+    def pixels(self) -> list:
+        """The base acquisition's frames, for the limits (read once, kept)."""
+        if self._pixels is None:
+            self._pixels = read_pixels(ensure_data(BASE))
+        return self._pixels
+
     # -- upload, size, RSS --------------------------------------------------
 
-    def upload_local(self, acquisition: Acquisition) -> Site:
+    def upload_local(self, acquisition: Acquisition, frame_format: str = PNG) -> Site:
         """Upload runs, each followed by a run of the limit: both see the same machine load."""
         source = ensure_data(acquisition)
-        site = Site(f"upload-{acquisition.name}")
-        pixels = read_pixels(source) if acquisition is BASE else None
-        runs, limits = [], []
+        suffix = "" if frame_format == PNG else f"-{frame_format}"
+        site = Site(f"upload-{acquisition.name}{suffix}", frame_format=frame_format)
+        pixels = self.pixels() if acquisition is BASE else None
+        codec = _blosc_encode_and_hash if frame_format == OME_ZARR and pixels else None
+        runs, limits, codec_limits = [], [], []
         for _ in range(self.repeat):
             site.reset()
             runs.append(run_with_rss(site.upload_args(source)))
             if pixels is not None:
                 limits.append(on_all_cores(lambda a: zlib.compress(a, 1), pixels))
-        del pixels
+                if codec is not None:
+                    codec_limits.append(on_all_cores(codec, pixels)[0])
         rss = max(r.max_rss_mb for r in runs)
         mb = acquisition.pixel_bytes / 1e6
+        targets = TARGETS[frame_format]
+
+        def add(figure: Figure) -> None:
+            figure.layout = frame_format
+            self.add(figure)
+
         if acquisition is BASE:
             seconds = [r.seconds for r in runs]
             limit_seconds = [t for t, _ in limits]
             zlib_bytes = sum(len(c) for c in limits[0][1])
-            stored = sum(p.stat().st_size for p in site.frames_folder().iterdir())
+            stored = site.stored_bytes()
             cpu = statistics.median(r.cpu_seconds for r in runs)
-            self.add(paired("upload, local + SQLite", mb, seconds, limit_seconds,
-                            f"zlib -1 on {CORES} cores", ">= 1.0",
-                            note=f"whole command: {statistics.median(seconds):.2f} s wall, "
-                                 f"{cpu:.2f} s CPU; {acquisition.frames} frames, {mb:.0f} MB"))
+            add(paired("upload, local + SQLite", mb, seconds, limit_seconds,
+                       f"zlib -1 on {CORES} cores", targets["upload"],
+                       note=f"whole command: {statistics.median(seconds):.2f} s wall, "
+                            f"{cpu:.2f} s CPU; {acquisition.frames} frames, {mb:.0f} MB"))
             pipeline = [mb / _summary_rate(r.stderr) for r in runs]
-            self.add(paired("  same, first frame to commit", mb, pipeline, limit_seconds,
-                            f"zlib -1 on {CORES} cores", "",
-                            note="rate in the upload's own summary line "
-                                 "(no start-up, no metadata pass)"))
-            self.add(Figure("stored bytes", stored / 1e6, "MB", zlib_bytes / 1e6,
-                            "zlib -1 output", stored / zlib_bytes, "<= 0.85",
-                            stored / zlib_bytes <= 0.85,
-                            note=f"raw/stored = {acquisition.pixel_bytes / stored:.2f}"))
-        self.add(Figure(f"peak RSS, upload {acquisition.frames} frames", rss, "MB",
-                        target="<= 200", ok=rss <= 200, samples=[r.max_rss_mb for r in runs],
-                        note=f"{mb:.0f} MB file; highest of {len(runs)} run(s)"))
-        self.peak_rss[acquisition.name] = rss
-        if len(self.peak_rss) == 2:
-            small, large = self.peak_rss[BASE.name], self.peak_rss[DOUBLE.name]
-            self.add(Figure("peak RSS growth, file x2", large - small, "MB", small, "RSS at x1",
-                            large / small, "flat", large / small <= 1.1,
-                            note="ratio RSS(x2) / RSS(x1); flat = at most 1.1"))
+            add(paired("  same, first frame to commit", mb, pipeline, limit_seconds,
+                       f"zlib -1 on {CORES} cores", "",
+                       note="rate in the upload's own summary line "
+                            "(no start-up, no metadata pass)"))
+            if codec_limits:
+                add(paired("  upload vs its own codec", mb, pipeline, codec_limits,
+                           f"blosc+sha256 on {CORES} cores", "",
+                           note="first frame to commit against Blosc zstd-1 encode + sha256 of "
+                                "every frame in memory: what the layout's codec alone allows"))
+            note = f"raw/stored = {acquisition.pixel_bytes / stored:.2f}"
+            if frame_format == OME_ZARR:
+                documents = sum(p.stat().st_size for p in site.stored_files()
+                                if p.name == "zarr.json")
+                note += f"; chunks + {documents / 1e3:.0f} KB of zarr.json"
+            add(Figure("stored bytes", stored / 1e6, "MB", zlib_bytes / 1e6,
+                       "zlib -1 output", stored / zlib_bytes, targets["stored"],
+                       _at_most(stored / zlib_bytes, targets["stored"]), note=note))
+            self.sites[frame_format] = site
+        add(Figure(f"peak RSS, upload {acquisition.frames} frames", rss, "MB",
+                   target=f"<= {RSS_LIMIT_MB}", ok=rss <= RSS_LIMIT_MB,
+                   samples=[r.max_rss_mb for r in runs],
+                   note=f"{mb:.0f} MB file; highest of {len(runs)} run(s)"))
+        self.peak_rss[frame_format, acquisition.name] = rss
+        if (frame_format, BASE.name) in self.peak_rss and (frame_format, DOUBLE.name) in self.peak_rss:
+            small = self.peak_rss[frame_format, BASE.name]
+            large = self.peak_rss[frame_format, DOUBLE.name]
+            add(Figure("peak RSS growth, file x2", large - small, "MB", small, "RSS at x1",
+                       large / small, "flat", large / small <= FLAT,
+                       note=f"ratio RSS(x2) / RSS(x1); flat = at most {FLAT}"))
         return site
 
     # -- read() --------------------------------------------------------------
+
+    def inflate_streams(self) -> list:
+        """(zlib stream, raw size) of each base frame's PNG: the read limit's work, for both
+        layouts. From the png upload's objects; encoded here (the same codec, default settings)
+        when png is not measured."""
+        if self._streams is None:
+            site = self.sites.get(PNG)
+            if site is not None:
+                pngs = [p.read_bytes() for p in site.stored_files()]
+            else:
+                from imagingdb.codecs import frame_codec
+
+                codec = frame_codec(PNG)
+                pngs = [bytes(codec.encode(p)) for p in self.pixels()]
+            self._streams = list(zip((idat_of(d) for d in pngs), (png_raw_size(d) for d in pngs)))
+        return self._streams
 
     def read(self, site: Site, acquisition: Acquisition) -> None:
         script = (
             "import sys, time, imagingdb, numpy as np\n"
             "db = imagingdb.connect(sys.argv[1]); ds = db.dataset(sys.argv[2])\n"
+            # 'imported': first import what read() imports on its first call (the read
+            # module, the layout's codec and its libraries: numcodecs, isal), as a
+            # program that had read before would have.
+            "if sys.argv[3:] == ['imported']:\n"
+            "    import imagingdb.download; from imagingdb.codecs import frame_codec\n"
+            "    frame_codec(ds.frame_format)\n"
             "start = time.perf_counter(); array = ds.read(); seconds = time.perf_counter() - start\n"
             "assert array.shape[-2:] == (1024, 1024) and array.any()\n"
             "empty = np.empty(array.shape, array.dtype); start = time.perf_counter(); empty[...] = 0\n"
             "print(seconds, time.perf_counter() - start)\n"
         )
-        pngs = [p.read_bytes() for p in sorted(site.frames_folder().iterdir())]
-        streams = list(zip((idat_of(data) for data in pngs), (png_raw_size(d) for d in pngs)))
-        seconds, limit_seconds, faults = [], [], []
+        streams = self.inflate_streams()
+        chunks = None
+        if site.layout == OME_ZARR:
+            chunks = [p.read_bytes() for p in site.stored_files() if p.name != "zarr.json"]
+            decoder = _blosc_decoder()
+        seconds, imported, limit_seconds, codec_seconds, faults = [], [], [], [], []
         for _ in range(self.repeat):
             read_seconds, fault_seconds = map(float, run(
                 [sys.executable, "-c", script, str(site.config), DATASET_ID]).stdout.split())
             seconds.append(read_seconds)
             faults.append(fault_seconds)
+            imported.append(float(run([sys.executable, "-c", script, str(site.config),
+                                       DATASET_ID, "imported"]).stdout.split()[0]))
             limit_seconds.append(on_all_cores(
                 lambda item: zlib.decompress(item[0], bufsize=item[1]), streams)[0])
-        self.add(paired("read() whole dataset", acquisition.pixel_bytes / 1e6, seconds,
-                        limit_seconds, f"zlib inflate on {CORES} cores", ">= 0.8",
-                        note="ds.read() in a fresh process, imports excluded; touching its new "
+            if chunks is not None:
+                codec_seconds.append(on_all_cores(decoder, chunks)[0])
+        mb = acquisition.pixel_bytes / 1e6
+        figure = paired("read() whole dataset", mb, seconds,
+                        limit_seconds, f"zlib inflate on {CORES} cores", TARGETS[site.layout]["read"],
+                        note="ds.read() in a fresh process, imports before the call excluded (those "
+                             "read() makes on its first call included); touching its new "
                              f"256 MB array costs ~{statistics.median(faults):.2f} s here (timed on a "
-                             "second array; see docs/performance.md)"))
+                             "second array; see docs/performance.md)")
+        figure.layout = site.layout
+        self.add(figure)
+        figure = paired("  read(), modules imported first", mb, imported, limit_seconds,
+                        f"zlib inflate on {CORES} cores", "",
+                        note="the same after importing what read()'s first call imports "
+                             "(imagingdb.download, the codec and its library): a diagnosis")
+        figure.layout = site.layout
+        self.add(figure)
+        if codec_seconds:
+            figure = paired("  read() vs its own codec", mb, seconds, codec_seconds,
+                            f"blosc decode on {CORES} cores", "",
+                            note="ds.read() against Blosc decoding every chunk in memory "
+                                 "(chunks already read, fresh output buffers)")
+            figure.layout = site.layout
+            self.add(figure)
+
+    # -- export --------------------------------------------------------------
+
+    def export(self, site: Site, acquisition: Acquisition) -> None:
+        """`imagingdb export --id ID --to ome-zarr|ome-tiff DEST`, whole command, vs a limit.
+
+        Limits, run after each export: for ome-zarr, the upload's (zlib -1 on every core:
+        the export compresses every frame again, or copies chunks); for ome-tiff, tifffile
+        writing the same frames uncompressed into one file from memory, on one core.
+        """
+        targets = (("ome-zarr", "export.zarr"), ("ome-tiff", "export.ome.tif"))
+        if not _has_export():
+            for to, _dest in targets:
+                self.add(Figure(f"export --to {to}", None, "", note="n/a (export missing)",
+                                layout=site.layout))
+            return
+        mb = acquisition.pixel_bytes / 1e6
+        pixels = self.pixels()
+        for to, name in targets:
+            dest = site.folder / name
+            seconds, limit_seconds, rss, size = [], [], [], 0
+            for _ in range(self.repeat):
+                _remove(dest)
+                result = run_with_rss(site.cli("export", "--id", DATASET_ID, "--to", to, str(dest)))
+                seconds.append(result.seconds)
+                rss.append(result.max_rss_mb)
+                size = _size_of(dest)
+                _remove(dest)
+                if to == "ome-zarr":
+                    limit_seconds.append(on_all_cores(lambda a: zlib.compress(a, 1), pixels)[0])
+                else:
+                    limit_seconds.append(_tiff_write_seconds(pixels, site.folder / "limit.tif"))
+            limit_name = (f"zlib -1 on {CORES} cores" if to == "ome-zarr"
+                          else "tifffile write, 1 core")
+            figure = paired(f"export --to {to}", mb, seconds, limit_seconds, limit_name, "",
+                            note=f"whole command; {size / 1e6:.0f} MB written; "
+                                 f"peak RSS {max(rss):.0f} MB")
+            figure.layout = site.layout
+            self.add(figure)
 
     # -- download ------------------------------------------------------------
 
@@ -343,14 +495,20 @@ class Bench:
                 f"{statistics.median(meta):.2f} s (--no-download), medians of {len(full)} runs")
         if not compare_copy:
             self.add(Figure(label, net, "s", note=note, samples=[round(f - m, 3) for f, m in
-                                                                 zip(full, meta)]))
+                                                                 zip(full, meta)],
+                            layout=site.layout))
             return
-        stored = sum(p.stat().st_size for p in site.frames_folder().iterdir())
+        stored = site.stored_bytes()
         copy = statistics.median(copies)
+        # SPEC's target is png's; the ome-zarr row is a figure against the same limit.
+        target = ">= 1.0" if site.layout == PNG else ""
+        what = "PNG" if site.layout == PNG else "chunks and zarr.json"
         self.add(Figure(label, stored / 1e6 / net, "MB/s", stored / 1e6 / copy,
-                        "cp -r of the objects", copy / net, ">= 1.0", copy / net >= 1.0,
-                        note=f"{note}; cp -r {copy:.3f} s; {stored / 1e6:.0f} MB of PNG",
-                        samples=[round(f - m, 3) for f, m in zip(full, meta)]))
+                        "cp -r of the objects", copy / net, target,
+                        copy / net >= 1.0 if target else None,
+                        note=f"{note}; cp -r {copy:.3f} s; {stored / 1e6:.0f} MB of {what}",
+                        samples=[round(f - m, 3) for f, m in zip(full, meta)],
+                        layout=site.layout))
 
     # -- start-up ------------------------------------------------------------
 
@@ -391,22 +549,28 @@ class Bench:
     # -- codec settings: one core, for docs/performance.md's tuning table ---
 
     def codec(self, acquisition: Acquisition) -> None:
-        from imagingdb.codecs.png import encode_png
-
         # 32 frames, both channels (pages go channel fastest), every other slice and time.
         pixels = [p for i, p in enumerate(read_pixels(ensure_data(acquisition))) if i % 8 in (0, 5)]
         mb = sum(p.nbytes for p in pixels) / 1e6
 
-        def one_core(encode: Callable) -> tuple[float, int]:
+        def one_core(encode: Callable, items: Optional[list] = None) -> tuple[float, int]:
             best, size = float("inf"), 0
             for _ in range(3):
                 start = time.thread_time()
-                size = sum(len(encode(p)) for p in pixels)
+                size = sum(len(encode(p)) for p in (pixels if items is None else items))
                 best = min(best, time.thread_time() - start)
             return mb / best, size
 
         zlib_rate, zlib_size = one_core(lambda p: zlib.compress(p, 1))
         self.add(Figure("codec: zlib -1 (the limit)", zlib_rate, "MB/s", note="one core, CPU time"))
+        if PNG in self.layouts:
+            self.png_codec(pixels, one_core, zlib_rate, zlib_size)
+        if OME_ZARR in self.layouts:
+            self.ome_zarr_codec(pixels, one_core, zlib_rate, zlib_size)
+
+    def png_codec(self, pixels: list, one_core: Callable, zlib_rate: float, zlib_size: int) -> None:
+        from imagingdb.codecs.png import encode_png
+
         settings = [("up", "auto", 3), ("up", "isal", 3), ("up", "isal", 2), ("up", "isal", 1),
                     ("up", "rle", 1), ("up", "huffman", 1), ("sub", "isal", 3), ("none", "isal", 3),
                     ("up", "default", 1), ("up", "default", 6)]
@@ -417,7 +581,7 @@ class Bench:
             default = " (default)" if (png_filter, strategy, level) == ("up", "auto", 3) else ""
             self.add(Figure(f"codec: {png_filter} + {strategy}, level {level}{default}", rate, "MB/s",
                             zlib_rate, "zlib -1, one core", rate / zlib_rate,
-                            note=f"size {size / zlib_size:.3f} of zlib -1"))
+                            note=f"size {size / zlib_size:.3f} of zlib -1", layout=PNG))
         from imagingdb.codecs import png as frames
 
         deflate, frames._zlib = frames._zlib, zlib  # the same codec on the standard library's zlib
@@ -427,7 +591,49 @@ class Bench:
             frames._zlib = deflate
         self.add(Figure("codec: up + rle, stdlib zlib", rate, "MB/s", zlib_rate,
                         "zlib -1, one core", rate / zlib_rate,
-                        note=f"size {size / zlib_size:.3f} of zlib -1; without zlib-ng"))
+                        note=f"size {size / zlib_size:.3f} of zlib -1; without zlib-ng", layout=PNG))
+
+    def ome_zarr_codec(self, pixels: list, one_core: Callable, zlib_rate: float,
+                       zlib_size: int) -> None:
+        """The chunk codecs numcodecs offers, one core each: encode, size, decode vs zlib -1's."""
+        import numcodecs
+        from numcodecs import Blosc, Zstd
+        from numcodecs import blosc as blosc_module
+
+        from imagingdb.codecs.blosc import BloscCodec
+
+        streams = [zlib.compress(p, 1) for p in pixels]
+        inflate_rate, _ = one_core(lambda c: zlib.decompress(c), streams)
+        self.add(Figure("codec: zlib -1 inflate", inflate_rate, "MB/s",
+                        note="one core, CPU time: the decode speeds' yardstick", layout=OME_ZARR))
+        shuffles = {"shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
+        settings: list[tuple[str, Any]] = [
+            ("blosc zstd 1 shuffle (default)", None)]
+        for cname, levels in (("zstd", (1, 3, 5)), ("lz4", (1, 5))):
+            for level in levels:
+                for shuffle in ("shuffle", "bitshuffle"):
+                    if (cname, level, shuffle) != ("zstd", 1, "shuffle"):
+                        settings.append((f"blosc {cname} {level} {shuffle}", Blosc(
+                            cname=cname, clevel=level, shuffle=shuffles[shuffle], blocksize=0)))
+        settings += [("zstd 1, raw bytes", Zstd(level=1)), ("zstd 3, raw bytes", Zstd(level=3))]
+        # One core: Blosc called from the main thread would use its global thread pool.
+        threads, blosc_module.use_threads = blosc_module.use_threads, False
+        try:
+            for name, codec in settings:
+                encode = BloscCodec().encode if codec is None else codec.encode
+                decoder = _blosc() if codec is None else codec
+                one_core(encode)  # warm-up
+                rate, size = one_core(encode)
+                chunks = [bytes(encode(p)) for p in pixels]
+                decode_rate, _ = one_core(lambda c, d=decoder: memoryview(d.decode(c)).cast("B"),
+                                          chunks)
+                self.add(Figure(f"codec: {name}", rate, "MB/s", zlib_rate, "zlib -1, one core",
+                                rate / zlib_rate, layout=OME_ZARR,
+                                note=f"size {size / zlib_size:.3f} of zlib -1; decode "
+                                     f"{decode_rate:.0f} MB/s = {decode_rate / inflate_rate:.1f}x "
+                                     f"zlib inflate; numcodecs {numcodecs.__version__}"))
+        finally:
+            blosc_module.use_threads = threads
 
     # -- other backends: figures only ---------------------------------------
 
@@ -442,7 +648,7 @@ class Bench:
             seconds = run(site.upload_args(source), env=site.env).seconds
             mb = acquisition.pixel_bytes / 1e6
             self.add(Figure("upload, local + PostgreSQL", mb / seconds, "MB/s",
-                            note="figure only", samples=[seconds]))
+                            note="figure only", samples=[seconds], layout=PNG))
             self.download(site, "download, local + PostgreSQL", compare_copy=False)
 
     def s3(self, acquisition: Acquisition) -> None:
@@ -471,8 +677,68 @@ class Bench:
             seconds = run(site.upload_args(source), env=env).seconds
             mb = acquisition.pixel_bytes / 1e6
             self.add(Figure("upload, S3 (moto) + SQLite", mb / seconds, "MB/s",
-                            note="figure only; moto on loopback", samples=[seconds]))
+                            note="figure only; moto on loopback", samples=[seconds], layout=PNG))
             self.download(site, "download, S3 (moto) + SQLite", compare_copy=False)
+
+
+def _blosc() -> Any:
+    """numcodecs' Blosc with the ome-zarr layout's settings (imagingdb.codecs.blosc's)."""
+    from numcodecs import Blosc
+
+    from imagingdb.codecs.blosc import CLEVEL, CNAME
+
+    return Blosc(cname=CNAME, clevel=CLEVEL, shuffle=Blosc.SHUFFLE, blocksize=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _layout_codec() -> Any:
+    """imagingdb's ome-zarr codec (thread-safe: Blosc's contextual API off the main thread)."""
+    from imagingdb.codecs.blosc import BloscCodec
+
+    return BloscCodec()
+
+
+def _blosc_encode_and_hash(pixels: Any) -> None:
+    """The ome-zarr layout's work on one frame, in memory: its chunk and its sha256."""
+    import hashlib
+
+    _layout_codec().encode(pixels)
+    hashlib.sha256(pixels).digest()
+
+
+def _blosc_decoder() -> Callable:
+    return _blosc().decode
+
+
+def _has_export() -> bool:
+    """True if this imagingdb has the export command (written in parallel on another branch)."""
+    return run([IMAGINGDB, "export", "--help"], check=False).returncode == 0
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _tiff_write_seconds(pixels: list, path: Path) -> float:
+    """tifffile writing the frames, uncompressed, into one (non-OME) TIFF: the ome-tiff limit."""
+    import tifffile
+
+    start = time.perf_counter()
+    with tifffile.TiffWriter(path) as tif:
+        for frame in pixels:
+            tif.write(frame, contiguous=True)
+    seconds = time.perf_counter() - start
+    path.unlink()
+    return seconds
 
 
 def register_datasets(site: Site, count: int) -> None:
@@ -563,16 +829,25 @@ def format_row(f: Figure) -> str:
     verdict = "" if f.ok is None else ("ok" if f.ok else "MISSED")
     ratio = "-" if f.ratio is None else f"{f.ratio:.2f}"
     limit = "-" if f.limit is None else f"{fmt(f.limit, f.unit)} ({f.limit_name})"
-    return (f"{f.name:<36} {fmt(f.value, f.unit):>11}  {limit:<36} {ratio:>5}  "
+    return (f"{f.name:<38} {f.layout:<8} {fmt(f.value, f.unit):>11}  {limit:<36} {ratio:>5}  "
             f"{f.target:<8} {verdict:<6} {f.note}")
 
 
+def side_by_side(figures: list[Figure]) -> list[Figure]:
+    """The figures grouped by name, in the order each name first came: every layout's row of
+    a figure one under the other (the order they were measured in is bench.json's)."""
+    order: dict[str, int] = {}
+    for figure in figures:
+        order.setdefault(figure.name, len(order))
+    return sorted(figures, key=lambda figure: order[figure.name])
+
+
 def report(bench: Bench, started: float) -> None:
-    header = (f"{'figure':<36} {'value':>11}  {'limit':<36} {'ratio':>5}  {'target':<8} "
-              f"{'':<6} notes")
+    header = (f"{'figure':<38} {'layout':<8} {'value':>11}  {'limit':<36} {'ratio':>5}  "
+              f"{'target':<8} {'':<6} notes")
     print(header)
     print("-" * len(header))
-    for figure in bench.figures:
+    for figure in side_by_side(bench.figures):
         print(format_row(figure))
     machine = (f"{platform.machine()}, {CORES} cores, Python {platform.python_version()}, "
                f"median of {bench.repeat} run(s), {time.time() - started:.0f} s")
@@ -580,12 +855,22 @@ def report(bench: Bench, started: float) -> None:
     out = BUILD / "bench.json"
     out.write_text(json.dumps({
         "machine": machine,
+        "layouts": list(bench.layouts),
         "figures": [figure.__dict__ for figure in bench.figures],
     }, indent=2) + "\n")
     print(f"wrote {out.relative_to(REPO)}")
 
 
-STEPS = ("upload", "read", "download", "rss", "startup", "codec", "postgres", "s3")
+STEPS = ("upload", "read", "download", "rss", "export", "startup", "codec", "postgres", "s3")
+
+
+def _reason(exc: Exception) -> str:
+    """Why a figure was not measured, on one line: the command's own error when it failed."""
+    text = str(exc)
+    errors = [line for line in text.splitlines() if line.startswith("Error:")]
+    if errors:
+        return errors[-1][:200]
+    return " ".join(f"{type(exc).__name__}: {text}".split())[:200]
 
 
 def compile_bytecode() -> None:
@@ -606,19 +891,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median kept)")
     parser.add_argument("--only", nargs="*", choices=STEPS, help="measure only these")
+    parser.add_argument("--layout", choices=(*LAYOUTS, "both"), default="both",
+                        help="the frame layouts measured (default: both, side by side)")
     options = parser.parse_args()
     steps = set(options.only or STEPS)
+    layouts = LAYOUTS if options.layout == "both" else (options.layout,)
     started = time.time()
     compile_bytecode()
-    bench = Bench(options.repeat)
-    if steps & {"upload", "read", "download", "rss"}:
-        site = bench.upload_local(BASE)
+    bench = Bench(options.repeat, layouts)
+    if steps & {"upload", "read", "download", "rss", "export"}:
+        # png first: the read limit inflates the streams of its objects.
+        sites = [bench.upload_local(BASE, layout) for layout in layouts]
         if "read" in steps:
-            bench.read(site, BASE)
+            for site in sites:
+                bench.read(site, BASE)
         if "download" in steps:
-            bench.download(site)
+            for site in sites:
+                try:
+                    bench.download(site)
+                except RuntimeError as exc:  # a layout this imagingdb cannot download yet
+                    bench.add(Figure("download, local", None, "", note=f"not measured: {_reason(exc)}",
+                                     layout=site.layout))
+        if "export" in steps:
+            for site in sites:
+                bench.export(site, BASE)
         if "rss" in steps:
-            bench.upload_local(DOUBLE)
+            for layout in layouts:
+                bench.upload_local(DOUBLE, layout)
     if "startup" in steps:
         bench.startup()
     if "codec" in steps:
@@ -628,8 +927,7 @@ def main() -> None:
             try:
                 measure(BASE)
             except Exception as exc:  # noqa: BLE001 - figures only: say why, keep the table
-                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:120]
-                bench.add(Figure(f"{step}: not measured", None, "", note=reason))
+                bench.add(Figure(f"{step}: not measured", None, "", note=_reason(exc)))
     report(bench, started)
 
 

@@ -495,12 +495,14 @@ class Dataset:
         if self.is_frames:
             selection = self.select(channels, slices, times, positions)
             rows = self._frame_rows(selection, with_metadata=False)
+            renumbering = None  # an ome-zarr dataset downloads as a store of the selection
             if self.frame_format == layout.OME_ZARR:
                 import functools
 
-                from .export import store_entries, write_ome_zarr
+                from .export import Renumbering, store_entries, write_ome_zarr
 
                 source = self._export_source(selection, rows)
+                renumbering = Renumbering(selection)
                 if download:
                     plan.write_frames = functools.partial(write_ome_zarr, source)
                 rows = store_entries(source)
@@ -509,7 +511,9 @@ class Dataset:
                                 for row in rows]
             if metadata:
                 plan.summary = self.summary()
-                plan.summary["missing_frames"] = [layout.frame_name(i) for i in self.missing_frames()]
+                plan.summary["missing_frames"] = (
+                    [layout.frame_name(i) for i in self.missing_frames()] if renumbering is None
+                    else renumbering.missing_chunk_names(self.missing_frames()))
                 plan.frame_rows = rows
         else:
             if any(x is not None for x in (channels, slices, times, positions)):

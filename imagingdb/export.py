@@ -43,7 +43,7 @@ from .pool import TRANSFER, default_workers, run_bounded
 if TYPE_CHECKING:
     import numpy as np
 
-    from .acquisition import Dimensions
+    from .acquisition import Dimensions, FrameIndex
     from .calibration import Calibration
     from .storage import StorageBackend
 
@@ -93,11 +93,20 @@ class Renumbering:
         self.times = {value: i for i, value in enumerate(selection.times)}
         self.channels = {value: i for i, value in enumerate(selection.channels)}
         self.slices = {value: i for i, value in enumerate(selection.slices)}
+        self.positions = set(selection.positions)
 
     def chunk_name(self, row: Any) -> str:
         """The key, in the exported store, of the chunk holding the frame of ``row``."""
         return layout.zarr_chunk_name(row.pos_idx, self.times[row.time_idx],
                                       self.channels[row.channel_idx], self.slices[row.slice_idx])
+
+    def missing_chunk_names(self, missing: "Sequence[FrameIndex]") -> list[str]:
+        """The keys, in the exported store, of the selected frames among ``missing`` (frames
+        the dataset never recorded: chunks the store lacks, read as the fill value)."""
+        return [layout.zarr_chunk_name(i.position, self.times[i.time], self.channels[i.channel],
+                                       self.slices[i.slice])
+                for i in missing if i.time in self.times and i.channel in self.channels
+                and i.slice in self.slices and i.position in self.positions]
 
 
 def store_entries(source: ExportSource) -> list[FrameEntry]:
@@ -247,15 +256,25 @@ def _copy_chunks(source: ExportSource, folder: Path, *, workers: Optional[int],
     renumbering = Renumbering(source.selection)
     storage = source.storage
 
+    import numpy as np
+
+    from .codecs.blosc import check_chunk
+
+    dims = source.dims
+    frame_bytes = dims.im_height * dims.im_width * np.dtype(dims.bit_depth).itemsize
+
     def copy(row: Any) -> int:
         key = layout.object_key(source.storage_dir, row.file_name)
-        path = folder / renumbering.chunk_name(row)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            storage.get_file(key, str(path))
+            data = storage.get_bytes(key)
         except KeyError:
             raise _missing(key, source.dataset_id) from None
-        return path.stat().st_size
+        try:  # a chunk cut short or not this array's is never copied into a store
+            check_chunk(data, frame_bytes, f"a {dims.im_height}x{dims.im_width} {dims.bit_depth} frame")
+        except ValueError as exc:
+            raise WorkError(f"frame {key} of dataset {source.dataset_id} cannot be decoded: "
+                            f"{exc}; run: imagingdb verify {source.dataset_id}") from None
+        return _write(folder, renumbering.chunk_name(row), data)
 
     _run(copy, source, workers, progress)
     return _stored_windows(source)

@@ -147,27 +147,48 @@ def documents(spec: StoreSpec) -> dict[str, bytes]:
             for key, doc in found.items()}
 
 
-def document_problem(data: bytes, *, is_array: bool, dtype: str, frame_shape: tuple[int, int],
-                     highest: tuple[int, int, int]) -> Optional[str]:
-    """What is wrong with a stored zarr.json of a dataset's store (None: nothing): a group's,
-    or (``is_array``) an array's that must hold frames of ``dtype`` and ``frame_shape`` up to
-    the (t, c, z) indexes ``highest``. Something is wrong when a reader would not find the
-    frames where the rows say they are."""
+def locating_parts(document: Any) -> Any:
+    """What of a zarr.json tells a reader where the frames are and how to decode them: an
+    array's every field but its attributes; a group's node type, OME-Zarr version, plate
+    wells, well images, multiscale axes and dataset paths (not names, colours or windows)."""
+    if not isinstance(document, dict):
+        return None
+    if document.get("node_type") == "array":
+        return {key: value for key, value in document.items() if key != "attributes"}
+    attributes = document.get("attributes")
+    ome = attributes.get("ome") if isinstance(attributes, dict) else None
+    ome = ome if isinstance(ome, dict) else {}
+    plate, well = ome.get("plate") or {}, ome.get("well") or {}
+    return {
+        "zarr_format": document.get("zarr_format"), "node_type": document.get("node_type"),
+        "version": ome.get("version"),
+        "rows": [row.get("name") for row in plate.get("rows", [])],
+        "columns": [column.get("name") for column in plate.get("columns", [])],
+        "wells": [(w.get("path"), w.get("rowIndex"), w.get("columnIndex"))
+                  for w in plate.get("wells", [])],
+        "images": [image.get("path") for image in well.get("images", [])],
+        "multiscales": [([axis.get("name") for axis in m.get("axes", [])],
+                         [d.get("path") for d in m.get("datasets", [])])
+                        for m in ome.get("multiscales", [])],
+    }
+
+
+def document_problem(data: bytes, expected: bytes) -> Optional[str]:
+    """What is wrong with a stored zarr.json of a dataset's store, against the one imagingdb
+    would write for its rows (``expected``); None if a reader finds the frames where the rows
+    say they are."""
     try:
-        document = json.loads(data)
-        node_type = document["node_type"]
-        if document.get("zarr_format") != 3 or node_type != ("array" if is_array else "group"):
-            return f"it is not the Zarr v3 {'array' if is_array else 'group'} metadata expected"
-        if not is_array:
-            return None
-        shape, chunks = document["shape"], document["chunk_grid"]["configuration"]["chunk_shape"]
-        if (document["data_type"] != dtype or list(shape[3:]) != list(frame_shape)
-                or list(chunks) != [1, 1, 1, *frame_shape]
-                or any(size <= index for size, index in zip(shape, highest))):
-            return (f"its array (shape {shape}, chunks {chunks}, {document['data_type']}) does not "
-                    f"hold the frames' {dtype} frames of {frame_shape[0]}x{frame_shape[1]}")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        stored = json.loads(data)
+    except ValueError as exc:
+        return f"it is not valid zarr.json metadata ({exc})"
+    try:
+        differs = locating_parts(stored) != locating_parts(json.loads(expected))
+    except (AttributeError, TypeError) as exc:
         return f"it is not valid zarr.json metadata ({type(exc).__name__}: {exc})"
+    if differs:
+        what = "array" if stored.get("node_type") == "array" else "group"
+        return (f"it no longer describes the frames its rows hold (readers would not find them "
+                f"there): its {what} metadata differs from what the rows imply")
     return None
 
 

@@ -199,12 +199,19 @@ class _Verifier:
 
     def _check_documents(self, frames_global: Any, storage_dir: str, positions: list[int],
                          highest: tuple[int, int, int]) -> set[str]:
-        """The zarr.json documents of an ome-zarr store: there, and saying where the frames are."""
-        from .omezarr import document_problem
+        """The zarr.json documents of an ome-zarr store: there, and still saying where the
+        frames are (compared with what the upload wrote for these rows)."""
+        from .omezarr import StoreSpec, document_problem, documents, grid_shape
 
+        g = frames_global
+        times, channels, slices = grid_shape(
+            (g.nbr_timepoints, g.nbr_channels, g.nbr_slices), highest)
+        expected = documents(StoreSpec(
+            name=self.check.dataset_id, positions=positions, dtype=g.bit_depth,
+            shape=(times, channels, slices, g.im_height, g.im_width),
+            channel_names=[f"channel{c}" for c in range(channels)]))
         keys = set()
-        arrays = {layout.zarr_array_document_name(position) for position in positions}
-        for name in layout.zarr_document_names(positions):
+        for name, wanted in expected.items():
             key = layout.object_key(storage_dir, name)
             keys.add(key)
             try:
@@ -213,9 +220,7 @@ class _Verifier:
                 self._record(ObjectProblem("missing", key, "not in storage (the store's metadata: "
                                            "readers cannot find the frames without it)"), 0)
                 continue
-            detail = document_problem(data, is_array=name in arrays,
-                                      dtype=frames_global.bit_depth, highest=highest,
-                                      frame_shape=(frames_global.im_height, frames_global.im_width))
+            detail = document_problem(data, wanted)
             self._record(None if detail is None else ObjectProblem("corrupted", key, detail),
                          len(data))
         return keys

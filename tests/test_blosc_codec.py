@@ -15,14 +15,15 @@ from imagingdb.codecs.blosc import zarr_codecs
 DTYPES = ["uint8", "uint16", ">u2", "int16", "uint32", "float32", ">f4", "float64"]
 
 
-def test_a_chunk_is_byte_for_byte_what_zarr_python_writes(tmp_path):
+@pytest.mark.parametrize("dtype", ["uint16", "uint8", "int8", "float32", "int64"])
+def test_a_chunk_is_byte_for_byte_what_zarr_python_writes(tmp_path, dtype):
     import zarr
 
     from imagingdb.testing import SCMOSScene
 
-    frame = SCMOSScene(64, 96, seed=3).frame(0, 0, 0, 0)
+    frame = (SCMOSScene(64, 96, seed=3).frame(0, 0, 0, 0) // 300).astype(dtype)
     array = zarr.create_array(str(tmp_path / "a.zarr"), shape=(1, 1, 1, 64, 96),
-                              chunks=(1, 1, 1, 64, 96), dtype="uint16", fill_value=0,
+                              chunks=(1, 1, 1, 64, 96), dtype=dtype, fill_value=0,
                               serializer=zarr_codecs(frame.dtype)[0],
                               compressors=[zarr_codecs(frame.dtype)[1]],
                               dimension_names=["t", "c", "z", "y", "x"])

@@ -218,6 +218,68 @@ def test_verify_checks_the_chunks_and_the_store_metadata(site, zarr_dataset, run
                         ("extra", "0/0/stray.bin")}
 
 
+def test_verify_reports_zarr_json_that_hides_the_frames_from_readers(site, zarr_dataset, run_cli):
+    """A plate listing no wells, an image without multiscales, an array whose chunk keys and
+    codecs changed: zarr-python then reads position 1 as zeros, and verify says so."""
+    def edit(name, change):
+        path = zarr_dataset / name
+        document = json.loads(path.read_text())
+        change(document)
+        path.write_text(json.dumps(document))
+
+    edit("zarr.json", lambda d: d.update(attributes={}))
+    edit("0/1/0/zarr.json", lambda d: d.update(attributes={}))
+    edit("0/1/0/0/zarr.json", lambda d: d.update(
+        chunk_key_encoding={"name": "v2", "configuration": {"separator": "."}},
+        codecs=[{"name": "bytes", "configuration": {"endian": "big"}},
+                {"name": "gzip", "configuration": {"level": 1}}]))
+    assert not open_store(zarr_dataset)["0/1/0/0"][:].any()  # what a reader now sees: zeros
+    result = run_cli("verify", ID, "--format", "json")
+    assert result.exit_code == 1
+    problems = {(p["problem"], p["key"].split(ID + "/")[1])
+                for p in result.json()["datasets"][0]["problems"]}
+    assert problems == {("corrupted", "zarr.json"), ("corrupted", "0/1/0/zarr.json"),
+                        ("corrupted", "0/1/0/0/zarr.json")}
+
+
+def test_a_changed_display_window_or_channel_name_is_no_damage(site, zarr_dataset, run_cli):
+    image = zarr_dataset / "0/0/0/zarr.json"
+    document = json.loads(image.read_text())
+    document["attributes"]["ome"]["omero"]["channels"][0].update(label="Hoechst", color="0000FF")
+    image.write_text(json.dumps(document))
+    assert run_cli("verify", ID).exit_code == 0
+
+
+@pytest.mark.parametrize("how", ["export", "download"])
+def test_a_damaged_chunk_is_never_copied_into_an_export_or_a_download(
+        how, site, zarr_dataset, run_cli, tmp_path):
+    chunk = zarr_dataset / "0/0/0/0/c/0/0/0/0/0"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    if how == "download":
+        result = run_cli("download", "--id", ID, "--dest", tmp_path / "d")
+    else:
+        result = run_cli("export", "--id", ID, "--to", "ome-zarr", tmp_path / "x.ome.zarr")
+    assert result.exit_code == 1, result.stderr
+    assert len(result.errors) == 1 and "0/0/0/0/c/0/0/0/0/0" in result.errors[0]
+    assert "imagingdb verify" in result.errors[0]
+    assert not (tmp_path / "x.ome.zarr").exists() and not (tmp_path / "d" / ID).exists()
+
+
+def test_a_download_names_the_missing_frames_as_chunks_of_its_own_store(site, run_cli,
+                                                                       upload_files, tmp_path):
+    from imagingdb.testing import write_mm_ometiff
+
+    folder = tmp_path / "stopped"
+    write_mm_ometiff(folder, "stopped", channels=("DAPI", "GFP"), slices=3, times=2,
+                     positions=1, height=16, width=24, drop={(1, 2, 1, 0), (0, 0, 1, 0)}, seed=3)
+    assert upload(run_cli, upload_files, folder).exit_code == 0
+    result = run_cli("download", "--id", ID, "--dest", tmp_path / "d", "-c", "GFP")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads((tmp_path / "d" / ID / "global_metadata.json").read_text())
+    assert summary["missing_frames"] == ["0/0/0/0/c/1/0/2/0/0"]  # GFP is channel 0 there
+    assert not (tmp_path / "d" / ID / "0/0/0/0/c/1/0/2/0/0").exists()
+
+
 def test_gc_keeps_the_store_metadata_of_a_registered_dataset(site, zarr_dataset, run_cli):
     before = site.objects()
     result = run_cli("gc", "--older-than", "0", "--format", "json")

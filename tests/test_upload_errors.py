@@ -118,7 +118,9 @@ def test_description_with_quotes_newlines_and_non_ascii_is_kept(site, run_cli, u
 
 @pytest.mark.parametrize("text, message", [
     ("upload_type: frames\nframe_format: ome_tiff\n",
-     "unknown key 'frame_format' (did you mean 'frames_format'?)"),
+     "the source's format is the key 'frames_format'"),
+    ("upload_type: frames\nframe_formats: ome_tiff\n",
+     "unknown key 'frame_formats' (did you mean"),
     ("upload_type: frames\nframes_format: ome_tiff\nupload_type: file\n",
      "duplicate key 'upload_type'"),
     ("upload_type: frames\nframes_format: [ome_tiff\n", "invalid YAML"),

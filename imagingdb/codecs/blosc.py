@@ -38,10 +38,12 @@ _HEADER = struct.Struct("<BBBBIII")  # version, versionlz, flags, typesize, nbyt
 _STORABLE_KINDS = "uif"  # unsigned and signed integers, floats: what Zarr and OME-Zarr hold
 
 
-def _blosc() -> Any:
+def _blosc(itemsize: int) -> Any:
+    """The compressor of :func:`zarr_codecs`' settings for samples of ``itemsize`` bytes."""
     from numcodecs import Blosc
 
-    return Blosc(cname=CNAME, clevel=CLEVEL, shuffle=Blosc.SHUFFLE, blocksize=0)
+    return Blosc(cname=CNAME, clevel=CLEVEL, blocksize=0,
+                 shuffle=Blosc.SHUFFLE if itemsize > 1 else Blosc.NOSHUFFLE)
 
 
 def zarr_codecs(dtype: "np.dtype") -> list[dict[str, Any]]:
@@ -81,31 +83,38 @@ class BloscCodec(FrameCodec):
     suffix = ""
 
     def __init__(self) -> None:
-        self._compressor = _blosc()
+        self._compressors = {size: _blosc(size) for size in (1, 2, 4, 8)}
 
     def refusal(self, dtype: str, shape: tuple[int, ...]) -> Optional[str]:
         return refusal(dtype, shape)
 
     def encode(self, pixels: "np.ndarray") -> bytes:
         little = np.ascontiguousarray(pixels, dtype=pixels.dtype.newbyteorder("<"))
-        return self._compressor.encode(little)
+        return self._compressors[little.itemsize].encode(little)
 
     def decode_into(self, data: "bytes | memoryview", out: "np.ndarray", *,
                     check: bool = False) -> None:
-        data = memoryview(data).cast("B")
-        if len(data) < _HEADER.size:
-            raise ValueError(f"{len(data)} bytes are not a Blosc chunk (its header alone is "
-                             f"{_HEADER.size})")
-        _version, _lz, _flags, typesize, nbytes, _block, cbytes = _HEADER.unpack_from(data)
-        if cbytes != len(data):
-            raise ValueError(f"the chunk's header says {cbytes} bytes, it has {len(data)}")
-        if nbytes != out.nbytes:
-            raise ValueError(f"the chunk holds {nbytes} bytes of pixels; a frame of shape "
-                             f"{out.shape} and type {out.dtype} has {out.nbytes}")
+        data = check_chunk(data, out.nbytes, f"a frame of shape {out.shape} and type {out.dtype}")
+        compressor = self._compressors.get(out.itemsize) or _blosc(out.itemsize)
         little = out.dtype.newbyteorder("<")
         if out.flags.c_contiguous and out.dtype == little:
-            self._compressor.decode(data, out=out)
+            compressor.decode(data, out=out)
             return
         plane = np.empty(out.shape, little)
-        self._compressor.decode(data, out=plane)
+        compressor.decode(data, out=plane)
         out[...] = plane
+
+
+def check_chunk(data: "bytes | memoryview", nbytes: int, what: str) -> memoryview:
+    """``data`` as bytes, if its Blosc header says it is whole and holds ``nbytes`` of pixels
+    (``what``, for the message); else ValueError. A cheap test of a chunk copied unchanged."""
+    data = memoryview(data).cast("B")
+    if len(data) < _HEADER.size:
+        raise ValueError(f"{len(data)} bytes are not a Blosc chunk (its header alone is "
+                         f"{_HEADER.size})")
+    _version, _lz, _flags, _typesize, held, _block, cbytes = _HEADER.unpack_from(data)
+    if cbytes != len(data):
+        raise ValueError(f"the chunk's header says {cbytes} bytes, it has {len(data)}")
+    if held != nbytes:
+        raise ValueError(f"the chunk holds {held} bytes of pixels; {what} has {nbytes}")
+    return data

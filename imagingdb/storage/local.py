@@ -69,6 +69,8 @@ class LocalStorage(StorageBackend):
         if folder not in self._folders_inside:
             self._refuse_outside(folder, key)
             if folder.is_dir():  # remember only folders that exist, never a guess
+                if len(self._folders_inside) >= _FOLDERS_REMEMBERED:
+                    self._folders_inside.clear()  # the ome-zarr layout: a folder per chunk
                 self._folders_inside.add(folder)
         if path.is_symlink():
             self._refuse_outside(path, key)
@@ -224,6 +226,11 @@ def _sync_filesystem(root: Path) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+#: how many folders a backend remembers as inside its root: bounded, as an ome-zarr store
+#: has a folder per frame (a PNG dataset has one for all its frames)
+_FOLDERS_REMEMBERED = 4096
 
 
 class _BackgroundSync:

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, S
 from . import db as dbq
 from . import layout
 from .acquisition import Dimensions, FrameIndex
-from .config import DatabaseSettings, SiteConfig, StorageSettings, find_site_config, load_login_file
+from .config import (
+    DatabaseSettings,
+    SiteConfig,
+    StorageSettings,
+    checked_frame_format,
+    find_site_config,
+    load_login_file,
+)
 from .download import Selection
 from .errors import InputError, NotFoundError, WorkError
 from .ids import parse_dataset_id
@@ -61,8 +68,10 @@ def connect(
         config.database = DatabaseSettings(url=database_url)
     if storage is not None:
         options = dict(storage)
+        frame_format = checked_frame_format(options.pop("frame_format", None), "connect()",
+                                            "storage frame_format")
         config.storage = StorageSettings(options.pop("backend", "local"), options,
-                                         options.pop("frame_format", None) or layout.PNG)
+                                         frame_format or layout.PNG)
     return Database(config)
 
 

@@ -285,7 +285,7 @@ def load_site_config(path: Path) -> SiteConfig:
     store = dict(data.get("storage") or {})
     _check_keys(store, _STORAGE_KEYS, path, "storage")
     backend = store.pop("backend", "local")
-    frame_format = _frame_format(store.pop("frame_format", None), path, "storage.frame_format")
+    frame_format = checked_frame_format(store.pop("frame_format", None), path, "storage.frame_format")
     # `key: null` means "not set": the example config lists every key that way
     store = {key: value for key, value in store.items() if value is not None}
     base = path.parent
@@ -435,13 +435,13 @@ def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig
         storage_access=data.get("storage_access"),
         nbr_workers=workers,
         **png,
-        frame_format=_frame_format(data.get("frame_format"), path, "frame_format"),
+        frame_format=checked_frame_format(data.get("frame_format"), path, "frame_format"),
         source=path,
     )
 
 
-def _frame_format(value: Optional[str], path: Path, key: str) -> Optional[str]:
-    """A frame_format key's value, checked (None: not set)."""
+def checked_frame_format(value: Optional[str], path: "Path | str", key: str) -> Optional[str]:
+    """A frame_format key's value, checked (None: not set); ``path``: where it was given."""
     if value is not None and value not in FRAME_FORMATS:
         hint = ("; the source's format is the key 'frames_format'"
                 if key == "frame_format" else "")

@@ -401,3 +401,11 @@ def test_an_ome_zarr_dataset_on_s3_reads_verifies_and_opens_in_zarr_python(
     for p in (0, 1):
         np.testing.assert_array_equal(group[f"0/{p}/0/0"][:], array[p])
     assert run_cli("verify", ID).exit_code == 0
+
+
+def test_the_api_refuses_an_unknown_frame_format_naming_it(tmp_path):
+    import imagingdb
+    from imagingdb.errors import InputError
+
+    with pytest.raises(InputError, match="storage frame_format.*png, ome-zarr, got 'zarr'"):
+        imagingdb.connect(storage={"backend": "local", "root": str(tmp_path), "frame_format": "zarr"})

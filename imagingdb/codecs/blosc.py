@@ -8,9 +8,10 @@ pipeline :func:`zarr_codecs` names: the pixels in C order, little-endian (the
 (the ``blosc`` codec), through numcodecs, the library zarr-python itself calls.
 
 Why these settings: on sCMOS frames (1024x1024 uint16, the bench's), Blosc
-zstd-1 with byte shuffle stores 0.81 of zlib -1's output and encodes about
-ten times as fast, losslessly; bitshuffle is larger (0.82), zstd on raw bytes
-much larger (0.96); higher zstd levels buy ~1% for half the speed
+zstd-1 with byte shuffle stores 0.80 of zlib -1's output and encodes about
+ten times as fast, losslessly; bitshuffle is larger (0.825), zstd on raw bytes
+much larger (0.96 at level 3, 1.05 at level 1); zstd-3 and zstd-5 buy 2-4% for
+half and a fifth of the speed
 (docs/performance.md, "The ome-zarr codec"). Blosc releases the GIL, and its
 contextual API (taken when called outside the main thread) keeps threads
 apart, so the upload's pool encodes in parallel.

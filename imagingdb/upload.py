@@ -335,6 +335,9 @@ class RowUpload:
         if not source.is_file():
             raise InputError(f"{source} is not a file (upload_type: file takes one file)")
         name = validate_object_name(source.name)
+        if self.config.frame_format:  # set in this upload's config, not the site's default
+            self._warn(f"frame_format: {self.config.frame_format} has no effect with upload_type: "
+                       "file (the file is kept whole, as it is)")
         metadata = _json_safe({"file_origin": str(source), **tiff_pages.file_tags(source)})
         storage_dir = self._take_folder(frames=False)
         key = layout.object_key(storage_dir, name)

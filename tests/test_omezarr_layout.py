@@ -409,3 +409,14 @@ def test_the_api_refuses_an_unknown_frame_format_naming_it(tmp_path):
 
     with pytest.raises(InputError, match="storage frame_format.*png, ome-zarr, got 'zarr'"):
         imagingdb.connect(storage={"backend": "local", "root": str(tmp_path), "frame_format": "zarr"})
+
+
+def test_frame_format_on_a_file_kept_whole_is_said_to_have_no_effect(run_cli, upload_files,
+                                                                    tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("kept whole\n")
+    csv_path = upload_files.csv([{"dataset_id": ID, "file_name": str(notes)}])
+    result = run_cli("upload", "--csv", csv_path, "--config",
+                     upload_files.file_config(frame_format="ome-zarr"))
+    assert result.exit_code == 0, result.stderr
+    assert "frame_format: ome-zarr has no effect with upload_type: file" in result.stderr

@@ -128,12 +128,17 @@ def zarr_array_document_name(position: int) -> str:
     return f"{zarr_image_path(position)}/{ZARR_LEVEL}/{ZARR_DOCUMENT}"
 
 
+def zarr_position_document_names(position: int) -> tuple[str, str, str]:
+    """The keys of position ``position``'s well, image and array metadata in an ome-zarr store."""
+    return (f"{ZARR_ROW}/{position}/{ZARR_DOCUMENT}", f"{zarr_image_path(position)}/{ZARR_DOCUMENT}",
+            zarr_array_document_name(position))
+
+
 def zarr_document_names(positions: "list[int]") -> list[str]:
     """The keys of every zarr.json document of an ome-zarr store holding these positions."""
     names = [ZARR_DOCUMENT, f"{ZARR_ROW}/{ZARR_DOCUMENT}"]
     for position in positions:
-        names += [f"{ZARR_ROW}/{position}/{ZARR_DOCUMENT}",
-                  f"{zarr_image_path(position)}/{ZARR_DOCUMENT}", zarr_array_document_name(position)]
+        names += zarr_position_document_names(position)
     return names
 
 

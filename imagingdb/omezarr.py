@@ -131,20 +131,26 @@ def well_document() -> dict[str, Any]:
     return _document("group", _ome(well={"images": [{"path": layout.ZARR_FIELD}]}))
 
 
-def documents(spec: StoreSpec) -> dict[str, bytes]:
-    """Every zarr.json of the store, by key in it (:func:`imagingdb.layout.zarr_document_names`)."""
+def document_tree(spec: StoreSpec) -> dict[str, dict[str, Any]]:
+    """Every zarr.json of the store, by key in it (:func:`imagingdb.layout.zarr_document_names`),
+    as the mappings :func:`documents` encodes."""
     found: dict[str, dict[str, Any]] = {
         layout.ZARR_DOCUMENT: plate_document(spec),
         f"{layout.ZARR_ROW}/{layout.ZARR_DOCUMENT}": _document("group", {}),
     }
     array = array_document(spec)
     for position in spec.positions:
-        image = layout.zarr_image_path(position)
-        found[f"{layout.ZARR_ROW}/{position}/{layout.ZARR_DOCUMENT}"] = well_document()
-        found[f"{image}/{layout.ZARR_DOCUMENT}"] = image_document(spec, position)
-        found[f"{image}/{layout.ZARR_LEVEL}/{layout.ZARR_DOCUMENT}"] = array
+        well, image, array_name = layout.zarr_position_document_names(position)
+        found[well] = well_document()
+        found[image] = image_document(spec, position)
+        found[array_name] = array
+    return found
+
+
+def documents(spec: StoreSpec) -> dict[str, bytes]:
+    """Every zarr.json of the store, by key in it, as the bytes stored."""
     return {key: (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
-            for key, doc in found.items()}
+            for key, doc in document_tree(spec).items()}
 
 
 def locating_parts(document: Any) -> Any:
@@ -173,16 +179,16 @@ def locating_parts(document: Any) -> Any:
     }
 
 
-def document_problem(data: bytes, expected: bytes) -> Optional[str]:
+def document_problem(data: bytes, expected: dict[str, Any]) -> Optional[str]:
     """What is wrong with a stored zarr.json of a dataset's store, against the one imagingdb
-    would write for its rows (``expected``); None if a reader finds the frames where the rows
-    say they are."""
+    would write for its rows (``expected``, of :func:`document_tree`); None if a reader finds
+    the frames where the rows say they are."""
     try:
         stored = json.loads(data)
     except ValueError as exc:
         return f"it is not valid zarr.json metadata ({exc})"
     try:
-        differs = locating_parts(stored) != locating_parts(json.loads(expected))
+        differs = locating_parts(stored) != locating_parts(expected)
     except (AttributeError, TypeError) as exc:
         return f"it is not valid zarr.json metadata ({type(exc).__name__}: {exc})"
     if differs:

@@ -201,12 +201,12 @@ class _Verifier:
                          highest: tuple[int, int, int]) -> set[str]:
         """The zarr.json documents of an ome-zarr store: there, and still saying where the
         frames are (compared with what the upload wrote for these rows)."""
-        from .omezarr import StoreSpec, document_problem, documents, grid_shape
+        from .omezarr import StoreSpec, document_problem, document_tree, grid_shape
 
         g = frames_global
         times, channels, slices = grid_shape(
             (g.nbr_timepoints, g.nbr_channels, g.nbr_slices), highest)
-        expected = documents(StoreSpec(
+        expected = document_tree(StoreSpec(
             name=self.check.dataset_id, positions=positions, dtype=g.bit_depth,
             shape=(times, channels, slices, g.im_height, g.im_width),
             channel_names=[f"channel{c}" for c in range(channels)]))

@@ -78,6 +78,15 @@ def _database(ctx: typer.Context):
     return connect(state.get("site_config"), login=state.get("login"))
 
 
+def _selection(channels: Optional[List[str]], slices: Optional[List[str]],
+                times: Optional[List[str]], positions: Optional[List[str]]) -> dict[str, Any]:
+    """The -c/-z/-t/-p options of download and export as the API's selection arguments."""
+    return {"channels": _split_list(channels, "channel", integers=False),
+            "slices": _split_list(slices, "slice index", integers=True),
+            "times": _split_list(times, "time index", integers=True),
+            "positions": _split_list(positions, "position index", integers=True)}
+
+
 def _split_list(values: Optional[List[str]], what: str, integers: bool) -> Optional[list]:
     """Repeated flags and comma lists alike: -c DAPI -c GFP, -c DAPI,GFP, -z 0-4 (kept as a
     ``range``, never listed, so that -z 0-999999999 costs nothing before it is refused)."""
@@ -250,10 +259,7 @@ def _add_data_commands(app: typer.Typer) -> None:
             ds = db.dataset(dataset_id)
             target = ds.download(
                 dest,
-                channels=_split_list(channels, "channel", integers=False),
-                slices=_split_list(slices, "slice index", integers=True),
-                times=_split_list(times, "time index", integers=True),
-                positions=_split_list(positions, "position index", integers=True),
+                **_selection(channels, slices, times, positions),
                 metadata=metadata, download=download, workers=workers,
                 progress=TerminalProgress("Downloading", "Downloaded") if download and ds.is_frames else None,
             )
@@ -298,10 +304,7 @@ def _add_data_commands(app: typer.Typer) -> None:
             warnings.simplefilter("always", MissingFramesWarning)
             target = db.dataset(dataset_id).export(
                 dest, to=to.value,
-                channels=_split_list(channels, "channel", integers=False),
-                slices=_split_list(slices, "slice index", integers=True),
-                times=_split_list(times, "time index", integers=True),
-                positions=_split_list(positions, "position index", integers=True),
+                **_selection(channels, slices, times, positions),
                 workers=workers, progress=progress)
         for warning in caught:
             print(f"Warning: {printable(warning.message)}", file=sys.stderr)

@@ -22,7 +22,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence
 
-from .download import check_fill_value, warn_missing
+from .download import FRAMES_META_COLUMNS, check_fill_value, warn_missing
 from .errors import MissingDependencyError
 
 if TYPE_CHECKING:
@@ -39,9 +39,8 @@ if TYPE_CHECKING:
 AXES = ("P", "T", "C", "Z", "Y", "X")
 #: the axis of an RGB frame's colour samples
 COLOUR_AXIS = "S"
-#: the frame row columns that come first in frames_table, as frames_meta.csv has them
-TABLE_COLUMNS = ("channel_idx", "slice_idx", "time_idx", "pos_idx", "channel_name",
-                 "file_name", "sha256")
+#: the frame row columns that come first in frames_table: frames_meta.csv's
+TABLE_COLUMNS = FRAMES_META_COLUMNS
 
 
 def require(module: str, feature: str) -> Any:
@@ -159,14 +158,12 @@ def _frames_by_block(rows: Sequence[Any], selection: "Selection"
                      ) -> dict[tuple[int, int, int, int], FrameRef]:
     """Block index (p, t, c, z) in the selection's order -> the frame there. Row columns are
     taken by position: ten times faster than by name, which matters at 10^5 rows."""
-    axes = [{v: i for i, v in enumerate(values)} for values in
-            (selection.positions, selection.times, selection.channels, selection.slices)]
     if not rows:
         return {}
     fields = getattr(rows[0], "_fields", None)
     pick = (operator.itemgetter(*(fields.index(c) for c in _ROW_COLUMNS)) if fields
             else operator.attrgetter(*_ROW_COLUMNS))
-    positions, times, channels, slices = axes
+    positions, times, channels, slices = selection.places()
     return {(positions[p], times[t], channels[c], slices[z]): FrameRef(file_name, sha256)
             for p, t, c, z, file_name, sha256 in map(pick, rows)}
 

@@ -47,6 +47,12 @@ class Selection:
         return {"channels": self.channels, "slices": self.slices,
                 "times": self.times, "positions": self.positions}
 
+    def places(self) -> tuple[dict[int, int], dict[int, int], dict[int, int], dict[int, int]]:
+        """Each axis's dataset index -> its place in the selection, in the order of read()'s
+        axes: positions, times, channels, slices."""
+        return tuple({value: place for place, value in enumerate(values)} for values in
+                     (self.positions, self.times, self.channels, self.slices))
+
     @property
     def size(self) -> int:
         """How many frames the selected grid holds."""
@@ -84,8 +90,7 @@ def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any]
         out = np.empty(shape, dtype)
     else:
         out = np.full(shape, fill_value, dtype)
-    axis = [{v: i for i, v in enumerate(values)} for values in
-            (selection.positions, selection.times, selection.channels, selection.slices)]
+    axis = selection.places()
     buffers = threading.local()  # each thread reads its objects into one buffer
 
     def fetch(row: Any) -> None:

@@ -90,10 +90,7 @@ class Renumbering:
     slice becomes its place in the selection; a position keeps its index (its well's name)."""
 
     def __init__(self, selection: Selection):
-        self.times = {value: i for i, value in enumerate(selection.times)}
-        self.channels = {value: i for i, value in enumerate(selection.channels)}
-        self.slices = {value: i for i, value in enumerate(selection.slices)}
-        self.positions = set(selection.positions)
+        self.positions, self.times, self.channels, self.slices = selection.places()
 
     def chunk_name(self, row: Any) -> str:
         """The key, in the exported store, of the chunk holding the frame of ``row``."""

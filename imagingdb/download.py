@@ -59,7 +59,8 @@ class Selection:
         return len(self.channels) * len(self.slices) * len(self.times) * len(self.positions)
 
 
-def _missing(key: str, dataset_id: str, what: str = "frame") -> WorkError:
+def missing_from_storage(key: str, dataset_id: str, what: str = "frame") -> WorkError:
+    """The error of an object a row names and storage lacks."""
     return WorkError(f"{what} {key} of dataset {dataset_id} is missing from storage; "
                      f"run: imagingdb verify {dataset_id}")
 
@@ -99,7 +100,7 @@ def read_frames(storage: "StorageBackend", storage_dir: str, rows: Sequence[Any]
         try:
             data = storage.get_bytes_into(key, buffer)
         except KeyError:
-            raise _missing(key, dataset_id) from None
+            raise missing_from_storage(key, dataset_id) from None
         target = out[axis[0][row.pos_idx], axis[1][row.time_idx],
                      axis[2][row.channel_idx], axis[3][row.slice_idx]]
         _decode_checked(codec, data, target, row, key, dataset_id, verify)
@@ -129,7 +130,7 @@ def read_frame(storage: "StorageBackend", storage_dir: str, row: Any, dims: "Dim
     try:
         data = storage.get_bytes(key)
     except KeyError:
-        raise _missing(key, dataset_id) from None
+        raise missing_from_storage(key, dataset_id) from None
     shape = (dims.im_height, dims.im_width) + ((dims.im_colors,) if dims.im_colors > 1 else ())
     pixels = np.empty(shape, np.dtype(dims.bit_depth))
     _decode_checked(codec, data, pixels, row, key, dataset_id, verify)
@@ -305,7 +306,7 @@ def _copy_objects(plan: DownloadPlan, objects: list[tuple[str, str]], folder: Pa
         try:
             storage.get_file(key, str(path))
         except KeyError:
-            raise _missing(key, plan.dataset_id, "frame" if plan.is_frames else "file") from None
+            raise missing_from_storage(key, plan.dataset_id, "frame" if plan.is_frames else "file") from None
         return path.stat().st_size
 
     def advance(nbytes: int) -> None:

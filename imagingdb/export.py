@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 from . import layout
-from .download import FRAMES_META_COLUMNS, Selection, refuse_existing, warn_missing
+from .download import (
+    FRAMES_META_COLUMNS,
+    Selection,
+    missing_from_storage,
+    refuse_existing,
+    warn_missing,
+)
 from .errors import ImagingDBError, InputError, WorkError
 from .pool import TRANSFER, default_workers, run_bounded
 
@@ -265,7 +271,7 @@ def _copy_chunks(source: ExportSource, folder: Path, *, workers: Optional[int],
         try:
             data = storage.get_bytes(key)
         except KeyError:
-            raise _missing(key, source.dataset_id) from None
+            raise missing_from_storage(key, source.dataset_id) from None
         try:  # a chunk cut short or not this array's is never copied into a store
             check_chunk(data, frame_bytes, f"a {dims.im_height}x{dims.im_width} {dims.bit_depth} frame")
         except ValueError as exc:
@@ -279,23 +285,20 @@ def _copy_chunks(source: ExportSource, folder: Path, *, workers: Optional[int],
 
 def _stored_windows(source: ExportSource) -> dict[int, tuple[float, float]]:
     """The selected channels' windows over the selected positions' stored image documents."""
-    from .omezarr import stored_windows
+    from .omezarr import WindowTracker, stored_windows
 
-    found: dict[int, tuple[float, float]] = {}
+    found = WindowTracker()
     for position in source.selection.positions:
-        key = layout.object_key(source.storage_dir,
-                                f"{layout.zarr_image_path(position)}/{layout.ZARR_DOCUMENT}")
+        _well, image, _array = layout.zarr_position_document_names(position)
         try:
-            windows = stored_windows(source.storage.get_bytes(key))
+            windows = stored_windows(source.storage.get_bytes(
+                layout.object_key(source.storage_dir, image)))
         except KeyError:
             continue  # verify reports a missing document; the windows are only a display hint
         for index, channel in enumerate(source.selection.channels):
             if channel in windows:
-                low, high = windows[channel]
-                known = found.get(index)
-                found[index] = (low, high) if known is None else (min(known[0], low),
-                                                                  max(known[1], high))
-    return found
+                found.widen(index, *windows[channel])
+    return found.windows()
 
 
 def _encode_chunks(source: ExportSource, folder: Path, *, workers: Optional[int],
@@ -339,11 +342,6 @@ def _run(task: Any, source: ExportSource, workers: Optional[int], progress: Any)
         progress.finish()
 
 
-def _missing(key: str, dataset_id: str) -> WorkError:
-    return WorkError(f"frame {key} of dataset {dataset_id} is missing from storage; "
-                     f"run: imagingdb verify {dataset_id}")
-
-
 def selected_calibration(source: ExportSource) -> "Calibration":
     """The dataset's calibration as the selection sees it: colours and windows by selected
     channel; the z and t steps times the selection's stride (``-z 0,2,4`` doubles the slice
@@ -360,7 +358,7 @@ def selected_calibration(source: ExportSource) -> "Calibration":
                 del scales[axis]
             else:
                 scales[axis] = (scales[axis][0] * stride, scales[axis][1])
-    by_place = {place: channel for place, channel in enumerate(selection.channels)}
+    by_place = dict(enumerate(selection.channels))
     return dataclasses.replace(
         calibration, scales=scales,
         colors={p: calibration.colors[c] for p, c in by_place.items() if c in calibration.colors},

@@ -227,8 +227,11 @@ class WindowTracker:
             if sample.size == 0:
                 return
         low, high = float(sample.min()), float(sample.max())
-        if not (math.isfinite(low) and math.isfinite(high)):
-            return
+        if math.isfinite(low) and math.isfinite(high):
+            self.widen(channel, low, high)
+
+    def widen(self, channel: int, low: float, high: float) -> None:
+        """Make ``channel``'s range cover ``low`` to ``high``."""
         with self._lock:
             known = self._seen.get(channel)
             self._seen[channel] = (low, high) if known is None else (

@@ -276,7 +276,10 @@ class Bench:
         self._pixels: Optional[list] = None
         self._streams: Optional[list] = None
 
-    def add(self, figure: Figure) -> None:
+    def add(self, figure: Figure, layout: str = "") -> None:
+        """Keep and print ``figure``, of the frame layout ``layout`` if it is one layout's."""
+        if layout:
+            figure.layout = layout
         self.figures.append(figure)
         print(f"  {format_row(figure)}", file=sys.stderr, flush=True)
 
@@ -308,8 +311,7 @@ class Bench:
         targets = TARGETS[frame_format]
 
         def add(figure: Figure) -> None:
-            figure.layout = frame_format
-            self.add(figure)
+            self.add(figure, frame_format)
 
         if acquisition is BASE:
             seconds = [r.seconds for r in runs]
@@ -410,21 +412,18 @@ class Bench:
                              "read() makes on its first call included); touching its new "
                              f"256 MB array costs ~{statistics.median(faults):.2f} s here (timed on a "
                              "second array; see docs/performance.md)")
-        figure.layout = site.layout
-        self.add(figure)
+        self.add(figure, site.layout)
         figure = paired("  read(), modules imported first", mb, imported, limit_seconds,
                         f"zlib inflate on {CORES} cores", "",
                         note="the same after importing what read()'s first call imports "
                              "(imagingdb.download, the codec and its library): a diagnosis")
-        figure.layout = site.layout
-        self.add(figure)
+        self.add(figure, site.layout)
         if codec_seconds:
             figure = paired("  read() vs its own codec", mb, seconds, codec_seconds,
                             f"blosc decode on {CORES} cores", "",
                             note="ds.read() against Blosc decoding every chunk in memory "
                                  "(chunks already read, fresh output buffers)")
-            figure.layout = site.layout
-            self.add(figure)
+            self.add(figure, site.layout)
 
     # -- export --------------------------------------------------------------
 
@@ -462,8 +461,7 @@ class Bench:
             figure = paired(f"export --to {to}", mb, seconds, limit_seconds, limit_name, "",
                             note=f"whole command; {size / 1e6:.0f} MB written; "
                                  f"peak RSS {max(rss):.0f} MB")
-            figure.layout = site.layout
-            self.add(figure)
+            self.add(figure, site.layout)
 
     # -- download ------------------------------------------------------------
 

@@ -125,14 +125,14 @@ def test_version_1_is_upgraded_to_what_schema_sql_makes_keeping_every_row(
     rows = all_rows(version_1)
     result = run_cli("db", "upgrade")
     assert result.exit_code == 0, result.stderr
-    assert "upgraded the schema from version 1 to 3" in result.stderr
+    assert f"upgraded the schema from version 1 to {dbq.SCHEMA_VERSION}" in result.stderr
     assert "step 2: storage_dir may be NULL" in result.stderr
     assert "Warning" not in result.stderr
     assert_rows_kept(rows, all_rows(version_1))
     assert structure(version_1) == fresh_structure(site, tmp_path, request)
     with version_1.connect() as conn:
         assert conn.execute(sa.select(dbq.schema_version.c.version).order_by(
-            dbq.schema_version.c.version)).scalars().all() == [1, 2, 3]
+            dbq.schema_version.c.version)).scalars().all() == list(range(1, dbq.SCHEMA_VERSION + 1))
     assert run_cli("query", "--format", "json").json()[1]["parent_dataset_id"] == \
         "ML-2005-05-23-10-00-00-0001"
 
@@ -141,7 +141,7 @@ def test_upgrading_twice_changes_nothing(version_1, run_cli):
     assert run_cli("db", "upgrade").exit_code == 0
     shape, rows = structure(version_1), all_rows(version_1)
     again = run_cli("db", "upgrade")
-    assert again.exit_code == 0 and "the schema is up to date (version 3)" in again.stderr
+    assert again.exit_code == 0 and f"the schema is up to date (version {dbq.SCHEMA_VERSION})" in again.stderr
     assert (structure(version_1), all_rows(version_1)) == (shape, rows)
 
 
@@ -154,13 +154,13 @@ def test_an_older_shared_database_must_be_upgraded_on_purpose(version_1, site, r
     else:
         assert result.exit_code == 1
         assert result.errors == ["Error: the database has schema version 1; this imagingdb "
-                                 "needs 3: run imagingdb db upgrade"]
+                                 f"needs {dbq.SCHEMA_VERSION}: run imagingdb db upgrade"]
 
 
 def test_init_upgrades_too(version_1, run_cli):
     result = run_cli("init")
     assert result.exit_code == 0, result.stderr
-    assert "upgraded the schema from version 1 to 3" in result.stderr
+    assert f"upgraded the schema from version 1 to {dbq.SCHEMA_VERSION}" in result.stderr
 
 
 def test_a_newer_database_is_refused(site, run_cli):
@@ -172,7 +172,7 @@ def test_a_newer_database_is_refused(site, run_cli):
         result = run_cli(*args)
         assert result.exit_code == 1
         assert result.errors == ["Error: the database has schema version 99, newer than this "
-                                 "imagingdb understands (3); upgrade imagingdb"]
+                                 f"imagingdb understands ({dbq.SCHEMA_VERSION}); upgrade imagingdb"]
 
 
 def test_status_shows_the_masked_url_version_and_pending_steps(version_1, site, run_cli,
@@ -180,10 +180,12 @@ def test_status_shows_the_masked_url_version_and_pending_steps(version_1, site, 
     result = run_cli("db", "status", "--format", "json")
     assert result.exit_code == 0, result.stderr
     status = result.json()
-    assert status["schema_version"] == 1 and status["imagingdb_schema_version"] == 3
+    assert status["schema_version"] == 1 and status["imagingdb_schema_version"] == dbq.SCHEMA_VERSION
     assert status["state"] == "behind: run imagingdb db upgrade"
     assert status["upgrade_steps"] == ["2: storage_dir may be NULL",
-                                      "3: frames_global records its frame layout (frame_format)"]
+                                      "3: frames_global records its frame layout (frame_format)",
+                                      "4: annotations, provenance and sizes of datasets; "
+                                      "pending removals"]
     assert status["datasets"] == 2 and status["blocked"] == []
     assert status["database"] == find_site_config().database.url
     text = run_cli("db", "status")

@@ -330,11 +330,28 @@ def _frame_format_column(conn: sa.Connection) -> None:
         conn.exec_driver_sql("ALTER TABLE frames_global ADD COLUMN frame_format VARCHAR")
 
 
+def _catalogue_columns(conn: sa.Connection) -> None:
+    """Version 4: data_set's annotations, provenance, sizes and content checksum (NULL in every
+    earlier row: unknown), and the pending_removal table of delete and rename."""
+    tables = schema_tables(conn.dialect.name)
+    definitions = {}
+    for line in tables["data_set"].statement.splitlines():
+        words = re.sub(r"--.*", "", line).strip().rstrip(",").split()
+        if words and words[0] in schema.DATA_SET_V4_COLUMNS:
+            definitions[words[0]] = " ".join(words)
+    present = {column["name"] for column in sa.inspect(conn).get_columns("data_set")}
+    for name in schema.DATA_SET_V4_COLUMNS:
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE data_set ADD COLUMN {definitions[name]}")
+    conn.exec_driver_sql(tables["pending_removal"].statement)
+
+
 #: (version, what it does, the step); a step runs on a database at the version before it
 STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "adopt a database made by the original imagingDB", _create_schema_version),
     (2, "storage_dir may be NULL", _storage_dir_nullable),
     (3, "frames_global records its frame layout (frame_format)", _frame_format_column),
+    (4, "annotations, provenance and sizes of datasets; pending removals", _catalogue_columns),
 )
 
 

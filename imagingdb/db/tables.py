@@ -14,7 +14,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
+SCHEMA_VERSION = 4  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
 
 
 
@@ -56,7 +56,21 @@ data_set = sa.Table(
     sa.Column("frames", sa.Boolean, nullable=False),
     sa.Column("date_time", sa.DateTime, nullable=False),
     sa.Column("parent_id", sa.Integer, sa.ForeignKey("data_set.id")),
+    sa.Column("annotations", JSONType),
+    sa.Column("uploaded_by", sa.String),
+    sa.Column("uploaded_host", sa.String),
+    sa.Column("uploaded_at", sa.DateTime),
+    sa.Column("imagingdb_version", sa.String),
+    sa.Column("source_path", sa.String),
+    sa.Column("content_sha256", sa.String),
+    sa.Column("stored_bytes", sa.BigInteger),
+    sa.Column("stored_objects", sa.Integer),
 )
+
+#: the data_set columns of version 4, added to older databases by migration step 4
+DATA_SET_V4_COLUMNS = ("annotations", "uploaded_by", "uploaded_host", "uploaded_at",
+                       "imagingdb_version", "source_path", "content_sha256", "stored_bytes",
+                       "stored_objects")
 
 file_global = sa.Table(
     "file_global", metadata,
@@ -98,6 +112,15 @@ frames = sa.Table(
     sa.Column("sha256", sa.String),
     sa.Column("metadata_json", JSONType),
     sa.Column("frames_global_id", sa.Integer, sa.ForeignKey("frames_global.id"), nullable=False),
+)
+
+pending_removal = sa.Table(
+    "pending_removal", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("dataset_serial", sa.String, nullable=False),
+    sa.Column("storage_dir", sa.String, nullable=False),
+    sa.Column("reason", sa.String, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
 )
 
 

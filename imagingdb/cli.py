@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 import typer
 
 from . import PLUGIN_API_VERSION, __version__
+from .annotations import parse_assignments
 from .console import ImagingDBGroup
 from .errors import InputError
 from .gc import DEFAULT_GRACE as GC_DEFAULT_GRACE
@@ -199,13 +200,18 @@ def _add_data_commands(app: typer.Typer) -> None:
         ctx: typer.Context,
         csv_file: Path = typer.Option(..., "--csv", metavar="FILE",
                                       help="CSV: dataset_id, file_name, description, "
-                                           "parent_dataset_id, positions (one dataset a row)."),
+                                           "parent_dataset_id, positions (one dataset a row); "
+                                           "any other column is an annotation."),
         config: Path = typer.Option(..., "--config", metavar="YAML",
                                     help="Upload config: upload_type, frames_format, microscope..."),
         workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                               help="Threads encoding and storing frames."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace datasets that already exist."),
+        annotate: Optional[List[str]] = typer.Option(
+            None, "--annotate", metavar="KEY=VALUE",
+            help="Annotate every row's dataset (repeatable), e.g. --annotate strain=WT; "
+                 "CSV columns beyond the known ones are annotations too."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",
                                             help="json: a report on stdout for scripts."),
     ) -> None:
@@ -223,7 +229,8 @@ def _add_data_commands(app: typer.Typer) -> None:
 
         with _database(ctx) as db:
             outcome = db.upload(csv_file, config, overwrite=overwrite, workers=workers,
-                                progress=TerminalProgress("Uploading", "Uploaded"), on_result=report)
+                                progress=TerminalProgress("Uploading", "Uploaded"), on_result=report,
+                                annotate=parse_assignments(annotate or (), "--annotate"))
         ok = len(outcome.results) - len(outcome.failed)
         print(f"{ok} of {len(outcome.results)} dataset(s) uploaded", file=sys.stderr)
         if output == ReportFormat.json:

@@ -23,12 +23,13 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Container, Optional
+from typing import TYPE_CHECKING, Any, Callable, Container, Mapping, Optional
 
 import sqlalchemy as sa
 
+from . import annotations as notes
 from . import db as dbq
-from . import faults, layout, plugins
+from . import faults, layout, plugins, provenance
 from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
 from .claims import Claim, claim_dataset
 from .codecs import FrameCodec, frame_codec
@@ -101,11 +102,17 @@ def upload_csv(
     workers: Optional[int] = None,
     progress: Optional[Progress] = None,
     on_result: Optional[Callable[[RowResult], None]] = None,
+    annotate: Optional[Mapping[str, str]] = None,
 ) -> UploadReport:
     """Upload every row of the CSV with the upload config; rows are independent, one
-    bad row fails alone. ``on_result`` sees each row's result as soon as it is known."""
+    bad row fails alone. ``on_result`` sees each row's result as soon as it is known;
+    ``annotate`` ({key: value}) annotates every row's dataset."""
     config = load_upload_config(config_path)
-    rows = read_upload_csv(csv_path)
+    checked = {}
+    for key, value in (annotate or {}).items():
+        key = notes.check_key(str(key), "--annotate")
+        checked[key] = notes.check_value(key, str(value), "--annotate")
+    rows = read_upload_csv(csv_path, checked, config.required_annotations)
     uploader = Uploader(site, config, overwrite=overwrite, workers=workers,
                         progress=progress or Progress())
     report = UploadReport()
@@ -235,6 +242,9 @@ class RowUpload:
         self._written: set[str] = set()  # keys this upload has put, not yet spooled
         self._marker: Optional[str] = None  # the key by which it took the dataset folder
         self._commit_sent = False  # the registering transaction reached its commit
+        #: what registration records of the stored content: data_set.content_sha256,
+        #: stored_bytes and stored_objects
+        self.content: dict[str, Any] = {}
 
     @property
     def storage(self) -> "StorageBackend":
@@ -355,6 +365,8 @@ class RowUpload:
             raise
         self.progress.advance(1, reader.bytes_read)
         self.storage.flush()
+        self.content = {"content_sha256": reader.hexdigest(), "stored_bytes": reader.bytes_read,
+                        "stored_objects": 1}
 
         def insert_children(conn: sa.Connection, dataset_pk: int) -> None:
             dbq.insert_file_global(conn, {
@@ -426,6 +438,7 @@ class RowUpload:
             documents = [] if store is None else self._store_documents(
                 store, acquisition.channel_names, global_meta, storage_dir)
         self.storage.flush()
+        self.content["stored_objects"] = len(frame_rows) + len(documents)
 
         def insert_children(conn: sa.Connection, dataset_pk: int) -> None:
             fg_pk = dbq.insert_frames_global(conn, {
@@ -458,6 +471,7 @@ class RowUpload:
             key = layout.object_key(storage_dir, name)
             self._written.add(key)
             self.storage.put_bytes(key, document)
+            self.content["stored_bytes"] += len(document)
             keys.append(key)
         faults.checkpoint("object-stored")
         return keys
@@ -485,8 +499,10 @@ class RowUpload:
         storage = self.storage
         total = [0]
         written_lock = threading.Lock()
+        digest = provenance.FramesDigest()
+        self.content.update(stored_bytes=0)
 
-        def store(frame: Frame) -> tuple[str, dict[str, Any], int]:
+        def store(frame: Frame) -> tuple[str, dict[str, Any], int, int]:
             data = codec.encode(frame.pixels)  # a view this thread reuses: stored before the next
             if not getattr(storage, "put_takes_buffers", False):
                 data = bytes(data)
@@ -507,11 +523,14 @@ class RowUpload:
                 "time_idx": frame.index.time, "pos_idx": frame.index.position,
                 "channel_name": frame.channel_name, "file_name": name,
                 "sha256": checksum, "metadata_json": _json_safe(frame.metadata),
-            }, frame.pixels.nbytes
+            }, frame.pixels.nbytes, memoryview(data).nbytes
 
-        def collect(stored: tuple[str, dict[str, Any], int]) -> None:
-            key, frame_row, nbytes = stored
+        def collect(stored: tuple[str, dict[str, Any], int, int]) -> None:
+            key, frame_row, nbytes, stored_bytes = stored
             rows.add(key, frame_row)
+            digest.add(frame_row["channel_idx"], frame_row["slice_idx"], frame_row["time_idx"],
+                       frame_row["pos_idx"], frame_row["sha256"])
+            self.content["stored_bytes"] += stored_bytes
             if zarr_store is not None:
                 zarr_store.saw(frame_row)
             with written_lock:
@@ -521,6 +540,7 @@ class RowUpload:
 
         run_bounded(store, acquisition.iter_frames(pixels=True), self.uploader.workers,
                     on_result=collect, name="imagingdb-store")
+        self.content["content_sha256"] = digest.hexdigest()
         return total[0]
 
     # -------------------------------------------------------------- registration
@@ -530,6 +550,7 @@ class RowUpload:
         """One transaction registers the dataset (proving the claim first and last), then the
         objects the dataset no longer uses go."""
         row = self.row
+        self._check_duplicate()
         faults.checkpoint("before-register")
         if self._marker:
             # The stored objects show the folder taken from now on; gone before the commit,
@@ -563,6 +584,13 @@ class RowUpload:
             "dataset_serial": row.dataset_id, "description": row.description,
             "microscope": self.config.microscope, "frames": is_frames,
             "date_time": row.parsed_id.date_time,
+            "annotations": notes.stored(row.annotations),
+            "uploaded_by": provenance.os_user(), "uploaded_host": provenance.host_name(),
+            "uploaded_at": provenance.now_utc(),
+            "imagingdb_version": provenance.imagingdb_version(),
+            "source_path": str(row.source.absolute()),
+            "content_sha256": None, "stored_bytes": None, "stored_objects": None,
+            **self.content,
         }
         existing = dbq.find_dataset(conn, row.dataset_id)
         parent_pk = None
@@ -583,6 +611,25 @@ class RowUpload:
         else:
             dataset_pk = dbq.insert_dataset(conn, values)
         insert_children(conn, dataset_pk)
+
+    def _check_duplicate(self) -> None:
+        """Say (upload config ``duplicates``: warn, error or ignore) when the content just
+        stored is already another dataset's; an error fails the row before registration."""
+        action, content = self.config.duplicates, self.content.get("content_sha256")
+        if action == "ignore" or not content:
+            return
+        with self.uploader.site.connection() as conn:
+            twins = dbq.datasets_with_content(conn, content, exclude=self.row.dataset_id)
+        if not twins:
+            return
+        shown = ", ".join(twins[:3]) + (f" and {len(twins) - 3} more" if len(twins) > 3 else "")
+        what = "the file" if self.config.upload_type == "file" else "every frame"
+        if action == "error":
+            raise InputError(f"{self.row.source}: its content ({what}) is already dataset(s) "
+                             f"{shown}; nothing was registered (set duplicates: warn in the "
+                             "upload config to allow it)")
+        self._warn(f"the same content ({what}) as dataset(s) {shown}; uploaded anyway "
+                   "(duplicates: error in the upload config refuses it)")
 
     def _stale_objects(self, keep_keys: Container[str]) -> list[str]:
         """Every object in this dataset ID's folders (frames and file, every generation) that

@@ -1,19 +1,24 @@
 """The upload CSV: one validated :class:`UploadRow` per dataset, or the reason a row is refused.
 
 Columns as in the original imagingDB: ``dataset_id`` and ``file_name``
-(required), ``description``, ``parent_dataset_id``, ``positions``. A problem
-with the file itself (missing, unreadable, no header, unknown columns) is an
-InputError; a bad row becomes a refused result of its own, so that the other
-rows can still go in.
+(required), ``description``, ``parent_dataset_id``, ``positions``. Any other
+column is an annotation of each row's dataset (``strain``, ``plate``...; an
+empty cell sets none), as are the ``--annotate KEY=VALUE`` pairs given to every
+row. A problem with the file itself (missing, unreadable, no header, a column
+that is no annotation key or looks like a misspelt column) is an InputError;
+a bad row becomes a refused result of its own, so that the other rows can
+still go in.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+import difflib
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
+from . import annotations as notes
 from .errors import InputError
 from .ids import CASE_ONLY, DatasetID, case_folded, parse_dataset_id
 
@@ -43,6 +48,8 @@ class UploadRow:
     description: Optional[str] = None
     parent_dataset_id: Optional[str] = None
     positions: Optional[list[int]] = None
+    #: the dataset's annotations: the row's annotation columns and --annotate
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def dataset_id(self) -> str:
@@ -87,8 +94,31 @@ def _read_rows(handle) -> tuple[list[str], list[tuple[int, dict[Optional[str], A
     return header, rows
 
 
-def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
-    """Parse the upload CSV. File-level problems raise InputError; a bad row gives a RefusedRow."""
+def _annotation_columns(path: Path, columns: list[str], annotate: Mapping[str, str]) -> list[str]:
+    """The columns that are annotations, checked; InputError for one that cannot be."""
+    known = CSV_REQUIRED + CSV_OPTIONAL
+    found = []
+    for column in columns:
+        if column in known:
+            continue
+        hint = difflib.get_close_matches(column, known, n=1, cutoff=0.85)
+        if hint:
+            raise InputError(f"CSV file {path} has a column {column!r}: did you mean {hint[0]!r}? "
+                             "(other columns are annotations; rename it if it is one)")
+        found.append(notes.check_key(column, f"CSV file {path} column"))
+        if column in annotate:
+            raise InputError(f"CSV file {path}: annotation {column!r} is both a column and "
+                             "given with --annotate; keep one")
+    return found
+
+
+def read_upload_csv(path: Path, annotate: Optional[Mapping[str, str]] = None,
+                    required_annotations: Sequence[str] = ()) -> list[Union[UploadRow, RefusedRow]]:
+    """Parse the upload CSV. File-level problems raise InputError; a bad row gives a RefusedRow.
+
+    ``annotate`` (checked KEY=VALUE pairs, e.g. from --annotate) annotates every row;
+    a row lacking one of ``required_annotations`` is refused."""
+    annotate = dict(annotate or {})
     from .input_files import require_regular_file
 
     require_regular_file(path, "CSV file")  # /dev/zero or a FIFO would be read forever
@@ -105,12 +135,11 @@ def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
     missing = [c for c in CSV_REQUIRED if c not in columns]
     if missing:
         raise InputError(f"CSV file {path} lacks column(s): {', '.join(missing)}")
-    unknown = [c for c in columns if c not in CSV_REQUIRED + CSV_OPTIONAL]
-    if unknown:
-        raise InputError(
-            f"CSV file {path} has unknown column(s): {', '.join(unknown)}; "
-            f"allowed: {', '.join(CSV_REQUIRED + CSV_OPTIONAL)}"
-        )
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise InputError(f"CSV file {path} has the column(s) {', '.join(repeated)} twice; "
+                         "keep one of each")
+    annotation_columns = _annotation_columns(path, columns, annotate)
     if not raw_rows:
         raise InputError(f"CSV file {path} has no rows to upload")
     seen: dict[str, tuple[str, int]] = {}  # upper-case ID -> (ID, line)
@@ -122,6 +151,8 @@ def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
             if None in raw:  # more cells than header columns
                 raise InputError(f"{where}: more values than columns")
             parsed_row = _parse_row(path, line, row, where)
+            parsed_row.annotations = _row_annotations(row, annotation_columns, annotate, where)
+            notes.check_required(parsed_row.annotations, required_annotations, where)
             text = parsed_row.dataset_id
             folded = case_folded(text)
             if folded in seen:
@@ -136,6 +167,13 @@ def read_upload_csv(path: Path) -> list[Union[UploadRow, RefusedRow]]:
             parsed.append(RefusedRow(line, (row.get("dataset_id") or "").strip(), str(exc),
                                      exc.exit_code))
     return parsed
+
+
+def _row_annotations(row: Mapping[str, Optional[str]], columns: list[str],
+                     annotate: Mapping[str, str], where: str) -> dict[str, str]:
+    found = {key: notes.check_value(key, row.get(key) or "", where) for key in columns}
+    found.update(annotate)
+    return {key: value for key, value in found.items() if value != ""}
 
 
 def _parse_row(path: Path, line: int, row: dict[str, Optional[str]], where: str) -> UploadRow:

@@ -20,8 +20,14 @@ def _write(path, text, encoding="utf-8"):
     ("", "is empty"),
     ("dataset_id,file_name\n", "has no rows"),
     ("dataset_id,description\nML-2005-05-23-10-00-00-0001,x\n", "lacks column(s): file_name"),
-    ("dataset_id,file_name,colour\nML-2005-05-23-10-00-00-0001,a,b\n",
-     "unknown column(s): colour"),
+    ("dataset_id,file_name,descripton\nML-2005-05-23-10-00-00-0001,a,b\n",
+     "has a column 'descripton': did you mean 'description'?"),
+    ("dataset_id,file_name,cell line\nML-2005-05-23-10-00-00-0001,a,b\n",
+     "annotation key 'cell line' is not a name"),
+    ("dataset_id,file_name,microscope\nML-2005-05-23-10-00-00-0001,a,b\n",
+     "'microscope' is a field of every dataset, not an annotation"),
+    ("dataset_id,file_name,strain,strain\nML-2005-05-23-10-00-00-0001,a,b,c\n",
+     "has the column(s) strain twice"),
 ])
 def test_bad_csv_file(snapshot_with_one_dataset, site, run_cli, upload_files, content, message):
     csv_path = _write(upload_files.folder / "bad.csv", content)

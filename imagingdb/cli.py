@@ -212,6 +212,10 @@ def _add_data_commands(app: typer.Typer) -> None:
             None, "--annotate", metavar="KEY=VALUE",
             help="Annotate every row's dataset (repeatable), e.g. --annotate strain=WT; "
                  "CSV columns beyond the known ones are annotations too."),
+        encoding: Optional[str] = typer.Option(
+            None, "--encoding", metavar="NAME",
+            help="The CSV's encoding when it is not UTF-8, e.g. cp1252 (Excel's plain CSV "
+                 "on Windows)."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",
                                             help="json: a report on stdout for scripts."),
     ) -> None:
@@ -230,7 +234,8 @@ def _add_data_commands(app: typer.Typer) -> None:
         with _database(ctx) as db:
             outcome = db.upload(csv_file, config, overwrite=overwrite, workers=workers,
                                 progress=TerminalProgress("Uploading", "Uploaded"), on_result=report,
-                                annotate=parse_assignments(annotate or (), "--annotate"))
+                                annotate=parse_assignments(annotate or (), "--annotate"),
+                                encoding=encoding)
         ok = len(outcome.results) - len(outcome.failed)
         print(f"{ok} of {len(outcome.results)} dataset(s) uploaded", file=sys.stderr)
         if output == ReportFormat.json:

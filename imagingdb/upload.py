@@ -44,7 +44,7 @@ from .site import Site, open_storage
 from .splitters import tiff_pages
 from .spool import RowSpool
 from .storage import HashingReader, validate_object_name
-from .upload_rows import RefusedRow, UploadRow, read_upload_csv
+from .upload_rows import RefusedRow, UploadRow, check_encoding, read_upload_csv
 
 if TYPE_CHECKING:
     from .storage import StorageBackend
@@ -103,16 +103,19 @@ def upload_csv(
     progress: Optional[Progress] = None,
     on_result: Optional[Callable[[RowResult], None]] = None,
     annotate: Optional[Mapping[str, str]] = None,
+    encoding: Optional[str] = None,
 ) -> UploadReport:
     """Upload every row of the CSV with the upload config; rows are independent, one
     bad row fails alone. ``on_result`` sees each row's result as soon as it is known;
-    ``annotate`` ({key: value}) annotates every row's dataset."""
+    ``annotate`` ({key: value}) annotates every row's dataset; ``encoding`` is the CSV's
+    when it is not UTF-8 (e.g. cp1252)."""
+    encoding = check_encoding(encoding)
     config = load_upload_config(config_path)
     checked = {}
     for key, value in (annotate or {}).items():
         key = notes.check_key(str(key), "--annotate")
         checked[key] = notes.check_value(key, str(value), "--annotate")
-    rows = read_upload_csv(csv_path, checked, config.required_annotations)
+    rows = read_upload_csv(csv_path, checked, config.required_annotations, encoding)
     uploader = Uploader(site, config, overwrite=overwrite, workers=workers,
                         progress=progress or Progress())
     report = UploadReport()

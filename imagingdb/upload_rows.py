@@ -12,8 +12,10 @@ still go in.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import difflib
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -34,6 +36,11 @@ class RefusedRow:
 
 
 CSV_REQUIRED = ("dataset_id", "file_name")
+#: the separators a CSV may use: Excel writes ';' where the decimal mark is a comma, and
+#: tabs for "Unicode text"
+DELIMITERS = (",", ";", "\t")
+#: an upload CSV larger than this is not one (64 MiB: ~300,000 rows)
+CSV_LIMIT = 64 * 2**20
 CSV_OPTIONAL = ("description", "parent_dataset_id", "positions")
 
 
@@ -75,11 +82,12 @@ def _blank(value: Optional[str]) -> bool:
     return value is None or value.strip() == "" or value.strip().lower() in ("none", "nan")
 
 
-def _read_rows(handle) -> tuple[list[str], list[tuple[int, dict[Optional[str], Any]]]]:
+def _read_rows(handle, delimiter: str = ",") -> tuple[list[str],
+                                                     list[tuple[int, dict[Optional[str], Any]]]]:
     """The header and each row as csv.DictReader gives it (extra cells under the key None),
     with the line the row starts on: a quoted value may span lines, and an error names the
     line a person finds the row at."""
-    reader = csv.reader(handle)
+    reader = csv.reader(handle, delimiter=delimiter)
     header = next(reader, [])
     rows = []
     start = reader.line_num + 1
@@ -112,29 +120,92 @@ def _annotation_columns(path: Path, columns: list[str], annotate: Mapping[str, s
     return found
 
 
+def check_encoding(name: Optional[str]) -> Optional[str]:
+    """The codec name ``name`` (e.g. cp1252, latin-1), or InputError; None stays None."""
+    if name is None:
+        return None
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise InputError(f"--encoding {name!r} is not an encoding Python knows; e.g. cp1252 "
+                         "(Excel on Windows), latin-1, mac-roman, utf-16") from None
+
+
+def _csv_text(path: Path, encoding: Optional[str]) -> str:
+    """The CSV's text: UTF-8 (with or without a BOM), UTF-16 by its BOM, else ``encoding``.
+
+    A file in another encoding is refused with the line of the first byte that is not
+    UTF-8, rather than read as something it is not (a wrong file name would follow)."""
+    from .input_files import read_bytes
+
+    data = read_bytes(path, "CSV file", CSV_LIMIT)  # regular files only: not /dev/zero
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif data.startswith(codecs.BOM_UTF8) or encoding is None:
+        encoding = "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start:exc.start + 1].hex()
+        if encoding == "utf-8-sig":
+            raise InputError(
+                f"CSV file {path} is not UTF-8: line {line} has the byte 0x{byte}; save it as "
+                "\"CSV UTF-8\" (Excel: File > Save As), or name its encoding, e.g. "
+                "--encoding cp1252") from None
+        raise InputError(f"CSV file {path} is not {encoding}: line {line} has the byte "
+                         f"0x{byte}; give its encoding with --encoding") from None
+
+
+def _delimiter(text: str) -> str:
+    """The separator of the header line: the one that splits it into the required columns,
+    else the one that splits it most (then the missing columns are named)."""
+    header = text.lstrip("\r\n").splitlines()[0] if text.strip() else ""
+    best, best_fields = ",", 0
+    for delimiter in DELIMITERS:
+        fields = [f.strip() for f in next(csv.reader([header], delimiter=delimiter), [])]
+        if all(column in fields for column in CSV_REQUIRED):
+            return delimiter
+        if len(fields) > best_fields:
+            best, best_fields = delimiter, len(fields)
+    return best
+
+
+def _column_hint(missing: list[str], columns: list[str]) -> str:
+    """'; did you mean ...' for missing columns that a present one looks like."""
+    hints = []
+    for name in missing:
+        folded = {column.lower().replace(" ", "_").replace("-", "_"): column
+                  for column in columns}
+        close = difflib.get_close_matches(name, list(folded), n=1, cutoff=0.75)
+        if close:
+            hints.append(f"{folded[close[0]]!r} for {name!r}")
+    return f" (did you mean {' and '.join(hints)}?)" if hints else ""
+
+
 def read_upload_csv(path: Path, annotate: Optional[Mapping[str, str]] = None,
-                    required_annotations: Sequence[str] = ()) -> list[Union[UploadRow, RefusedRow]]:
+                    required_annotations: Sequence[str] = (),
+                    encoding: Optional[str] = None) -> list[Union[UploadRow, RefusedRow]]:
     """Parse the upload CSV. File-level problems raise InputError; a bad row gives a RefusedRow.
 
+    The separator (``,`` ``;`` or tab) is the one its header uses; the text is UTF-8
+    (a BOM allowed), UTF-16 with a BOM, or in ``encoding`` (e.g. cp1252).
     ``annotate`` (checked KEY=VALUE pairs, e.g. from --annotate) annotates every row;
     a row lacking one of ``required_annotations`` is refused."""
     annotate = dict(annotate or {})
-    from .input_files import require_regular_file
-
-    require_regular_file(path, "CSV file")  # /dev/zero or a FIFO would be read forever
+    text = _csv_text(path, encoding)
+    delimiter = _delimiter(text)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            header, raw_rows = _read_rows(handle)
-            columns = [c.strip() for c in header]
-    except FileNotFoundError:
-        raise InputError(f"CSV file {path} not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        header, raw_rows = _read_rows(io.StringIO(text, newline=""), delimiter)
+    except csv.Error as exc:
         raise InputError(f"cannot read CSV file {path}: {exc}") from None
+    columns = [c.strip() for c in header]
     if not columns:
         raise InputError(f"CSV file {path} is empty; it needs a header with dataset_id,file_name")
     missing = [c for c in CSV_REQUIRED if c not in columns]
     if missing:
-        raise InputError(f"CSV file {path} lacks column(s): {', '.join(missing)}")
+        raise InputError(f"CSV file {path} lacks column(s): {', '.join(missing)}"
+                         f"{_column_hint(missing, columns)}")
     repeated = sorted({c for c in columns if columns.count(c) > 1})
     if repeated:
         raise InputError(f"CSV file {path} has the column(s) {', '.join(repeated)} twice; "

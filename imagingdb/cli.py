@@ -236,8 +236,10 @@ def _add_data_commands(app: typer.Typer) -> None:
                                 progress=TerminalProgress("Uploading", "Uploaded"), on_result=report,
                                 annotate=parse_assignments(annotate or (), "--annotate"),
                                 encoding=encoding)
-        ok = len(outcome.results) - len(outcome.failed)
-        print(f"{ok} of {len(outcome.results)} dataset(s) uploaded", file=sys.stderr)
+        skipped = len(outcome.skipped)
+        ok = len(outcome.results) - len(outcome.failed) - skipped
+        there = f", {skipped} already there (skipped)" if skipped else ""
+        print(f"{ok} of {len(outcome.results)} dataset(s) uploaded{there}", file=sys.stderr)
         if output == ReportFormat.json:
             print(json.dumps([r.to_json() for r in outcome.results], indent=2))
         if outcome.exit_code:

@@ -66,10 +66,16 @@ class RowResult:
     format: Optional[str] = None  # the splitter that read the source (frames uploads)
     kind: Optional[str] = None  # what the source is, in the splitter's words
     warnings: list[str] = field(default_factory=list)
+    #: the dataset was registered already with this very content: nothing was done
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        return "failed" if not self.ok else "skipped" if self.skipped else "uploaded"
 
     def to_json(self) -> dict[str, Any]:
         return {"row": self.line, "dataset_id": self.dataset_id,
-                "status": "uploaded" if self.ok else "failed", "error": self.error,
+                "status": self.status, "error": self.error,
                 "nbr_frames": self.nbr_frames, "bytes": self.bytes, "format": self.format,
                 "kind": self.kind, "warnings": self.warnings}
 
@@ -83,11 +89,17 @@ class UploadReport:
         return [r for r in self.results if not r.ok]
 
     @property
+    def skipped(self) -> list[RowResult]:
+        return [r for r in self.results if r.skipped]
+
+    @property
     def exit_code(self) -> int:
-        """0 all uploaded; 2 if every failure was bad input found before work; else 1."""
+        """0: every row is in (uploaded, or there already); 2: bad input found before any
+        work and nothing changed (no row uploaded); else 1."""
         if not self.failed:
             return 0
-        return 2 if all(r.exit_code == 2 for r in self.failed) else 1
+        changed = any(r.ok and not r.skipped for r in self.results)
+        return 2 if not changed and all(r.exit_code == 2 for r in self.failed) else 1
 
 
 # ----------------------------------------------------------------------- the run
@@ -177,6 +189,10 @@ class Uploader:
             self._setup()
             with claim_dataset(self.site, row.dataset_id) as claim:
                 frames, nbytes = upload.run(claim)
+        except _AlreadyThere as there:
+            self.progress.note(f"{row.dataset_id}: {there}; skipped")
+            return RowResult(row.line, row.dataset_id, True, nbr_frames=there.frames,
+                             skipped=True, **upload.notes)
         except ImagingDBError as exc:
             return RowResult(row.line, row.dataset_id, False, f"{where}: {exc}",
                              exc.exit_code, **upload.notes)
@@ -259,9 +275,12 @@ class RowUpload:
         return len(self._written)
 
     def run(self, claim: Claim) -> tuple[int, int]:
-        """Upload the row under ``claim``; returns (frames, bytes of pixels or of the file)."""
+        """Upload the row under ``claim``; returns (frames, bytes of pixels or of the file).
+        Raises _AlreadyThere when the dataset is registered with this very content."""
         self.claim = claim
-        self._check_before_work()
+        existing = self._check_before_work()
+        if existing is not None:
+            self._refuse_or_skip(existing)
         try:
             if self.config.upload_type == "file":
                 return self._upload_file()
@@ -321,7 +340,9 @@ class RowUpload:
         faults.checkpoint("folder-chosen")
         return self.folder
 
-    def _check_before_work(self) -> None:
+    def _check_before_work(self) -> Optional[sa.Row]:
+        """Refuse the row before any work if it cannot go in; the registered dataset of its ID
+        when there is one and no --overwrite (the caller decides: skip or refuse)."""
         row = self.row
         if not row.source.exists():
             raise InputError(f"{row.source} not found")
@@ -330,16 +351,76 @@ class RowUpload:
         with self.uploader.site.connection() as conn:
             _refuse_case_twin(conn, row.dataset_id)
             existing = dbq.find_dataset(conn, row.dataset_id)
-            if existing is not None and not self.uploader.overwrite:
-                raise InputError(
-                    f"dataset {row.dataset_id} already exists; use --overwrite to replace it"
-                )
             self._replacing = existing is not None
             if row.parent_dataset_id and dbq.find_dataset(conn, row.parent_dataset_id) is None:
                 raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
         warning = lowercase_project_warning(row.parsed_id)
         if warning:
             self._warn(warning)
+        return None if self.uploader.overwrite else existing
+
+    def _refuse_or_skip(self, existing: sa.Row) -> None:
+        """A dataset of this ID is registered and no --overwrite: if it holds this very
+        content (a rerun of an interrupted upload) the row is done; else it is refused."""
+        row = self.row
+        registered = self._registered_content(existing)
+        if registered is not None and registered == self._source_content(existing.frames):
+            frames = int(registered.split(":")[1]) if registered.startswith(
+                provenance.FRAMES_PREFIX) else 1
+            raise _AlreadyThere(f"already uploaded with the same content ({frames} "
+                                f"frame{'s' if frames != 1 else ''})", frames)
+        raise InputError(f"dataset {row.dataset_id} already exists with other content than "
+                         f"{row.source}; use --overwrite to replace it, or another dataset ID")
+
+    def _registered_content(self, existing: sa.Row) -> Optional[str]:
+        """The registered dataset's content checksum (computed from its rows when it
+        predates schema version 4); None if its rows do not tell (no checksums)."""
+        if existing.content_sha256:
+            return existing.content_sha256
+        with self.uploader.site.connection() as conn:
+            if not existing.frames:
+                owner = dbq.file_global_of(conn, existing.id)
+                return owner.sha256 if owner is not None else None
+            owner = dbq.frames_global_of(conn, existing.id)
+            if owner is None:
+                return None
+            digest, after = provenance.FramesDigest(), None
+            while True:  # paged: constant memory whatever the number of frames
+                page = dbq.frame_rows_after(conn, owner.id, after, INSERT_BATCH)
+                if not page:
+                    break
+                for r in page:
+                    if r.sha256 is None:
+                        return None
+                    digest.add(r.channel_idx, r.slice_idx, r.time_idx, r.pos_idx, r.sha256)
+                after = page[-1].id
+        return None if after is None else digest.hexdigest()
+
+    def _source_content(self, registered_frames: bool) -> Optional[str]:
+        """The content checksum of the row's source as this upload would store it (None: a
+        file kept whole where frames are registered, or the other way round)."""
+        from .codecs import pixel_sha256
+
+        source = self.row.source
+        if (self.config.upload_type == "frames") != bool(registered_frames):
+            return None
+        if self.config.upload_type == "file":
+            if not source.is_file():
+                return None
+            import hashlib
+
+            digest = hashlib.sha256()
+            with open(source, "rb") as handle:
+                for block in iter(lambda: handle.read(8 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+        frames = provenance.FramesDigest()
+        with self._open() as acquisition:
+            for frame in acquisition.iter_frames(pixels=True):
+                index = frame.index
+                frames.add(index.channel, index.slice, index.time, index.position,
+                           pixel_sha256(frame.pixels))
+        return frames.hexdigest()
 
     # -------------------------------------------------------------- file upload
 
@@ -658,6 +739,14 @@ class RowUpload:
         """Show a ``Warning:`` line for the row and keep it for its report."""
         self.notes["warnings"].append(warning)
         self.progress.note(f"Warning: {self.row.dataset_id}: {warning}")
+
+
+class _AlreadyThere(Exception):
+    """The row's dataset is registered with the content of its source: nothing to do."""
+
+    def __init__(self, message: str, frames: int):
+        super().__init__(message)
+        self.frames = frames
 
 
 def _refuse_case_twin(conn: sa.Connection, dataset_id: str, *, registering: bool = False) -> None:

@@ -77,7 +77,7 @@ def test_a_row_without_a_required_annotation_is_refused_alone(site, run_cli, upl
     ])
     config = upload_files.frames_config(required_annotations=["strain"])
     result = upload(run_cli, csv_path, config)
-    assert result.exit_code == 2
+    assert result.exit_code == 1  # one dataset went in
     assert result.errors == [
         f"Error: {csv_path.name} row 3: lacks the annotation(s) the upload config requires: "
         "strain; add them as CSV columns or --annotate KEY=VALUE"]
@@ -263,3 +263,66 @@ def test_the_frames_digest_is_a_multiset_hash():
     swapped[0]["sha256"], swapped[1]["sha256"] = swapped[1]["sha256"], swapped[0]["sha256"]
     assert provenance.frames_digest(swapped) != digest  # a frame at another index differs
     assert provenance.frames_digest(rows[:-1]) != digest
+
+
+# ------------------------------------------------------------ reruns finish (issue 18)
+
+
+def test_a_rerun_skips_what_is_in_and_exits_0(site, run_cli, upload_files, mm_ometiff,
+                                              tiff_file):
+    frames_csv = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
+    file_csv = upload_files.csv([{"dataset_id": OTHER_ID, "file_name": str(tiff_file)}])
+    frames_config, file_config = upload_files.frames_config(), upload_files.file_config()
+    assert upload(run_cli, frames_csv, frames_config).exit_code == 0
+    assert upload(run_cli, file_csv, file_config).exit_code == 0
+    before = site.snapshot()
+    again = upload(run_cli, frames_csv, frames_config, "--format", "json")
+    assert again.exit_code == 0, again.stderr
+    assert again.stderr.splitlines() == [
+        f"{DATASET_ID}: already uploaded with the same content (24 frames); skipped",
+        "0 of 1 dataset(s) uploaded, 1 already there (skipped)"]
+    assert again.json()[0]["status"] == "skipped" and again.json()[0]["nbr_frames"] == 24
+    again = upload(run_cli, file_csv, file_config)
+    assert again.exit_code == 0, again.stderr
+    assert f"{OTHER_ID}: already uploaded with the same content (1 frame); skipped" in \
+        again.stderr.splitlines()
+    assert site.snapshot() == before  # nothing was written
+
+
+def test_a_rerun_of_a_dataset_registered_before_content_checksums_is_skipped(
+        site, run_cli, upload_files, mm_ometiff):
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)}])
+    config = upload_files.frames_config()
+    assert upload(run_cli, csv_path, config).exit_code == 0
+    with imagingdb.connect() as db, db.site.connection(write=True) as conn:
+        conn.execute(sa.update(dbq.data_set).values(content_sha256=None))  # as version 3 left it
+    again = upload(run_cli, csv_path, config)
+    assert again.exit_code == 0, again.stderr
+    assert "already uploaded with the same content (24 frames); skipped" in again.stderr
+
+
+@pytest.mark.parametrize("kind", ["frames", "file"])
+def test_other_content_under_an_existing_id_stays_an_error(site, run_cli, upload_files,
+                                                           mm_ometiff, mm_ometiff_uint8,
+                                                           tiff_file, kind):
+    config = upload_files.frames_config() if kind == "frames" else upload_files.file_config()
+    first, other = ((mm_ometiff, mm_ometiff_uint8) if kind == "frames" else
+                    (tiff_file, sorted(mm_ometiff_uint8.glob("*.tif"))[0]))
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(first)}])
+    assert upload(run_cli, csv_path, config).exit_code == 0
+    before = site.snapshot()
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(other)}])
+    result = upload(run_cli, csv_path, config)
+    assert_refused(result, site, before, contains=(
+        f"dataset {DATASET_ID} already exists with other content than {other}; "
+        "use --overwrite to replace it, or another dataset ID",))
+
+
+def test_exit_2_only_when_nothing_changed(site, run_cli, upload_files, mm_ometiff):
+    mixed = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)},
+                              {"dataset_id": OTHER_ID, "file_name": "/no/such/folder"}])
+    result = upload(run_cli, mixed, upload_files.frames_config())
+    assert result.exit_code == 1  # a dataset went in: not "nothing was changed"
+    # the rerun changes nothing: the first row is there, the second is still bad input
+    result = upload(run_cli, mixed, upload_files.frames_config())
+    assert result.exit_code == 2, result.stderr

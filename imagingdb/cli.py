@@ -225,11 +225,19 @@ def _add_data_commands(app: typer.Typer) -> None:
         others are uploaded, and the exit code says that some failed. An
         interrupted upload can simply be run again.
         """
+        from . import console
         from .progress import TerminalProgress
+
+        done = [0]
 
         def report(result) -> None:
             if not result.ok:  # a success was already summed up by the progress line
                 print(f"Error: {printable(result.error)}", file=sys.stderr)
+            done[0] += result.ok
+            console.interrupted_note = (
+                f"interrupted: {done[0]} dataset(s) of the CSV are in; nothing of the row "
+                "being uploaded was registered; run the same command again to finish (rows "
+                "already in are skipped)")
 
         with _database(ctx) as db:
             outcome = db.upload(csv_file, config, overwrite=overwrite, workers=workers,

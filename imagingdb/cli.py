@@ -166,6 +166,7 @@ def make_app(plugin_commands: bool = True) -> typer.Typer:
     _add_info_commands(app)
     _add_integrity_commands(app)
     app.add_typer(_make_db_app())
+    _add_python_command(app)
     _add_plugins_commands(app)
     if plugin_commands:
         add_plugin_commands(app)
@@ -464,6 +465,27 @@ def _add_plugins_commands(app: typer.Typer) -> None:
             print(f"Uninstalled {removed.name} {removed.version}", file=sys.stderr)
 
     app.add_typer(plugins_app)
+
+
+def _add_python_command(app: typer.Typer) -> None:
+    @app.command(
+        name="python", context_settings={"allow_extra_args": True,
+                                         "ignore_unknown_options": True,
+                                         "allow_interspersed_args": False},
+        epilog="Examples:\n\n\b\n"
+               "imagingdb python analysis.py --plot\n"
+               "imagingdb python -c 'import imagingdb; print(imagingdb.connect().query())'\n"
+               "imagingdb python -m json.tool frames.json\n"
+               "imagingdb python                       (an interactive session)")
+    def python(ctx: typer.Context) -> None:
+        """Run Python with imagingdb and its packages importable (numpy, dask...): a script,
+        -c CODE, -m MODULE, or an interactive session. The way to the Python API from the
+        single-file executable."""
+        from .pyrun import run
+
+        code = run(ctx.args)
+        if code:
+            raise typer.Exit(code)
 
 
 def _make_db_app() -> typer.Typer:

@@ -276,9 +276,13 @@ def _add_data_commands(app: typer.Typer) -> None:
                                               help="Concurrent transfers."),
     ) -> None:
         """Download a dataset, or only some channels/slices/times/positions, to DIR/<ID>/."""
+        import warnings
+
+        from .errors import MissingFramesWarning
         from .progress import TerminalProgress
 
-        with _database(ctx) as db:
+        with _database(ctx) as db, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MissingFramesWarning)
             ds = db.dataset(dataset_id)
             target = ds.download(
                 dest,
@@ -286,6 +290,8 @@ def _add_data_commands(app: typer.Typer) -> None:
                 metadata=metadata, download=download, workers=workers,
                 progress=TerminalProgress("Downloading", "Downloaded") if download and ds.is_frames else None,
             )
+        for warning in caught:
+            print(f"Warning: {printable(warning.message)}", file=sys.stderr)
         print(printable(target))
 
     @app.command(epilog="Examples:\n\n\b\n"

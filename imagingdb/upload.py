@@ -505,9 +505,13 @@ class RowUpload:
             dims = acquisition.dims
             # Whatever splitter read it: a grid no acquisition could have is refused here,
             # before show and read would walk its missing frames.
-            tiff_pages.check_declared_frames(
-                str(row.source), dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints
-                * dims.nbr_positions, count)
+            grid = dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints * dims.nbr_positions
+            tiff_pages.check_declared_frames(str(row.source), grid, count)
+            if count < grid:
+                self._warn(f"{count} of the {grid} frames of its dimensions (C{dims.nbr_channels} "
+                           f"Z{dims.nbr_slices} T{dims.nbr_timepoints} P{dims.nbr_positions}) "
+                           f"are in the source; {grid - count} missing, read as the fill value "
+                           "(imagingdb show lists them)")
             _check_storable(row, dims, codec)
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * _itemsize(dims.bit_depth)
             storage_dir = self._take_folder(frames=True)

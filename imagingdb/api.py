@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from dataclasses import dataclass
@@ -492,11 +493,15 @@ class Dataset:
         download: bool = True,
         workers: Optional[int] = None,
         progress: Any = None,
+        resume: bool = False,
     ) -> Path:
         """Write ``dest/<ID>/``: the frames asked for (all by default) or the file kept whole,
-        with ``global_metadata.json`` and (frames) ``frames_meta.csv`` unless ``metadata`` is
-        False; ``download=False`` writes the metadata only. Returns that folder, which
-        appears complete or not at all; an existing one is refused.
+        with ``global_metadata.json`` and (frames) ``frames_meta.csv`` (each frame's row and
+        metadata, flattened into columns) and ``frames_meta.jsonl`` (the metadata whole)
+        unless ``metadata`` is False; ``download=False`` writes the metadata only. Returns
+        that folder, which appears complete or not at all; an existing one is refused,
+        unless ``resume``: then the files already there with the recorded sha256 are kept
+        and the rest added (PNG frames and files kept whole).
 
         The frames of an ome-zarr dataset are written as the OME-Zarr store of the selection
         (``dest/<ID>/zarr.json`` and its chunks, copied unchanged; see :meth:`export`), and
@@ -505,7 +510,8 @@ class Dataset:
         from .download import download as write_download
 
         dest = Path(dest)
-        check_destination(dest, self.id)
+        if not resume:
+            check_destination(dest, self.id)
         plan = DownloadPlan(self.id, self._site.storage, is_frames=self.is_frames)
         if self.is_frames:
             from .download import warn_missing
@@ -519,8 +525,6 @@ class Dataset:
                              "(global_metadata.json lists every missing frame)", stacklevel=2)
             renumbering = None  # an ome-zarr dataset downloads as a store of the selection
             if self.frame_format == layout.OME_ZARR:
-                import functools
-
                 from .export import Renumbering, store_entries, write_ome_zarr
 
                 source = self._export_source(selection, rows)
@@ -531,7 +535,10 @@ class Dataset:
             elif download:
                 plan.objects = [(layout.object_key(self.storage_dir, row.file_name), row.file_name)
                                 for row in rows]
+                plan.checksums = {row.file_name: (row.sha256, "pixels") for row in rows}
+                plan.pixel_hash = self._png_pixel_hash
             if metadata:
+                plan.frame_metadata = functools.partial(self._frame_metadata, selection)
                 plan.summary = self.summary()
                 plan.summary["missing_frames"] = (
                     [layout.frame_name(i) for i in self.missing_frames()] if renumbering is None
@@ -543,9 +550,29 @@ class Dataset:
                                  "slices, times or positions to select")
             if download:
                 plan.objects = [(self.file["key"], self.file["file_name"])]
+                plan.checksums = {self.file["file_name"]: (self.file.get("sha256"), "bytes")}
             if metadata:
                 plan.summary = self.summary()
-        return write_download(plan, dest, workers=workers, progress=progress)
+        return write_download(plan, dest, workers=workers, progress=progress, resume=resume)
+
+    def _frame_metadata(self, selection: Selection) -> Iterator[tuple[int, int, int, int, Any]]:
+        """(channel, slice, time, position, metadata) of the selected frames, in index order."""
+        with self._site.connection() as conn:
+            for row in dbq.select_frames(conn, self._frames_global.id, with_metadata=True,
+                                         **selection.as_filters()):
+                yield row.channel_idx, row.slice_idx, row.time_idx, row.pos_idx, row.metadata_json
+
+    def _png_pixel_hash(self, data: bytes) -> str:
+        """The sha256 of the pixels of a PNG frame of this dataset (ValueError if it is none)."""
+        import numpy as np
+
+        from .codecs import frame_codec, pixel_sha256
+
+        dims = self.dims
+        shape = (dims.im_height, dims.im_width) + ((dims.im_colors,) if dims.im_colors > 1 else ())
+        out = np.empty(shape, np.dtype(dims.bit_depth))
+        frame_codec(layout.PNG).decode_into(data, out, check=True)
+        return pixel_sha256(out)
 
     def export(
         self,

@@ -274,6 +274,10 @@ def _add_data_commands(app: typer.Typer) -> None:
                                       help="--no-download: write the metadata only."),
         workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                               help="Concurrent transfers."),
+        resume: bool = typer.Option(
+            False, "--resume", help="Into a DIR/<ID>/ already there: keep the files that have "
+                                    "their recorded sha256, add the rest (an interrupted "
+                                    "download, or more channels/times)."),
     ) -> None:
         """Download a dataset, or only some channels/slices/times/positions, to DIR/<ID>/."""
         import warnings
@@ -287,7 +291,7 @@ def _add_data_commands(app: typer.Typer) -> None:
             target = ds.download(
                 dest,
                 **_selection(channels, slices, times, positions),
-                metadata=metadata, download=download, workers=workers,
+                metadata=metadata, download=download, workers=workers, resume=resume,
                 progress=TerminalProgress("Downloading", "Downloaded") if download and ds.is_frames else None,
             )
         for warning in caught:

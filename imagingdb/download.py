@@ -220,6 +220,16 @@ class DownloadPlan:
     summary: Optional[dict[str, Any]] = None
     #: frames_meta.csv rows (frames datasets); None writes none
     frame_rows: Optional[Sequence[Any]] = None
+    #: streams (channel, slice, time, position, metadata) of ``frame_rows``, in their order:
+    #: frames_meta.csv's metadata columns and frames_meta.jsonl (None: neither)
+    frame_metadata: Optional[Callable[[], Iterable[tuple[int, int, int, int, Any]]]] = None
+    #: file name -> the sha256 a file already in the folder must have to be kept by --resume,
+    #: and of what: "pixels" (a PNG frame's) or "bytes" (a file kept whole)
+    checksums: dict[str, tuple[Optional[str], str]] = field(default_factory=dict)
+    #: the sha256 of the pixels of a frame object's bytes (--resume's check of a PNG)
+    pixel_hash: Optional[Callable[[bytes], str]] = None
+    #: files --resume found already there with their checksum, and kept
+    kept: int = 0
     #: frames are counted on the progress bar; a file kept whole is one copy
     is_frames: bool = True
     #: writes the frames into the folder instead of copying ``objects`` (an ome-zarr
@@ -248,12 +258,17 @@ def refuse_existing(target: Path, option: str) -> Path:
 
 
 def download(plan: DownloadPlan, dest: Path, *, workers: Optional[int] = None,
-             progress: Any = None) -> Path:
+             progress: Any = None, resume: bool = False) -> Path:
     """Write ``dest/<ID>/`` from ``plan``; returns that folder.
 
     The folder appears complete or not at all: everything is written to a
-    hidden temporary folder beside it, renamed at the end.
+    hidden temporary folder beside it, renamed at the end. With ``resume``, a
+    folder already there (an interrupted download, or one of another selection)
+    keeps the files that have the sha256 the database records, and gets the rest
+    (each written under a temporary name, then renamed) and fresh metadata.
     """
+    if resume and (dest / plan.dataset_id).is_dir() and not (dest / plan.dataset_id).is_symlink():
+        return _resume(plan, dest / plan.dataset_id, workers=workers, progress=progress)
     target = check_destination(dest, plan.dataset_id)
     names = [_safe_name(name, plan.dataset_id) for _key, name in plan.objects]
     try:
@@ -278,20 +293,122 @@ def download(plan: DownloadPlan, dest: Path, *, workers: Optional[int] = None,
 
 
 def _write_metadata(plan: DownloadPlan, folder: Path) -> None:
+    """global_metadata.json, frames_meta.jsonl (each frame's row and whole metadata, a JSON
+    object a line) and frames_meta.csv (the row, then the metadata flattened into columns:
+    ``Camera``, ``ROI.x``...), each written under a temporary name and renamed."""
     if plan.summary is not None:
-        (folder / "global_metadata.json").write_text(
-            json.dumps(plan.summary, indent=2, sort_keys=True, default=str) + "\n",
-            encoding="utf-8")
-    if plan.frame_rows is not None:
-        with open(folder / "frames_meta.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(FRAMES_META_COLUMNS)
+        _write_file(folder / "global_metadata.json", lambda handle: handle.write(
+            json.dumps(plan.summary, indent=2, sort_keys=True, default=str) + "\n"))
+    if plan.frame_rows is None:
+        return
+    columns: dict[str, None] = {}  # the flattened metadata keys, in order of first sight
+    jsonl = folder / "frames_meta.jsonl"
+    if plan.frame_metadata is not None:
+        def write_jsonl(handle) -> None:
+            for row, meta in zip(plan.frame_rows, _aligned(plan.frame_rows, plan.frame_metadata())):
+                record = {c: getattr(row, c) for c in FRAMES_META_COLUMNS}
+                record["metadata"] = meta
+                columns.update(dict.fromkeys(flatten(meta)))
+                handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+        _write_file(jsonl, write_jsonl)
+    extra = [c for c in columns if c not in FRAMES_META_COLUMNS]
+
+    def write_csv(handle) -> None:
+        writer = csv.writer(handle)
+        writer.writerow([*FRAMES_META_COLUMNS, *extra])
+        if plan.frame_metadata is None:
             for row in plan.frame_rows:
                 writer.writerow([getattr(row, c) for c in FRAMES_META_COLUMNS])
+            return
+        with open(jsonl, encoding="utf-8") as records:  # the metadata read back, a line at a time
+            for line in records:
+                record = json.loads(line)
+                flat = flatten(record.pop("metadata"))
+                writer.writerow([_csv_cell(record[c]) for c in FRAMES_META_COLUMNS]
+                                + [_csv_cell(flat.get(c)) for c in extra])
+
+    _write_file(folder / "frames_meta.csv", write_csv, newline="")
+
+
+def _aligned(rows: Sequence[Any], metadata: Iterable[tuple[int, int, int, int, Any]]
+             ) -> Iterator[Any]:
+    """The metadata of each row, checked to be that row's (both come in index order)."""
+    metadata = iter(metadata)
+    for row in rows:
+        c, z, t, p, meta = next(metadata, (None,) * 5)
+        if (c, z, t, p) != (row.channel_idx, row.slice_idx, row.time_idx, row.pos_idx):
+            raise WorkError("the frames changed during the download (an overwrite?); "
+                            "download again")
+        yield meta
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A frame's metadata as one level of ``key.subkey`` names; lists stay whole."""
+    if not isinstance(value, dict):
+        return {} if not prefix and value is None else {prefix or "metadata": value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(item, dict) and item:
+            flat.update(flatten(item, name))
+        else:
+            flat[name] = item
+    return flat
+
+
+def _csv_cell(value: Any) -> str:
+    """A CSV cell as JSON writes values: true/false, no Python reprs; lists and objects as
+    JSON text; nothing for null."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _write_file(path: Path, write: Callable[[Any], Any], newline: Optional[str] = None) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", encoding="utf-8", newline=newline) as handle:
+        write(handle)
+    os.replace(partial, path)
+
+
+def _resume(plan: DownloadPlan, target: Path, *, workers: Optional[int], progress: Any) -> Path:
+    if plan.write_frames is not None:
+        raise InputError(f"--resume adds files to a download of PNG frames or of a file; the "
+                         f"download of an ome-zarr dataset is one store: remove {target} and "
+                         "download again")
+    names = [_safe_name(name, plan.dataset_id) for _key, name in plan.objects]
+    try:
+        _write_metadata(plan, target)
+        _copy_objects(plan, list(zip((key for key, _ in plan.objects), names)), target,
+                      workers=workers, progress=progress, keep_matching=True)
+    except OSError as exc:
+        raise WorkError(f"cannot write to {target}: {exc.strerror or exc}") from None
+    return target
+
+
+def _has_checksum(plan: DownloadPlan, path: Path, name: str) -> bool:
+    """True if the file ``path`` is there with the sha256 the database records for ``name``."""
+    import hashlib
+
+    expected, of = plan.checksums.get(name, (None, ""))
+    if not expected or not path.is_file() or path.is_symlink():
+        return False
+    data = path.read_bytes()
+    if of == "bytes":
+        return hashlib.sha256(data).hexdigest() == expected
+    if plan.pixel_hash is None:
+        return False
+    try:
+        return plan.pixel_hash(data) == expected
+    except (ValueError, ImagingDBError):  # not a frame of this dataset (cut short?): refetched
+        return False
 
 
 def _copy_objects(plan: DownloadPlan, objects: list[tuple[str, str]], folder: Path, *,
-                  workers: Optional[int], progress: Any) -> None:
+                  workers: Optional[int], progress: Any, keep_matching: bool = False) -> None:
     if not objects:
         return
     storage = plan.storage
@@ -303,11 +420,28 @@ def _copy_objects(plan: DownloadPlan, objects: list[tuple[str, str]], folder: Pa
     def fetch(item: tuple[str, str]) -> int:
         key, name = item
         path = folder / name
+        if keep_matching:
+            if _has_checksum(plan, path, name):
+                with kept_lock:
+                    plan.kept += 1
+                return 0
+            partial = folder / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+            try:
+                storage.get_file(key, str(partial))
+                os.replace(partial, path)
+            except KeyError:
+                raise missing_from_storage(key, plan.dataset_id,
+                                           "frame" if plan.is_frames else "file") from None
+            finally:
+                partial.unlink(missing_ok=True)
+            return path.stat().st_size
         try:
             storage.get_file(key, str(path))
         except KeyError:
             raise missing_from_storage(key, plan.dataset_id, "frame" if plan.is_frames else "file") from None
         return path.stat().st_size
+
+    kept_lock = threading.Lock()
 
     def advance(nbytes: int) -> None:
         if counting:

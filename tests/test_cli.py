@@ -186,7 +186,7 @@ def test_download_cli_no_metadata_and_no_download(uploaded_ometiff, run_cli, tmp
     result = run_cli("download", "--id", uploaded_ometiff, "--dest", tmp_path / "a",
                      "--no-download")
     assert sorted(p.name for p in Path(result.stdout.strip()).iterdir()) == [
-        "frames_meta.csv", "global_metadata.json"]
+        "frames_meta.csv", "frames_meta.jsonl", "global_metadata.json"]
     result = run_cli("download", "--id", uploaded_ometiff, "--dest", tmp_path / "b",
                      "--no-metadata", "-t", "0")
     assert {p.suffix for p in Path(result.stdout.strip()).iterdir()} == {".png"}

@@ -82,8 +82,25 @@ def test_download_writes_frames_and_metadata(dataset, tmp_path, mm_ometiff):
     with open(target / "frames_meta.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 24
-    assert set(rows[0]) == {"channel_idx", "slice_idx", "time_idx", "pos_idx", "channel_name",
-                            "file_name", "sha256"}
+    assert list(rows[0])[:7] == ["channel_idx", "slice_idx", "time_idx", "pos_idx",
+                                 "channel_name", "file_name", "sha256"]
+    # then each frame's metadata, flattened into columns, as ds.frames() has it
+    frames = {(f["channel_idx"], f["slice_idx"], f["time_idx"], f["pos_idx"]): f
+              for f in dataset.frames()}
+    with open(target / "frames_meta.jsonl") as handle:
+        records = [json.loads(line) for line in handle]
+    assert len(records) == 24
+    assert {"Exposure-ms", "ElapsedTime-ms"} <= set(rows[0])  # the acquisition's own keys
+    for row, record in zip(rows, records):
+        frame = frames[(int(row["channel_idx"]), int(row["slice_idx"]), int(row["time_idx"]),
+                        int(row["pos_idx"]))]
+        assert record["metadata"] == frame["metadata_json"]
+        assert record["file_name"] == row["file_name"] == frame["file_name"]
+        for key, value in frame["metadata_json"].items():
+            if not isinstance(value, (dict, list)):
+                expected = ("" if value is None else value if isinstance(value, str)
+                            else json.dumps(value))
+                assert row[key] == expected, key
 
 
 def test_downloaded_frames_are_byte_identical_to_storage(dataset, tmp_path, site):
@@ -101,7 +118,8 @@ def test_partial_download(dataset, tmp_path):
 
 def test_no_download_writes_only_metadata(dataset, tmp_path):
     target = dataset.download(tmp_path, download=False)
-    assert sorted(p.name for p in target.iterdir()) == ["frames_meta.csv", "global_metadata.json"]
+    assert sorted(p.name for p in target.iterdir()) == ["frames_meta.csv", "frames_meta.jsonl",
+                                                        "global_metadata.json"]
 
 
 def test_no_metadata_writes_only_images(dataset, tmp_path):
@@ -156,3 +174,63 @@ def test_download_refuses_file_names_from_the_database_that_leave_the_folder(
         dataset.download(tmp_path / "dest")
     assert not (tmp_path / "dest").exists()  # refused before anything was written
     assert not (tmp_path / "escaped.png").exists()
+
+
+# --------------------------------------------------------------------- --resume
+
+
+def test_resume_keeps_what_is_there_and_adds_the_rest(dataset, tmp_path, site):
+    first = dataset.download(tmp_path, times=[0])
+    assert len(list(first.glob("*.png"))) == 12
+    kept = {png.name: png.stat().st_mtime_ns for png in first.glob("*.png")}
+    broken = first / "im_c000_z000_t000_p000.png"
+    broken.write_bytes(broken.read_bytes()[:-20])  # cut short: refetched
+    target = dataset.download(tmp_path, resume=True)
+    assert target == first
+    stored = site.storage_root / "raw_frames" / dataset.id
+    pngs = sorted(target.glob("*.png"))
+    assert len(pngs) == 24
+    for png in pngs:
+        assert png.read_bytes() == (stored / png.name).read_bytes()
+    for name, mtime in kept.items():  # untouched, but the one cut short
+        assert ((target / name).stat().st_mtime_ns == mtime) == (name != broken.name), name
+    assert not list(target.glob(".*"))  # no partial file left
+    with open(target / "frames_meta.csv", newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 24  # the metadata is the new selection's
+
+
+def test_resume_into_a_folder_not_there_is_a_download(dataset, tmp_path):
+    target = dataset.download(tmp_path / "new", resume=True, times=[1])
+    assert len(list(target.glob("*.png"))) == 12
+
+
+def test_resume_of_a_file_kept_whole(site, run_cli, upload_files, mm_ometiff, tmp_path):
+    tif = sorted(mm_ometiff.glob("*.tif"))[0]
+    csv_path = upload_files.csv([{"dataset_id": "ML-2005-05-23-10-00-00-0009",
+                                  "file_name": str(tif)}])
+    assert run_cli("upload", "--csv", csv_path, "--config",
+                   upload_files.file_config()).exit_code == 0
+    first = run_cli("download", "--id", "ML-2005-05-23-10-00-00-0009", "--dest", tmp_path)
+    assert first.exit_code == 0, first.stderr
+    copy = tmp_path / "ML-2005-05-23-10-00-00-0009" / tif.name
+    mtime = copy.stat().st_mtime_ns
+    again = run_cli("download", "--id", "ML-2005-05-23-10-00-00-0009", "--dest", tmp_path,
+                    "--resume")
+    assert again.exit_code == 0, again.stderr
+    assert copy.stat().st_mtime_ns == mtime and copy.read_bytes() == tif.read_bytes()
+
+
+def test_resume_of_an_ome_zarr_download_is_refused(site, run_cli, upload_files, mm_ometiff,
+                                                   tmp_path):
+    csv_path = upload_files.csv([{"dataset_id": "ML-2005-05-23-10-00-00-0008",
+                                  "file_name": str(mm_ometiff)}])
+    assert run_cli("upload", "--csv", csv_path, "--config",
+                   upload_files.frames_config(frame_format="ome-zarr")).exit_code == 0
+    assert run_cli("download", "--id", "ML-2005-05-23-10-00-00-0008", "--dest", tmp_path,
+                   "-t", "0").exit_code == 0
+    again = run_cli("download", "--id", "ML-2005-05-23-10-00-00-0008", "--dest", tmp_path,
+                    "--resume")
+    assert again.exit_code == 2
+    assert again.errors == [f"Error: --resume adds files to a download of PNG frames or of a "
+                            f"file; the download of an ome-zarr dataset is one store: remove "
+                            f"{tmp_path / 'ML-2005-05-23-10-00-00-0008'} and download again"]

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from . import db as dbq
 from . import faults, layout
 from .claims import Claim, ClaimTakenError, claim_datasets
+from .db import locks
 from .errors import InputError, NotFoundError, WorkError
 from .gc import referenced_keys
 from .ids import CASE_ONLY, case_folded, parse_dataset_id
@@ -451,7 +452,7 @@ def rename_dataset(site: Site, old: str, new: str, *,
             with site.connection(write=True) as conn:
                 for claim in claims:
                     claim.prove(conn)
-                dbq.lock_id_case_insensitively(conn, new)
+                locks.lock_id_case_insensitively(conn, new)
                 again = _rename_source(conn, old, new, RenameReport(old, new))
                 if again is None or again.row.id != source.row.id or again.folder != source.folder:
                     raise WorkError(f"dataset {old} changed while it was being copied; nothing "

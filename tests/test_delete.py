@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from imagingdb.faults import KILL_AT_ENV
-from tests.conftest import DATASET_ID
+from tests.conftest import DATASET_ID, EXISTING_ID
 
 PARENT = "ML-2005-05-23-10-00-00-0010"
 CHILD = "ML-2005-05-23-10-00-00-0011"
@@ -163,15 +163,15 @@ def test_the_api_delete_is_a_dry_run_unless_told(site, uploaded_ometiff):
 
 @pytest.mark.parametrize("args, message", [
     ([UNKNOWN], f"Error: dataset {UNKNOWN} not found"),
-    ([DATASET_ID, UNKNOWN], f"Error: dataset {UNKNOWN} not found"),  # all or nothing
+    ([EXISTING_ID, UNKNOWN], f"Error: dataset {UNKNOWN} not found"),  # all or nothing
     (["ML-2005-13-01-00-00-00-0001"], "Error: invalid dataset ID 'ML-2005-13-01-00-00-00-0001'"),
     (["../raw_frames"], "Error: invalid dataset ID '../raw_frames'"),
-    ([DATASET_ID, "--with-children", "--orphan-children"],
+    ([EXISTING_ID, "--with-children", "--orphan-children"],
      "Error: --with-children and --orphan-children exclude each other"),
 ])
 def test_bad_delete_input_is_one_error_line_and_changes_nothing(
-        site, uploaded_ometiff, run_cli, args, message):
-    before = site.snapshot()
+        site, snapshot_with_one_dataset, run_cli, args, message):
+    before = snapshot_with_one_dataset
     result = run_cli("delete", *args, "--yes")
     assert result.exit_code == 2
     assert len(result.errors) == 1 and result.errors[0].startswith(message), result.stderr

@@ -114,21 +114,23 @@ OTHER = "ML-2005-05-23-10-00-00-0003"
 
 @pytest.mark.parametrize("old, new, message", [
     ("ML-2005-05-23-10-00-00-0099", NEW, "Error: dataset ML-2005-05-23-10-00-00-0099 not found"),
-    (OLD, "ML-2006-02-30-00-00-00-0001", "Error: invalid dataset ID 'ML-2006-02-30-00-00-00-0001'"),
-    (OLD, "../../etc", "Error: invalid dataset ID '../../etc'"),
-    (OLD, OTHER, f"Error: dataset {OTHER} already exists"),
-    (OLD, OTHER.lower(), f"Error: dataset {OTHER} already exists and differs from "
-                         f"{OTHER.lower()} only by case"),
-    (OLD, OLD, "Error: ML-2005-05-23-10-00-00-0001 and ML-2005-05-23-10-00-00-0001 are the same ID"),
-    (OLD, OLD.lower(), f"Error: {OLD} and {OLD.lower()} differ only by case"),
+    (EXISTING_ID, "ML-2006-02-30-00-00-00-0001",
+     "Error: invalid dataset ID 'ML-2006-02-30-00-00-00-0001'"),
+    (EXISTING_ID, "../../etc", "Error: invalid dataset ID '../../etc'"),
+    (EXISTING_ID, OTHER, f"Error: dataset {OTHER} already exists"),
+    (EXISTING_ID, OTHER.lower(), f"Error: dataset {OTHER} already exists and differs from "
+                                 f"{OTHER.lower()} only by case"),
+    (EXISTING_ID, EXISTING_ID, f"Error: {EXISTING_ID} and {EXISTING_ID} are the same ID"),
+    (EXISTING_ID, EXISTING_ID.lower(), f"Error: {EXISTING_ID} and {EXISTING_ID.lower()} differ "
+                                       "only by case"),
 ])
 def test_bad_rename_input_is_one_error_line_and_changes_nothing(
-        site, uploaded_ometiff, run_cli, upload_files, tmp_path, old, new, message):
+        site, snapshot_with_one_dataset, run_cli, upload_files, tmp_path, old, new, message):
     notes = tmp_path / "other.txt"
     notes.write_text("other")
     assert run_cli("upload", "--csv", upload_files.csv([{"dataset_id": OTHER, "file_name": str(notes)}]),
                    "--config", upload_files.file_config()).exit_code == 0
-    before = site.snapshot()
+    before = site.snapshot()  # the fixture's dataset, and OTHER
     result = run_cli("rename", old, new)
     assert result.exit_code == 2, result.stderr
     assert len(result.errors) == 1 and result.errors[0].startswith(message), result.stderr

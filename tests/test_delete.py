@@ -287,3 +287,48 @@ def test_delete_killed_on_postgres_and_s3_is_finished_by_its_rerun(
     assert rerun.exit_code == 0, rerun.stderr
     assert objects_of(pg_s3_site, DATASET_ID) == {}
     assert_nothing_left_behind(run_cli)
+
+
+# ------------------------------------------------- original rows, claims held
+
+
+ORIGINAL = "ML-2018-04-05-00-00-00-0001"
+
+
+def add_original_dataset(site, storage_dir):
+    """A frames dataset as the original imagingDB registered it (storage_dir recorded, NULL or
+    empty), the database then upgraded."""
+    from imagingdb import db as dbq
+    from imagingdb.config import find_site_config
+    from tests.original_imagingdb import OriginalImagingDB
+
+    engine = dbq.create_engine(find_site_config().database)
+    OriginalImagingDB(engine, site.storage_root).add_frames(ORIGINAL, seed=3,
+                                                            storage_dir=storage_dir)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("storage_dir", ["default", None, ""])
+def test_delete_of_an_original_imagingdb_dataset(site, run_cli, storage_dir):
+    add_original_dataset(site, storage_dir)
+    assert run_cli("db", "upgrade").exit_code == 0
+    assert objects_of(site, ORIGINAL)
+    result = run_cli("delete", ORIGINAL, "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert registered(site) == []
+    assert objects_of(site, ORIGINAL) == {}
+    assert_nothing_left_behind(run_cli)
+
+
+def test_delete_of_a_dataset_being_uploaded_is_refused_and_changes_nothing(
+        site, uploaded_ometiff, run_cli):
+    from imagingdb.claims import claim_datasets
+
+    before = site.snapshot()
+    with site.connect() as db, claim_datasets(db.site, [DATASET_ID]):  # as an upload holds it
+        result = run_cli("delete", DATASET_ID, "--yes")
+    assert result.exit_code == 1
+    assert result.errors == [
+        f"Error: dataset {DATASET_ID} is being uploaded, deleted or renamed by another process "
+        "right now; nothing was deleted: try again once it is done"]
+    assert site.snapshot() == before

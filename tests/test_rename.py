@@ -186,3 +186,15 @@ def test_rename_killed_on_postgres_and_s3_converges(pg_s3_site, run_cli, upload_
     gc = run_cli("gc", "--yes")  # finishes the removal whatever the grace
     assert gc.exit_code == 0, gc.stderr
     assert_renamed(pg_s3_site, run_cli)
+
+
+@pytest.mark.parametrize("storage_dir", [None, ""])
+def test_rename_of_an_original_imagingdb_dataset(site, run_cli, storage_dir):
+    from tests.test_delete import ORIGINAL, add_original_dataset
+
+    add_original_dataset(site, storage_dir)
+    assert run_cli("db", "upgrade").exit_code == 0
+    frames = len(objects_of(site, ORIGINAL))
+    result = run_cli("rename", ORIGINAL, NEW)
+    assert result.exit_code == 0, result.stderr
+    assert_renamed(site, run_cli, frames=frames, old=ORIGINAL)

@@ -183,7 +183,7 @@ class DeleteReport:
                 "removals": [r.to_json() for r in self.removals]}
 
     def summary(self) -> str:
-        count = sum(1 for d in self.datasets if not d.already_deleted)
+        count = len(self.datasets)
         objects = sum(d.objects for d in self.datasets)
         total = sum(d.bytes for d in self.datasets)
         if self.dry_run:
@@ -216,38 +216,44 @@ def delete_datasets(site: Site, dataset_ids: Iterable[str], *, with_children: bo
     report = DeleteReport(dry_run)
     report.datasets = [_measure(site, item) for item in selected.values()]
     report.orphaned = sorted(row.dataset_serial for row in orphans)
-    for dataset_id in pending_only:
-        removal = DatasetRemoval(dataset_id, already_deleted=True)
-        report.datasets.append(removal)
+    report.datasets += [DatasetRemoval(dataset_id, already_deleted=True)
+                        for dataset_id in pending_only]
     if dry_run:
         pending = finish_pending_removals(site, pending_only, dry_run=True) if pending_only else []
         _count_pending(report, pending)
         report.removals = pending
         return report
     # What earlier deletes and renames left, first: among it what this one was to finish.
-    earlier = finish_pending_removals(site)
-    _count_pending(report, [r for r in earlier if r.dataset_id in pending_only])
-    report.removals = [r for r in earlier if r.dataset_id in pending_only]
-    if not selected:
-        return report
+    earlier = [r for r in finish_pending_removals(site) if r.dataset_id in pending_only]
+    _count_pending(report, earlier)
+    report.removals = earlier
+    if selected:
+        registered = [i for i in ids if i not in pending_only]  # the others' rows were gone
+        _delete_selected(site, report, selected, orphans,
+                         lambda conn: _select(conn, registered, with_children, orphan_children))
+    return report
+
+
+def _delete_selected(site: Site, report: DeleteReport, selected: dict[int, "_Selected"],
+                     orphans: list[Any], select_again: Callable[[sa.Connection], tuple]) -> None:
+    """Under the claims of the selected datasets: their rows in one transaction (checked to be
+    still what was selected), then their objects."""
     taken = [item.row.dataset_serial for item in selected.values()]
     with _claimed(site, taken, "deleted") as claims:
         with site.connection(write=True) as conn:
             for claim in claims:
                 claim.prove(conn)
-            again, orphans_now, _ = _select(conn, ids, with_children, orphan_children)
+            again, orphans_now, _ = select_again(conn)
             if set(again) != set(selected) or {r.id for r in orphans_now} != {r.id for r in orphans}:
                 raise WorkError("the datasets changed while the delete was getting ready (a "
                                 "child was added or removed); nothing was deleted: run it again")
-            _delete_rows(conn, selected, orphans_now, orphan_children)
+            _delete_rows(conn, selected, orphans_now)
             for removal in report.datasets:
                 for folder in removal.folders:
-                    dbq.insert_pending_removal(conn, removal.dataset_id, folder, DELETE)
+                    if not removal.already_deleted:
+                        dbq.insert_pending_removal(conn, removal.dataset_id, folder, DELETE)
         faults.checkpoint("removal-committed")
-        with site.connection() as conn:
-            pending = dbq.pending_removals(conn, taken)
-        report.removals += [_remove_folder(site, row) for row in pending]
-    return report
+        report.removals += [_remove_folder(site, row) for row in _pending(site, taken)]
 
 
 def _parse_ids(dataset_ids: Iterable[str]) -> list[str]:
@@ -357,10 +363,10 @@ def _count_pending(report: DeleteReport, pending: list[PendingRemoval]) -> None:
             removal.bytes = sum(p.bytes for p in mine)
 
 
-def _delete_rows(conn: sa.Connection, selected: dict[int, _Selected], orphans: list[Any],
-                 orphan_children: bool) -> None:
-    """The selected rows, children before parents (parent_id is ON DELETE RESTRICT)."""
-    if orphan_children and orphans:
+def _delete_rows(conn: sa.Connection, selected: dict[int, _Selected], orphans: list[Any]) -> None:
+    """The selected rows, children before parents (parent_id is ON DELETE RESTRICT); the
+    ``orphans`` (children not selected) keep no parent."""
+    if orphans:
         dbq.clear_parent_links(conn, list(selected))
     remaining = {pk: item.row.parent_id for pk, item in selected.items()}
     while remaining:

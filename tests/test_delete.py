@@ -262,12 +262,28 @@ def test_delete_killed_after_its_commit_is_finished_by_its_rerun(
     assert_nothing_left_behind(run_cli)
 
 
+def test_a_rerun_naming_more_ids_finishes_the_interrupted_one_and_deletes_the_others(
+        site, snapshot_with_one_dataset, uploaded_ometiff, run_cli):
+    assert run_delete(DATASET_ID, kill_at="removal-committed").returncode == -signal.SIGKILL
+    rerun = run_cli("delete", DATASET_ID, EXISTING_ID, "--yes")
+    assert rerun.exit_code == 0, rerun.stderr
+    assert f"deleted 2 dataset(s), {FRAMES + 1} object(s)" in rerun.stderr
+    assert registered(site) == []
+    assert site.objects() == {}
+    assert pending_rows(site) == []
+    assert_nothing_left_behind(run_cli)
+
+
 def test_delete_killed_after_its_commit_is_finished_by_gc_whatever_its_age(
         site, uploaded_ometiff, run_cli):
     assert run_delete(DATASET_ID, kill_at="removal-committed").returncode == -signal.SIGKILL
     listed = run_cli("gc")  # the default 24 h grace: the pending removal is listed all the same
     assert len(listed.stdout.splitlines()) == FRAMES
     assert f"would remove {FRAMES} object(s)" in listed.stderr
+    [pending] = run_cli("gc", "--format", "json").json()["pending_removals"]
+    assert pending == {"dataset_id": DATASET_ID, "folder": f"raw_frames/{DATASET_ID}",
+                       "reason": "delete", "objects": FRAMES, "bytes": pending["bytes"],
+                       "removed": False, "skipped": None}
     assert pending_rows(site)
 
     gc = run_cli("gc", "--yes")

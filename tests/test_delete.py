@@ -324,7 +324,7 @@ def add_original_dataset(site, storage_dir):
     engine.dispose()
 
 
-@pytest.mark.parametrize("storage_dir", ["default", None, ""])
+@pytest.mark.parametrize("storage_dir", ["default", None])
 def test_delete_of_an_original_imagingdb_dataset(site, run_cli, storage_dir):
     add_original_dataset(site, storage_dir)
     assert run_cli("db", "upgrade").exit_code == 0

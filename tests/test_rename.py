@@ -188,11 +188,11 @@ def test_rename_killed_on_postgres_and_s3_converges(pg_s3_site, run_cli, upload_
     assert_renamed(pg_s3_site, run_cli)
 
 
-@pytest.mark.parametrize("storage_dir", [None, ""])
-def test_rename_of_an_original_imagingdb_dataset(site, run_cli, storage_dir):
+def test_rename_of_an_original_imagingdb_dataset(site, run_cli):
+    """Its rows record no storage_dir (NULL): the objects are in raw_frames/<ID>."""
     from tests.test_delete import ORIGINAL, add_original_dataset
 
-    add_original_dataset(site, storage_dir)
+    add_original_dataset(site, None)
     assert run_cli("db", "upgrade").exit_code == 0
     frames = len(objects_of(site, ORIGINAL))
     result = run_cli("rename", ORIGINAL, NEW)

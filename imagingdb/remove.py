@@ -35,7 +35,7 @@ from . import db as dbq
 from . import faults, layout
 from .claims import Claim, ClaimTakenError, claim_datasets
 from .db import locks
-from .errors import InputError, NotFoundError, WorkError
+from .errors import ImagingDBError, InputError, NotFoundError, WorkError
 from .gc import referenced_keys
 from .ids import CASE_ONLY, case_folded, parse_dataset_id
 from .pool import TRANSFER, default_workers, run_bounded
@@ -124,10 +124,15 @@ def _remove_folder(site: Site, pending: Any, *, dry_run: bool = False,
             on_object(obj)
     if dry_run:
         return result
-    if result.objects:
-        storage.delete([obj.key for obj in result.objects])
-    with site.connection(write=True) as conn:
-        dbq.delete_pending_removal(conn, pending.id)
+    try:
+        if result.objects:
+            storage.delete([obj.key for obj in result.objects])
+        with site.connection(write=True) as conn:
+            dbq.delete_pending_removal(conn, pending.id)
+    except ImagingDBError as exc:
+        # The commit stands whatever happens here: the pending row keeps the folder on record.
+        result.skipped = f"{exc} (the rerun, or imagingdb gc --yes, removes them)"
+        return result
     result.removed = True
     return result
 

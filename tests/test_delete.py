@@ -232,6 +232,27 @@ def test_a_pending_removal_never_takes_objects_a_registered_dataset_uses(
     assert run_cli("verify", DATASET_ID).exit_code == 0
 
 
+def test_objects_that_cannot_be_removed_after_the_commit_are_a_warning_and_stay_pending(
+        site, uploaded_ometiff, run_cli, monkeypatch):
+    from imagingdb.errors import WorkError
+    from imagingdb.storage.local import LocalStorage
+
+    def refuse(self, keys):
+        raise WorkError("cannot delete raw_frames/...: Permission denied")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(LocalStorage, "delete", refuse)
+        result = run_cli("delete", DATASET_ID, "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.startswith(f"Warning: left {FRAMES} object(s)")
+    assert "1 folder(s) left for later" in result.stderr
+    assert registered(site) == [] and pending_rows(site)
+
+    rerun = run_cli("delete", DATASET_ID, "--yes")
+    assert rerun.exit_code == 0, rerun.stderr
+    assert objects_of(site, DATASET_ID) == {} and pending_rows(site) == []
+
+
 # ------------------------------------------------------------------- kill -9
 
 

@@ -16,6 +16,7 @@ import pytest
 from imagingdb.faults import KILL_AT_ENV
 from imagingdb.remove import rename_folder
 from tests.conftest import DATASET_ID, EXISTING_ID
+from tests.helpers import trial_random, trials
 from tests.test_delete import (
     CHILD,
     FRAMES,
@@ -198,3 +199,26 @@ def test_rename_of_an_original_imagingdb_dataset(site, run_cli):
     result = run_cli("rename", ORIGINAL, NEW)
     assert result.exit_code == 0, result.stderr
     assert_renamed(site, run_cli, frames=frames, old=ORIGINAL)
+
+
+#: the stages a rename of 24 frames passes, with the counts each can be killed at
+RENAME_STAGES = {"object-written": (1, FRAMES), "object-copied": (1, FRAMES),
+                 "removal-committed": (1, 1), "object-deleted": (1, FRAMES)}
+
+
+@pytest.mark.parametrize("trial", trials(default=1))
+def test_rename_killed_at_random_is_old_or_new_whole_and_a_rerun_converges(
+        site, uploaded_ometiff, run_cli, trial):
+    rng = trial_random("rename kill", trial)
+    stage = rng.choice(sorted(RENAME_STAGES))
+    kill_at = f"{stage}:{rng.randint(*RENAME_STAGES[stage])}"
+    print(f"kill at {kill_at}")
+    killed = run_rename(kill_at)
+    assert killed.returncode == -signal.SIGKILL, (kill_at, killed.stderr)
+    [now] = registered(site)  # one of the two IDs, whole
+    assert now == (NEW if stage in ("removal-committed", "object-deleted") else OLD)
+    assert run_cli("verify", now).exit_code == 0
+
+    rerun = run_cli("rename", OLD, NEW)
+    assert rerun.exit_code == 0, (kill_at, rerun.stderr)
+    assert_renamed(site, run_cli)

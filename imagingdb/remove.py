@@ -439,9 +439,12 @@ def rename_dataset(site: Site, old: str, new: str, *,
     """Give the dataset ``old`` the ID ``new``: see the module's docstring."""
     old, parsed_new = parse_dataset_id(old).text, parse_dataset_id(new)
     new = parsed_new.text
+    if old == new:
+        raise InputError(f"{old} and {new} are the same ID: a rename gives a dataset another ID")
     if case_folded(old) == case_folded(new):
-        raise InputError(f"{old} and {new} {'are the same ID' if old == new else 'differ only by case'}"
-                         f": a rename gives a dataset another ID")
+        raise InputError(f"{old} and {new} differ only by case, and a rename cannot change only "
+                         f"the case of an ID: {CASE_ONLY}; delete {old}, then upload it again "
+                         f"as {new}")
     report = RenameReport(old, new)
     with site.connection() as conn:
         source = _rename_source(conn, old, new, report)

@@ -76,6 +76,7 @@ class PendingRemoval:
         what = f"{len(self.objects)} object(s), {self.bytes} bytes in {self.folder}/"
         cause = f"left by the {self.reason} of {self.dataset_id}"
         if self.skipped:
+            what = what if self.objects else f"{self.folder}/"
             return f"left {what} ({cause}) for later: {self.skipped}"
         return f"{'removed' if self.removed else 'would remove'} {what} ({cause})"
 
@@ -104,7 +105,7 @@ def finish_pending_removals(site: Site, dataset_ids: Optional[Iterable[str]] = N
         except ClaimTakenError:
             done += [PendingRemoval(row.dataset_serial, row.storage_dir, row.reason,
                                     skipped="another process holds the claim on the dataset "
-                                            "ID (an upload of it is running)")
+                                            "ID (an upload, delete or rename of it is running)")
                      for row in pending]
     return done
 

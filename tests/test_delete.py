@@ -314,6 +314,21 @@ def test_delete_killed_after_its_commit_is_finished_by_gc_whatever_its_age(
     assert pending_rows(site) == []
 
 
+def test_gc_leaves_a_pending_removal_whose_id_is_claimed_for_later(
+        site, uploaded_ometiff, run_cli):
+    from imagingdb.claims import claim_datasets
+
+    assert run_delete(DATASET_ID, kill_at="removal-committed").returncode == -signal.SIGKILL
+    with site.connect() as db, claim_datasets(db.site, [DATASET_ID]):  # an upload of it runs
+        held = run_cli("gc", "--yes")
+    assert held.exit_code == 0, held.stderr
+    assert (f"left raw_frames/{DATASET_ID}/ (left by the delete of {DATASET_ID}) for later: "
+            "another process holds the claim") in held.stderr
+    assert len(objects_of(site, DATASET_ID)) == FRAMES and pending_rows(site)
+    assert run_cli("gc", "--yes").exit_code == 0
+    assert objects_of(site, DATASET_ID) == {} and pending_rows(site) == []
+
+
 def test_delete_killed_on_postgres_and_s3_is_finished_by_its_rerun(
         pg_s3_site, uploaded_ometiff_s3, run_cli):
     killed = run_delete(DATASET_ID, kill_at="removal-committed")

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .db import migrate
     from .export import ExportSource
     from .gc import GcReport
+    from .remove import DeleteReport, RenameReport
     from .upload import UploadReport
     from .verify import VerifyRun
 
@@ -224,8 +225,38 @@ class Database:
             older_than = DEFAULT_GRACE
         if isinstance(older_than, str):
             older_than = parse_duration(older_than)
-        return collect_garbage(self.site, delete=delete, older_than=older_than,
-                               on_garbage=on_garbage)
+        from .remove import finish_pending_removals
+
+        # What interrupted deletes and renames left is garbage whatever its age: their
+        # commits said so. Finished (or listed) first, under each dataset ID's claim.
+        pending = finish_pending_removals(self.site, dry_run=not delete, on_object=on_garbage)
+        report = collect_garbage(self.site, delete=delete, older_than=older_than,
+                                 on_garbage=on_garbage)
+        listed = {obj.key for removal in pending for obj in removal.objects}
+        report.garbage = [obj for obj in report.garbage if obj.key not in listed]
+        report.pending_removals = pending
+        return report
+
+    # ------------------------------------------------------- delete and rename
+
+    def delete(self, dataset_ids: Union[str, Iterable[str]], *, with_children: bool = False,
+               clear_parent_links: bool = False, dry_run: bool = True) -> "DeleteReport":
+        """Delete datasets, rows and objects, all or nothing; a dry run unless
+        ``dry_run=False``. A dataset other datasets name as parent is refused unless
+        ``with_children`` (delete them too) or ``clear_parent_links`` (they keep no parent).
+        See :mod:`imagingdb.remove`."""
+        from .remove import delete_datasets
+
+        return delete_datasets(self.site, dataset_ids, with_children=with_children,
+                               orphan_children=clear_parent_links, dry_run=dry_run)
+
+    def rename(self, old: str, new: str, *, workers: Optional[int] = None) -> "RenameReport":
+        """Give the dataset ``old`` the ID ``new``: its objects copied and checked, its rows
+        switched in one transaction, the old objects removed last; safe to run again after
+        an interruption. See :mod:`imagingdb.remove`."""
+        from .remove import rename_dataset
+
+        return rename_dataset(self.site, old, new, workers=workers)
 
 
 def _as_date(value: Optional[Union[date, str]], what: str) -> Optional[date]:

@@ -2,7 +2,8 @@
 
 An upload claims the ID before it writes anything and holds the claim until
 it has registered the dataset (or cleaned up); a second upload of that ID
-meanwhile fails at once with a clear error, having written nothing. The
+meanwhile fails at once with a clear error, having written nothing. A delete
+or a rename (:mod:`imagingdb.remove`) claims every ID it touches in the same way. The
 unique index on the dataset ID stays the last word when two uploads race
 without claims, and every upload attempt writes keys of its own
 (:mod:`imagingdb.layout`), so even then neither touches the other's objects.
@@ -27,7 +28,7 @@ import contextlib
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -40,9 +41,17 @@ from .site import Site
 _LOCK_FILE_ATTEMPTS = 50
 
 
+class ClaimTakenError(WorkError):
+    """Another process holds the claim on the dataset ID (an upload, delete or rename of it)."""
+
+    def __init__(self, message: str, dataset_id: str):
+        super().__init__(message)
+        self.dataset_id = dataset_id
+
+
 def _busy(dataset_id: str) -> WorkError:
-    return WorkError(f"dataset {dataset_id} is being uploaded by another process right now; "
-                     "nothing of this upload was written")
+    return ClaimTakenError(f"dataset {dataset_id} is being uploaded by another process right "
+                           "now; nothing of this upload was written", dataset_id)
 
 
 class Claim:
@@ -94,39 +103,60 @@ class _FileClaim(Claim):
 @contextlib.contextmanager
 def claim_dataset(site: Site, dataset_id: str) -> Iterator[Claim]:
     """Hold the claim on ``dataset_id`` for the block, or raise WorkError if it is taken."""
-    engine = site.engine
-    if engine.dialect.name == "postgresql":
-        with _advisory_lock(site, dataset_id) as claim:
-            yield claim
-    elif engine.url.database and engine.url.database != ":memory:":
-        with _lock_file(Path(engine.url.database), dataset_id) as claim:
-            yield claim
-    else:
-        yield Claim(dataset_id)
+    with claim_datasets(site, [dataset_id]) as claims:
+        yield claims[0]
 
 
 @contextlib.contextmanager
-def _advisory_lock(site: Site, dataset_id: str) -> Iterator[Claim]:
+def claim_datasets(site: Site, dataset_ids: Iterable[str]) -> Iterator[list[Claim]]:
+    """Hold the claims on all of ``dataset_ids`` for the block (one claim per ID, IDs that
+    differ only by case count as one; in case-folded order), or raise
+    :class:`ClaimTakenError` for the first one taken, holding none. On PostgreSQL they share
+    one connection, so a delete of many datasets needs no more connections than one."""
+    ordered = sorted({case_folded(i): i for i in dataset_ids}.values(), key=case_folded)
+    engine = site.engine
+    if engine.dialect.name == "postgresql":
+        with _advisory_locks(site, ordered) as claims:
+            yield claims
+    elif engine.url.database and engine.url.database != ":memory:":
+        with contextlib.ExitStack() as stack:
+            yield [stack.enter_context(_lock_file(Path(engine.url.database), dataset_id))
+                   for dataset_id in ordered]
+    else:
+        yield [Claim(dataset_id) for dataset_id in ordered]
+
+
+@contextlib.contextmanager
+def _advisory_locks(site: Site, dataset_ids: list[str]) -> Iterator[list[Claim]]:
     # case folded, so that uploads of IDs that differ only by case never write at once
-    key = locks.lock_key(case_folded(dataset_id))
+    keys = [locks.lock_key(case_folded(dataset_id)) for dataset_id in dataset_ids]
+    taken: list[int] = []
     with contextlib.ExitStack() as stack:
         with site.database_errors():
             # Autocommit: the lock belongs to the session; no transaction sits idle meanwhile.
             conn = stack.enter_context(
                 site.engine.connect().execution_options(isolation_level="AUTOCOMMIT"))
-            taken = locks.try_advisory_lock(conn, key)
-            if taken:
-                try:
-                    pid, started = locks.session_identity(conn)
-                except BaseException:
-                    _unlock(conn, key)
-                    raise
-        if not taken:
-            raise _busy(dataset_id)
+            try:
+                for dataset_id, key in zip(dataset_ids, keys):
+                    if not locks.try_advisory_lock(conn, key):
+                        raise _busy(dataset_id)
+                    taken.append(key)
+                pid, started = locks.session_identity(conn)
+            except BaseException:
+                _unlock_all(conn, taken)
+                raise
         try:
-            yield _AdvisoryClaim(dataset_id, key, pid, started)
+            yield [_AdvisoryClaim(dataset_id, key, pid, started)
+                   for dataset_id, key in zip(dataset_ids, keys)]
         finally:
-            _unlock(conn, key)
+            _unlock_all(conn, taken)
+
+
+def _unlock_all(conn: sa.Connection, keys: list[int]) -> None:
+    for key in keys:
+        if conn.invalidated:
+            return  # a lost session has lost its locks too
+        _unlock(conn, key)
 
 
 def _unlock(conn: sa.Connection, key: int) -> None:

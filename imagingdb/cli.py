@@ -165,6 +165,7 @@ def make_app(plugin_commands: bool = True) -> typer.Typer:
     _add_data_commands(app)
     _add_info_commands(app)
     _add_integrity_commands(app)
+    _add_removal_commands(app)
     app.add_typer(_make_db_app())
     _add_python_command(app)
     _add_plugins_commands(app)
@@ -625,7 +626,8 @@ def _add_integrity_commands(app: typer.Typer) -> None:
 
         A dry run by default: it lists what it would delete; --yes deletes it.
         Objects of registered datasets are never touched, nor folders written
-        to within --older-than, where an upload may be running.
+        to within --older-than, where an upload may be running. What an
+        interrupted delete or rename left is removed whatever its age.
         """
         def listed(obj) -> None:
             if output == ReportFormat.text:
@@ -635,6 +637,8 @@ def _add_integrity_commands(app: typer.Typer) -> None:
             report = db.gc(delete=yes, older_than=older_than, on_garbage=listed)
         if output == ReportFormat.json:
             print(json.dumps(report.to_json(), indent=2))
+        for removal in report.pending_removals:
+            print(printable(removal.describe()), file=sys.stderr)
         for skipped in report.skipped:
             print(f"skipped {printable(skipped.folder)}: written to less than {older_than} ago",
                   file=sys.stderr)
@@ -646,6 +650,72 @@ def _add_integrity_commands(app: typer.Typer) -> None:
                   file=sys.stderr)
         else:
             print(f"no unreferenced objects in folders older than {older_than}", file=sys.stderr)
+
+
+def _add_removal_commands(app: typer.Typer) -> None:
+    @app.command(epilog="Examples:\n\n\b\n"
+                        "  imagingdb delete ML-2005-05-23-10-00-00-0001            # a dry run\n"
+                        "  imagingdb delete ML-2005-05-23-10-00-00-0001 --yes")
+    def delete(
+        ctx: typer.Context,
+        dataset_ids: List[str] = typer.Argument(..., metavar="ID...", help="The dataset IDs."),
+        yes: bool = typer.Option(False, "--yes", help="Delete; without it, only list."),
+        with_children: bool = typer.Option(
+            False, "--with-children", help="Delete the datasets naming these as parent too."),
+        orphan_children: bool = typer.Option(
+            False, "--orphan-children", help="Keep the datasets naming these as parent, "
+                                             "without a parent."),
+        output: ReportFormat = typer.Option(ReportFormat.text, "--format",
+                                            help="json: a report on stdout for scripts."),
+    ) -> None:
+        """Delete datasets: their rows and their stored objects, all or nothing.
+
+        A dry run by default: it lists the rows, objects and bytes that would go;
+        --yes deletes them. The rows of every ID go in one transaction (an unknown
+        ID: nothing is deleted), the objects after it; an interrupted delete is
+        finished by running it again, or by imagingdb gc --yes.
+        """
+        with _database(ctx) as db:
+            report = db.delete(dataset_ids, with_children=with_children,
+                               clear_parent_links=orphan_children, dry_run=not yes)
+        if output == ReportFormat.json:
+            print(json.dumps(report.to_json(), indent=2))
+        else:
+            for removal in report.datasets:
+                print(printable(removal.describe(report.dry_run)))
+            for child in report.orphaned:
+                print(printable(f"{child}: {'would keep' if report.dry_run else 'kept'}, "
+                                "without a parent"))
+        for removal in report.removals:
+            if removal.skipped:
+                print(f"Warning: {printable(removal.describe())}", file=sys.stderr)
+        print(report.summary(), file=sys.stderr)
+
+    @app.command(epilog="Example: imagingdb rename ML-2005-05-23-10-00-00-0001 "
+                        "ML-2005-05-23-10-00-00-0002")
+    def rename(
+        ctx: typer.Context,
+        old: str = typer.Argument(..., metavar="OLD", help="The dataset's ID now."),
+        new: str = typer.Argument(..., metavar="NEW", help="The ID it should have."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                              help="Concurrent copies."),
+        output: ReportFormat = typer.Option(ReportFormat.text, "--format",
+                                            help="json: a report on stdout for scripts."),
+    ) -> None:
+        """Move a dataset to another ID (a mistaken one): objects copied and checked, rows
+        switched in one transaction, the old objects removed last.
+
+        Safe to interrupt: run it again and it finishes (before the switch the
+        dataset is still OLD, after it NEW).
+        """
+        with _database(ctx) as db:
+            report = db.rename(old, new, workers=workers)
+        if output == ReportFormat.json:
+            print(json.dumps(report.to_json(), indent=2))
+        for removal in report.removals:
+            if removal.skipped:
+                print(f"Warning: {printable(removal.describe())}", file=sys.stderr)
+        print(report.summary(), file=sys.stderr)
 
 
 def _print_records(records: list[dict[str, Any]], output: OutputFormat) -> None:

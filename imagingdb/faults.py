@@ -1,4 +1,5 @@
-"""A test seam: kill this process at a named point of an upload, to prove crash safety.
+"""A test seam: kill this process at a named point of an upload (or a delete or rename),
+to prove crash safety.
 
 ``IMAGINGDB_TEST_KILL_AT=<stage>[:<n>[:INT]]`` makes the ``n``-th call (default
 the first) of :func:`checkpoint` with that stage send SIGKILL to the process, as a
@@ -19,6 +20,15 @@ Stages, in the order an upload passes them:
   no longer uses (an overwrite's old generation) not yet deleted;
 - ``object-deleted``: an object is deleted (local storage; also during gc
   and the clean-up of a failed upload).
+
+Stages of ``delete`` and ``rename`` (:mod:`imagingdb.remove`):
+
+- ``object-copied``: rename: one more object of OLD is copied into NEW's folder
+  and read back, the rows not switched yet (each object, and each rewritten
+  zarr.json document);
+- ``removal-committed``: delete or rename: the transaction that took the rows
+  (or switched them to NEW) and recorded the pending removals is committed, no
+  object removed yet; ``object-deleted`` follows for each object removed.
 """
 
 from __future__ import annotations

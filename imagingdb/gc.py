@@ -6,6 +6,11 @@ reach, the process gone) leaves objects no row names: frames of a dataset
 that never got registered, hidden ``*.tmp`` files of the local backend, the
 frames an overwrite no longer needs. They are harmless but take space.
 
+A delete or rename that was interrupted after its commit leaves the objects
+of the rows it took, recorded in ``pending_removal``: those are garbage
+whatever their age, and ``Database.gc`` finishes them first, under each
+dataset ID's claim (:func:`imagingdb.remove.finish_pending_removals`).
+
 What gc looks at: the dataset folders ``raw_frames/<ID>/`` and
 ``raw_files/<ID>/`` only; nothing else in a bucket or mount is touched.
 An object there is garbage when no committed row references it. It judges
@@ -75,6 +80,9 @@ class GcReport:
     garbage: list[StoredObject] = field(default_factory=list)
     skipped: list[SkippedFolder] = field(default_factory=list)
     deleted: bool = False
+    #: what deletes and renames left to remove (imagingdb.remove.PendingRemoval), finished
+    #: by gc --yes whatever their age
+    pending_removals: list[Any] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
@@ -88,6 +96,7 @@ class GcReport:
             "bytes": self.bytes,
             "skipped_recent_folders": [{"folder": s.folder, "modified": _iso(s.modified)}
                                        for s in self.skipped],
+            "pending_removals": [p.to_json() for p in self.pending_removals],
         }
 
 
@@ -123,7 +132,7 @@ def collect_garbage(
         if newest > cutoff:
             report.skipped.append(SkippedFolder(folder, newest))
             continue
-        referenced = _referenced_keys(site, folder)
+        referenced = referenced_keys(site, folder)
         garbage = [obj for obj in objects if obj.key not in referenced]
         if delete and garbage:
             storage.delete([obj.key for obj in garbage])
@@ -146,8 +155,9 @@ def _folders(storage: Any) -> dict[str, float]:
     return newest
 
 
-def _referenced_keys(site: "Site", folder: str) -> set[str]:
-    """The keys in ``folder`` that committed rows reference."""
+def referenced_keys(site: "Site", folder: str) -> set[str]:
+    """The keys in the generation folder ``folder`` that committed rows reference (the
+    objects of a registered dataset: never garbage)."""
     from . import db as dbq
 
     first = layout.is_first_generation(folder)  # where rows without a storage_dir keep theirs

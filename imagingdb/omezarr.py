@@ -149,8 +149,33 @@ def document_tree(spec: StoreSpec) -> dict[str, dict[str, Any]]:
 
 def documents(spec: StoreSpec) -> dict[str, bytes]:
     """Every zarr.json of the store, by key in it, as the bytes stored."""
-    return {key: (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode()
-            for key, doc in document_tree(spec).items()}
+    return {key: _encoded(doc) for key, doc in document_tree(spec).items()}
+
+
+def _encoded(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def renamed_document(data: bytes, old: str, new: str) -> bytes:
+    """A stored zarr.json of dataset ``old``'s store as it reads once the dataset is ``new``:
+    the plate's name and each image's multiscale name say the dataset ID (:func:`documents`);
+    everything else (channels, windows, scales) is kept as stored. A document that is no
+    JSON object, or names no ID, comes back unchanged."""
+    try:
+        document = json.loads(data)
+        ome = document["attributes"]["ome"]
+    except (ValueError, KeyError, TypeError):
+        return data
+    changed = False
+    if isinstance(ome, dict):
+        plate = ome.get("plate")
+        if isinstance(plate, dict) and plate.get("name") == old:
+            plate["name"], changed = new, True
+        for multiscale in ome.get("multiscales") or []:
+            name = multiscale.get("name") if isinstance(multiscale, dict) else None
+            if isinstance(name, str) and (name == old or name.startswith(f"{old} ")):
+                multiscale["name"], changed = new + name[len(old):], True
+    return _encoded(document) if changed else data
 
 
 def locating_parts(document: Any) -> Any:

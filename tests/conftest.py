@@ -167,7 +167,8 @@ class Site:
         state: dict[str, Any] = {"objects": self.objects()}
         with self.connect() as database:
             with database.site.connection() as conn:
-                for table in (dbq.data_set, dbq.file_global, dbq.frames_global, dbq.frames):
+                for table in (dbq.data_set, dbq.file_global, dbq.frames_global, dbq.frames,
+                              dbq.pending_removal):
                     rows = conn.execute(sa.select(table).order_by(table.c.id)).all()
                     state[table.name] = [tuple(r) for r in rows]
         return state

@@ -1,7 +1,8 @@
 """The package's shape, kept: imports run one way, and no module reaches into another's
 private names.
 
-    cli, console, entry  ->  api  ->  upload, download, export, verify, gc, claims (operations)
+    cli, console, entry  ->  api  ->  upload, download, export, verify, gc, remove, claims
+      (operations)
       ->  site, db/, storage/, codecs/, splitters/, plugins, pool... (building blocks)
       ->  acquisition, layout, ids, errors, config... (foundations)
 
@@ -21,7 +22,8 @@ LAYERS = {
         "hookspecs", "config", "terminal", "input_files", "calibration", "annotations", "provenance"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
         "site", "pool", "plugin_install", "omezarr"),
-    2: ("upload", "upload_rows", "download", "export", "verify", "gc", "claims", "analysis"),
+    2: ("upload", "upload_rows", "download", "export", "verify", "gc", "claims", "analysis",
+        "remove"),
     3: ("api",),
     4: ("cli", "console", "entry", "__main__", "onefile"),
     5: ("testing", "demo"),  # test data and the demo sit above everything they exercise

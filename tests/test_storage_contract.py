@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from imagingdb.storage import StorageBackend
 from imagingdb.storage.local import LocalStorage
 from imagingdb.storage.s3 import S3Storage
 from imagingdb.testing import StorageContractError, check_storage_backend
@@ -22,6 +23,17 @@ def test_s3_storage_keeps_the_contract(s3_bucket):
                       region=s3_bucket.region)
     check_storage_backend(store)
     assert list(store.list_keys("")) == []
+
+
+class CopiesByDefault(LocalStorage):
+    """A backend with no copy of its own, as a plugin written before copy existed."""
+
+    copy = StorageBackend.copy
+
+
+def test_the_default_copy_keeps_the_contract(tmp_path):
+    check_storage_backend(CopiesByDefault(root=tmp_path / "store"))
+    assert list((tmp_path / "store").rglob("*.*")) == []
 
 
 class WritesLater(LocalStorage):

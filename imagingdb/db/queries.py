@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Optional, Sequence
 
 import sqlalchemy as sa
 
 from ..layout import OME_ZARR
-from .tables import data_set, file_global, frames, frames_global
+from .tables import data_set, file_global, frames, frames_global, pending_removal
 
 __all__ = [
     "find_dataset",
@@ -34,6 +34,14 @@ __all__ = [
     "names_stored_in",
     "zarr_positions_stored_in",
     "storage_dirs",
+    "count_frames",
+    "children_of",
+    "clear_parent_links",
+    "delete_datasets",
+    "move_dataset",
+    "pending_removals",
+    "insert_pending_removal",
+    "delete_pending_removal",
 ]
 
 
@@ -286,3 +294,65 @@ def storage_dirs(conn: sa.Connection) -> Iterable[tuple[bool, str, Optional[str]
                 .select_from(owner.join(data_set, owner.c.dataset_id == data_set.c.id)))
         for dataset_id, storage_dir in conn.execute(stmt):
             yield is_frames, dataset_id, storage_dir
+
+
+# ------------------------------------------------------------- delete and rename
+
+
+def count_frames(conn: sa.Connection, frames_global_pk: int) -> int:
+    return conn.execute(sa.select(sa.func.count()).select_from(frames)
+                        .where(frames.c.frames_global_id == frames_global_pk)).scalar_one()
+
+
+def children_of(conn: sa.Connection, dataset_pks: Iterable[int]) -> list[sa.Row]:
+    """The (id, dataset_serial, parent_id) of every dataset naming one of ``dataset_pks`` as
+    its parent, by dataset ID."""
+    return conn.execute(
+        sa.select(data_set.c.id, data_set.c.dataset_serial, data_set.c.parent_id)
+        .where(data_set.c.parent_id.in_(sorted(set(dataset_pks))))
+        .order_by(data_set.c.dataset_serial)).all()
+
+
+def clear_parent_links(conn: sa.Connection, parent_pks: Iterable[int]) -> None:
+    """Datasets naming one of ``parent_pks`` as parent keep no parent."""
+    conn.execute(sa.update(data_set).where(data_set.c.parent_id.in_(sorted(set(parent_pks))))
+                 .values(parent_id=None))
+
+
+def delete_datasets(conn: sa.Connection, dataset_pks: Iterable[int]) -> None:
+    """Remove data_set rows and their children (explicitly: a database adopted from the
+    original imagingDB may lack the cascading foreign keys)."""
+    pks = sorted(set(dataset_pks))
+    for pk in pks:
+        delete_dataset_children(conn, pk)
+    conn.execute(sa.delete(data_set).where(data_set.c.id.in_(pks)))
+
+
+def move_dataset(conn: sa.Connection, dataset_pk: int, dataset_id: str, date_time: datetime,
+                 storage_dir: str) -> None:
+    """Give a dataset a new ID (and the date_time it spells) and its objects' new folder."""
+    conn.execute(sa.update(data_set).where(data_set.c.id == dataset_pk)
+                 .values(dataset_serial=dataset_id, date_time=date_time))
+    for owner in (frames_global, file_global):
+        conn.execute(sa.update(owner).where(owner.c.dataset_id == dataset_pk)
+                     .values(storage_dir=storage_dir))
+
+
+def pending_removals(conn: sa.Connection,
+                     dataset_ids: Optional[Iterable[str]] = None) -> list[sa.Row]:
+    """The pending_removal rows (of these dataset IDs), oldest first."""
+    stmt = sa.select(pending_removal).order_by(pending_removal.c.id)
+    if dataset_ids is not None:
+        stmt = stmt.where(pending_removal.c.dataset_serial.in_(sorted(set(dataset_ids))))
+    return conn.execute(stmt).all()
+
+
+def insert_pending_removal(conn: sa.Connection, dataset_id: str, storage_dir: str,
+                           reason: str) -> None:
+    conn.execute(sa.insert(pending_removal).values(
+        dataset_serial=dataset_id, storage_dir=storage_dir, reason=reason,
+        created_at=datetime.now(timezone.utc).replace(tzinfo=None)))
+
+
+def delete_pending_removal(conn: sa.Connection, pending_pk: int) -> None:
+    conn.execute(sa.delete(pending_removal).where(pending_removal.c.id == pending_pk))

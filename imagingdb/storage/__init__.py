@@ -58,6 +58,28 @@ class HashingReader:
         return self._hash.hexdigest()
 
 
+class _ChunkStream:
+    """Chunks of bytes as a read-only file, for put_fileobj (the default :meth:`StorageBackend.copy`)."""
+
+    def __init__(self, first: bytes, rest: Iterator[bytes]):
+        self._buffer = bytes(first)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._rest, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            size = len(self._buffer)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
 @dataclass(frozen=True)
 class StoredObject:
     """One object as a listing sees it."""
@@ -145,6 +167,16 @@ class StorageBackend(abc.ABC):
     @abc.abstractmethod
     def delete(self, keys: Iterable[str]) -> None:
         """Remove these objects; missing ones are ignored."""
+
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """Store a copy of the object at ``src_key`` at ``dst_key``, atomically as put_bytes
+        does; KeyError if ``src_key`` does not exist. The copy counts as a new write (its
+        age starts now: ``imagingdb gc`` leaves it alone for its grace period). This default
+        streams the bytes through this process; backends that can copy in place override it.
+        """
+        chunks = iter(self.read_chunks(src_key))
+        first = next(chunks, b"")  # a missing object is a KeyError here, before any write
+        self.put_fileobj(dst_key, _ChunkStream(first, chunks))
 
     def flush(self) -> None:
         """Make every object put so far durable (called before the database commit)."""

@@ -118,6 +118,38 @@ class LocalStorage(StorageBackend):
     def put_fileobj(self, key: str, fileobj: BinaryIO) -> None:
         self._write_atomically(key, lambda out: shutil.copyfileobj(fileobj, out, 8 << 20))
 
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """A hard link where the filesystem allows one (no byte moves; objects are only ever
+        replaced whole, never written in place, so the two names never diverge by a write),
+        else a copy; either is made under a temporary name and renamed into place."""
+        source, path = self._path(src_key), self._path(dst_key)
+        if not source.is_file():
+            raise KeyError(src_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(_temp_name(path.name))
+        try:
+            os.link(source, tmp)
+        except FileNotFoundError:
+            raise KeyError(src_key) from None
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EOPNOTSUPP,
+                                 errno.ENOSYS):
+                raise WorkError(f"cannot copy {src_key} to {dst_key} in {self.root}: "
+                                f"{exc.strerror or exc}") from None
+            self._write_atomically(dst_key, lambda out: _copy_stream(source, out, src_key))
+            return
+        try:
+            os.utime(tmp)  # a new write for gc's grace period, as any other copy would be
+            faults.checkpoint("object-written")
+            os.replace(tmp, path)
+            # rename() of a link onto another link of the same file does nothing (a rerun
+            # that links again): the temporary name is then still there.
+            tmp.unlink(missing_ok=True)
+            self._background_sync.written()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -311,6 +343,14 @@ def _start_writeback(fd: int) -> None:
     sync_file_range = _sync_file_range()
     if sync_file_range is not None:
         sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)
+
+
+def _copy_stream(source: Path, out: BinaryIO, key: str) -> None:
+    try:
+        with open(source, "rb") as reader:
+            shutil.copyfileobj(reader, out, 8 << 20)
+    except FileNotFoundError:
+        raise KeyError(key) from None
 
 
 def _copy_file(source: Path, dest: str) -> None:

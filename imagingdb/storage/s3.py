@@ -173,6 +173,27 @@ class S3Storage(StorageBackend):
             raise WorkError(f"cannot write s3://{self.bucket}/{self._key(key)}: "
                             f"{str(exc).splitlines()[0]}") from None
 
+    def copy(self, src_key: str, dst_key: str) -> None:
+        """A server-side copy (CopyObject): no byte passes through this process. Objects over
+        CopyObject's 5 GB limit go by the managed multipart copy."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        source = {"Bucket": self.bucket, "Key": self._key(src_key)}
+        try:
+            try:
+                self.client.copy_object(Bucket=self.bucket, Key=self._key(dst_key),
+                                        CopySource=source)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in ("NoSuchKey", "404"):
+                    raise KeyError(src_key) from None
+                if code not in ("InvalidRequest", "EntityTooLarge"):
+                    raise
+                self.client.copy(source, self.bucket, self._key(dst_key),
+                                 Config=self._transfer_config())
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "copy to", dst_key) from None
+
     def _get(self, key: str):
         from botocore.exceptions import BotoCoreError, ClientError
 

@@ -121,6 +121,31 @@ def check_listing_and_delete(storage: StorageBackend) -> None:
              "delete must remove the keys it is given and only those")
 
 
+def check_copy(storage: StorageBackend) -> None:
+    """copy: the bytes under a new key, the source kept; a copy over an existing object replaces
+    it; copying a missing object is a KeyError (``imagingdb rename`` copies every object)."""
+    data = _payload(50_000, 6)
+    source, target = f"{PREFIX}/copy/source", f"{PREFIX}/copy/nested/target"
+    storage.put_bytes(source, data)
+    storage.put_bytes(target, b"old")
+    storage.copy(source, target)
+    storage.copy(source, target)  # again: a rerun of a rename copies what it copied before
+    storage.flush()
+    _require(storage.get_bytes(target) == data, "copy", "the copy differs from the object")
+    _require(storage.get_bytes(source) == data, "copy", "the source changed")
+    listed = sorted(storage.list_keys(f"{PREFIX}/copy/"))
+    _require(listed == [f"{PREFIX}/copy/nested/target", source], "copy",
+             f"{PREFIX}/copy/ listed {listed}: a copy must leave no other object behind")
+    try:
+        storage.copy(f"{PREFIX}/copy/missing", f"{PREFIX}/copy/never")
+    except KeyError:
+        pass
+    else:
+        raise StorageContractError("copy: copying a missing object must raise KeyError")
+    _require(not storage.exists(f"{PREFIX}/copy/never"), "copy",
+             "copying a missing object wrote the target")
+
+
 #: the longest file names most filesystems take (255 bytes), in one- to four-byte characters
 LONG_NAMES = ("n" * 251 + ".txt", "é" * 125 + "a.txt", "日" * 83 + ".txt", "🔬" * 62 + ".txt")
 
@@ -142,7 +167,7 @@ def check_long_names(storage: StorageBackend) -> None:
 
 
 CHECKS = (check_reused_buffers, check_round_trip, check_buffer_handshake,
-          check_missing_objects, check_listing_and_delete, check_long_names)
+          check_missing_objects, check_listing_and_delete, check_copy, check_long_names)
 
 
 def check_storage_backend(storage: StorageBackend) -> None:

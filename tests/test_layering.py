@@ -25,7 +25,7 @@ LAYERS = {
     2: ("upload", "upload_rows", "download", "export", "verify", "gc", "claims", "analysis",
         "remove"),
     3: ("api",),
-    4: ("cli", "console", "entry", "__main__", "onefile"),
+    4: ("cli", "console", "entry", "__main__", "onefile", "pyrun"),
     5: ("testing", "demo"),  # test data and the demo sit above everything they exercise
 }
 RANK = {top: rank for rank, tops in LAYERS.items() for top in tops}

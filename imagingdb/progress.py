@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from typing import Optional, TextIO
@@ -12,8 +13,9 @@ from .terminal import printable
 class Progress:
     """Progress callbacks; the CLI passes a terminal bar, the API defaults to silence."""
 
-    def start(self, label: str, total_frames: int, total_bytes: int) -> None:
-        """A new piece of work begins: ``total_frames`` frames, about ``total_bytes`` bytes."""
+    def start(self, label: str, total_frames: int, total_bytes: int, unit: str = "frame") -> None:
+        """A new piece of work begins: ``total_frames`` frames (or objects of ``unit``, e.g.
+        "file", "object"), about ``total_bytes`` bytes (0: unknown)."""
 
     def advance(self, frames: int, nbytes: int) -> None:
         """``frames`` more frames (``nbytes`` bytes of pixels) are done."""
@@ -33,6 +35,16 @@ def _size(nbytes: float) -> str:
     return f"{nbytes:.1f} TB"
 
 
+def _duration(seconds: float) -> str:
+    """3 s, 4 min 05 s, 2 h 03 min."""
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 class TerminalProgress(Progress):
     """Frames/s and MB/s on one redrawn stderr line; silent when stderr is not a terminal."""
 
@@ -46,10 +58,12 @@ class TerminalProgress(Progress):
         self.total_frames = self.total_bytes = 0
         self.done_frames = self.nbytes = 0
         self.started = self.last_draw = 0.0
+        self.unit = "frame"
 
-    def start(self, label: str, total_frames: int, total_bytes: int) -> None:
+    def start(self, label: str, total_frames: int, total_bytes: int, unit: str = "frame") -> None:
         # shown on every redraw: escaped once (it may quote data)
         self.label = printable(label)
+        self.unit = unit
         self.total_frames, self.total_bytes = total_frames, total_bytes
         self.done_frames = self.nbytes = 0
         self.started = time.monotonic()
@@ -65,18 +79,38 @@ class TerminalProgress(Progress):
 
     def _rates(self, now: float) -> str:
         elapsed = max(now - self.started, 1e-6)
-        rate = f"{self.done_frames / elapsed:.0f} frames/s"
+        rate = f"{self.done_frames / elapsed:.0f} {self.unit}s/s"
         if self.nbytes:
             rate += f", {_size(self.nbytes / elapsed)}/s"
         return rate
 
+    def _fraction(self) -> float:
+        """How much of the work is done: by bytes when their total is known, else by count."""
+        if self.total_bytes:
+            return min(1.0, self.nbytes / self.total_bytes)
+        return min(1.0, self.done_frames / max(self.total_frames, 1))
+
     def _draw(self, now: float) -> None:
+        """``Uploading ID [####------] 12/24 50% 1.2/2.5 MB, 3 s left (120 frames/s, ...)``,
+        cut to the terminal's width (a wrapped line would not be redrawn in place)."""
         total = max(self.total_frames, 1)
-        width = 24
-        filled = int(width * self.done_frames / total)
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r{self.verb} {self.label} [{bar}] {self.done_frames}/{total} "
-                          f"({self._rates(now)})\x1b[K")
+        fraction = self._fraction()
+        width = 20
+        bar = "#" * int(width * fraction) + "-" * (width - int(width * fraction))
+        head = f"{self.verb} {self.label} [{bar}] {self.done_frames}/{total} {fraction:.0%}"
+        elapsed = now - self.started
+        left = (f", {_duration(elapsed * (1 - fraction) / fraction)} left"
+                if 0 < fraction < 1 and elapsed > 0.5 else "")
+        sizes = f" {_size(self.nbytes)} of {_size(self.total_bytes)}" if self.total_bytes else ""
+        rates = f" ({self._rates(now)})"
+        columns = shutil.get_terminal_size((100, 24)).columns
+        # the least useful part goes first when the line would not fit
+        for line in (head + sizes + left + rates, head + sizes + left, head + left, head):
+            if len(line) < columns:
+                break
+        else:
+            line = line[:max(columns - 2, 10)] + "…"
+        self.stream.write(f"\r{line}\x1b[K")
         self.stream.flush()
 
     def note(self, message: str) -> None:
@@ -93,6 +127,7 @@ class TerminalProgress(Progress):
             return
         elapsed = now - self.started
         size = f", {_size(self.nbytes)}" if self.nbytes else ""
-        self.stream.write(f"{self.done_verb} {self.label}: {self.done_frames} frame(s){size} in "
+        count = f"{self.done_frames} {self.unit}{'s' if self.done_frames != 1 else ''}"
+        self.stream.write(f"{self.done_verb} {self.label}: {count}{size} in "
                           f"{elapsed:.1f} s ({self._rates(now)})\n")
         self.stream.flush()

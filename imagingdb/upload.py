@@ -435,7 +435,7 @@ class RowUpload:
         metadata = _json_safe({"file_origin": str(source), **tiff_pages.file_tags(source)})
         storage_dir = self._take_folder(frames=False)
         key = layout.object_key(storage_dir, name)
-        self.progress.start(self.row.dataset_id, 1, source.stat().st_size)
+        self.progress.start(self.row.dataset_id, 1, source.stat().st_size, unit="file")
         try:
             with open(source, "rb") as handle:
                 reader = HashingReader(handle)

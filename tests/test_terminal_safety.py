@@ -142,7 +142,7 @@ def test_progress_lines_and_notes_escape_what_they_quote():
         drawn = drawn.replace(own, plain)
     assert_terminal_safe(drawn)
     assert f"Warning: {printable(HOSTILE)}\n" in drawn
-    assert f"Uploaded ID{printable(HOSTILE)}: 2 frame(s)" in drawn
+    assert f"Uploaded ID{printable(HOSTILE)}: 2 frames" in drawn
 
 
 def test_query_csv_is_exact_in_a_pipe_and_escaped_on_a_terminal(hostile_dataset, run_cli,

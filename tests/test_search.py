@@ -113,10 +113,17 @@ WHERE_CASES = [
 ]
 
 
-def test_where(catalog, run_cli):
+def test_where(catalog, site):
     """Every case of WHERE_CASES on one catalog (one per case would make a PostgreSQL
-    database each): the failures are listed together."""
-    wrong = [(conditions, got, expected) for conditions, expected in WHERE_CASES
+    database each), through the API: the failures are listed together."""
+    with site.connect() as db:
+        wrong = [(conditions, got, expected) for conditions, expected in WHERE_CASES
+                 if (got := [d.dataset_id for d in db.query(where=conditions)]) != expected]
+    assert wrong == []
+
+
+def test_where_on_the_command_line(catalog, run_cli):
+    wrong = [(conditions, got, expected) for conditions, expected in WHERE_CASES[::8]
              if (got := found(run_cli, *where(*conditions))) != expected]
     assert wrong == []
 
@@ -126,30 +133,37 @@ def test_where_with_the_other_filters(catalog, run_cli):
     assert found(run_cli, "--start-date", "2024-05-02", *where("strain~o")) == [B]
 
 
-SORT_CASES = [
-    (["--sort", "dose"], [B, A, C, D]),  # numbers by value, then text, then none
-    (["--sort", "dose", "--reverse"], [A, B, C, D]),
-    (["--sort", "stored_bytes"], [B, A, C, D]),
-    (["--sort", "stored_bytes", "--reverse"], [A, B, D, C]),  # ties: by ID, reversed too
-    (["--sort", "date_time", "--reverse", "--limit", "2"], [D, B]),
-    (["--sort", "date_time"], [C, A, B, D]),
-    (["--sort", "microscope"], [C, A, B, D]),  # "Leica SP8" < "Nikon"; none last
-    (["--sort", "description"], [C, A, B, D]),
-    (["--sort", "uploaded_at", "--reverse"], [B, A, D, C]),
-    (["--sort", "nbr_frames", "--reverse"], [A, B, D, C]),
-    (["--sort", "Exposure"], [B, A, C, D]),
-    (["--sort", "strain"], [B, A, C, D]),
-    (["--reverse"], [D, B, A, C]),
-    (["--limit", "1"], [C]),
-    (["--limit", "0"], []),
-    (["--sort", "dose", "--limit", "2", *where("project=ML")], [B, A]),
+SORT_CASES = [  # Database.query's arguments
+    ({"sort": "dose"}, [B, A, C, D]),  # numbers by value, then text, then none
+    ({"sort": "dose", "reverse": True}, [A, B, C, D]),
+    ({"sort": "stored_bytes"}, [B, A, C, D]),
+    ({"sort": "stored_bytes", "reverse": True}, [A, B, D, C]),  # ties: by ID, reversed too
+    ({"sort": "date_time", "reverse": True, "limit": 2}, [D, B]),
+    ({"sort": "date_time"}, [C, A, B, D]),
+    ({"sort": "microscope"}, [C, A, B, D]),  # "Leica SP8" < "Nikon"; none last
+    ({"sort": "description"}, [C, A, B, D]),
+    ({"sort": "uploaded_at", "reverse": True}, [B, A, D, C]),
+    ({"sort": "nbr_frames", "reverse": True}, [A, B, D, C]),
+    ({"sort": "Exposure"}, [B, A, C, D]),
+    ({"sort": "meta.Summary.Objective"}, [A, B, C, D]),
+    ({"sort": "strain"}, [B, A, C, D]),
+    ({"reverse": True}, [D, B, A, C]),
+    ({"limit": 1}, [C]),
+    ({"limit": 0}, []),
+    ({"sort": "dose", "limit": 2, "where": ["project=ML"]}, [B, A]),
 ]
 
 
-def test_sort_and_limit(catalog, run_cli):
-    wrong = [(args, got, expected) for args, expected in SORT_CASES
-             if (got := found(run_cli, *args)) != expected]
+def test_sort_and_limit(catalog, site):
+    with site.connect() as db:
+        wrong = [(options, got, expected) for options, expected in SORT_CASES
+                 if (got := [d.dataset_id for d in db.query(**options)]) != expected]
     assert wrong == []
+
+
+def test_sort_and_limit_on_the_command_line(catalog, run_cli):
+    assert found(run_cli, "--sort", "dose", "--reverse", "--limit", "3") == [A, B, C]
+    assert found(run_cli, "--sort", "stored_bytes", *where("project=ML")) == [B, A, D]
 
 
 BAD_CASES = [

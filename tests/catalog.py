@@ -77,3 +77,14 @@ def _insert(dbq, conn, spec: dict[str, Any], parent_pk: Optional[int]) -> int:
          "metadata_json": meta, "frames_global_id": fg}
         for t, meta in enumerate(frame_meta)])
     return pk
+
+
+def set_row(site, dataset_id: str, **values) -> None:
+    """Change a data_set row directly (parametrised), as an older imagingdb left it."""
+    import sqlalchemy as sa
+
+    from imagingdb import db as dbq
+
+    with site.connect() as db, db.site.connection(write=True) as conn:
+        conn.execute(sa.update(dbq.data_set).where(dbq.data_set.c.dataset_serial == dataset_id)
+                     .values(**values))

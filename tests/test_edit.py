@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.catalog import DROP, A, B, C, D, make_catalog
+from tests.catalog import DROP, A, B, C, D, make_catalog, set_row
 from tests.helpers import assert_refused
 
 
@@ -132,3 +132,12 @@ def test_api_edit_returns_the_changes(catalog, site):
             ("annotations.strain", "KO", None)]
         assert db.edit(A, parent=B).changes == ()
         assert db.dataset(A).info.annotations == {"dose": "10", "note": DROP}
+
+
+def test_old_values_from_the_row_are_printed_escaped(catalog, run_cli, site):
+    set_row(site, A, description="\x1b[2Jgone\r", annotations={"strain": "\x1b]0;t\x07"})
+    result = run_cli("edit", A, "--description", "plate A", "--unset", "strain")
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    assert result.stdout.splitlines() == ["description: \\x1b[2Jgone\\r -> plate A",
+                                          "annotations.strain: \\x1b]0;t\\x07 -> (none)"]

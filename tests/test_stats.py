@@ -4,23 +4,13 @@ says of a dataset's size, provenance and annotations."""
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
-from tests.catalog import A, C, make_catalog
+from tests.catalog import A, C, make_catalog, set_row
 
 
 @pytest.fixture
 def catalog(site):
     return make_catalog(site)
-
-
-def set_row(site, dataset_id: str, **values) -> None:
-    """Change a data_set row directly (parametrised), as an older imagingdb left it."""
-    from imagingdb import db as dbq
-
-    with site.connect() as db, db.site.connection(write=True) as conn:
-        conn.execute(sa.update(dbq.data_set).where(dbq.data_set.c.dataset_serial == dataset_id)
-                     .values(**values))
 
 
 def test_stats_json_is_exact(catalog, run_cli):

@@ -479,12 +479,14 @@ def _shown(value: Any) -> str:
 
 def human_size(size: int) -> str:
     """Bytes in decimal units, as a person reads them: 1.2 GB, 340 kB, 12 B."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
-        if abs(value) < 1000 or unit == "PB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+    if size < 1000:
+        return f"{size} B"
+    value = size / 1000
+    for unit in ("kB", "MB", "GB", "TB"):
+        if round(value, 1) < 1000:
+            return f"{value:.1f} {unit}"
         value /= 1000
-    raise AssertionError("unreachable")
+    return f"{value:.1f} PB"
 
 
 #: summary keys show prints in sentences of their own, not as `key  value`

@@ -114,3 +114,13 @@ def test_show_escapes_control_characters_from_the_row(catalog, run_cli, site):
         result.stdout)
     data = run_cli("show", A, "--format", "json")
     assert "\x1b" not in data.stdout and data.json()["annotations"]["strain"] == "\x1b[31mred\r"
+
+
+@pytest.mark.parametrize("size, shown", [
+    (0, "0 B"), (999, "999 B"), (1000, "1.0 kB"), (999_949, "999.9 kB"), (999_950, "1.0 MB"),
+    (1_234_567_890, "1.2 GB"), (5 * 10**15, "5.0 PB"),
+])
+def test_human_size(size, shown):
+    from imagingdb.cli import human_size
+
+    assert human_size(size) == shown

@@ -221,7 +221,9 @@ class Database:
             raise InputError(f"limit must be a whole number of datasets, not {limit!r}")
         with self.site.connection() as conn:
             rows = search.select_datasets(conn, filters, sort=sort, reverse=reverse, limit=limit)
-        return [_info(row, row.parent_dataset_id, row.nbr_frames) for row in rows]
+        # positional: search.DATASET_COLUMNS are DatasetInfo's fields, in their order
+        return [DatasetInfo(*row[:4], bool(row[4]), row[5], _annotations(row[6]), *row[7:])
+                for row in rows]
 
     def stats(
         self,
@@ -320,6 +322,11 @@ def _as_date(value: Optional[Union[date, str]], what: str) -> Optional[date]:
         raise InputError(f"invalid {what} {value!r}; expected YYYY-MM-DD, e.g. 2005-05-23") from None
 
 
+def _annotations(stored: Optional[dict[str, str]]) -> dict[str, str]:
+    """data_set.annotations as a dict by key (JSONB keeps its own order)."""
+    return dict(sorted(stored.items())) if stored else {}
+
+
 def _info(row: Any, parent_id_text: Optional[str], nbr_frames: Optional[int] = None
           ) -> DatasetInfo:
     return DatasetInfo(
@@ -329,7 +336,7 @@ def _info(row: Any, parent_id_text: Optional[str], nbr_frames: Optional[int] = N
         description=row.description,
         frames=bool(row.frames),
         parent_dataset_id=parent_id_text,
-        annotations=dict(sorted((row.annotations or {}).items())),  # JSONB keeps its own order
+        annotations=_annotations(row.annotations),
         nbr_frames=nbr_frames,
         stored_bytes=row.stored_bytes,
         stored_objects=row.stored_objects,

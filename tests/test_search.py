@@ -249,3 +249,13 @@ def test_query_table_keeps_its_columns_and_csv_has_every_field(catalog, run_cli)
                       "parent_dataset_id"]
     csv_text = run_cli("query", *where("strain=WT"), "--format", "csv").stdout
     assert '""strain"": ""WT""}"' in csv_text and "alice" in csv_text
+
+
+def test_query_columns_are_dataset_info_fields():
+    """Database.query builds DatasetInfo from search's columns by position."""
+    import dataclasses
+
+    from imagingdb.api import DatasetInfo
+    from imagingdb.search import DATASET_COLUMNS
+
+    assert tuple(f.name for f in dataclasses.fields(DatasetInfo)) == DATASET_COLUMNS

@@ -68,6 +68,8 @@ CREATE TABLE IF NOT EXISTS file_global (
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS file_global_dataset_id_key ON file_global (dataset_id);
+-- An upload's duplicate check finds a whole file by its checksum (imagingdb/provenance.py).
+CREATE INDEX IF NOT EXISTS file_global_sha256_idx ON file_global (sha256);
 
 -- A dataset split into 2D frames: its dimensions and global metadata.
 CREATE TABLE IF NOT EXISTS frames_global (

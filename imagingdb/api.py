@@ -494,7 +494,7 @@ class Dataset:
         self._require_frames()
         self._load()
         with self._site.connection() as conn:
-            present = dbq.distinct_indexes(conn, self._frames_global.id)
+            present = self._intended_indexes(dbq.distinct_indexes(conn, self._frames_global.id))
             names = dbq.channel_names(conn, self._frames_global.id)
         return Selection(
             channels=_resolve_channels(self.id, channels, names, present["channels"]),
@@ -521,29 +521,35 @@ class Dataset:
         rows = self._frame_rows(selection, with_metadata)
         return [_frame_dict(row) for row in rows]
 
+    def _intended_indexes(self, present: dict[str, list[int]]) -> dict[str, list[int]]:
+        """The indexes of each axis the acquisition intended: those its frames have, and as
+        many more as the recorded dimensions count (a time point or position never reached
+        has no row at all), taken from the lowest indexes no frame has."""
+        g = self._frames_global
+        counts = {"channels": g.nbr_channels, "slices": g.nbr_slices,
+                  "times": g.nbr_timepoints, "positions": g.nbr_positions}
+        intended = {}
+        for axis, have in present.items():
+            lacking = max(0, counts[axis] - len(have))
+            have_set = set(have)
+            unreached = [i for i in range(counts[axis]) if i not in have_set][:lacking]
+            intended[axis] = sorted([*have, *unreached])
+        return intended
+
     def missing_frames(self) -> list[FrameIndex]:
-        """Indexes inside the recorded dimensions that have no frame (incomplete acquisitions)."""
+        """Indexes inside the recorded dimensions that have no frame (incomplete acquisitions),
+        in the order read() lays them out (position, time, channel, slice)."""
         self._require_frames()
         self._load()
         g = self._frames_global
         with self._site.connection() as conn:
-            positions = dbq.distinct_indexes(conn, g.id)["positions"]
+            axes = self._intended_indexes(dbq.distinct_indexes(conn, g.id))
             have = {
                 (r.channel_idx, r.slice_idx, r.time_idx, r.pos_idx)
                 for r in dbq.select_frames(conn, g.id, with_metadata=False)
             }
-        # Positions never reached (an acquisition stopped early) have no row at all;
-        # the recorded position count says how many there should be.
-        unreached = [p for p in range(g.nbr_positions) if p not in positions]
-        positions = sorted([*positions, *unreached[:max(0, g.nbr_positions - len(positions))]])
-        missing = []
-        for p in positions:
-            for t in range(g.nbr_timepoints):
-                for c in range(g.nbr_channels):
-                    for z in range(g.nbr_slices):
-                        if (c, z, t, p) not in have:
-                            missing.append(FrameIndex(c, z, t, p))
-        return missing
+        return [FrameIndex(c, z, t, p) for p in axes["positions"] for t in axes["times"]
+                for c in axes["channels"] for z in axes["slices"] if (c, z, t, p) not in have]
 
     def read(
         self,
@@ -624,8 +630,15 @@ class Dataset:
         check_destination(dest, self.id)
         plan = DownloadPlan(self.id, self._site.storage, is_frames=self.is_frames)
         if self.is_frames:
+            from .download import warn_missing
+
             selection = self.select(channels, slices, times, positions)
             rows = self._frame_rows(selection, with_metadata=False)
+            asked = (len(selection.channels) * len(selection.slices) * len(selection.times)
+                     * len(selection.positions))
+            if len(rows) < asked:
+                warn_missing(self.id, asked - len(rows), asked, "are not in the download "
+                             "(global_metadata.json lists every missing frame)", stacklevel=2)
             renumbering = None  # an ome-zarr dataset downloads as a store of the selection
             if self.frame_format == layout.OME_ZARR:
                 import functools

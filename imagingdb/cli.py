@@ -15,6 +15,7 @@ from typing import Any, List, Optional
 import typer
 
 from . import PLUGIN_API_VERSION, __version__
+from .annotations import parse_assignments
 from .console import ImagingDBGroup
 from .errors import InputError
 from .gc import DEFAULT_GRACE as GC_DEFAULT_GRACE
@@ -165,6 +166,7 @@ def make_app(plugin_commands: bool = True) -> typer.Typer:
     _add_info_commands(app)
     _add_integrity_commands(app)
     app.add_typer(_make_db_app())
+    _add_python_command(app)
     _add_plugins_commands(app)
     if plugin_commands:
         add_plugin_commands(app)
@@ -199,13 +201,22 @@ def _add_data_commands(app: typer.Typer) -> None:
         ctx: typer.Context,
         csv_file: Path = typer.Option(..., "--csv", metavar="FILE",
                                       help="CSV: dataset_id, file_name, description, "
-                                           "parent_dataset_id, positions (one dataset a row)."),
+                                           "parent_dataset_id, positions (one dataset a row); "
+                                           "any other column is an annotation."),
         config: Path = typer.Option(..., "--config", metavar="YAML",
                                     help="Upload config: upload_type, frames_format, microscope..."),
         workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                               help="Threads encoding and storing frames."),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace datasets that already exist."),
+        annotate: Optional[List[str]] = typer.Option(
+            None, "--annotate", metavar="KEY=VALUE",
+            help="Annotate every row's dataset (repeatable), e.g. --annotate strain=WT; "
+                 "CSV columns beyond the known ones are annotations too."),
+        encoding: Optional[str] = typer.Option(
+            None, "--encoding", metavar="NAME",
+            help="The CSV's encoding when it is not UTF-8, e.g. cp1252 (Excel's plain CSV "
+                 "on Windows)."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",
                                             help="json: a report on stdout for scripts."),
     ) -> None:
@@ -215,17 +226,29 @@ def _add_data_commands(app: typer.Typer) -> None:
         others are uploaded, and the exit code says that some failed. An
         interrupted upload can simply be run again.
         """
+        from . import console
         from .progress import TerminalProgress
+
+        done = [0]
 
         def report(result) -> None:
             if not result.ok:  # a success was already summed up by the progress line
                 print(f"Error: {printable(result.error)}", file=sys.stderr)
+            done[0] += result.ok
+            console.interrupted_note = (
+                f"interrupted: {done[0]} dataset(s) of the CSV are in; nothing of the row "
+                "being uploaded was registered; run the same command again to finish (rows "
+                "already in are skipped)")
 
         with _database(ctx) as db:
             outcome = db.upload(csv_file, config, overwrite=overwrite, workers=workers,
-                                progress=TerminalProgress("Uploading", "Uploaded"), on_result=report)
-        ok = len(outcome.results) - len(outcome.failed)
-        print(f"{ok} of {len(outcome.results)} dataset(s) uploaded", file=sys.stderr)
+                                progress=TerminalProgress("Uploading", "Uploaded"), on_result=report,
+                                annotate=parse_assignments(annotate or (), "--annotate"),
+                                encoding=encoding)
+        skipped = len(outcome.skipped)
+        ok = len(outcome.results) - len(outcome.failed) - skipped
+        there = f", {skipped} already there (skipped)" if skipped else ""
+        print(f"{ok} of {len(outcome.results)} dataset(s) uploaded{there}", file=sys.stderr)
         if output == ReportFormat.json:
             print(json.dumps([r.to_json() for r in outcome.results], indent=2))
         if outcome.exit_code:
@@ -253,9 +276,13 @@ def _add_data_commands(app: typer.Typer) -> None:
                                               help="Concurrent transfers."),
     ) -> None:
         """Download a dataset, or only some channels/slices/times/positions, to DIR/<ID>/."""
+        import warnings
+
+        from .errors import MissingFramesWarning
         from .progress import TerminalProgress
 
-        with _database(ctx) as db:
+        with _database(ctx) as db, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", MissingFramesWarning)
             ds = db.dataset(dataset_id)
             target = ds.download(
                 dest,
@@ -263,6 +290,8 @@ def _add_data_commands(app: typer.Typer) -> None:
                 metadata=metadata, download=download, workers=workers,
                 progress=TerminalProgress("Downloading", "Downloaded") if download and ds.is_frames else None,
             )
+        for warning in caught:
+            print(f"Warning: {printable(warning.message)}", file=sys.stderr)
         print(printable(target))
 
     @app.command(epilog="Examples:\n\n\b\n"
@@ -619,6 +648,27 @@ def _add_plugins_commands(app: typer.Typer) -> None:
             print(f"Uninstalled {removed.name} {removed.version}", file=sys.stderr)
 
     app.add_typer(plugins_app)
+
+
+def _add_python_command(app: typer.Typer) -> None:
+    @app.command(
+        name="python", context_settings={"allow_extra_args": True,
+                                         "ignore_unknown_options": True,
+                                         "allow_interspersed_args": False},
+        epilog="Examples:\n\n\b\n"
+               "imagingdb python analysis.py --plot\n"
+               "imagingdb python -c 'import imagingdb; print(imagingdb.connect().query())'\n"
+               "imagingdb python -m json.tool frames.json\n"
+               "imagingdb python                       (an interactive session)")
+    def python(ctx: typer.Context) -> None:
+        """Run Python with imagingdb and its packages importable (numpy, dask...): a script,
+        -c CODE, -m MODULE, or an interactive session. The way to the Python API from the
+        single-file executable."""
+        from .pyrun import run
+
+        code = run(ctx.args)
+        if code:
+            raise typer.Exit(code)
 
 
 def _make_db_app() -> typer.Typer:

@@ -358,7 +358,11 @@ UPLOAD_KEYS = {
     "png_strategy": (str, type(None)),
     "png_level": (int, type(None)),
     "frame_format": (str, type(None)),
+    "required_annotations": (list, type(None)),
+    "duplicates": (str, type(None)),
 }
+#: what an upload does when its source's content is already a dataset's (key 'duplicates')
+DUPLICATE_ACTIONS = ("warn", "error", "ignore")
 # The PNG codec's choices (imagingdb.codecs.png.encode_png; a test keeps them in step),
 # spelt out here because loading a config must not import numpy.
 PNG_FILTERS = ("none", "sub", "up")
@@ -388,6 +392,10 @@ class UploadConfig:
     png_level: int = PNG_DEFAULTS["png_level"]
     #: the frame layout of this upload; None: the site config's storage.frame_format
     frame_format: Optional[str] = None
+    #: annotations every row must have (CSV columns or --annotate)
+    required_annotations: tuple[str, ...] = ()
+    #: warn, error or ignore when the content is already a dataset's
+    duplicates: str = "warn"
     source: Optional[Path] = None
 
     def png_options(self) -> dict[str, Any]:
@@ -436,8 +444,32 @@ def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig
         nbr_workers=workers,
         **png,
         frame_format=checked_frame_format(data.get("frame_format"), path, "frame_format"),
+        required_annotations=_required_annotations(data.get("required_annotations"), path),
+        duplicates=_choice(data, "duplicates", DUPLICATE_ACTIONS, path),
         source=path,
     )
+
+
+def _required_annotations(value: Optional[list], path: Path) -> tuple[str, ...]:
+    from .annotations import check_key
+
+    keys = []
+    for item in value or ():
+        if not isinstance(item, str):
+            raise InputError(f"{path}: key 'required_annotations' must be a list of annotation "
+                             f"keys, got {item!r} in it")
+        keys.append(check_key(item, f"{path}: required_annotations"))
+    return tuple(keys)
+
+
+def _choice(data: dict[str, Any], key: str, allowed: tuple[str, ...], path: Path) -> str:
+    """``data[key]`` if one of ``allowed`` (unset or null: the first)."""
+    value = data.get(key)
+    if value is None:
+        return allowed[0]
+    if value not in allowed:
+        raise InputError(f"{path}: key {key!r} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 def checked_frame_format(value: Optional[str], path: "Path | str", key: str) -> Optional[str]:

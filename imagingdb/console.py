@@ -10,12 +10,19 @@ Tracebacks are printed only with ``--debug``. The typer app of
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
 from typer.core import TyperGroup
 
 from .errors import ImagingDBError
 from .terminal import printable
+
+#: what an interrupted command kept, set by the command as it goes (None: the general line)
+interrupted_note: Optional[str] = None
+
+INTERRUPTED = ("interrupted: nothing half-done was kept (what finished before stays); run the "
+               "same command again to finish")
 
 
 class ImagingDBGroup(TyperGroup):
@@ -27,10 +34,9 @@ class ImagingDBGroup(TyperGroup):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Exit as exc:
-            sys.exit(exc.exit_code)
+            result = exc.exit_code
         except (typer.Abort, KeyboardInterrupt):
-            _error("interrupted", debug)
-            sys.exit(130)
+            result = 130
         except ImagingDBError as exc:
             _error(str(exc), debug)
             sys.exit(exc.exit_code)
@@ -42,6 +48,8 @@ class ImagingDBGroup(TyperGroup):
                        "for details", debug)
                 code = 1
             sys.exit(code)
+        if result == 130:  # typer turns a KeyboardInterrupt in a command into exit code 130
+            _error(interrupted_note or INTERRUPTED, debug)
         sys.exit(result if isinstance(result, int) else 0)
 
 

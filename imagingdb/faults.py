@@ -1,8 +1,8 @@
 """A test seam: kill this process at a named point of an upload, to prove crash safety.
 
-``IMAGINGDB_TEST_KILL_AT=<stage>[:<n>]`` makes the ``n``-th call (default the
-first) of :func:`checkpoint` with that stage send SIGKILL to the process, as a
-power cut or an OOM kill would. tests/test_crash_recovery.py runs real
+``IMAGINGDB_TEST_KILL_AT=<stage>[:<n>[:INT]]`` makes the ``n``-th call (default
+the first) of :func:`checkpoint` with that stage send SIGKILL to the process, as a
+power cut or an OOM kill would (``:INT``: SIGINT, as Ctrl-C does). tests/test_crash_recovery.py runs real
 ``imagingdb upload`` processes with it. Unset (always, outside those tests),
 a checkpoint costs one environment lookup.
 
@@ -38,10 +38,11 @@ def checkpoint(stage: str) -> None:
     wanted = os.environ.get(KILL_AT_ENV)
     if not wanted:
         return
-    name, _, count = wanted.partition(":")
+    name, _, rest = wanted.partition(":")
     if name != stage:
         return
+    count, _, how = rest.partition(":")
     with _lock:  # frames are stored by a thread pool: count passes exactly
         _passes[stage] = _passes.get(stage, 0) + 1
         if _passes[stage] == int(count or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGINT if how == "INT" else signal.SIGKILL)

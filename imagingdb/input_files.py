@@ -33,6 +33,16 @@ MAX_NODES = 200_000
 
 def read_text(path: Path, what: str, limit: int = CONFIG_LIMIT) -> str:
     """The text (UTF-8, a BOM dropped) of the regular file ``path``, of at most ``limit`` bytes."""
+    data = read_bytes(path, what, limit)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"cannot read {what} {path}: not UTF-8 text ({exc.reason} at byte "
+                         f"{exc.start})") from None
+
+
+def read_bytes(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of the regular file ``path`` (not a FIFO or device), of at most ``limit``."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -50,11 +60,7 @@ def read_text(path: Path, what: str, limit: int = CONFIG_LIMIT) -> str:
     if len(data) > limit:
         raise InputError(f"{what} {path} is larger than {_size(limit)}, more than a {what} "
                          "can need; check that it is the file you meant")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"cannot read {what} {path}: not UTF-8 text ({exc.reason} at byte "
-                         f"{exc.start})") from None
+    return data
 
 
 def require_regular_file(path: Path, what: str) -> None:

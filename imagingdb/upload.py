@@ -23,12 +23,13 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Container, Optional
+from typing import TYPE_CHECKING, Any, Callable, Container, Mapping, Optional
 
 import sqlalchemy as sa
 
+from . import annotations as notes
 from . import db as dbq
-from . import faults, layout, plugins
+from . import faults, layout, plugins, provenance
 from .acquisition import Acquisition, Dimensions, Frame, SplitOptions
 from .claims import Claim, claim_dataset
 from .codecs import FrameCodec, frame_codec
@@ -43,7 +44,7 @@ from .site import Site, open_storage
 from .splitters import tiff_pages
 from .spool import RowSpool
 from .storage import HashingReader, validate_object_name
-from .upload_rows import RefusedRow, UploadRow, read_upload_csv
+from .upload_rows import RefusedRow, UploadRow, check_encoding, read_upload_csv
 
 if TYPE_CHECKING:
     from .storage import StorageBackend
@@ -65,10 +66,16 @@ class RowResult:
     format: Optional[str] = None  # the splitter that read the source (frames uploads)
     kind: Optional[str] = None  # what the source is, in the splitter's words
     warnings: list[str] = field(default_factory=list)
+    #: the dataset was registered already with this very content: nothing was done
+    skipped: bool = False
+
+    @property
+    def status(self) -> str:
+        return "failed" if not self.ok else "skipped" if self.skipped else "uploaded"
 
     def to_json(self) -> dict[str, Any]:
         return {"row": self.line, "dataset_id": self.dataset_id,
-                "status": "uploaded" if self.ok else "failed", "error": self.error,
+                "status": self.status, "error": self.error,
                 "nbr_frames": self.nbr_frames, "bytes": self.bytes, "format": self.format,
                 "kind": self.kind, "warnings": self.warnings}
 
@@ -82,11 +89,17 @@ class UploadReport:
         return [r for r in self.results if not r.ok]
 
     @property
+    def skipped(self) -> list[RowResult]:
+        return [r for r in self.results if r.skipped]
+
+    @property
     def exit_code(self) -> int:
-        """0 all uploaded; 2 if every failure was bad input found before work; else 1."""
+        """0: every row is in (uploaded, or there already); 2: bad input found before any
+        work and nothing changed (no row uploaded); else 1."""
         if not self.failed:
             return 0
-        return 2 if all(r.exit_code == 2 for r in self.failed) else 1
+        changed = any(r.ok and not r.skipped for r in self.results)
+        return 2 if not changed and all(r.exit_code == 2 for r in self.failed) else 1
 
 
 # ----------------------------------------------------------------------- the run
@@ -101,11 +114,20 @@ def upload_csv(
     workers: Optional[int] = None,
     progress: Optional[Progress] = None,
     on_result: Optional[Callable[[RowResult], None]] = None,
+    annotate: Optional[Mapping[str, str]] = None,
+    encoding: Optional[str] = None,
 ) -> UploadReport:
     """Upload every row of the CSV with the upload config; rows are independent, one
-    bad row fails alone. ``on_result`` sees each row's result as soon as it is known."""
+    bad row fails alone. ``on_result`` sees each row's result as soon as it is known;
+    ``annotate`` ({key: value}) annotates every row's dataset; ``encoding`` is the CSV's
+    when it is not UTF-8 (e.g. cp1252)."""
+    encoding = check_encoding(encoding)
     config = load_upload_config(config_path)
-    rows = read_upload_csv(csv_path)
+    checked = {}
+    for key, value in (annotate or {}).items():
+        key = notes.check_key(str(key), "--annotate")
+        checked[key] = notes.check_value(key, str(value), "--annotate")
+    rows = read_upload_csv(csv_path, checked, config.required_annotations, encoding)
     uploader = Uploader(site, config, overwrite=overwrite, workers=workers,
                         progress=progress or Progress())
     report = UploadReport()
@@ -167,6 +189,10 @@ class Uploader:
             self._setup()
             with claim_dataset(self.site, row.dataset_id) as claim:
                 frames, nbytes = upload.run(claim)
+        except _AlreadyThere as there:
+            self.progress.note(f"{row.dataset_id}: {there}; skipped")
+            return RowResult(row.line, row.dataset_id, True, nbr_frames=there.frames,
+                             skipped=True, **upload.notes)
         except ImagingDBError as exc:
             return RowResult(row.line, row.dataset_id, False, f"{where}: {exc}",
                              exc.exit_code, **upload.notes)
@@ -235,6 +261,9 @@ class RowUpload:
         self._written: set[str] = set()  # keys this upload has put, not yet spooled
         self._marker: Optional[str] = None  # the key by which it took the dataset folder
         self._commit_sent = False  # the registering transaction reached its commit
+        #: what registration records of the stored content: data_set.content_sha256,
+        #: stored_bytes and stored_objects
+        self.content: dict[str, Any] = {}
 
     @property
     def storage(self) -> "StorageBackend":
@@ -246,9 +275,12 @@ class RowUpload:
         return len(self._written)
 
     def run(self, claim: Claim) -> tuple[int, int]:
-        """Upload the row under ``claim``; returns (frames, bytes of pixels or of the file)."""
+        """Upload the row under ``claim``; returns (frames, bytes of pixels or of the file).
+        Raises _AlreadyThere when the dataset is registered with this very content."""
         self.claim = claim
-        self._check_before_work()
+        existing = self._check_before_work()
+        if existing is not None:
+            self._refuse_or_skip(existing)
         try:
             if self.config.upload_type == "file":
                 return self._upload_file()
@@ -308,7 +340,9 @@ class RowUpload:
         faults.checkpoint("folder-chosen")
         return self.folder
 
-    def _check_before_work(self) -> None:
+    def _check_before_work(self) -> Optional[sa.Row]:
+        """Refuse the row before any work if it cannot go in; the registered dataset of its ID
+        when there is one and no --overwrite (the caller decides: skip or refuse)."""
         row = self.row
         if not row.source.exists():
             raise InputError(f"{row.source} not found")
@@ -317,16 +351,76 @@ class RowUpload:
         with self.uploader.site.connection() as conn:
             _refuse_case_twin(conn, row.dataset_id)
             existing = dbq.find_dataset(conn, row.dataset_id)
-            if existing is not None and not self.uploader.overwrite:
-                raise InputError(
-                    f"dataset {row.dataset_id} already exists; use --overwrite to replace it"
-                )
             self._replacing = existing is not None
             if row.parent_dataset_id and dbq.find_dataset(conn, row.parent_dataset_id) is None:
                 raise InputError(f"parent dataset {row.parent_dataset_id} does not exist")
         warning = lowercase_project_warning(row.parsed_id)
         if warning:
             self._warn(warning)
+        return None if self.uploader.overwrite else existing
+
+    def _refuse_or_skip(self, existing: sa.Row) -> None:
+        """A dataset of this ID is registered and no --overwrite: if it holds this very
+        content (a rerun of an interrupted upload) the row is done; else it is refused."""
+        row = self.row
+        registered = self._registered_content(existing)
+        if registered is not None and registered == self._source_content(existing.frames):
+            frames = int(registered.split(":")[1]) if registered.startswith(
+                provenance.FRAMES_PREFIX) else 1
+            raise _AlreadyThere(f"already uploaded with the same content ({frames} "
+                                f"frame{'s' if frames != 1 else ''})", frames)
+        raise InputError(f"dataset {row.dataset_id} already exists with other content than "
+                         f"{row.source}; use --overwrite to replace it, or another dataset ID")
+
+    def _registered_content(self, existing: sa.Row) -> Optional[str]:
+        """The registered dataset's content checksum (computed from its rows when it
+        predates schema version 4); None if its rows do not tell (no checksums)."""
+        if existing.content_sha256:
+            return existing.content_sha256
+        with self.uploader.site.connection() as conn:
+            if not existing.frames:
+                owner = dbq.file_global_of(conn, existing.id)
+                return owner.sha256 if owner is not None else None
+            owner = dbq.frames_global_of(conn, existing.id)
+            if owner is None:
+                return None
+            digest, after = provenance.FramesDigest(), None
+            while True:  # paged: constant memory whatever the number of frames
+                page = dbq.frame_rows_after(conn, owner.id, after, INSERT_BATCH)
+                if not page:
+                    break
+                for r in page:
+                    if r.sha256 is None:
+                        return None
+                    digest.add(r.channel_idx, r.slice_idx, r.time_idx, r.pos_idx, r.sha256)
+                after = page[-1].id
+        return None if after is None else digest.hexdigest()
+
+    def _source_content(self, registered_frames: bool) -> Optional[str]:
+        """The content checksum of the row's source as this upload would store it (None: a
+        file kept whole where frames are registered, or the other way round)."""
+        from .codecs import pixel_sha256
+
+        source = self.row.source
+        if (self.config.upload_type == "frames") != bool(registered_frames):
+            return None
+        if self.config.upload_type == "file":
+            if not source.is_file():
+                return None
+            import hashlib
+
+            digest = hashlib.sha256()
+            with open(source, "rb") as handle:
+                for block in iter(lambda: handle.read(8 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+        frames = provenance.FramesDigest()
+        with self._open() as acquisition:
+            for frame in acquisition.iter_frames(pixels=True):
+                index = frame.index
+                frames.add(index.channel, index.slice, index.time, index.position,
+                           pixel_sha256(frame.pixels))
+        return frames.hexdigest()
 
     # -------------------------------------------------------------- file upload
 
@@ -355,6 +449,8 @@ class RowUpload:
             raise
         self.progress.advance(1, reader.bytes_read)
         self.storage.flush()
+        self.content = {"content_sha256": reader.hexdigest(), "stored_bytes": reader.bytes_read,
+                        "stored_objects": 1}
 
         def insert_children(conn: sa.Connection, dataset_pk: int) -> None:
             dbq.insert_file_global(conn, {
@@ -409,9 +505,13 @@ class RowUpload:
             dims = acquisition.dims
             # Whatever splitter read it: a grid no acquisition could have is refused here,
             # before show and read would walk its missing frames.
-            tiff_pages.check_declared_frames(
-                str(row.source), dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints
-                * dims.nbr_positions, count)
+            grid = dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints * dims.nbr_positions
+            tiff_pages.check_declared_frames(str(row.source), grid, count)
+            if count < grid:
+                self._warn(f"{count} of the {grid} frames of its dimensions (C{dims.nbr_channels} "
+                           f"Z{dims.nbr_slices} T{dims.nbr_timepoints} P{dims.nbr_positions}) "
+                           f"are in the source; {grid - count} missing, read as the fill value "
+                           "(imagingdb show lists them)")
             _check_storable(row, dims, codec)
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * _itemsize(dims.bit_depth)
             storage_dir = self._take_folder(frames=True)
@@ -426,6 +526,7 @@ class RowUpload:
             documents = [] if store is None else self._store_documents(
                 store, acquisition.channel_names, global_meta, storage_dir)
         self.storage.flush()
+        self.content["stored_objects"] = len(frame_rows) + len(documents)
 
         def insert_children(conn: sa.Connection, dataset_pk: int) -> None:
             fg_pk = dbq.insert_frames_global(conn, {
@@ -458,6 +559,7 @@ class RowUpload:
             key = layout.object_key(storage_dir, name)
             self._written.add(key)
             self.storage.put_bytes(key, document)
+            self.content["stored_bytes"] += len(document)
             keys.append(key)
         faults.checkpoint("object-stored")
         return keys
@@ -485,8 +587,10 @@ class RowUpload:
         storage = self.storage
         total = [0]
         written_lock = threading.Lock()
+        digest = provenance.FramesDigest()
+        self.content.update(stored_bytes=0)
 
-        def store(frame: Frame) -> tuple[str, dict[str, Any], int]:
+        def store(frame: Frame) -> tuple[str, dict[str, Any], int, int]:
             data = codec.encode(frame.pixels)  # a view this thread reuses: stored before the next
             if not getattr(storage, "put_takes_buffers", False):
                 data = bytes(data)
@@ -507,11 +611,14 @@ class RowUpload:
                 "time_idx": frame.index.time, "pos_idx": frame.index.position,
                 "channel_name": frame.channel_name, "file_name": name,
                 "sha256": checksum, "metadata_json": _json_safe(frame.metadata),
-            }, frame.pixels.nbytes
+            }, frame.pixels.nbytes, memoryview(data).nbytes
 
-        def collect(stored: tuple[str, dict[str, Any], int]) -> None:
-            key, frame_row, nbytes = stored
+        def collect(stored: tuple[str, dict[str, Any], int, int]) -> None:
+            key, frame_row, nbytes, stored_bytes = stored
             rows.add(key, frame_row)
+            digest.add(frame_row["channel_idx"], frame_row["slice_idx"], frame_row["time_idx"],
+                       frame_row["pos_idx"], frame_row["sha256"])
+            self.content["stored_bytes"] += stored_bytes
             if zarr_store is not None:
                 zarr_store.saw(frame_row)
             with written_lock:
@@ -521,6 +628,7 @@ class RowUpload:
 
         run_bounded(store, acquisition.iter_frames(pixels=True), self.uploader.workers,
                     on_result=collect, name="imagingdb-store")
+        self.content["content_sha256"] = digest.hexdigest()
         return total[0]
 
     # -------------------------------------------------------------- registration
@@ -530,6 +638,7 @@ class RowUpload:
         """One transaction registers the dataset (proving the claim first and last), then the
         objects the dataset no longer uses go."""
         row = self.row
+        self._check_duplicate()
         faults.checkpoint("before-register")
         if self._marker:
             # The stored objects show the folder taken from now on; gone before the commit,
@@ -563,6 +672,13 @@ class RowUpload:
             "dataset_serial": row.dataset_id, "description": row.description,
             "microscope": self.config.microscope, "frames": is_frames,
             "date_time": row.parsed_id.date_time,
+            "annotations": notes.stored(row.annotations),
+            "uploaded_by": provenance.os_user(), "uploaded_host": provenance.host_name(),
+            "uploaded_at": provenance.now_utc(),
+            "imagingdb_version": provenance.imagingdb_version(),
+            "source_path": str(row.source.absolute()),
+            "content_sha256": None, "stored_bytes": None, "stored_objects": None,
+            **self.content,
         }
         existing = dbq.find_dataset(conn, row.dataset_id)
         parent_pk = None
@@ -583,6 +699,25 @@ class RowUpload:
         else:
             dataset_pk = dbq.insert_dataset(conn, values)
         insert_children(conn, dataset_pk)
+
+    def _check_duplicate(self) -> None:
+        """Say (upload config ``duplicates``: warn, error or ignore) when the content just
+        stored is already another dataset's; an error fails the row before registration."""
+        action, content = self.config.duplicates, self.content.get("content_sha256")
+        if action == "ignore" or not content:
+            return
+        with self.uploader.site.connection() as conn:
+            twins = dbq.datasets_with_content(conn, content, exclude=self.row.dataset_id)
+        if not twins:
+            return
+        shown = ", ".join(twins[:3]) + (f" and {len(twins) - 3} more" if len(twins) > 3 else "")
+        what = "the file" if self.config.upload_type == "file" else "every frame"
+        if action == "error":
+            raise InputError(f"{self.row.source}: its content ({what}) is already dataset(s) "
+                             f"{shown}; nothing was registered (set duplicates: warn in the "
+                             "upload config to allow it)")
+        self._warn(f"the same content ({what}) as dataset(s) {shown}; uploaded anyway "
+                   "(duplicates: error in the upload config refuses it)")
 
     def _stale_objects(self, keep_keys: Container[str]) -> list[str]:
         """Every object in this dataset ID's folders (frames and file, every generation) that
@@ -608,6 +743,14 @@ class RowUpload:
         """Show a ``Warning:`` line for the row and keep it for its report."""
         self.notes["warnings"].append(warning)
         self.progress.note(f"Warning: {self.row.dataset_id}: {warning}")
+
+
+class _AlreadyThere(Exception):
+    """The row's dataset is registered with the content of its source: nothing to do."""
+
+    def __init__(self, message: str, frames: int):
+        super().__init__(message)
+        self.frames = frames
 
 
 def _refuse_case_twin(conn: sa.Connection, dataset_id: str, *, registering: bool = False) -> None:

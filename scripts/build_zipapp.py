@@ -28,6 +28,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from imagingdb.onefile import BUILT_FOR
 from imagingdb.plugin_install import BUNDLED_WHEELS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +134,18 @@ def install(site_packages: Path) -> None:
             "--no-compile", "--upgrade", str(source))
     pip("download", "--dest", str(site_packages / BUNDLED_WHEELS_DIR), "--no-deps",
         "--only-binary=:all:", "--requirement", str(TOOLS_LOCK))
+    record_interpreter(site_packages / "imagingdb" / BUILT_FOR)
+
+
+def record_interpreter(path: Path) -> None:
+    """What the executable needs to run (imagingdb/onefile.py checks it at start): this
+    Python's minor version and platform, for which the compiled packages were installed."""
+    import json
+    import os
+
+    path.write_text(json.dumps({
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "platform": sys.platform, "machine": os.uname().machine}) + "\n")
 
 
 def prune(site_packages: Path) -> int:

@@ -87,7 +87,7 @@ def test_same_id_at_the_same_moment_is_registered_once(site, upload_files, mm_om
     loser_errors = error_lines(outcomes[1 - codes.index(0)][1])
     assert len(loser_errors) == 1
     assert ("is being uploaded by another process right now" in loser_errors[0]
-            or "already exists; use --overwrite" in loser_errors[0]), loser_errors
+            or "already exists with other content" in loser_errors[0]), loser_errors
     assert_registered_once_and_intact(site, DATASET_ID, winner)
 
 

@@ -101,8 +101,9 @@ def test_upload_killed_after_its_commit_is_complete(site, run_cli, frames_upload
     assert_complete_and_verified(site, run_cli)
 
     rerun = rerun_upload(run_cli, *frames_upload)
-    assert rerun.exit_code == 2
-    assert f"dataset {DATASET_ID} already exists" in rerun.stderr
+    assert rerun.exit_code == 0, rerun.stderr  # it is in: the rerun says so and is done
+    assert f"{DATASET_ID}: already uploaded with the same content (24 frames); skipped" in \
+        rerun.stderr.splitlines()
     assert_complete_and_verified(site, run_cli)
 
 
@@ -180,7 +181,8 @@ def test_overwrite_killed_after_its_commit_leaves_only_the_old_generation(
 
 def test_rerun_of_a_csv_killed_in_its_second_row_finishes_the_second_dataset(
         site, run_cli, upload_files, mm_ometiff):
-    """Rows are independent: the first was registered, the rerun refuses it and does the rest."""
+    """Rows are independent: the first was registered, the rerun finds it there with the same
+    content, skips it, and does the rest: it exits 0 with every row in."""
     second = "ML-2005-05-23-10-00-00-0002"
     csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff)},
                                  {"dataset_id": second, "file_name": str(mm_ometiff)}])
@@ -190,11 +192,13 @@ def test_rerun_of_a_csv_killed_in_its_second_row_finishes_the_second_dataset(
     with site.connect() as db:
         assert [d.dataset_id for d in db.query()] == [DATASET_ID]
 
-    rerun = rerun_upload(run_cli, csv_path, config)
-    assert rerun.exit_code == 2  # the first row already exists: said, not redone
-    assert rerun.errors == [
-        f"Error: {csv_path.name} row 2 ({DATASET_ID}): dataset {DATASET_ID} already exists; "
-        "use --overwrite to replace it"]
+    rerun = rerun_upload(run_cli, csv_path, config, "--format", "json")
+    assert rerun.exit_code == 0, rerun.stderr
+    assert rerun.errors == []
+    assert (f"{DATASET_ID}: already uploaded with the same content (24 frames); skipped"
+            in rerun.stderr.splitlines())
+    assert "1 of 2 dataset(s) uploaded, 1 already there (skipped)" in rerun.stderr.splitlines()
+    assert [row["status"] for row in rerun.json()] == ["skipped", "uploaded"]
     verified = run_cli("verify", "--all")
     assert verified.exit_code == 0, verified.stdout
     assert verified.stdout.splitlines() == [f"{DATASET_ID}  ok  (24 object(s) checked)",
@@ -265,10 +269,10 @@ def test_upload_killed_at_random_releases_its_claim_and_the_next_upload_complete
     assert registered_frames(site) == (FRAMES if kill_at.startswith(COMMITTED) else None)
 
     rerun = rerun_upload(run_cli, *frames_upload)
+    assert rerun.exit_code == 0, (kill_at, rerun.stderr)
     if kill_at.startswith(COMMITTED):
-        assert rerun.exit_code == 2 and "already exists" in rerun.errors[0], rerun.stderr
+        assert "already uploaded with the same content" in rerun.stderr, rerun.stderr
     else:
-        assert rerun.exit_code == 0, (kill_at, rerun.stderr)
         written = {key for key in dataset_objects(site) if key.startswith(f"{storage_dir(site)}/")}
         if left_by_the_killed:  # the rerun chose a generation of its own
             assert not written & set(left_by_the_killed)

@@ -18,11 +18,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imagingdb"
 
 LAYERS = {
     0: ("errors", "ids", "layout", "acquisition", "progress", "faults", "quick_schema",
-        "hookspecs", "config", "terminal", "input_files", "calibration", "annotations"),
+        "hookspecs", "config", "terminal", "input_files", "calibration", "annotations", "provenance"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
         "site", "pool", "plugin_install", "omezarr", "search"),
     2: ("upload", "upload_rows", "download", "export", "verify", "gc", "claims", "analysis",
-        "edit"),
+        "edit", "pyrun"),
     3: ("api",),
     4: ("cli", "console", "entry", "__main__", "onefile"),
     5: ("testing", "demo"),  # test data and the demo sit above everything they exercise

@@ -20,8 +20,14 @@ def _write(path, text, encoding="utf-8"):
     ("", "is empty"),
     ("dataset_id,file_name\n", "has no rows"),
     ("dataset_id,description\nML-2005-05-23-10-00-00-0001,x\n", "lacks column(s): file_name"),
-    ("dataset_id,file_name,colour\nML-2005-05-23-10-00-00-0001,a,b\n",
-     "unknown column(s): colour"),
+    ("dataset_id,file_name,descripton\nML-2005-05-23-10-00-00-0001,a,b\n",
+     "has a column 'descripton': did you mean 'description'?"),
+    ("dataset_id,file_name,cell line\nML-2005-05-23-10-00-00-0001,a,b\n",
+     "annotation key 'cell line' is not a name"),
+    ("dataset_id,file_name,microscope\nML-2005-05-23-10-00-00-0001,a,b\n",
+     "'microscope' is a field of every dataset, not an annotation"),
+    ("dataset_id,file_name,strain,strain\nML-2005-05-23-10-00-00-0001,a,b,c\n",
+     "has the column(s) strain twice"),
 ])
 def test_bad_csv_file(snapshot_with_one_dataset, site, run_cli, upload_files, content, message):
     csv_path = _write(upload_files.folder / "bad.csv", content)
@@ -215,3 +221,71 @@ def test_storage_error_midway_removes_what_was_written(site, run_cli, upload_fil
     result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config(),
                      "--workers", "2")
     assert_refused(result, site, before, code=1, contains=("is full",))
+
+
+# ------------------------------------------------------- CSVs as Excel writes them
+
+
+def _excel_csv(path, rows, delimiter, encoding, bom=b""):
+    text = "\r\n".join(delimiter.join(cells) for cells in rows) + "\r\n"
+    path.write_bytes(bom + text.encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize("delimiter, encoding, bom, args", [
+    (";", "utf-8", b"\xef\xbb\xbf", []),            # Excel "CSV UTF-8", a European locale
+    ("\t", "utf-16-le", b"\xff\xfe", []),            # Excel "Unicode text"
+    (",", "cp1252", b"", ["--encoding", "cp1252"]),  # Excel "CSV" on Windows
+    (";", "mac-roman", b"", ["--encoding", "mac-roman"]),
+])
+def test_excel_csvs_are_read(site, run_cli, upload_files, mm_ometiff, delimiter, encoding, bom,
+                             args):
+    csv_path = _excel_csv(upload_files.folder / "excel.csv", [
+        ["dataset_id", "file_name", "description", "strain"],
+        [DATASET_ID, str(mm_ometiff), "cellules fixées; 10x", "wild-type é"],
+    ], delimiter, encoding, bom)
+    if delimiter == ";":  # a ';' inside a value is quoted, as Excel does
+        csv_path.write_bytes(csv_path.read_bytes().replace(
+            "cellules fixées; 10x".encode(encoding), '"cellules fixées; 10x"'.encode(encoding)))
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config(),
+                     *args)
+    assert result.exit_code == 0, result.stderr
+    with site.connect() as db:
+        info = db.dataset(DATASET_ID)
+        assert info.summary()["description"] == "cellules fixées; 10x"
+    with site.connect() as db, db.site.connection() as conn:
+        from imagingdb import db as dbq
+        assert dbq.find_dataset(conn, DATASET_ID).annotations == {"strain": "wild-type é"}
+
+
+def test_a_csv_not_in_utf8_is_refused_with_its_line(snapshot_with_one_dataset, site, run_cli,
+                                                     upload_files):
+    csv_path = _excel_csv(upload_files.folder / "cp1252.csv", [
+        ["dataset_id", "file_name", "description"],
+        [OTHER_ID, "/data/run1", "fixées"],
+    ], ",", "cp1252")
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config())
+    assert_refused(result, site, snapshot_with_one_dataset, contains=(
+        f"CSV file {csv_path} is not UTF-8: line 2 has the byte 0xe9; save it as \"CSV UTF-8\"",
+        "--encoding cp1252"))
+
+
+def test_an_unknown_encoding_is_refused(snapshot_with_one_dataset, site, run_cli, upload_files,
+                                        mm_ometiff):
+    csv_path = upload_files.csv([{"dataset_id": OTHER_ID, "file_name": str(mm_ometiff)}])
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config(),
+                     "--encoding", "klingon")
+    assert_refused(result, site, snapshot_with_one_dataset,
+                   contains=("--encoding 'klingon' is not an encoding Python knows",))
+
+
+@pytest.mark.parametrize("header, hint", [
+    ("dataset_id,filename", "lacks column(s): file_name (did you mean 'filename' for 'file_name'?)"),
+    ("Dataset ID;File Name", "lacks column(s): dataset_id, file_name (did you mean 'Dataset ID' "
+                             "for 'dataset_id' and 'File Name' for 'file_name'?)"),
+])
+def test_misspelt_required_columns_get_a_hint(snapshot_with_one_dataset, site, run_cli,
+                                              upload_files, header, hint):
+    csv_path = _write(upload_files.folder / "typo.csv", f"{header}\n{OTHER_ID},/data/x\n")
+    result = run_cli("upload", "--csv", csv_path, "--config", upload_files.frames_config())
+    assert_refused(result, site, snapshot_with_one_dataset, contains=(hint,))

@@ -320,3 +320,50 @@ def test_plugin_installs_offline_lists_uploads_and_uninstalls(
     assert not (folder / "imagingdb_ndtiff").exists()
     names = {entry["name"] for entry in zipapp.run("plugins", "--format", "json").json()}
     assert "ndtiff" not in names and "ome_tiff" in names
+
+
+# --------------------------------------------------------------- the interpreter
+
+
+def other_pythons() -> list[str]:
+    """Interpreters of other minor versions found on this machine (pyenv's, the system's)."""
+    import glob
+
+    found = {}
+    for path in sorted(glob.glob("/root/.pyenv/versions/3.*/bin/python3")
+                       + glob.glob(os.path.expanduser("~/.pyenv/versions/3.*/bin/python3"))
+                       + glob.glob("/usr/bin/python3.[0-9]*")):
+        if path.endswith("-config") or not os.access(path, os.X_OK):
+            continue
+        done = subprocess.run([path, "-c", "import sys; print(*sys.version_info[:2])"],
+                              capture_output=True, text=True)
+        if done.returncode == 0:
+            minor = tuple(map(int, done.stdout.split()))
+            if minor != sys.version_info[:2]:
+                found.setdefault(minor, path)
+    return [found[minor] for minor in sorted(found)]
+
+
+def test_another_python_is_refused_in_one_line_before_any_command(zipapp):
+    pythons = other_pythons()
+    if not pythons:
+        pytest.skip("no Python of another minor version on this machine")
+    built = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for python in pythons:
+        result = zipapp.run("query", executable=[python, str(zipapp.path)], timeout=120)
+        assert result.exit_code == 2, (python, result.stderr)
+        assert result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"Error: this imagingdb executable was built for Python {built} "
+                               "on linux "), line
+        assert f"({python}): run it with that Python (e.g. python{built} imagingdb ...)" in line
+
+
+def test_imagingdb_python_reaches_the_api_and_the_bundled_packages(zipapp, tmp_path):
+    script = tmp_path / "count.py"
+    script.write_text("import sys, numpy, imagingdb\n"
+                      "print(len(imagingdb.connect().query()), numpy.zeros(2).sum(), sys.argv[1])\n")
+    result = zipapp.run("python", script, "arg")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "0 0.0 arg\n", "")
+    result = zipapp.run("python", "-c", "import tifffile, sqlalchemy; print('ok')")
+    assert (result.exit_code, result.stdout) == (0, "ok\n"), result.stderr

@@ -23,6 +23,7 @@ __all__ = [
     "datasets_named",
     "dataset_serial_of",
     "parent_pk_of",
+    "datasets_with_content",
     "all_dataset_serials",
     "insert_dataset",
     "update_dataset",
@@ -172,6 +173,22 @@ def parent_pk_of(conn: sa.Connection, dataset_pk: int) -> Optional[int]:
     """The data_set id of the parent of the data_set row ``dataset_pk`` (None: it has none)."""
     return conn.execute(sa.select(data_set.c.parent_id)
                         .where(data_set.c.id == dataset_pk)).scalar()
+
+
+def datasets_with_content(conn: sa.Connection, content_sha256: str, *,
+                          exclude: Optional[str] = None) -> list[str]:
+    """IDs of the datasets whose content checksum is ``content_sha256`` (see
+    :mod:`imagingdb.provenance`), but ``exclude``. A whole file is also matched by its
+    file_global.sha256, which datasets registered before schema version 4 have too."""
+    select_ids = sa.select(data_set.c.dataset_serial).where(
+        data_set.c.content_sha256 == content_sha256)
+    found: sa.Select | sa.CompoundSelect = select_ids
+    if not content_sha256.startswith("frames:"):
+        found = sa.union(select_ids, sa.select(data_set.c.dataset_serial).select_from(
+            file_global.join(data_set, file_global.c.dataset_id == data_set.c.id))
+            .where(file_global.c.sha256 == content_sha256))
+    names = sorted(set(conn.execute(found).scalars()))
+    return [name for name in names if name != exclude]
 
 
 def all_dataset_serials(conn: sa.Connection) -> list[str]:

@@ -538,7 +538,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
     rows.append(("content_sha256", summary["content_sha256"] or "(not recorded)"))
     if summary["uploaded_by"] or summary["uploaded_at"]:
         who = "@".join(p for p in (summary["uploaded_by"], summary["uploaded_host"]) if p)
-        rows.append(("uploaded", f"by {who or '?'} at {summary['uploaded_at'] or '?'} with "
+        rows.append(("uploaded", f"by {who or '?'} at {summary['uploaded_at'] or '?'} UTC with "
                                  f"imagingdb {summary['imagingdb_version'] or '?'}"))
     else:
         rows.append(("uploaded", "(not recorded)"))

@@ -76,7 +76,7 @@ def test_show_gives_size_provenance_and_annotations(catalog, run_cli):
     lines = [line.split(None, 1) for line in result.stdout.splitlines()]
     fields = {parts[0]: parts[1] if len(parts) > 1 else "" for parts in lines}
     assert fields["stored"] == "2.0 MB (2,000,000 bytes) in 2 object(s)"
-    assert fields["uploaded"] == "by alice@lab1 at 2024-05-02T09:00:00 with imagingdb 0.9.0"
+    assert fields["uploaded"] == "by alice@lab1 at 2024-05-02T09:00:00 UTC with imagingdb 0.9.0"
     assert fields["source_path"] == "/data/plate_a"
     assert fields["nbr_frames"] == "2"
     text = result.stdout

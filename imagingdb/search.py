@@ -52,7 +52,7 @@ from .annotations import is_name
 from .db.tables import data_set, file_global, frames, frames_global
 from .errors import InputError
 
-__all__ = ["Condition", "FIELDS", "DATASET_COLUMNS", "SORT_FIELDS", "parse_condition", "parse_conditions",
+__all__ = ["Condition", "FIELDS", "DATASET_COLUMNS", "parse_condition", "parse_conditions",
            "check_sort", "Filters", "select_datasets", "dataset_stats", "project_of",
            "StatsGroup", "Stats"]
 
@@ -79,9 +79,6 @@ FIELDS = {
     "frames": "boolean", "stored_bytes": "number", "stored_objects": "number",
     "nbr_frames": "number",
 }
-#: the fields --sort names in its help (any other field, annotation key or path works too)
-SORT_FIELDS = ("dataset_id", "date_time", "microscope", "description", "uploaded_at",
-               "stored_bytes", "nbr_frames")
 _SCOPES = ("annotations", "meta", "frames")
 
 

@@ -91,7 +91,8 @@ class DatasetInfo:
     frames: bool
     parent_dataset_id: Optional[str]
     annotations: dict[str, str] = field(default_factory=dict)
-    nbr_frames: Optional[int] = None  # 0 for a file kept whole
+    #: 0 for a file kept whole; None in Dataset.info (Dataset.nbr_frames has it)
+    nbr_frames: Optional[int] = None
     stored_bytes: Optional[int] = None
     stored_objects: Optional[int] = None
     uploaded_by: Optional[str] = None  # the OS user

@@ -36,6 +36,12 @@ _KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+def is_name(text: str) -> bool:
+    """True if ``text`` has the syntax of a key (reserved names included): what ``query
+    --where`` accepts as an annotation key or a metadata path."""
+    return bool(_KEY.fullmatch(text)) and not text.endswith(".") and ".." not in text
+
+
 def check_key(key: str, where: str) -> str:
     """``key`` stripped, or InputError naming ``where`` and what a key may be."""
     key = key.strip()
@@ -44,7 +50,7 @@ def check_key(key: str, where: str) -> str:
     if len(key) > MAX_KEY:
         raise InputError(f"{where}: annotation key {key[:MAX_KEY]!r}... is longer than "
                          f"{MAX_KEY} characters")
-    if not _KEY.fullmatch(key) or key.endswith(".") or ".." in key:
+    if not is_name(key):
         raise InputError(f"{where}: annotation key {key!r} is not a name; use letters, digits "
                          "and _ . - , starting with a letter (e.g. cell_line)")
     if key.lower() in RESERVED_KEYS:

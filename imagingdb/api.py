@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence, Union
@@ -42,9 +42,11 @@ if TYPE_CHECKING:
 
     from .analysis import FrameSource
     from .db import migrate
+    from .edit import EditReport
     from .export import ExportSource
     from .gc import GcReport
     from .remove import DeleteReport, RenameReport
+    from .search import Filters, Stats
     from .upload import UploadReport
     from .verify import VerifyRun
 
@@ -79,7 +81,10 @@ def connect(
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """One row of ``query``: what the data_set table says about a dataset."""
+    """One row of ``query``: what the data_set table says about a dataset.
+
+    The provenance and size fields are None for datasets uploaded before imagingdb
+    recorded them (and by the original imagingDB)."""
 
     dataset_id: str
     date_time: datetime
@@ -87,9 +92,25 @@ class DatasetInfo:
     description: Optional[str]
     frames: bool
     parent_dataset_id: Optional[str]
+    annotations: dict[str, str] = field(default_factory=dict)
+    #: 0 for a file kept whole; None in Dataset.info (Dataset.nbr_frames has it)
+    nbr_frames: Optional[int] = None
+    stored_bytes: Optional[int] = None
+    stored_objects: Optional[int] = None
+    uploaded_by: Optional[str] = None  # the OS user
+    uploaded_host: Optional[str] = None
+    uploaded_at: Optional[datetime] = None  # UTC
+    imagingdb_version: Optional[str] = None
+    source_path: Optional[str] = None
+    content_sha256: Optional[str] = None
+
+    #: the keys of query's table: the first ones of :meth:`to_json`, which scripts rely on
+    TABLE_KEYS = ("dataset_id", "date_time", "microscope", "description", "frames",
+                  "parent_dataset_id")
 
     def to_json(self) -> dict[str, Any]:
-        """The keys `imagingdb query --format json` prints, dates in ISO 8601."""
+        """The keys `imagingdb query --format json` prints, dates in ISO 8601: the six of
+        the original first, then annotations, sizes and provenance."""
         return {
             "dataset_id": self.dataset_id,
             "date_time": self.date_time.isoformat() if self.date_time else None,
@@ -97,6 +118,16 @@ class DatasetInfo:
             "description": self.description,
             "frames": self.frames,
             "parent_dataset_id": self.parent_dataset_id,
+            "annotations": dict(self.annotations),
+            "nbr_frames": self.nbr_frames,
+            "stored_bytes": self.stored_bytes,
+            "stored_objects": self.stored_objects,
+            "uploaded_by": self.uploaded_by,
+            "uploaded_host": self.uploaded_host,
+            "uploaded_at": self.uploaded_at.isoformat() if self.uploaded_at else None,
+            "imagingdb_version": self.imagingdb_version,
+            "source_path": self.source_path,
+            "content_sha256": self.content_sha256,
         }
 
 
@@ -171,17 +202,69 @@ class Database:
         start_date: Optional[Union[date, str]] = None,
         end_date: Optional[Union[date, str]] = None,
         description: Optional[str] = None,
+        *,
+        where: Optional[Iterable[Union[str, Sequence[str]]]] = None,
+        sort: str = "dataset_id",
+        reverse: bool = False,
+        limit: Optional[int] = None,
     ) -> list[DatasetInfo]:
-        """Datasets matching every given filter (substring for microscope and description)."""
+        """Datasets matching every given filter (substring for microscope and description),
+        sorted by ``sort`` (a field, an annotation key or a metadata path; ``reverse``: the
+        other way), at most ``limit`` of them.
+
+        ``where`` holds conditions as ``"strain=WT"`` or ``("dose", ">", "10")``: see
+        :mod:`imagingdb.search` for what keys, operators and values mean.
+        """
+        from . import search
+
+        filters = self._filters(project_id, microscope, start_date, end_date, description, where)
+        search.check_sort(sort)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise InputError(f"limit must be a whole number of datasets, not {limit!r}")
+        with self.site.connection() as conn:
+            rows = search.select_datasets(conn, filters, sort=sort, reverse=reverse, limit=limit)
+        # positional: search.DATASET_COLUMNS are DatasetInfo's fields, in their order
+        return [DatasetInfo(*row[:4], bool(row[4]), row[5], _annotations(row[6]), *row[7:])
+                for row in rows]
+
+    def stats(
+        self,
+        project_id: Optional[str] = None,
+        microscope: Optional[str] = None,
+        start_date: Optional[Union[date, str]] = None,
+        end_date: Optional[Union[date, str]] = None,
+        description: Optional[str] = None,
+        *,
+        where: Optional[Iterable[Union[str, Sequence[str]]]] = None,
+    ) -> "Stats":
+        """Datasets, frames and stored bytes of the datasets :meth:`query` would find, by
+        project and microscope, and in total."""
+        from . import search
+
+        filters = self._filters(project_id, microscope, start_date, end_date, description, where)
+        with self.site.connection() as conn:
+            return search.Stats.of(search.dataset_stats(conn, filters))
+
+    @staticmethod
+    def _filters(project_id, microscope, start_date, end_date, description,
+                 where) -> "Filters":
+        from . import search
+
         start, end = _as_date(start_date, "start date"), _as_date(end_date, "end date")
         if start and end and start > end:
             raise InputError(f"start date {start} is after end date {end}")
-        with self.site.connection() as conn:
-            rows = dbq.query_datasets(
-                conn, project_id=project_id, microscope=microscope,
-                start_date=start, end_date=end, description=description,
-            )
-        return [_info(row, row.parent_dataset_id) for row in rows]
+        if isinstance(where, str):
+            where = [where]
+        return search.Filters(project_id, microscope, start, end, description,
+                              tuple(search.parse_conditions(where)))
+
+    def edit(self, dataset_id: str, **changes: Any) -> "EditReport":
+        """Change a dataset's description, microscope, parent or annotations in one
+        transaction; see :meth:`Dataset.edit`."""
+        from .edit import edit_dataset
+
+        return edit_dataset(self.site, dataset_id, **changes)
 
     def dataset(self, dataset_id: str) -> "Dataset":
         """The dataset with this ID, or NotFoundError."""
@@ -272,7 +355,13 @@ def _as_date(value: Optional[Union[date, str]], what: str) -> Optional[date]:
         raise InputError(f"invalid {what} {value!r}; expected YYYY-MM-DD, e.g. 2005-05-23") from None
 
 
-def _info(row: Any, parent_id_text: Optional[str]) -> DatasetInfo:
+def _annotations(stored: Optional[dict[str, str]]) -> dict[str, str]:
+    """data_set.annotations as a dict by key (JSONB keeps its own order)."""
+    return dict(sorted(stored.items())) if stored else {}
+
+
+def _info(row: Any, parent_id_text: Optional[str], nbr_frames: Optional[int] = None
+          ) -> DatasetInfo:
     return DatasetInfo(
         dataset_id=row.dataset_serial,
         date_time=row.date_time,
@@ -280,6 +369,16 @@ def _info(row: Any, parent_id_text: Optional[str]) -> DatasetInfo:
         description=row.description,
         frames=bool(row.frames),
         parent_dataset_id=parent_id_text,
+        annotations=_annotations(row.annotations),
+        nbr_frames=nbr_frames,
+        stored_bytes=row.stored_bytes,
+        stored_objects=row.stored_objects,
+        uploaded_by=row.uploaded_by,
+        uploaded_host=row.uploaded_host,
+        uploaded_at=row.uploaded_at,
+        imagingdb_version=row.imagingdb_version,
+        source_path=row.source_path,
+        content_sha256=row.content_sha256,
     )
 
 
@@ -364,19 +463,43 @@ class Dataset:
                 "sha256": f.sha256}
 
     def summary(self) -> dict[str, Any]:
-        """Everything `imagingdb show` prints: the data_set row, dimensions, metadata."""
+        """Everything `imagingdb show` prints: the data_set row (annotations, provenance),
+        dimensions, stored size, metadata."""
         result = self.info.to_json()
         result["storage_dir"] = self.storage_dir
+        result["nbr_frames"] = self.nbr_frames
         if self.is_frames:
             dims = self.dims
-            result.update({"nbr_frames": self.nbr_frames, **dims.__dict__,
-                           "frame_format": self.frame_format})
+            result.update({**dims.__dict__, "frame_format": self.frame_format})
             result["channel_names"] = self.channel_names()
             result["missing_frames"] = len(self.missing_frames())
         else:
             result.update({"file_name": self.file["file_name"], "sha256": self.file["sha256"]})
+        stored_bytes, stored_objects, measured = self.stored_size()
+        result.update({"stored_bytes": stored_bytes, "stored_objects": stored_objects,
+                       "stored_size_measured": measured})
         result["global_meta"] = self.global_meta
         return result
+
+    def stored_size(self) -> tuple[Optional[int], Optional[int], bool]:
+        """(bytes, objects, measured) of the dataset's stored objects: as recorded at upload,
+        else (older datasets) measured by listing its storage folder (measured True; None
+        when the storage backend cannot list sizes)."""
+        if self.info.stored_bytes is not None:
+            return self.info.stored_bytes, self.info.stored_objects, False
+        try:
+            objects = list(self._site.storage.list_objects(f"{self.storage_dir}/"))
+        except WorkError:  # a backend without sizes in its listings
+            return None, None, True
+        return sum(o.size for o in objects), len(objects), True
+
+    def edit(self, **changes: Any) -> "EditReport":
+        """Change the description, microscope, parent or annotations in one transaction:
+        ``description=``, ``microscope=`` (None or "" clears them), ``parent=`` (a dataset
+        ID, None for none), ``annotate={"strain": "WT"}`` or ``["strain=WT"]`` (an empty value
+        removes the key), ``unset=["strain"]``. Returns what changed (old and new values);
+        this object keeps the values it was read with."""
+        return self.database.edit(self.id, **changes)
 
     # ------------------------------------------------------------ frame selection
 

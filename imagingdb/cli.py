@@ -347,31 +347,71 @@ def _add_data_commands(app: typer.Typer) -> None:
               file=sys.stderr)
 
 
+WHERE_HELP = ("KEY=VALUE: an annotation, a global metadata path (Summary.Objective) or a "
+              "field (uploaded_by); also != ~ (substring) < > <= >=. Repeat: all must hold.")
+
+
+def _filter_options(where_help: str = WHERE_HELP):
+    """The dataset filters query and stats share, as typer options (one dict of defaults)."""
+    return {
+        "project_id": typer.Option(None, "--project-id", help="Project part of the ID, e.g. ML."),
+        "microscope": typer.Option(None, "--microscope", help="Substring of the microscope name."),
+        "start_date": typer.Option(None, "--start-date", metavar="YYYY-MM-DD",
+                                   help="Acquired on or after this day."),
+        "end_date": typer.Option(None, "--end-date", metavar="YYYY-MM-DD",
+                                 help="Acquired on or before this day."),
+        "description": typer.Option(None, "--description", help="Substring of the description."),
+        "where": typer.Option(None, "--where", metavar="KEY=VALUE", help=where_help),
+    }
+
+
+_FILTERS = _filter_options()
+
+
 def _add_info_commands(app: typer.Typer) -> None:
-    @app.command(epilog="Example: imagingdb query --microscope scope2 --format json | jq .")
+    @app.command(epilog="Examples:\n\n\b\n"
+                        "  imagingdb query --microscope scope2 --format json | jq .\n"
+                        "  imagingdb query --where strain=WT --where Summary.Objective~10x "
+                        "--sort date_time --reverse --limit 20")
     def query(
         ctx: typer.Context,
-        project_id: Optional[str] = typer.Option(None, "--project-id",
-                                                 help="Project part of the ID, e.g. ML."),
-        microscope: Optional[str] = typer.Option(None, "--microscope",
-                                                 help="Substring of the microscope name."),
-        start_date: Optional[str] = typer.Option(None, "--start-date", metavar="YYYY-MM-DD",
-                                                 help="Acquired on or after this day."),
-        end_date: Optional[str] = typer.Option(None, "--end-date", metavar="YYYY-MM-DD",
-                                               help="Acquired on or before this day."),
-        description: Optional[str] = typer.Option(None, "--description",
-                                                  help="Substring of the description."),
+        project_id: Optional[str] = _FILTERS["project_id"],
+        microscope: Optional[str] = _FILTERS["microscope"],
+        start_date: Optional[str] = _FILTERS["start_date"],
+        end_date: Optional[str] = _FILTERS["end_date"],
+        description: Optional[str] = _FILTERS["description"],
+        where: Optional[List[str]] = _FILTERS["where"],
+        sort: str = typer.Option(
+            "dataset_id", "--sort", metavar="FIELD",
+            help="dataset_id, date_time, microscope, description, uploaded_at, stored_bytes, "
+                 "nbr_frames, or an annotation key or metadata path."),
+        reverse: bool = typer.Option(False, "--reverse", help="Sort the other way."),
+        limit: Optional[int] = typer.Option(None, "--limit", min=0, metavar="N",
+                                            help="At most N datasets (after sorting)."),
         output: Optional[OutputFormat] = typer.Option(
             None, "--format", help="table (default on a terminal), json (default in a pipe), "
                                    "jsonl or csv."),
     ) -> None:
-        """Find datasets; --format json prints a JSON array fit for jq."""
+        """Find datasets; --format json prints a JSON array fit for jq.
+
+        The table shows the first columns; json, jsonl and csv have every field
+        (annotations, sizes, who uploaded it, when, from where).
+        """
         with _database(ctx) as db:
             found = db.query(project_id=project_id, microscope=microscope,
-                             start_date=start_date, end_date=end_date, description=description)
+                             start_date=start_date, end_date=end_date, description=description,
+                             where=where, sort=sort, reverse=reverse, limit=limit)
         if output is None:
             output = OutputFormat.table if sys.stdout.isatty() else OutputFormat.json
-        _print_records([d.to_json() for d in found], output)
+        records = [d.to_json() for d in found]
+        if output == OutputFormat.table:
+            from .api import DatasetInfo
+
+            records = [{k: r[k] for k in DatasetInfo.TABLE_KEYS} for r in records]
+        elif output == OutputFormat.csv:
+            records = [{**r, "annotations": json.dumps(r["annotations"], ensure_ascii=False)}
+                       for r in records]
+        _print_records(records, output)
         if output == OutputFormat.table:
             print(f"{len(found)} dataset(s)", file=sys.stderr)
 
@@ -381,18 +421,155 @@ def _add_info_commands(app: typer.Typer) -> None:
         dataset_id: str = typer.Argument(..., metavar="ID", help="The dataset ID."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format"),
     ) -> None:
-        """One dataset's global metadata and frame summary."""
+        """One dataset: its fields, annotations, stored size, who uploaded it, global metadata
+        and frame summary."""
         with _database(ctx) as db:
             summary = db.dataset(dataset_id).summary()
         if output == ReportFormat.json:
-            print(json.dumps(summary, indent=2, sort_keys=True, default=str))
+            print(printable_json(json.dumps(summary, indent=2, sort_keys=True, default=str,
+                                            ensure_ascii=False)))
             return
-        meta = summary.pop("global_meta")
-        width = max(len(k) for k in summary)
-        for key, value in summary.items():
-            print(f"{key:<{width}}  {printable(value)}")
-        meta_text = json.dumps(meta, sort_keys=True, default=str)[:2000]
-        print(f"{'global_meta':<{width}}  {printable(meta_text)}")
+        _print_summary(summary)
+
+    @app.command(epilog="Examples:\n\n\b\n"
+                        "  imagingdb edit ML-2005-05-23-10-00-00-0001 --description \"plate B\" "
+                        "--annotate strain=WT\n"
+                        "  imagingdb edit ML-2005-05-23-10-00-00-0001 --unset strain --no-parent")
+    def edit(
+        ctx: typer.Context,
+        dataset_id: str = typer.Argument(..., metavar="ID", help="The dataset ID."),
+        description: Optional[str] = typer.Option(None, "--description", metavar="TEXT",
+                                                  help="The new description (\"\": none)."),
+        microscope: Optional[str] = typer.Option(None, "--microscope", metavar="TEXT",
+                                                 help="The new microscope (\"\": none)."),
+        parent: Optional[str] = typer.Option(None, "--parent", metavar="ID",
+                                             help="The new parent dataset."),
+        no_parent: bool = typer.Option(False, "--no-parent", help="Remove the parent."),
+        annotate: Optional[List[str]] = typer.Option(
+            None, "--annotate", metavar="KEY=VALUE",
+            help="Set an annotation (repeat); KEY= with no value removes it."),
+        unset: Optional[List[str]] = typer.Option(None, "--unset", metavar="KEY",
+                                                  help="Remove an annotation (repeat)."),
+        output: ReportFormat = typer.Option(ReportFormat.text, "--format",
+                                            help="json: the changes on stdout for scripts."),
+    ) -> None:
+        """Change a dataset's description, microscope, parent or annotations.
+
+        All changes are made in one transaction, or none. Each field that
+        changed is printed as `field: old -> new`.
+        """
+        from .edit import UNSET
+
+        if parent is not None and no_parent:
+            raise InputError("give --parent ID or --no-parent, not both")
+        with _database(ctx) as db:
+            report = db.edit(
+                dataset_id,
+                description=UNSET if description is None else description,
+                microscope=UNSET if microscope is None else microscope,
+                parent=None if no_parent else (UNSET if parent is None else parent),
+                annotate=annotate, unset=unset)
+        if output == ReportFormat.json:
+            print(printable_json(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
+        else:
+            for change in report.changes:
+                print(printable(f"{change.field}: {_shown(change.old)} -> {_shown(change.new)}"))
+        if not report.changes:
+            print(f"{report.dataset_id}: nothing to change", file=sys.stderr)
+
+    @app.command(epilog="Example: imagingdb stats --project-id ML --where strain=WT")
+    def stats(
+        ctx: typer.Context,
+        project_id: Optional[str] = _FILTERS["project_id"],
+        microscope: Optional[str] = _FILTERS["microscope"],
+        start_date: Optional[str] = _FILTERS["start_date"],
+        end_date: Optional[str] = _FILTERS["end_date"],
+        description: Optional[str] = _FILTERS["description"],
+        where: Optional[List[str]] = _FILTERS["where"],
+        output: Optional[ReportFormat] = typer.Option(
+            None, "--format", help="text (default on a terminal) or json (exact integers; "
+                                   "the default in a pipe)."),
+    ) -> None:
+        """Datasets, frames and stored bytes, by project and microscope, and in total.
+
+        Takes query's filters. Datasets uploaded before imagingdb recorded sizes
+        count as datasets and frames; how many lack a size is said.
+        """
+        with _database(ctx) as db:
+            report = db.stats(project_id=project_id, microscope=microscope,
+                              start_date=start_date, end_date=end_date, description=description,
+                              where=where)
+        if output is None:
+            output = ReportFormat.text if sys.stdout.isatty() else ReportFormat.json
+        if output == ReportFormat.json:
+            print(printable_json(json.dumps(report.to_json(), indent=2, ensure_ascii=False)))
+            return
+        _print_stats(report)
+
+
+def _shown(value: Any) -> str:
+    return "(none)" if value is None else repr(value) if value == "" else str(value)
+
+
+def human_size(size: int) -> str:
+    """Bytes in decimal units, as a person reads them: 1.2 GB, 340 kB, 12 B."""
+    if size < 1000:
+        return f"{size} B"
+    value = size / 1000
+    for unit in ("kB", "MB", "GB", "TB"):
+        if round(value, 1) < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} PB"
+
+
+#: summary keys show prints in sentences of their own, not as `key  value`
+_SUMMARY_OWN_LINES = ("annotations", "stored_bytes", "stored_objects", "stored_size_measured",
+                      "uploaded_by", "uploaded_host", "uploaded_at", "imagingdb_version",
+                      "source_path", "content_sha256", "global_meta")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    rows = [(k, v) for k, v in summary.items() if k not in _SUMMARY_OWN_LINES]
+    size, objects = summary["stored_bytes"], summary["stored_objects"]
+    if size is None:
+        stored = "unknown (not recorded, and the storage cannot list sizes)"
+    else:
+        stored = f"{human_size(size)} ({size:,} bytes) in {objects:,} object(s)"
+        if summary["stored_size_measured"]:
+            stored += ", measured in storage (no size recorded at upload)"
+    rows.append(("stored", stored))
+    rows.append(("source_path", summary["source_path"] or "(not recorded)"))
+    rows.append(("content_sha256", summary["content_sha256"] or "(not recorded)"))
+    if summary["uploaded_by"] or summary["uploaded_at"]:
+        who = "@".join(p for p in (summary["uploaded_by"], summary["uploaded_host"]) if p)
+        rows.append(("uploaded", f"by {who or '?'} at {summary['uploaded_at'] or '?'} UTC with "
+                                 f"imagingdb {summary['imagingdb_version'] or '?'}"))
+    else:
+        rows.append(("uploaded", "(not recorded)"))
+    annotations = summary["annotations"]
+    rows.append(("annotations", "" if annotations else "(none)"))
+    width = max(len(k) for k, _ in [*rows, ("global_meta", None)])
+    for key, value in rows:
+        print(f"{key:<{width}}  {printable(value)}".rstrip())
+    for key in sorted(annotations):
+        print(printable(f"  {key}: {annotations[key]}"))
+    meta_text = json.dumps(summary["global_meta"], sort_keys=True, default=str)[:2000]
+    print(f"{'global_meta':<{width}}  {printable(meta_text)}")
+
+
+def _print_stats(report: Any) -> None:
+    records = [{"project": g.project, "microscope": g.microscope, "datasets": f"{g.datasets:,}",
+                "frames": f"{g.frames:,}", "stored": human_size(g.stored_bytes)}
+               for g in report.groups]
+    total = report.total
+    records.append({"project": "total", "microscope": "", "datasets": f"{total.datasets:,}",
+                    "frames": f"{total.frames:,}", "stored": human_size(total.stored_bytes)})
+    _print_table(records)
+    if total.unsized:
+        print(f"{total.unsized:,} of {total.datasets:,} dataset(s) have no recorded size "
+              "(uploaded before imagingdb recorded sizes): not in the stored bytes",
+              file=sys.stderr)
 
 
 def _add_plugins_commands(app: typer.Typer) -> None:

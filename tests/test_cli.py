@@ -68,9 +68,16 @@ def test_query_json_has_the_documented_keys(uploaded_ometiff, run_cli):
     result = run_cli("query", "--format", "json")
     assert result.exit_code == 0
     records = result.json()
-    assert records == [{
-        "dataset_id": DATASET_ID, "date_time": "2005-05-23T10:00:00", "microscope": "scope2",
-        "description": "two positions", "frames": True, "parent_dataset_id": None}]
+    assert len(records) == 1
+    # the original's six keys first and unchanged (scripts rely on them), then the rest
+    assert list(records[0].items())[:6] == [
+        ("dataset_id", DATASET_ID), ("date_time", "2005-05-23T10:00:00"),
+        ("microscope", "scope2"), ("description", "two positions"), ("frames", True),
+        ("parent_dataset_id", None)]
+    assert list(records[0])[6:] == [
+        "annotations", "nbr_frames", "stored_bytes", "stored_objects", "uploaded_by",
+        "uploaded_host", "uploaded_at", "imagingdb_version", "source_path", "content_sha256"]
+    assert records[0]["nbr_frames"] == 24
 
 
 def test_query_defaults_to_json_in_a_pipe(uploaded_ometiff, run_cli):

@@ -22,6 +22,7 @@ __all__ = [
     "distinct_indexes",
     "datasets_named",
     "dataset_serial_of",
+    "parent_pk_of",
     "datasets_with_content",
     "all_dataset_serials",
     "insert_dataset",
@@ -173,6 +174,12 @@ def datasets_named(conn: sa.Connection, dataset_id: str) -> list[sa.Row]:
 def dataset_serial_of(conn: sa.Connection, dataset_pk: int) -> Optional[str]:
     """The dataset ID of the data_set row ``dataset_pk``."""
     return conn.execute(sa.select(data_set.c.dataset_serial)
+                        .where(data_set.c.id == dataset_pk)).scalar()
+
+
+def parent_pk_of(conn: sa.Connection, dataset_pk: int) -> Optional[int]:
+    """The data_set id of the parent of the data_set row ``dataset_pk`` (None: it has none)."""
+    return conn.execute(sa.select(data_set.c.parent_id)
                         .where(data_set.c.id == dataset_pk)).scalar()
 
 

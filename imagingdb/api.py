@@ -597,9 +597,10 @@ class Dataset:
     ) -> "np.ndarray":
         """Frames into one array with axes (P, T, C, Z, Y, X) (+ a colour axis for RGB).
 
-        Each axis lists the asked indexes in the order asked (all present ones,
-        ascending, when not asked). An incomplete acquisition (stopped early, a
-        timepoint or position missing) has holes in that grid: they are filled
+        Each axis lists the asked indexes in the order asked (when not asked: every
+        index of the recorded dimensions, ascending, those no frame has included).
+        An incomplete acquisition (stopped early, a timepoint or position missing)
+        has holes in that grid: they are filled
         with ``fill_value`` (0 by default, so choose e.g. 65535 to tell them from
         dark pixels), and a :class:`imagingdb.errors.MissingFramesWarning` says how
         many; :meth:`missing_frames` lists them.

@@ -507,12 +507,12 @@ class RowUpload:
             # before show and read would walk its missing frames.
             grid = dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints * dims.nbr_positions
             tiff_pages.check_declared_frames(str(row.source), grid, count)
+            _check_storable(row, dims, codec)
             if count < grid:
                 self._warn(f"{count} of the {grid} frames of its dimensions (C{dims.nbr_channels} "
                            f"Z{dims.nbr_slices} T{dims.nbr_timepoints} P{dims.nbr_positions}) "
                            f"are in the source; {grid - count} missing, read as the fill value "
                            "(imagingdb show lists them)")
-            _check_storable(row, dims, codec)
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * _itemsize(dims.bit_depth)
             storage_dir = self._take_folder(frames=True)
             self.progress.start(row.dataset_id, count, count * frame_bytes)
@@ -638,7 +638,6 @@ class RowUpload:
         """One transaction registers the dataset (proving the claim first and last), then the
         objects the dataset no longer uses go."""
         row = self.row
-        self._check_duplicate()
         faults.checkpoint("before-register")
         if self._marker:
             # The stored objects show the folder taken from now on; gone before the commit,
@@ -653,6 +652,7 @@ class RowUpload:
                 # when the upload let in meanwhile registered); last, for the moment between.
                 self.claim.prove(conn)
                 _refuse_case_twin(conn, row.dataset_id, registering=True)  # registered meanwhile?
+                self._check_duplicate(conn)
                 self._write_rows(conn, is_frames, insert_children)
                 self.claim.prove(conn)
                 faults.checkpoint("before-commit")
@@ -700,14 +700,14 @@ class RowUpload:
             dataset_pk = dbq.insert_dataset(conn, values)
         insert_children(conn, dataset_pk)
 
-    def _check_duplicate(self) -> None:
+    def _check_duplicate(self, conn: sa.Connection) -> None:
         """Say (upload config ``duplicates``: warn, error or ignore) when the content just
-        stored is already another dataset's; an error fails the row before registration."""
+        stored is already another dataset's; an error fails the row in the registering
+        transaction, before any row is written."""
         action, content = self.config.duplicates, self.content.get("content_sha256")
         if action == "ignore" or not content:
             return
-        with self.uploader.site.connection() as conn:
-            twins = dbq.datasets_with_content(conn, content, exclude=self.row.dataset_id)
+        twins = dbq.datasets_with_content(conn, content, exclude=self.row.dataset_id)
         if not twins:
             return
         shown = ", ".join(twins[:3]) + (f" and {len(twins) - 3} more" if len(twins) > 3 else "")

@@ -295,8 +295,9 @@ def test_download_of_an_ome_zarr_dataset_keeps_the_metadata_flags(uploaded_zarr,
     assert not (only_store / "frames_meta.csv").exists()
     assert not (only_store / "global_metadata.json").exists()
     validated_store(only_store, [0, 1])
-    assert sorted(p.name for p in only_metadata.iterdir()) == ["frames_meta.csv",
-                                                               "global_metadata.json"]
+    assert not (only_store / "frames_meta.jsonl").exists()
+    assert sorted(p.name for p in only_metadata.iterdir()) == [
+        "frames_meta.csv", "frames_meta.jsonl", "global_metadata.json"]
 
 
 def test_download_of_a_png_dataset_is_unchanged(run_cli, upload_files, mm_ometiff, tmp_path):
@@ -304,7 +305,7 @@ def test_download_of_a_png_dataset_is_unchanged(run_cli, upload_files, mm_ometif
     with imagingdb.connect() as db:
         target = db.dataset(dataset_id).download(tmp_path, channels=["GFP"], times=[0])
     names = sorted(p.name for p in target.iterdir())
-    assert names == sorted(["frames_meta.csv", "global_metadata.json"]
+    assert names == sorted(["frames_meta.csv", "frames_meta.jsonl", "global_metadata.json"]
                            + [f"im_c001_z00{z}_t000_p00{p}.png" for z in range(3) for p in range(2)])
 
 

@@ -168,7 +168,7 @@ DATASETS = [
     RealDataset("micro-manager/alpha_2.0_singleplane_manual", "tif_folder",
                 (3, 1, 1, 1, 16, 16, "uint16"), {0: "Alpha"},
                 one_file("Pos0/img_channel000_position000_time000000000_z000.tif"),
-                mm_20_alpha_kept, warnings=2, missing=2),
+                mm_20_alpha_kept, warnings=3, missing=2),  # the 3rd: 1 of 3 frames
     RealDataset("NEUBIAS/xyzc_16bit__spots.tif", "tif_id", (2, 17, 1, 1, 88, 89, "uint16"),
                 {0: "channel0", 1: "channel1"}, tifffile_series, imagej_kept),
     RealDataset("NEUBIAS/xyz_8bit__nucleus.tif", "tif_id", (1, 7, 1, 1, 207, 207, "uint8"),

@@ -108,7 +108,9 @@ def test_micromanager_20_alpha_image_files(run_cli, upload_files, source):
         "still running); 1 image entries kept, the rest read from the files' names/tags",
         f"Warning: {DATASET_ID}: metadata.txt: IntendedDimensions names axes Micro-Manager's "
         "image files cannot hold (axis 3, axis 5, axis 97); kept in the metadata, not used as "
-        "dimensions"]
+        "dimensions",
+        f"Warning: {DATASET_ID}: 1 of the 3 frames of its dimensions (C3 Z1 T1 P1) are in the "
+        "source; 2 missing, read as the fill value (imagingdb show lists them)"]
     sizes, names, meta, array, frames, missing = stored()
     assert sizes == (3, 1, 1, 1, 16, 16, "uint16")
     assert names == {0: "Alpha"}  # the channels with frames; all three are in ChNames

@@ -87,7 +87,8 @@ def commands(secret_site, upload_files, mm_ometiff, tmp_path):
         (["init"], 0),
         (["upload", "--csv", good_csv, "--config", config], 0),
         (["upload", "--csv", bad_csv, "--config", config], 2),
-        (["upload", "--csv", good_csv, "--config", config], 2),  # already exists
+        (["upload", "--csv", good_csv, "--config", config], 0),  # already there: skipped
+        (["upload", "--csv", good_csv, "--config", upload_files.file_config()], 2),  # other kind
         (["query", "--format", "json"], 0),
         (["show", DATASET_ID], 0),
         (["show", "ML-1999-01-01-00-00-00-0001"], 2),
@@ -98,6 +99,14 @@ def commands(secret_site, upload_files, mm_ometiff, tmp_path):
         (["verify", "--all", "--format", "json"], 0),
         (["gc", "--older-than", "0"], 0),
         (["gc", "--older-than", "soon"], 2),
+        (["edit", DATASET_ID, "--annotate", "strain=WT"], 0),
+        (["query", "--where", "strain=WT", "--format", "json"], 0),
+        (["query", "--where", "strain"], 2),
+        (["stats", "--format", "json"], 0),
+        (["delete", DATASET_ID], 0),  # a dry run
+        (["delete", "ML-1999-01-01-00-00-00-0001", "--yes"], 2),
+        (["rename", DATASET_ID, "ML-2005-05-23-10-00-00-0003"], 0),
+        (["delete", "ML-2005-05-23-10-00-00-0003", "--yes"], 0),
     ]
 
 

@@ -326,3 +326,16 @@ def test_exit_2_only_when_nothing_changed(site, run_cli, upload_files, mm_ometif
     # the rerun changes nothing: the first row is there, the second is still bad input
     result = upload(run_cli, mixed, upload_files.frames_config())
     assert result.exit_code == 2, result.stderr
+
+
+def test_annotations_and_provenance_are_kept_in_a_download(site, run_cli, upload_files,
+                                                           mm_ometiff, tmp_path):
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff),
+                                  "strain": "WT", "plate": "P1"}])
+    assert upload(run_cli, csv_path, upload_files.frames_config()).exit_code == 0
+    result = run_cli("download", "--id", DATASET_ID, "--dest", tmp_path, "--no-download")
+    assert result.exit_code == 0, result.stderr
+    meta = json.loads((tmp_path / DATASET_ID / "global_metadata.json").read_text())
+    assert meta["annotations"] == {"plate": "P1", "strain": "WT"}
+    assert meta["source_path"] == str(mm_ometiff.absolute())
+    assert meta["uploaded_by"] == getpass.getuser()

@@ -58,10 +58,13 @@ def assert_stored_as(root: Path, index_of: Callable[[dict[str, Any]], tuple[int,
         ds = db.dataset(DATASET_ID)
         array = ds.read()
         rows = {(r["channel_idx"], r["slice_idx"], r["time_idx"], r["pos_idx"]): r for r in ds.frames()}
+        grid = ds.select()
     coordinates = reference_axes(ref)
     assert sorted(rows) == sorted(index_of(axes) for axes in coordinates)
-    # read() stacks the indexes present on each axis, so a position never imaged shifts the next
-    present = [sorted({index[axis] for index in rows}) for axis in range(4)]
+    # read() lays out the intended grid: every index of the recorded dimensions on each axis
+    present = [grid.channels, grid.slices, grid.times, grid.positions]
+    assert list(array.shape[:4]) == [len(grid.positions), len(grid.times), len(grid.channels),
+                                     len(grid.slices)]
     for axes in coordinates:
         index = index_of(axes)
         c, z, t, p = (values.index(value) for values, value in zip(present, index))

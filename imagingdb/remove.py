@@ -117,8 +117,13 @@ def _remove_folder(site: Site, pending: Any, *, dry_run: bool = False,
     folder = pending.storage_dir
     storage = site.storage
     result = PendingRemoval(pending.dataset_serial, folder, pending.reason)
-    listed = [obj for obj in storage.list_objects(f"{folder}/") if layout.folder_of(obj.key) == folder]
-    referenced = referenced_keys(site, folder) if listed else set()
+    try:
+        listed = [obj for obj in storage.list_objects(f"{folder}/")
+                  if layout.folder_of(obj.key) == folder]
+        referenced = referenced_keys(site, folder) if listed else set()
+    except ImagingDBError as exc:  # after a commit: a warning, the pending row kept
+        result.skipped = f"{exc} (the rerun, or imagingdb gc --yes, removes them)"
+        return result
     result.objects = [obj for obj in listed if obj.key not in referenced]
     for obj in result.objects:
         if on_object is not None:
@@ -246,6 +251,11 @@ def _delete_selected(site: Site, report: DeleteReport, selected: dict[int, "_Sel
     still what was selected), then their objects."""
     taken = [item.row.dataset_serial for item in selected.values()]
     with _claimed(site, taken, "deleted") as claims:
+        # Measured again now that no upload of these IDs can run: an overwrite that finished
+        # since the first measure moved the dataset to another folder.
+        measured = {item.row.dataset_serial: _measure(site, item) for item in selected.values()}
+        report.datasets = [measured.get(r.dataset_id, r) if not r.already_deleted else r
+                           for r in report.datasets]
         with site.connection(write=True) as conn:
             for claim in claims:
                 claim.prove(conn)

@@ -378,3 +378,30 @@ def test_delete_of_a_dataset_being_uploaded_is_refused_and_changes_nothing(
         f"Error: dataset {DATASET_ID} is being uploaded, deleted or renamed by another process "
         "right now; nothing was deleted: try again once it is done"]
     assert site.snapshot() == before
+
+
+def test_an_overwrite_finished_while_the_delete_got_ready_is_deleted_whole(
+        site, uploaded_ometiff, run_cli, upload_files, mm_ometiff_uint8, monkeypatch):
+    """The folders are measured under the claims: an overwrite that moved the dataset to a
+    new generation folder between the delete's first look and its claims leaves nothing."""
+    from imagingdb import remove
+
+    csv_path = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff_uint8)}])
+    claimed = remove._claimed
+    overwritten = []
+
+    def overwrite_first(*args, **kwargs):
+        if not overwritten:
+            done = run_cli("upload", "--csv", csv_path, "--config",
+                           upload_files.frames_config(), "--overwrite")
+            assert done.exit_code == 0, done.stderr
+            overwritten.append(True)
+        return claimed(*args, **kwargs)
+
+    monkeypatch.setattr(remove, "_claimed", overwrite_first)
+    result = run_cli("delete", DATASET_ID, "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert overwritten and registered(site) == []
+    assert objects_of(site, DATASET_ID) == {}
+    assert pending_rows(site) == []
+    assert_nothing_left_behind(run_cli)

@@ -365,12 +365,41 @@ class RowUpload:
         row = self.row
         registered = self._registered_content(existing)
         if registered is not None and registered == self._source_content(existing.frames):
-            frames = int(registered.split(":")[1]) if registered.startswith(
-                provenance.FRAMES_PREFIX) else 1
-            raise _AlreadyThere(f"already uploaded with the same content ({frames} "
-                                f"frame{'s' if frames != 1 else ''})", frames)
+            changed = self._changed_fields(existing)
+            if changed:
+                raise InputError(f"dataset {row.dataset_id} is already uploaded with this "
+                                 f"content, but the CSV row or config gives another "
+                                 f"{', '.join(changed)}; change it with imagingdb edit "
+                                 f"{row.dataset_id}, or replace the dataset with --overwrite")
+            if registered.startswith(provenance.FRAMES_PREFIX):
+                frames = int(registered.split(":")[1])
+                what = f"{frames} frame{'s' if frames != 1 else ''}"
+            else:
+                frames, what = 1, "1 file"
+            raise _AlreadyThere(f"already uploaded with the same content ({what})", frames)
         raise InputError(f"dataset {row.dataset_id} already exists with other content than "
                          f"{row.source}; use --overwrite to replace it, or another dataset ID")
+
+    def _changed_fields(self, existing: sa.Row) -> list[str]:
+        """What this row would record differently from the registered dataset: description,
+        microscope, parent and annotations (a rerun must not drop a change silently)."""
+        row = self.row
+        changed = []
+        if (row.description or None) != (existing.description or None):
+            changed.append("description")
+        if (self.config.microscope or None) != (existing.microscope or None):
+            changed.append("microscope")
+        parent = None
+        if existing.parent_id is not None:
+            with self.uploader.site.connection() as conn:
+                parent = dbq.dataset_serial_of(conn, existing.parent_id)
+        if (row.parent_dataset_id or None) != parent:
+            changed.append("parent_dataset_id")
+        old = existing.annotations or {}
+        new = notes.stored(row.annotations) or {}
+        changed += [f"annotation {key}" for key in sorted(set(old) | set(new))
+                    if old.get(key) != new.get(key)]
+        return changed
 
     def _registered_content(self, existing: sa.Row) -> Optional[str]:
         """The registered dataset's content checksum (computed from its rows when it

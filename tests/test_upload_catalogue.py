@@ -284,7 +284,7 @@ def test_a_rerun_skips_what_is_in_and_exits_0(site, run_cli, upload_files, mm_om
     assert again.json()[0]["status"] == "skipped" and again.json()[0]["nbr_frames"] == 24
     again = upload(run_cli, file_csv, file_config)
     assert again.exit_code == 0, again.stderr
-    assert f"{OTHER_ID}: already uploaded with the same content (1 frame); skipped" in \
+    assert f"{OTHER_ID}: already uploaded with the same content (1 file); skipped" in \
         again.stderr.splitlines()
     assert site.snapshot() == before  # nothing was written
 
@@ -339,3 +339,20 @@ def test_annotations_and_provenance_are_kept_in_a_download(site, run_cli, upload
     assert meta["annotations"] == {"plate": "P1", "strain": "WT"}
     assert meta["source_path"] == str(mm_ometiff.absolute())
     assert meta["uploaded_by"] == getpass.getuser()
+
+
+def test_a_rerun_with_other_values_in_the_csv_is_refused_not_skipped(site, run_cli, upload_files,
+                                                                     mm_ometiff):
+    first = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff),
+                               "description": "old", "strain": "WT"}])
+    assert upload(run_cli, first, upload_files.frames_config()).exit_code == 0
+    before = site.snapshot()
+    changed = upload_files.csv([{"dataset_id": DATASET_ID, "file_name": str(mm_ometiff),
+                                 "description": "new", "strain": "MUT", "plate": "P1"}])
+    result = upload(run_cli, changed, upload_files.frames_config())
+    assert_refused(result, site, before, contains=(
+        f"dataset {DATASET_ID} is already uploaded with this content, but the CSV row or config "
+        "gives another description, annotation plate, annotation strain; change it with "
+        f"imagingdb edit {DATASET_ID}, or replace the dataset with --overwrite",))
+    result = upload(run_cli, first, upload_files.frames_config(microscope="scope9"))
+    assert result.exit_code == 2 and "gives another microscope;" in result.errors[0]

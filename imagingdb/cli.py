@@ -283,9 +283,13 @@ def _add_data_commands(app: typer.Typer) -> None:
         """Download a dataset, or only some channels/slices/times/positions, to DIR/<ID>/."""
         import warnings
 
+        from . import console
         from .errors import MissingFramesWarning
         from .progress import TerminalProgress
 
+        console.interrupted_note = (
+            "interrupted: the files fetched so far are kept in a hidden .<ID>.partial-... folder "
+            "of the destination; run the same command with --resume to finish")
         with _database(ctx) as db, warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", MissingFramesWarning)
             ds = db.dataset(dataset_id)

@@ -29,6 +29,8 @@ class ImagingDBGroup(TyperGroup):
     """Turns every error into one ``Error:`` line and the exit codes of SPEC section 4."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        global interrupted_note
+        interrupted_note = None  # each command says its own
         args = list(sys.argv[1:] if args is None else args)
         debug = _global_flag(args, "--debug")
         try:

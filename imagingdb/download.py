@@ -267,8 +267,11 @@ def download(plan: DownloadPlan, dest: Path, *, workers: Optional[int] = None,
     keeps the files that have the sha256 the database records, and gets the rest
     (each written under a temporary name, then renamed) and fresh metadata.
     """
-    if resume and (dest / plan.dataset_id).is_dir() and not (dest / plan.dataset_id).is_symlink():
-        return _resume(plan, dest / plan.dataset_id, workers=workers, progress=progress)
+    if resume:
+        folder = _resumable(dest, plan.dataset_id)
+        if folder is not None:
+            return _resume(plan, folder, dest / plan.dataset_id, workers=workers,
+                           progress=progress)
     target = check_destination(dest, plan.dataset_id)
     names = [_safe_name(name, plan.dataset_id) for _key, name in plan.objects]
     try:
@@ -285,7 +288,8 @@ def download(plan: DownloadPlan, dest: Path, *, workers: Optional[int] = None,
                       workers=workers, progress=progress)
         os.rename(staging, target)
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not isinstance(exc, KeyboardInterrupt):  # Ctrl-C keeps it for --resume
+            shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OSError) and not isinstance(exc, ImagingDBError):
             raise WorkError(f"cannot write to {dest}: {exc.strerror or exc}") from None
         raise
@@ -374,16 +378,39 @@ def _write_file(path: Path, write: Callable[[Any], Any], newline: Optional[str] 
     os.replace(partial, path)
 
 
-def _resume(plan: DownloadPlan, target: Path, *, workers: Optional[int], progress: Any) -> Path:
+def partial_folders(dest: Path, dataset_id: str) -> list[Path]:
+    """The hidden folders interrupted downloads of ``dataset_id`` left in ``dest``, newest
+    first (Ctrl-C keeps one; a killed download leaves one)."""
+    found = [path for path in dest.glob(f".{dataset_id}.partial-*")
+             if path.is_dir() and not path.is_symlink()]
+    return sorted(found, key=lambda path: path.stat().st_mtime, reverse=True)
+
+
+def _resumable(dest: Path, dataset_id: str) -> Optional[Path]:
+    """The folder --resume continues: ``dest/<ID>`` if there, else the newest partial one."""
+    target = dest / dataset_id
+    if target.is_symlink():
+        refuse_existing(target, "--dest")
+    if target.is_dir():
+        return target
+    partials = partial_folders(dest, dataset_id) if dest.is_dir() else []
+    return partials[0] if partials else None
+
+
+def _resume(plan: DownloadPlan, folder: Path, target: Path, *, workers: Optional[int],
+            progress: Any) -> Path:
+    """Complete ``folder`` (``target`` itself, or a partial folder renamed to it at the end)."""
     if plan.write_frames is not None:
         raise InputError(f"--resume adds files to a download of PNG frames or of a file; the "
-                         f"download of an ome-zarr dataset is one store: remove {target} and "
+                         f"download of an ome-zarr dataset is one store: remove {folder} and "
                          "download again")
     names = [_safe_name(name, plan.dataset_id) for _key, name in plan.objects]
     try:
-        _write_metadata(plan, target)
-        _copy_objects(plan, list(zip((key for key, _ in plan.objects), names)), target,
+        _write_metadata(plan, folder)
+        _copy_objects(plan, list(zip((key for key, _ in plan.objects), names)), folder,
                       workers=workers, progress=progress, keep_matching=True)
+        if folder != target:
+            os.rename(folder, target)
     except OSError as exc:
         raise WorkError(f"cannot write to {target}: {exc.strerror or exc}") from None
     return target
@@ -396,11 +423,15 @@ def _has_checksum(plan: DownloadPlan, path: Path, name: str) -> bool:
     expected, of = plan.checksums.get(name, (None, ""))
     if not expected or not path.is_file() or path.is_symlink():
         return False
-    data = path.read_bytes()
-    if of == "bytes":
-        return hashlib.sha256(data).hexdigest() == expected
+    if of == "bytes":  # a file kept whole may be large: hashed a piece at a time
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(8 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest() == expected
     if plan.pixel_hash is None:
         return False
+    data = path.read_bytes()  # one frame
     try:
         return plan.pixel_hash(data) == expected
     except (ValueError, ImagingDBError):  # not a frame of this dataset (cut short?): refetched

@@ -27,6 +27,8 @@ def run(args: Sequence[str]) -> int:
     import runpy
 
     args = list(args)
+    if not args or args[0] in ("-", "-c", "-m"):
+        sys.path.insert(0, "")  # the working folder, as python puts it first for these
     if not args or args[0] == "-":
         if args == ["-"] or not sys.stdin.isatty():
             return _run_code(sys.stdin.read(), "<stdin>", ["-", *args[1:]])

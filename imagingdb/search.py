@@ -176,8 +176,9 @@ def _check_value(condition: Condition) -> None:
         if op == "~" or _as_date(value) is None:
             raise InputError(f"--where {text!r}: {condition.key} compares with a date, e.g. "
                              f"{condition.key}>=2024-05-01 (= != < > <= >=)")
-    elif kind == "number" and op != "~" and not _NUMBER.fullmatch(value):
-        raise InputError(f"--where {text!r}: {condition.key} is a number; give one")
+    elif kind == "number" and (op == "~" or not _NUMBER.fullmatch(value)):
+        raise InputError(f"--where {text!r}: {condition.key} is a number; compare it with a "
+                         "number (= != < > <= >=)")
     elif op in ("<", ">", "<=", ">=") and not _NUMBER.fullmatch(value) and _as_date(value) is None:
         raise InputError(f"--where {condition.key}{op}{value}: {op} needs a number or a date "
                          "(YYYY-MM-DD)")
@@ -315,9 +316,9 @@ def _satisfies(stored: _Stored, op: str, value: str, dialect: str) -> sa.ColumnE
                            sa.and_(stored.number.is_(None), stored.text == given))
         # NULL (no such value) is neither equal nor different: the dataset does not match
         return sa.and_(stored.text.isnot(None), equal if op == "=" else sa.not_(equal))
-    if op == "~":
+    if op == "~":  # text only: the two databases write JSON numbers as text differently
         find = sa.func.strpos if dialect == "postgresql" else sa.func.instr
-        return find(_folded(stored.text, dialect), _folded(given, dialect)) > 0
+        return sa.and_(stored.is_text, find(_folded(stored.text, dialect), _folded(given, dialect)) > 0)
     compare = {"<": sa.sql.operators.lt, ">": sa.sql.operators.gt,
                "<=": sa.sql.operators.le, ">=": sa.sql.operators.ge}[op]
     if _NUMBER.fullmatch(value):

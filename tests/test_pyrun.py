@@ -72,3 +72,11 @@ def test_the_build_s_interpreter_passes_and_any_other_is_named():
                             "build one for this machine with make zipapp")
     assert interpreter_problem(BUILT_FOR, (3, 11, 7), "linux", "aarch64") is not None
     assert interpreter_problem(BUILT_FOR, (3, 11, 7), "darwin", "x86_64") is not None
+
+
+def test_code_and_modules_find_the_working_folder_first(tmp_path):
+    (tmp_path / "mine.py").write_text("VALUE = 7\n")
+    done = imagingdb_python("-c", "import mine; print(mine.VALUE)", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, "7\n"), done.stderr
+    done = imagingdb_python("-m", "mine", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr

@@ -234,3 +234,31 @@ def test_resume_of_an_ome_zarr_download_is_refused(site, run_cli, upload_files, 
     assert again.errors == [f"Error: --resume adds files to a download of PNG frames or of a "
                             f"file; the download of an ome-zarr dataset is one store: remove "
                             f"{tmp_path / 'ML-2005-05-23-10-00-00-0008'} and download again"]
+
+
+def test_resume_finishes_a_download_interrupted_by_ctrl_c(dataset, tmp_path, site):
+    from imagingdb.download import partial_folders
+    from imagingdb.progress import Progress
+
+    class CtrlC(Progress):
+        done = 0
+
+        def advance(self, frames, nbytes):
+            CtrlC.done += frames
+            if CtrlC.done == 10:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        dataset.download(tmp_path, progress=CtrlC())
+    assert not (tmp_path / dataset.id).exists()  # the folder appears whole or not at all
+    (partial,) = partial_folders(tmp_path, dataset.id)
+    kept = {png.name for png in partial.glob("*.png")}
+    assert len(kept) >= 10
+    mtimes = {name: (partial / name).stat().st_mtime_ns for name in kept}
+    target = dataset.download(tmp_path, resume=True)
+    assert partial_folders(tmp_path, dataset.id) == []
+    stored = site.storage_root / "raw_frames" / dataset.id
+    assert len(list(target.glob("*.png"))) == 24
+    for png in target.glob("*.png"):
+        assert png.read_bytes() == (stored / png.name).read_bytes()
+    assert {name: (target / name).stat().st_mtime_ns for name in kept} == mtimes  # not refetched

@@ -46,6 +46,9 @@ WHERE_CASES = [
     (["date<=2022-12-31"], [C]),
     # global metadata, by dotted path
     (["Summary.Objective~10X"], [A]),
+    (["Exposure~10"], []),  # ~ is for text: a JSON number never matches (100 here)
+    (["Binning~1"], []),
+    (["dose~9.5"], [B]),  # an annotation is text
     (["meta.Summary.Objective=40x"], [B]),
     (["annotations.Summary.Objective=40x"], []),
     (["PixelType=GRAY16"], [A]),
@@ -184,6 +187,7 @@ BAD_CASES = [
     (where("frames=maybe"), "is true or false"),
     (where("frames>1"), "is true or false"),
     (where("stored_bytes=big"), "is a number"),
+    (where("stored_bytes~12"), "is a number"),
     (["--sort", "x y"], "is not a field"),
     (["--sort", "frames.Exposure-ms"], "not by frame metadata"),
     (["--limit", "-1"], "Invalid value for '--limit'"),

@@ -555,7 +555,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
     rows.append(("annotations", "" if annotations else "(none)"))
     width = max(len(k) for k, _ in [*rows, ("global_meta", None)])
     for key, value in rows:
-        print(f"{key:<{width}}  {printable(value)}".rstrip())
+        if key == "channel_names" and isinstance(value, dict):
+            value = ", ".join(f"{index}: {name}" for index, name in value.items())
+        shown = "-" if value is None else _plain(value)
+        print(f"{key:<{width}}  {printable(shown)}".rstrip())
     for key in sorted(annotations):
         print(printable(f"  {key}: {annotations[key]}"))
     meta_text = json.dumps(summary["global_meta"], sort_keys=True, default=str)[:2000]
@@ -910,6 +913,7 @@ def _print_records(records: list[dict[str, Any]], output: OutputFormat) -> None:
         import io
 
         if records:  # exact in a file or pipe; escaped on a terminal, as ls does names
+            records = [{k: _plain(v) for k, v in r.items()} for r in records]
             if sys.stdout.isatty():
                 records = [{k: _cell(v) for k, v in r.items()} for r in records]
             # "\r\n" ends a row only so that a carriage return in a value is quoted too (the
@@ -943,4 +947,16 @@ def _cell(value: Any) -> str:
     \\x1b."""
     if value is None:
         return ""
-    return printable(value)
+    return printable(_plain(value))
+
+
+def _plain(value: Any) -> Any:
+    """A value as JSON writes it, for text output: true/false, not Python's True/False; lists
+    and mappings as JSON; nothing for null. Text and numbers stay as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value

@@ -88,7 +88,7 @@ def test_query_jsonl_csv_and_table(uploaded_ometiff, run_cli):
     assert json.loads(run_cli("query", "--format", "jsonl").stdout.splitlines()[0])[
         "dataset_id"] == DATASET_ID
     rows = list(csv.DictReader(io.StringIO(run_cli("query", "--format", "csv").stdout)))
-    assert rows[0]["dataset_id"] == DATASET_ID and rows[0]["frames"] == "True"
+    assert rows[0]["dataset_id"] == DATASET_ID and rows[0]["frames"] == "true"
     table = run_cli("query", "--format", "table")
     assert table.stdout.splitlines()[0].split()[:2] == ["dataset_id", "date_time"]
     assert DATASET_ID in table.stdout and "1 dataset(s)" in table.stderr
@@ -306,3 +306,16 @@ def test_help_does_not_import_heavy_modules():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
     assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_show_and_csv_write_values_as_json_does_not_as_python(uploaded_ometiff, run_cli):
+    shown = run_cli("show", uploaded_ometiff)
+    assert shown.exit_code == 0, shown.stderr
+    lines = {line.split()[0]: line.split(None, 1)[1] if len(line.split()) > 1 else ""
+             for line in shown.stdout.splitlines() if line and not line.startswith(" ")}
+    assert lines["frames"] == "true" and lines["parent_dataset_id"] == "-"
+    assert lines["channel_names"] == "0: DAPI, 1: GFP"
+    assert not any(word in shown.stdout for word in ("True", "False", "None", "{0:"))
+    rows = list(csv.DictReader(io.StringIO(run_cli("query", "--format", "csv").stdout)))
+    assert rows[0]["frames"] == "true" and rows[0]["parent_dataset_id"] == ""
+    assert rows[0]["annotations"] == "{}"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, S
 from . import layout
 from .errors import ImagingDBError, InputError, WorkError
 from .pool import TRANSFER, default_workers, run_bounded
-from .storage import validate_object_name
+from .storage import file_sha256, validate_object_name
 
 if TYPE_CHECKING:
     import numpy as np
@@ -418,17 +418,11 @@ def _resume(plan: DownloadPlan, folder: Path, target: Path, *, workers: Optional
 
 def _has_checksum(plan: DownloadPlan, path: Path, name: str) -> bool:
     """True if the file ``path`` is there with the sha256 the database records for ``name``."""
-    import hashlib
-
     expected, of = plan.checksums.get(name, (None, ""))
     if not expected or not path.is_file() or path.is_symlink():
         return False
-    if of == "bytes":  # a file kept whole may be large: hashed a piece at a time
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(8 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest() == expected
+    if of == "bytes":
+        return file_sha256(path) == expected
     if plan.pixel_hash is None:
         return False
     data = path.read_bytes()  # one frame

@@ -40,7 +40,7 @@ from .gc import referenced_keys
 from .ids import CASE_ONLY, case_folded, parse_dataset_id
 from .pool import TRANSFER, default_workers, run_bounded
 from .site import Site
-from .storage import StoredObject
+from .storage import StoredObject, sha256_of_chunks
 
 if TYPE_CHECKING:
     from .storage import StorageBackend
@@ -611,18 +611,14 @@ class _Copier:
         return True, size
 
     def _digest(self, key: str, missing_is_error: bool = False) -> Optional[tuple[str, int]]:
-        digest, size = hashlib.sha256(), 0
         try:
-            for chunk in self.storage.read_chunks(key):
-                digest.update(chunk)
-                size += len(chunk)
+            return sha256_of_chunks(self.storage.read_chunks(key))
         except KeyError:
             if missing_is_error:
                 raise WorkError(f"{key}, an object of dataset {self.source.row.dataset_serial}, "
                                 "is missing from storage (see: imagingdb verify "
                                 f"{self.source.row.dataset_serial}); nothing was renamed") from None
             return None
-        return digest.hexdigest(), size
 
     def _rewrite_document(self, name: str) -> tuple[bool, int]:
         """A zarr.json of an ome-zarr store, with the dataset ID it names changed to NEW."""

@@ -43,7 +43,7 @@ from .progress import Progress
 from .site import Site, open_storage
 from .splitters import tiff_pages
 from .spool import RowSpool
-from .storage import HashingReader, validate_object_name
+from .storage import HashingReader, file_sha256, validate_object_name
 from .upload_rows import RefusedRow, UploadRow, check_encoding, read_upload_csv
 
 if TYPE_CHECKING:
@@ -434,15 +434,7 @@ class RowUpload:
         if (self.config.upload_type == "frames") != bool(registered_frames):
             return None
         if self.config.upload_type == "file":
-            if not source.is_file():
-                return None
-            import hashlib
-
-            digest = hashlib.sha256()
-            with open(source, "rb") as handle:
-                for block in iter(lambda: handle.read(8 << 20), b""):
-                    digest.update(block)
-            return digest.hexdigest()
+            return file_sha256(source) if source.is_file() else None
         frames = provenance.FramesDigest()
         with self._open() as acquisition:
             for frame in acquisition.iter_frames(pixels=True):

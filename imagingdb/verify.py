@@ -27,7 +27,6 @@ flight, and the set of referenced names of one dataset.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Optional
@@ -40,6 +39,7 @@ from .errors import NotFoundError
 from .ids import parse_dataset_id
 from .pool import TRANSFER, default_workers, run_bounded
 from .site import Site
+from .storage import sha256_of_chunks
 
 if TYPE_CHECKING:
     from .codecs import FrameCodec
@@ -265,18 +265,15 @@ class _Verifier:
 
     def check_file(self, file_global: Any, storage_dir: str) -> set[str]:
         key = layout.object_key(storage_dir, file_global.file_name)
-        digest, size = hashlib.sha256(), 0
         try:
-            for chunk in self.storage.read_chunks(key):
-                digest.update(chunk)
-                size += len(chunk)
+            checksum, size = sha256_of_chunks(self.storage.read_chunks(key))
         except KeyError:
             self._record(ObjectProblem("missing", key, "not in storage"), 0)
             return {key}
         problem = None
         if file_global.sha256 is None:
             self.check.without_checksum += 1
-        elif digest.hexdigest() != file_global.sha256:
+        elif checksum != file_global.sha256:
             problem = ObjectProblem("corrupted", key, f"its sha256 differs from the recorded "
                               f"{file_global.sha256[:12]}...")
         self._record(problem, size)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import os
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator, Optional
 
@@ -38,6 +39,22 @@ def validate_object_name(name: str, what: str = "file name") -> str:
     if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
         raise InputError(f"unsafe {what} {name!r}: it must be a plain name without '/' or '..'")
     return name
+
+
+def sha256_of_chunks(chunks: Iterable[bytes]) -> tuple[str, int]:
+    """(hex sha256, bytes) of a stream of chunks: an object's :meth:`StorageBackend.read_chunks`,
+    or a file's pieces (:func:`file_sha256`)."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def file_sha256(path: "str | os.PathLike", piece: int = 8 << 20) -> str:
+    """The hex sha256 of a local file, read a piece at a time (a file kept whole may be large)."""
+    with open(path, "rb") as handle:
+        return sha256_of_chunks(iter(lambda: handle.read(piece), b""))[0]
 
 
 class HashingReader:

@@ -851,12 +851,19 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         to within --older-than, where an upload may be running. What an
         interrupted delete or rename left is removed whatever its age.
         """
+        several = [False]
+
         def listed(obj) -> None:
             if output == ReportFormat.text:
-                print(f"{printable(obj.key)}\t{obj.size}")
+                where = f"{obj.store}:" if several[0] else ""
+                print(f"{printable(where + obj.key)}\t{obj.size}")
 
         with _database(ctx) as db:
+            several[0] = len(db.site.store_names) > 1
             report = db.gc(delete=yes, older_than=older_than, on_garbage=listed)
+        for name, reason in report.unreachable.items():
+            print(f"Warning: store {name!r} was not looked into: {printable(reason)}",
+                  file=sys.stderr)
         if output == ReportFormat.json:
             print(json.dumps(report.to_json(), indent=2))
         for removal in report.pending_removals:

@@ -73,6 +73,14 @@ class SkippedFolder:
 
     folder: str
     modified: float
+    store: str = ""
+
+
+@dataclass(frozen=True)
+class Garbage(StoredObject):
+    """An unreferenced object, and the store (by name) it is in."""
+
+    store: str = ""
 
 
 @dataclass
@@ -80,6 +88,8 @@ class GcReport:
     garbage: list[StoredObject] = field(default_factory=list)
     skipped: list[SkippedFolder] = field(default_factory=list)
     deleted: bool = False
+    #: store name -> why gc could not look into it (a store other than the primary, out of reach)
+    unreachable: dict[str, str] = field(default_factory=dict)
     #: what deletes and renames left to remove (imagingdb.remove.PendingRemoval), finished
     #: by gc --yes whatever their age
     pending_removals: list[Any] = field(default_factory=list)
@@ -91,11 +101,12 @@ class GcReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "deleted": self.deleted,
-            "objects": [{"key": o.key, "size": o.size, "modified": _iso(o.modified)}
-                        for o in self.garbage],
+            "objects": [{"key": o.key, "size": o.size, "modified": _iso(o.modified),
+                         "store": getattr(o, "store", "")} for o in self.garbage],
             "bytes": self.bytes,
-            "skipped_recent_folders": [{"folder": s.folder, "modified": _iso(s.modified)}
-                                       for s in self.skipped],
+            "skipped_recent_folders": [{"folder": s.folder, "modified": _iso(s.modified),
+                                        "store": s.store} for s in self.skipped],
+            "unreachable_stores": dict(self.unreachable),
             "pending_removals": [p.to_json() for p in self.pending_removals],
         }
 
@@ -119,28 +130,39 @@ def collect_garbage(
     if older_than is None:
         older_than = parse_duration(DEFAULT_GRACE)
     _check_storage_dirs(site)
-    storage = site.storage
     report = GcReport(deleted=delete)
     cutoff = (time.time() if now is None else now) - older_than
+    for name in site.store_names:
+        if name != site.primary and site.unreachable(name) is not None:
+            report.unreachable[name] = site.unreachable(name) or ""
+            continue
+        _collect_in(site, name, report, cutoff, delete, on_garbage)
+    return report
+
+
+def _collect_in(site: "Site", name: str, report: GcReport, cutoff: float, delete: bool,
+                on_garbage: Optional[Callable[[StoredObject], None]]) -> None:
+    """gc in the store ``name``."""
+    storage = site.store(name)
     for folder, newest in _folders(storage).items():
         if newest > cutoff:
-            report.skipped.append(SkippedFolder(folder, newest))
+            report.skipped.append(SkippedFolder(folder, newest, name))
             continue
         objects = [obj for obj in storage.list_objects(f"{folder}/")  # again: right before deciding
                    if layout.folder_of(obj.key) == folder]  # not the generations inside it
         newest = max((obj.modified for obj in objects), default=0.0)
         if newest > cutoff:
-            report.skipped.append(SkippedFolder(folder, newest))
+            report.skipped.append(SkippedFolder(folder, newest, name))
             continue
         referenced = referenced_keys(site, folder)
-        garbage = [obj for obj in objects if obj.key not in referenced]
+        garbage = [Garbage(obj.key, obj.size, obj.modified, name)
+                   for obj in objects if obj.key not in referenced]
         if delete and garbage:
             storage.delete([obj.key for obj in garbage])
         for obj in garbage:
             report.garbage.append(obj)
             if on_garbage is not None:
                 on_garbage(obj)
-    return report
 
 
 def _folders(storage: Any) -> dict[str, float]:

@@ -134,7 +134,7 @@ class SyncReport:
             planned = [i for i in items if i.status == PLANNED]
             return (f"would copy {sum(i.copied for i in planned)} object(s), "
                     f"{sum(i.bytes_copied for i in planned)} bytes, for {len(planned)} of "
-                    f"{len(items)} dataset copies; {self.count(PRESENT)} already there")
+                    f"{_copies(len(items))}; {self.count(PRESENT)} already there")
         copied = sum(i.copied for i in items)
         parts = [f"{self.count(COPIED)} copied ({copied} object(s), "
                  f"{sum(i.bytes_copied for i in items)} bytes)" if copied else "nothing copied",
@@ -142,7 +142,11 @@ class SyncReport:
                  f"{self.count(PRESENT)} already there" if self.count(PRESENT) else "",
                  f"{self.count(INCOMPLETE)} incomplete" if self.count(INCOMPLETE) else "",
                  f"{self.count(FAILED)} failed" if self.count(FAILED) else ""]
-        return f"synced {len(items)} dataset copies: " + ", ".join(p for p in parts if p)
+        return f"synced {_copies(len(items))}: " + ", ".join(p for p in parts if p)
+
+
+def _copies(count: int) -> str:
+    return f"{count} dataset cop{'y' if count == 1 else 'ies'}"
 
 
 def sync(site: Site, dataset_ids: Optional[list[str]] = None, *,

@@ -342,9 +342,12 @@ class _Copier:
         self.workers = workers or default_workers(TRANSFER, self.target.transfer_workers)
         self.progress = progress
         self._lock = threading.Lock()
+        #: the keys the target holds in the dataset's folder: one listing, not a request a key
+        self._there: set[str] = set()
 
     def run(self) -> None:
         dataset = self.dataset
+        self._there = set(self.target.list_keys(f"{dataset.storage_dir}/"))
         total = (dataset.owner.nbr_frames if dataset.frames else 1)
         self.progress.start(f"{self.item.dataset_id} -> {self.item.store}", total, 0, "object")
         try:
@@ -378,6 +381,8 @@ class _Copier:
     def _object(self, key: str, check: Check) -> tuple[bool, int, str]:
         """(copied?, bytes, what the target held: checked | missing | damaged)."""
         try:
+            if key not in self._there:
+                raise KeyError(key)
             there = self.target.get_bytes(key)
         except KeyError:
             state = "missing"
@@ -412,6 +417,8 @@ class _Copier:
         """A file kept whole, streamed and hashed (it may be larger than memory)."""
         recorded = self.dataset.owner.sha256
         try:
+            if key not in self._there:
+                raise KeyError(key)
             digest, size = sha256_of_chunks(self.target.read_chunks(key))
         except KeyError:
             state = "missing"

@@ -358,3 +358,29 @@ def test_two_tiers_on_postgres(tmp_path, monkeypatch, isolated_home, s3_bucket, 
     assert run_cli("verify", DATASET_ID, "--all-stores").exit_code == 0
     shown = json.loads(run_cli("show", DATASET_ID, "--format", "json").stdout)
     assert shown["stores"] == ["local", "s3"]
+
+
+def test_sync_of_a_file_kept_whole_and_of_an_ome_zarr_dataset(two_tier, run_cli, upload_files,
+                                                              mm_ometiff, tmp_path):
+    whole, zarr = "ML-2005-05-23-10-00-00-0002", "ML-2005-05-23-10-00-00-0003"
+    tiff = next(mm_ometiff.glob("*.ome.tif"))
+    assert run_cli("upload", "--csv", upload_files.csv([{"dataset_id": whole, "file_name": str(tiff)}]),
+                   "--config", upload_files.file_config()).exit_code == 0
+    assert run_cli("upload", "--csv", upload_files.csv([{"dataset_id": zarr,
+                                                         "file_name": str(mm_ometiff)}]),
+                   "--config", upload_files.frames_config(frame_format="ome-zarr")).exit_code == 0
+    synced = run_cli("sync", "--to", "s3", "--all", "--format", "json")
+    assert synced.exit_code == 0, synced.stderr
+    copied = {item["dataset_id"]: item["copied"] for item in synced.json()["datasets"]}
+    assert copied[whole] == 1 and copied[zarr] > FRAMES  # the chunks and the zarr.json documents
+    assert two_tier.s3_objects() == {k: v for k, v in two_tier.local_objects().items()
+                                     if k.startswith("raw_")}
+    assert run_cli("verify", "--all", "--storage", "s3").exit_code == 0
+    fetched = Path(run_cli("download", "--id", whole, "--dest", tmp_path / "w",
+                           "--storage", "s3").stdout.strip())
+    assert (fetched / tiff.name).read_bytes() == tiff.read_bytes()
+    import imagingdb
+
+    with imagingdb.connect() as database:
+        dataset = database.dataset(zarr)
+        assert np.array_equal(dataset.read(storage="s3"), dataset.read())

@@ -14,7 +14,8 @@ store without a recorded copy of it (:mod:`imagingdb.replicas`),
 3. each one it lacks (or holds damaged) is read from a store holding a copy,
    checked the same way (a damaged source is never propagated), and written
    to the target by :meth:`~imagingdb.storage.StorageBackend.put_verified`
-   (read back, or on S3 checked by S3 against the SHA-256 sent with it);
+   (read back and compared, or on AWS S3 checked by S3 against the SHA-256
+   sent with it, which it confirms);
 4. once every object is there and checked and the target flushed, ONE
    transaction records the replica, after proving that the dataset is the
    one enumerated (not replaced or deleted meanwhile).

@@ -411,3 +411,20 @@ def test_an_adopted_database_whose_bucket_an_external_sync_filled_is_told_so_aft
     assert item["status"] == "recorded" and item["checked"] == len(local) and item["copied"] == 0
     assert two_tier.replicas() == [(original, "local", False), (original, "s3", True)]
     assert run_cli("verify", original, "--all-stores").exit_code == 0
+
+
+def test_rename_renames_every_copy(two_tier, uploaded, run_cli):
+    import imagingdb
+
+    with imagingdb.connect() as database:
+        report = database.sync(to="s3")
+    assert report.ok and report.items[0].copied == FRAMES
+    new = "ML-2006-06-24-11-30-00-0002"
+    renamed = run_cli("rename", DATASET_ID, new)
+    assert renamed.exit_code == 0, renamed.stderr
+    for objects in (two_tier.local_objects(), two_tier.s3_objects()):
+        assert len([k for k in frame_keys(objects) if f"/{new}/" in k]) == FRAMES
+        assert not [k for k in objects if DATASET_ID in k]
+    assert two_tier.replicas() == [(new, "local", False), (new, "s3", True)]
+    assert run_cli("verify", new, "--all-stores").exit_code == 0
+    assert run_cli("gc", "--older-than", "0", "--format", "json").json()["objects"] == []

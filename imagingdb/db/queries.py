@@ -423,11 +423,13 @@ def replica_stores_by_serial(conn: sa.Connection, dataset_ids: Sequence[str]) ->
     """The stores recorded as holding each of these datasets, by dataset ID (a dataset without
     a replica row: absent)."""
     found: dict[str, list[str]] = {}
-    ids = sorted(set(dataset_ids))
-    for start in range(0, len(ids), 500):  # bound the IN list
-        stmt = (sa.select(data_set.c.dataset_serial, replica.c.store)
-                .join(replica, replica.c.dataset_id == data_set.c.id)
-                .where(data_set.c.dataset_serial.in_(ids[start:start + 500])))
-        for serial, store in conn.execute(stmt):
+    wanted = set(dataset_ids)
+    stmt = (sa.select(data_set.c.dataset_serial, replica.c.store)
+            .join(replica, replica.c.dataset_id == data_set.c.id))
+    if len(wanted) <= 500:
+        stmt = stmt.where(data_set.c.dataset_serial.in_(sorted(wanted)))
+    # else every replica row in one pass: cheaper than binding thousands of IDs
+    for serial, store in conn.execute(stmt):
+        if serial in wanted:
             found.setdefault(serial, []).append(store)
     return found

@@ -9,8 +9,9 @@ Tracebacks are printed only with ``--debug``. The typer app of
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 from typer.core import TyperGroup
@@ -34,7 +35,8 @@ class ImagingDBGroup(TyperGroup):
         args = list(sys.argv[1:] if args is None else args)
         debug = _global_flag(args, "--debug")
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with warning_lines():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Exit as exc:
             result = exc.exit_code
         except (typer.Abort, KeyboardInterrupt):
@@ -53,6 +55,28 @@ class ImagingDBGroup(TyperGroup):
         if result == 130:  # typer turns a KeyboardInterrupt in a command into exit code 130
             _error(interrupted_note or INTERRUPTED, debug)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+@contextlib.contextmanager
+def warning_lines() -> Iterator[None]:
+    """imagingdb's warnings (:class:`~imagingdb.errors.ImagingDBWarning`) that no command
+    collects itself, each as one ``Warning:`` line on stderr as it happens."""
+    import warnings
+
+    from .errors import ImagingDBWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        if issubclass(category, ImagingDBWarning):
+            print(f"Warning: {printable(' '.join(str(message).split()))}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():  # restores the filters and showwarning after the command
+        warnings.simplefilter("default", ImagingDBWarning)  # each message once per command
+        warnings.showwarning = show
+        yield
 
 
 def _is_click_error(exc: Exception) -> bool:

@@ -428,3 +428,18 @@ def test_rename_renames_every_copy(two_tier, uploaded, run_cli):
     assert two_tier.replicas() == [(new, "local", False), (new, "s3", True)]
     assert run_cli("verify", new, "--all-stores").exit_code == 0
     assert run_cli("gc", "--older-than", "0", "--format", "json").json()["objects"] == []
+
+
+def test_verify_says_in_one_line_when_it_falls_back(two_tier, uploaded, run_cli):
+    assert run_cli("sync", "--to", "s3", "--all").exit_code == 0
+    shutil.rmtree(two_tier.root)
+    checked = run_cli("verify", DATASET_ID)
+    assert checked.exit_code == 0, checked.stderr
+    assert f"{DATASET_ID} in s3  ok" in checked.stdout
+    [warning] = [line for line in checked.stderr.splitlines() if "Warning" in line]
+    assert warning.startswith("Warning: store 'local' cannot be reached (storage folder ")
+    assert warning.endswith(f"reading dataset {DATASET_ID} from store 's3'")
+    again = run_cli("verify", DATASET_ID)  # each command says it (not once per process)
+    assert [line for line in again.stderr.splitlines() if "Warning" in line] == [warning]
+    shown = run_cli("show", DATASET_ID)  # reads no object: its size was recorded at upload
+    assert shown.exit_code == 0 and "Warning" not in shown.stderr, shown.stderr

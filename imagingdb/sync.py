@@ -171,10 +171,13 @@ def sync(site: Site, dataset_ids: Optional[list[str]] = None, *,
                     raise NotFoundError(f"dataset {dataset_id} not found; nothing was synced")
     report = SyncReport(dry_run, no_copy)
     progress = progress or Progress()
+    unusable = {} if dry_run else _unusable_targets(site, targets, no_copy)
     for dataset_id in dataset_ids:
         for target in targets:
             item = DatasetSync(dataset_id, target)
             try:
+                if target in unusable:
+                    raise WorkError(unusable[target])
                 _sync_one(site, item, dry_run=dry_run, no_copy=no_copy, recheck=recheck,
                           workers=workers, progress=progress)
             except ClaimTakenError:
@@ -187,6 +190,18 @@ def sync(site: Site, dataset_ids: Optional[list[str]] = None, *,
             if item.status not in (PRESENT,):
                 progress.note(item.describe())
     return report
+
+
+def _unusable_targets(site: Site, targets: list[str], no_copy: bool) -> dict[str, str]:
+    """Target stores that cannot be written (read, with ``no_copy``), each with why: asked
+    once, so that an unreachable store fails its datasets at once, with one reason."""
+    unusable = {}
+    for name in targets:
+        try:
+            site.store(name).check(writable=not no_copy)
+        except ImagingDBError as exc:
+            unusable[name] = f"store {name!r} cannot be used: {exc}"
+    return unusable
 
 
 @dataclass

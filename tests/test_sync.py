@@ -443,3 +443,20 @@ def test_verify_says_in_one_line_when_it_falls_back(two_tier, uploaded, run_cli)
     assert [line for line in again.stderr.splitlines() if "Warning" in line] == [warning]
     shown = run_cli("show", DATASET_ID)  # reads no object: its size was recorded at upload
     assert shown.exit_code == 0 and "Warning" not in shown.stderr, shown.stderr
+
+
+def test_a_store_that_cannot_be_written_fails_its_copies_at_once_with_one_reason(
+        two_tier, uploaded, run_cli, tmp_path, s3_bucket):
+    config = yaml.safe_load(two_tier.config.read_text())
+    config["storage"]["stores"]["s3"]["bucket"] = f"{s3_bucket.name}-missing"
+    two_tier.config.write_text(yaml.safe_dump(config))
+    before = two_tier.replicas()
+    result = run_cli("sync", "--all", "--format", "json")
+    assert result.exit_code == 1
+    items = {item["store"]: item for item in result.json()["datasets"]}
+    assert items["local"]["status"] == "present"
+    assert items["s3"]["status"] == "failed"
+    assert items["s3"]["error"].startswith("store 's3' cannot be used: ")
+    assert f"{s3_bucket.name}-missing" in items["s3"]["error"]
+    assert "1 failed" in result.stderr
+    assert two_tier.replicas() == before

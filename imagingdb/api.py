@@ -173,12 +173,19 @@ class Database:
         """Where the objects live, e.g. ``local:/mnt/imaging`` or ``s3://bucket/prefix``."""
         return self.site.storage.describe()
 
+    @property
+    def stores(self) -> dict[str, str]:
+        """Every store of the site by name, the primary first, each as :attr:`storage_location`
+        says where it is."""
+        return {name: self.site.store(name).describe() for name in self.site.store_names}
+
     # ------------------------------------------------------------------ schema
 
     def init(self) -> "migrate.UpgradeReport":
-        """Create or upgrade the schema, and check the storage can be written; idempotent."""
+        """Create or upgrade the schema, and check every store can be written; idempotent."""
         report = self.upgrade()
-        self.site.storage.check(writable=True)
+        for name in self.site.store_names:
+            self.site.store(name).check(writable=True)
         return report
 
     def upgrade(self) -> "migrate.UpgradeReport":

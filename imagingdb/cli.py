@@ -730,6 +730,8 @@ def _make_db_app() -> typer.Typer:
             record = {
                 "database": db.database_url,
                 "storage": db.storage_location,
+                "stores": db.stores,
+                "primary": db.site.primary,
                 "schema_version": info.version,
                 "imagingdb_schema_version": info.target,
                 "state": info.state,
@@ -743,6 +745,10 @@ def _make_db_app() -> typer.Typer:
             return
         for key in ("database", "storage", "schema_version", "state", "datasets"):
             print(f"{key:<15} {printable(record[key])}")
+        if len(record["stores"]) > 1:
+            stores = ", ".join(f"{name}{' (primary)' if name == record['primary'] else ''}: "
+                               f"{where}" for name, where in record["stores"].items())
+            print(f"{'stores':<15} {printable(stores)}")
         for key in ("upgrade_steps", "upgrade_adds", "blocked"):
             for n, item in enumerate(record[key]):
                 print(f"{key if n == 0 else '':<15} {printable(item)}")

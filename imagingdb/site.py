@@ -108,7 +108,9 @@ class Site:
         return mask_url(self.config.database.url)
 
     def describe(self) -> str:
-        return f"{self.database_url} with storage {self.storage.describe()}"
+        others = [name for name in self.store_names if name != self.primary]
+        also = f" (and {', '.join(f'{n}: {self.store(n).describe()}' for n in others)})" if others else ""
+        return f"{self.database_url} with storage {self.storage.describe()}{also}"
 
     @contextlib.contextmanager
     def database_errors(self) -> Iterator[None]:

@@ -159,6 +159,10 @@ def test_sync_copies_checks_records_and_every_tier_reads_the_same(two_tier, uplo
     shown = run_cli("show", DATASET_ID, "--format", "json").json()
     assert shown["stores"] == ["local"]
     assert two_tier.s3_objects() == {}
+    status = run_cli("db", "status", "--format", "json").json()
+    assert status["primary"] == "local" and list(status["stores"]) == ["local", "s3"]
+    assert status["stores"]["s3"].startswith(f"s3://{two_tier.bucket.name}")
+    assert "stores" in run_cli("db", "status").stdout
 
     dry = run_cli("sync", "--to", "s3", "--all", "--dry-run", "--format", "json")
     assert dry.exit_code == 0, dry.stderr

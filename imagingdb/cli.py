@@ -774,13 +774,17 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         (an interrupted overwrite's) are noted, not counted as damage.
         """
         from .errors import WorkError
+        from .progress import TerminalProgress
 
         if (dataset_id is None) == (not all_datasets):
             raise InputError("give one dataset ID or --all (see: imagingdb verify --help)")
+        progress = TerminalProgress("Verifying", "Verified", summary=False)
         with _database(ctx) as db:
-            run = db.verify(None if all_datasets else [dataset_id], workers=workers)
+            run = db.verify(None if all_datasets else [dataset_id], workers=workers,
+                            progress=progress)
             for check in run:
                 if output == ReportFormat.text:
+                    progress.clear()
                     state = "ok" if check.ok else f"{len(check.problems)} problem(s)"
                     print(printable(f"{check.dataset_id}  {state}  "
                                     f"({check.objects_checked} object(s) checked)"))
@@ -788,6 +792,7 @@ def _add_integrity_commands(app: typer.Typer) -> None:
                         print(f"  {printable(problem.describe())}")
                     for line in check.describe_leftovers():
                         print(f"  {printable(line)}")
+                    sys.stdout.flush()  # before the bar is drawn again on the same terminal
         if output == ReportFormat.json:
             print(json.dumps({"ok": run.ok, "datasets": [c.to_json() for c in run.checks]},
                              indent=2))
@@ -813,27 +818,49 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         to within --older-than, where an upload may be running. What an
         interrupted delete or rename left is removed whatever its age.
         """
+        from .progress import TerminalProgress
+
+        progress = TerminalProgress("Checking", "Checked", summary=False)
+
         def listed(obj) -> None:
             if output == ReportFormat.text:
-                print(f"{printable(obj.key)}\t{obj.size}")
+                progress.clear()
+                print(f"{printable(obj.key)}\t{obj.size}", flush=True)
 
         with _database(ctx) as db:
-            report = db.gc(delete=yes, older_than=older_than, on_garbage=listed)
+            report = db.gc(delete=yes, older_than=older_than, on_garbage=listed,
+                           progress=progress)
         if output == ReportFormat.json:
             print(json.dumps(report.to_json(), indent=2))
         for removal in report.pending_removals:
             print(printable(removal.describe()), file=sys.stderr)
-        for skipped in report.skipped:
-            print(f"skipped {printable(skipped.folder)}: written to less than {older_than} ago",
-                  file=sys.stderr)
-        found = f"{len(report.garbage)} unreferenced object(s), {report.bytes} bytes"
-        if yes:
-            print(f"deleted {found}", file=sys.stderr)
-        elif report.garbage:
-            print(f"{found}; nothing deleted (dry run): run imagingdb gc --yes to delete them",
-                  file=sys.stderr)
-        else:
-            print(f"no unreferenced objects in folders older than {older_than}", file=sys.stderr)
+        for line in _gc_summary(report, yes, older_than):
+            print(line, file=sys.stderr)
+
+
+def _gc_summary(report: Any, deleted: bool, older_than: str) -> list[str]:
+    """What gc found, in one line, and what it left alone and why, in one more."""
+    garbage = report.garbage_folders()
+    interrupted = report.interrupted_garbage()
+    if report.garbage:
+        found = (f"{len(report.garbage)} unreferenced object(s), {human_size(report.bytes)}, "
+                 f"in {len(garbage)} folder(s)")
+        if interrupted:
+            left = (f"left by {len(report.interrupted)} interrupted upload(s) not running any "
+                    "more")
+            found += (f", {left}" if len(interrupted) == len(report.garbage) else
+                      f" ({len(interrupted)}, {human_size(sum(o.size for o in interrupted))}, "
+                      f"{left})")
+        lines = [f"deleted {found}" if deleted else
+                 f"{found}; nothing deleted (dry run): run imagingdb gc --yes to delete them"]
+    else:
+        lines = ["no unreferenced objects"]
+    if report.skipped:
+        lines.append(f"skipped {len(report.skipped)} folder(s), {human_size(report.skipped_bytes)}, "
+                     f"written to less than {older_than} ago by an upload (or a delete or "
+                     "rename) still running: run gc again once it is over (--format json "
+                     "lists them)")
+    return lines
 
 
 def _add_removal_commands(app: typer.Typer) -> None:

@@ -38,6 +38,7 @@ from .codecs import frame_codec
 from .errors import NotFoundError
 from .ids import parse_dataset_id
 from .pool import TRANSFER, default_workers, run_bounded
+from .progress import Progress
 from .site import Site
 from .storage import sha256_of_chunks
 
@@ -105,18 +106,30 @@ class DatasetCheck:
 
 
 def verify_datasets(site: Site, dataset_ids: Optional[list[str]] = None, *,
-                    workers: Optional[int] = None) -> Iterator[DatasetCheck]:
-    """Check the given datasets (all registered ones when None), one result each, as they finish."""
-    if dataset_ids is None:
-        with site.connection() as conn:
+                    workers: Optional[int] = None,
+                    progress: Optional[Progress] = None) -> Iterator[DatasetCheck]:
+    """Check the given datasets (all registered ones when None), one result each, as they
+    finish. ``progress`` counts the objects and bytes read, of those recorded at upload."""
+    progress = progress or Progress()
+    with site.connection() as conn:
+        if dataset_ids is None:
             dataset_ids = dbq.all_dataset_serials(conn)
-    else:
-        dataset_ids = [parse_dataset_id(text).text for text in dataset_ids]
-    for dataset_id in dataset_ids:
-        yield verify_dataset(site, dataset_id, workers=workers)
+        else:
+            dataset_ids = [parse_dataset_id(text).text for text in dataset_ids]
+        objects, nbytes = dbq.stored_totals(conn, dataset_ids)
+    label = dataset_ids[0] if len(dataset_ids) == 1 else f"{len(dataset_ids)} datasets"
+    progress.start(label, objects, nbytes, unit="object")
+    try:
+        for dataset_id in dataset_ids:
+            yield verify_dataset(site, dataset_id, workers=workers, progress=progress)
+    except BaseException:
+        progress.finish(ok=False)
+        raise
+    progress.finish()
 
 
-def verify_dataset(site: Site, dataset_id: str, *, workers: Optional[int] = None) -> DatasetCheck:
+def verify_dataset(site: Site, dataset_id: str, *, workers: Optional[int] = None,
+                   progress: Optional[Progress] = None) -> DatasetCheck:
     """Re-read every object of one dataset and report what is missing, corrupted or extra."""
     dataset_id = parse_dataset_id(dataset_id).text
     with site.connection() as conn:
@@ -126,7 +139,8 @@ def verify_dataset(site: Site, dataset_id: str, *, workers: Optional[int] = None
         owner = dbq.frames_global_of(conn, row.id) if row.frames else dbq.file_global_of(conn, row.id)
     check = DatasetCheck(dataset_id)
     storage = site.storage
-    verifier = _Verifier(site, check, workers or default_workers(TRANSFER, storage.transfer_workers))
+    verifier = _Verifier(site, check, workers or default_workers(TRANSFER, storage.transfer_workers),
+                         progress or Progress())
     storage_dir = layout.storage_dir(owner.storage_dir if owner is not None else None,
                                      row.frames, dataset_id)
     if owner is None:
@@ -145,19 +159,29 @@ def verify_dataset(site: Site, dataset_id: str, *, workers: Optional[int] = None
 class _Verifier:
     """Checks the objects of one dataset with a bounded pool of threads."""
 
-    def __init__(self, site: Site, check: DatasetCheck, workers: int):
+    def __init__(self, site: Site, check: DatasetCheck, workers: int, progress: Progress):
         self.site = site
         self.storage: "StorageBackend" = site.storage
         self.check = check
         self.workers = workers
+        self.progress = progress
         self._lock = threading.Lock()
 
-    def _record(self, problem: Optional[ObjectProblem], nbytes: int) -> None:
+    def _record(self, problem: Optional[ObjectProblem], nbytes: int, shown: bool = False) -> None:
+        """One object checked (``shown``: its bytes are on the progress bar already)."""
         with self._lock:
             self.check.objects_checked += 1
             self.check.bytes_read += nbytes
             if problem is not None:
                 self.check.problems.append(problem)
+            self.progress.advance(1, 0 if shown else nbytes)
+
+    def _shown(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The chunks of a file kept whole, counted on the progress bar as they stream."""
+        for chunk in chunks:
+            with self._lock:
+                self.progress.advance(0, len(chunk))
+            yield chunk
 
     # ------------------------------------------------------------------- frames
 
@@ -266,7 +290,7 @@ class _Verifier:
     def check_file(self, file_global: Any, storage_dir: str) -> set[str]:
         key = layout.object_key(storage_dir, file_global.file_name)
         try:
-            checksum, size = sha256_of_chunks(self.storage.read_chunks(key))
+            checksum, size = sha256_of_chunks(self._shown(self.storage.read_chunks(key)))
         except KeyError:
             self._record(ObjectProblem("missing", key, "not in storage"), 0)
             return {key}
@@ -276,7 +300,7 @@ class _Verifier:
         elif checksum != file_global.sha256:
             problem = ObjectProblem("corrupted", key, f"its sha256 differs from the recorded "
                               f"{file_global.sha256[:12]}...")
-        self._record(problem, size)
+        self._record(problem, size, shown=True)
         return {key}
 
     # -------------------------------------------------------------------- extra

@@ -25,6 +25,7 @@ __all__ = [
     "parent_pk_of",
     "datasets_with_content",
     "all_dataset_serials",
+    "stored_totals",
     "insert_dataset",
     "update_dataset",
     "delete_dataset_children",
@@ -202,6 +203,24 @@ def datasets_with_content(conn: sa.Connection, content_sha256: str, *,
 def all_dataset_serials(conn: sa.Connection) -> list[str]:
     return list(conn.execute(sa.select(data_set.c.dataset_serial)
                              .order_by(data_set.c.dataset_serial)).scalars())
+
+
+def stored_totals(conn: sa.Connection, dataset_ids: Optional[Sequence[str]] = None
+                  ) -> tuple[int, int]:
+    """(objects, bytes) stored for the datasets (all when None), as recorded at upload; a
+    dataset from before sizes were recorded counts its frames (or its one file), and makes
+    the bytes unknown (0)."""
+    objects = sa.func.coalesce(data_set.c.stored_objects, frames_global.c.nbr_frames, 1)
+    unsized = sa.case((data_set.c.stored_bytes.is_(None), 1), else_=0)
+    stmt = (sa.select(sa.func.coalesce(sa.func.sum(objects), 0),
+                      sa.func.coalesce(sa.func.sum(data_set.c.stored_bytes), 0),
+                      sa.func.coalesce(sa.func.sum(unsized), 0))
+            .select_from(data_set.outerjoin(frames_global,
+                                            frames_global.c.dataset_id == data_set.c.id)))
+    if dataset_ids is not None:
+        stmt = stmt.where(data_set.c.dataset_serial.in_(list(dataset_ids)))
+    total_objects, total_bytes, without_size = conn.execute(stmt).one()
+    return int(total_objects), 0 if without_size else int(total_bytes)
 
 
 # ------------------------------------------------------------------ registering

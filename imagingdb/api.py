@@ -484,7 +484,11 @@ class Dataset:
             dims = self.dims
             result.update({**dims.__dict__, "frame_format": self.frame_format})
             result["channel_names"] = self.channel_names()
-            result["missing_frames"] = len(self.missing_frames())
+            missing = self.missing_frames()
+            result["missing_frames"] = len(missing)
+            result["missing_frame_indexes"] = [
+                {"channel": i.channel, "slice": i.slice, "time": i.time, "position": i.position}
+                for i in missing]
         else:
             result.update({"file_name": self.file["file_name"], "sha256": self.file["sha256"]})
         stored_bytes, stored_objects, measured = self.stored_size()

@@ -860,8 +860,8 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", help="Delete; without it, only list."),
         older_than: str = typer.Option(
             GC_DEFAULT_GRACE, "--older-than", metavar="DURATION",
-            help="Skip dataset folders written to more recently (an upload may be running); "
-                 "e.g. 30m, 2h, 7d, 0."),
+            help="Skip dataset folders written to more recently by an upload still running "
+                 "(a killed upload's are judged at once); e.g. 30m, 2h, 7d, 0."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",
                                             help="json: a report on stdout for scripts."),
     ) -> None:
@@ -869,8 +869,10 @@ def _add_integrity_commands(app: typer.Typer) -> None:
 
         A dry run by default: it lists what it would delete; --yes deletes it.
         Objects of registered datasets are never touched, nor folders written
-        to within --older-than, where an upload may be running. What an
-        interrupted delete or rename left is removed whatever its age.
+        to within --older-than by an upload still running (each upload holds a
+        claim on its dataset ID while it runs; a killed one lost it, so its
+        objects are found at once). What an interrupted delete or rename left
+        is removed whatever its age.
         """
         from .progress import TerminalProgress
 

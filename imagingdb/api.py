@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from .progress import Progress
     from .remove import DeleteReport, RenameReport
     from .search import Filters, Stats
+    from .storage import StorageBackend
+    from .sync import SyncReport
     from .upload import UploadReport
     from .verify import VerifyRun
 
@@ -75,8 +77,8 @@ def connect(
         options = dict(storage)
         frame_format = checked_frame_format(options.pop("frame_format", None), "connect()",
                                             "storage frame_format")
-        config.storage = StorageSettings(options.pop("backend", "local"), options,
-                                         frame_format or layout.PNG)
+        config.use_single_store(StorageSettings(options.pop("backend", "local"), options,
+                                                frame_format or layout.PNG))
     return Database(config)
 
 
@@ -104,6 +106,8 @@ class DatasetInfo:
     imagingdb_version: Optional[str] = None
     source_path: Optional[str] = None
     content_sha256: Optional[str] = None
+    #: the stores holding a complete copy, the primary's first (Database.query fills it)
+    stores: tuple[str, ...] = ()
 
     #: the keys of query's table: the first ones of :meth:`to_json`, which scripts rely on
     TABLE_KEYS = ("dataset_id", "date_time", "microscope", "description", "frames",
@@ -129,6 +133,7 @@ class DatasetInfo:
             "imagingdb_version": self.imagingdb_version,
             "source_path": self.source_path,
             "content_sha256": self.content_sha256,
+            "stores": list(self.stores),
         }
 
 
@@ -223,11 +228,14 @@ class Database:
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
                                   or limit < 0):
             raise InputError(f"limit must be a whole number of datasets, not {limit!r}")
+        from .replicas import stores_by_id
+
         with self.site.connection() as conn:
             rows = search.select_datasets(conn, filters, sort=sort, reverse=reverse, limit=limit)
+            stores = stores_by_id(conn, self.site, [row[0] for row in rows])
         # positional: search.DATASET_COLUMNS are DatasetInfo's fields, in their order
-        return [DatasetInfo(*row[:4], bool(row[4]), row[5], _annotations(row[6]), *row[7:])
-                for row in rows]
+        return [DatasetInfo(*row[:4], bool(row[4]), row[5], _annotations(row[6]), *row[7:],
+                            stores=tuple(stores[row[0]])) for row in rows]
 
     def stats(
         self,
@@ -290,16 +298,32 @@ class Database:
         return upload_csv(self.site, Path(csv_path), Path(config_path), **kwargs)
 
     def verify(self, dataset_ids: Optional[Sequence[str]] = None, *,
-               workers: Optional[int] = None,
-               progress: Optional["Progress"] = None) -> "VerifyRun":
+               workers: Optional[int] = None, storage: Optional[str] = None,
+               all_stores: bool = False, progress: Optional["Progress"] = None) -> "VerifyRun":
         """Re-read datasets from storage against their checksums (all of them when None):
         iterate the result for one :class:`~imagingdb.verify.DatasetCheck` per dataset as
-        it finishes, then ask it for ``ok`` and ``summary()``."""
+        it finishes, then ask it for ``ok`` and ``summary()``. ``storage``: the copies in
+        that store (without IDs: the datasets it holds); ``all_stores``: every copy of each
+        dataset, one check per dataset and store."""
         from .verify import VerifyRun, verify_datasets
 
         return VerifyRun(verify_datasets(
             self.site, None if dataset_ids is None else list(dataset_ids), workers=workers,
-            progress=progress))
+            store=storage, all_stores=all_stores, progress=progress))
+
+    def sync(self, dataset_ids: Optional[Sequence[str]] = None, *,
+             to: Union[str, Sequence[str], None] = None, dry_run: bool = False,
+             no_copy: bool = False, recheck: bool = False, workers: Optional[int] = None,
+             progress: Any = None) -> "SyncReport":
+        """Copy datasets (all when None) into the stores ``to`` (a name or names; None: every
+        store of the site) that lack a complete copy, each object checked, and record the
+        copies; see :mod:`imagingdb.sync`."""
+        from .sync import sync
+
+        targets = [to] if isinstance(to, str) else (None if to is None else list(to))
+        return sync(self.site, None if dataset_ids is None else list(dataset_ids), to=targets,
+                    dry_run=dry_run, no_copy=no_copy, recheck=recheck, workers=workers,
+                    progress=progress)
 
     def gc(self, *, delete: bool = False, older_than: Union[float, str, None] = None,
            on_garbage: Optional[Callable[[Any], None]] = None,
@@ -406,6 +430,37 @@ class Dataset:
         self._frames_global: Any = None
         self._file_global: Any = None
         self._loaded = False
+        #: the store asked for (None: any) -> the name of the store reads use
+        self._read_from: dict[Optional[str], str] = {}
+
+    def _store(self, storage: Optional[str] = None) -> "StorageBackend":
+        """The store reads of this dataset use: ``storage`` (a store's name in the site config,
+        which must hold a copy), else the primary, falling back to another store holding a
+        copy, with a warning, when the primary cannot be reached (:mod:`imagingdb.replicas`)."""
+        from .replicas import reading_store
+
+        if storage is not None and not isinstance(storage, str):
+            raise InputError(f"storage must be a store's name (one of: "
+                             f"{', '.join(self._site.store_names)}), got {storage!r}")
+        if storage not in self._read_from:
+            name, _backend = reading_store(self._site, self._row.id, self.id, storage)
+            self._read_from[storage] = name
+        return self._site.store(self._read_from[storage])
+
+    @property
+    def stores(self) -> list[str]:
+        """The names of the stores holding a complete copy, the primary's first."""
+        return [r["store"] for r in self.replicas]
+
+    @property
+    def replicas(self) -> list[dict[str, Any]]:
+        """Where the dataset's complete copies are: one entry per store, the primary's first
+        (``store``, ``recorded``: False for a dataset registered before imagingdb recorded
+        copies, assumed in the primary; ``complete_at``, ``verified_at``: ISO UTC or None)."""
+        from .replicas import replicas_of
+
+        with self._site.connection() as conn:
+            return [r.to_json() for r in replicas_of(conn, self._site, [self._row.id])[self._row.id]]
 
     def __repr__(self) -> str:
         kind = "frames" if self.is_frames else "file"
@@ -494,6 +549,9 @@ class Dataset:
         stored_bytes, stored_objects, measured = self.stored_size()
         result.update({"stored_bytes": stored_bytes, "stored_objects": stored_objects,
                        "stored_size_measured": measured})
+        replicas = self.replicas
+        result["stores"] = [r["store"] for r in replicas]
+        result["replicas"] = replicas
         result["global_meta"] = self.global_meta
         return result
 
@@ -504,8 +562,8 @@ class Dataset:
         if self.info.stored_bytes is not None:
             return self.info.stored_bytes, self.info.stored_objects, False
         try:
-            objects = list(self._site.storage.list_objects(f"{self.storage_dir}/"))
-        except WorkError:  # a backend without sizes in its listings
+            objects = list(self._store().list_objects(f"{self.storage_dir}/"))
+        except WorkError:  # a backend without sizes in its listings, or no store reachable
             return None, None, True
         return sum(o.size for o in objects), len(objects), True
 
@@ -610,6 +668,7 @@ class Dataset:
         fill_value: int = 0,
         workers: Optional[int] = None,
         verify: bool = False,
+        storage: Optional[str] = None,
     ) -> "np.ndarray":
         """Frames into one array with axes (P, T, C, Z, Y, X) (+ a colour axis for RGB).
 
@@ -626,7 +685,7 @@ class Dataset:
 
         selection = self.select(channels, slices, times, positions)
         rows = self._frame_rows(selection, with_metadata=False)
-        return read_frames(self._site.storage, self.storage_dir, rows, selection, self.dims,
+        return read_frames(self._store(storage), self.storage_dir, rows, selection, self.dims,
                            dataset_id=self.id, fill_value=fill_value, workers=workers,
                            verify=verify, frame_format=self.frame_format)
 
@@ -639,6 +698,7 @@ class Dataset:
         *,
         workers: Optional[int] = None,
         verify: bool = False,
+        storage: Optional[str] = None,
     ) -> Iterator[tuple[dict[str, Any], "np.ndarray"]]:
         """(frame row, pixels) of every selected frame that exists, in index order (position,
         time, channel, slice as :meth:`frames` lists them), streamed: memory holds a few
@@ -647,7 +707,7 @@ class Dataset:
 
         selection = self.select(channels, slices, times, positions)
         rows = self._frame_rows(selection, with_metadata=False)
-        for row, pixels in iter_frames(self._site.storage, self.storage_dir, rows, self.dims,
+        for row, pixels in iter_frames(self._store(storage), self.storage_dir, rows, self.dims,
                                        dataset_id=self.id, frame_format=self.frame_format,
                                        workers=workers, verify=verify):
             yield _frame_dict(row), pixels
@@ -665,6 +725,7 @@ class Dataset:
         workers: Optional[int] = None,
         progress: Any = None,
         resume: bool = False,
+        storage: Optional[str] = None,
     ) -> Path:
         """Write ``dest/<ID>/``: the frames asked for (all by default) or the file kept whole,
         with ``global_metadata.json`` and (frames) ``frames_meta.csv`` (each frame's row and
@@ -683,7 +744,7 @@ class Dataset:
         dest = Path(dest)
         if not resume:
             check_destination(dest, self.id)
-        plan = DownloadPlan(self.id, self._site.storage, is_frames=self.is_frames)
+        plan = DownloadPlan(self.id, self._store(storage), is_frames=self.is_frames)
         if self.is_frames:
             from .download import warn_missing
 
@@ -698,7 +759,7 @@ class Dataset:
             if self.frame_format == layout.OME_ZARR:
                 from .export import Renumbering, store_entries, write_ome_zarr
 
-                source = self._export_source(selection, rows)
+                source = self._export_source(selection, rows, storage)
                 renumbering = Renumbering(selection)
                 if download:
                     plan.write_frames = functools.partial(write_ome_zarr, source)
@@ -756,6 +817,7 @@ class Dataset:
         positions: Optional[Iterable[int]] = None,
         workers: Optional[int] = None,
         progress: Any = None,
+        storage: Optional[str] = None,
     ) -> Path:
         """Write the frames asked for (all by default) at ``dest`` as an OME-Zarr store
         (``to="ome-zarr"``, a folder) or an OME-TIFF file (``to="ome-tiff"``, one series per
@@ -771,27 +833,31 @@ class Dataset:
         self._require_frames()
         check_destination(dest)
         selection = self.select(channels, slices, times, positions)
-        source = self._export_source(selection, self._frame_rows(selection, with_metadata=False))
+        source = self._export_source(selection, self._frame_rows(selection, with_metadata=False),
+                                     storage)
         return write_export(source, dest, to, workers=workers, progress=progress)
 
-    def _export_source(self, selection: Selection, rows: Sequence[Any]) -> "ExportSource":
+    def _export_source(self, selection: Selection, rows: Sequence[Any],
+                       storage: Optional[str] = None) -> "ExportSource":
         """What :mod:`imagingdb.export` reads of this dataset's ``selection``."""
         from .export import ExportSource
 
-        return ExportSource(self.id, self._site.storage, self.storage_dir, self.frame_format,
+        return ExportSource(self.id, self._store(storage), self.storage_dir, self.frame_format,
                             self.dims, selection, rows, self.channel_names(), self.global_meta)
 
 
     # ------------------------------------------- lazy access (imagingdb.analysis)
 
-    def _frame_source(self) -> "FrameSource":
+    def _frame_source(self, storage: Optional[str] = None) -> "FrameSource":
         from functools import partial
 
         from .analysis import FrameSource
         from .site import open_storage
 
+        backend = self._store(storage)
+        name = self._read_from[storage]
         return FrameSource(self.id, self.storage_dir, self.dims, self.frame_format,
-                           self._site.storage, partial(open_storage, self._site.config.storage))
+                           backend, partial(open_storage, self._site.store_settings(name)))
 
     def to_dask(
         self,
@@ -802,6 +868,7 @@ class Dataset:
         *,
         fill_value: int = 0,
         verify: bool = False,
+        storage: Optional[str] = None,
     ) -> "dask.array.Array":
         """The frames :meth:`read` would return, as a lazy dask array of the same shape, type
         and axes: one chunk per frame, read from storage only when computed (so a dataset
@@ -813,7 +880,7 @@ class Dataset:
         require("dask.array", "to_dask")  # before any query: the error is about installing
         selection = self.select(channels, slices, times, positions)
         rows = self._frame_rows(selection, with_metadata=False)
-        return frame_array(self._frame_source(), rows, selection, fill_value=fill_value,
+        return frame_array(self._frame_source(storage), rows, selection, fill_value=fill_value,
                            verify=verify)
 
     def to_xarray(
@@ -825,6 +892,7 @@ class Dataset:
         *,
         fill_value: int = 0,
         verify: bool = False,
+        storage: Optional[str] = None,
     ) -> "xarray.DataArray":
         """:meth:`to_dask` labelled: dims P, T, C, Z, Y, X (+ S, an RGB frame's colours),
         channel names on C, the indexes on P (and as pos_idx, time_idx, slice_idx), physical
@@ -836,7 +904,7 @@ class Dataset:
         require("dask.array", "to_xarray")
         selection = self.select(channels, slices, times, positions)
         rows = self._frame_rows(selection, with_metadata=False)
-        return frame_data_array(self._frame_source(), rows, selection, self.channel_names(),
+        return frame_data_array(self._frame_source(storage), rows, selection, self.channel_names(),
                                 self.global_meta, fill_value=fill_value, verify=verify)
 
     def frames_table(

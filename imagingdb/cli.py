@@ -165,6 +165,7 @@ def make_app(plugin_commands: bool = True) -> typer.Typer:
     _add_data_commands(app)
     _add_info_commands(app)
     _add_integrity_commands(app)
+    _add_sync_command(app)
     _add_removal_commands(app)
     app.add_typer(_make_db_app())
     _add_python_command(app)
@@ -218,6 +219,9 @@ def _add_data_commands(app: typer.Typer) -> None:
             None, "--encoding", metavar="NAME",
             help="The CSV's encoding when it is not UTF-8, e.g. cp1252 (Excel's plain CSV "
                  "on Windows)."),
+        replicate: bool = typer.Option(
+            False, "--replicate", help="Write to every store of the site config, not only the "
+                                       "primary (else imagingdb sync copies them later)."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",
                                             help="json: a report on stdout for scripts."),
     ) -> None:
@@ -245,7 +249,7 @@ def _add_data_commands(app: typer.Typer) -> None:
             outcome = db.upload(csv_file, config, overwrite=overwrite, workers=workers,
                                 progress=TerminalProgress("Uploading", "Uploaded"), on_result=report,
                                 annotate=parse_assignments(annotate or (), "--annotate"),
-                                encoding=encoding)
+                                encoding=encoding, replicate=replicate)
         skipped = len(outcome.skipped)
         ok = len(outcome.results) - len(outcome.failed) - skipped
         there = f", {skipped} already there (skipped)" if skipped else ""
@@ -279,24 +283,29 @@ def _add_data_commands(app: typer.Typer) -> None:
             False, "--resume", help="Into a DIR/<ID>/ already there: keep the files that have "
                                     "their recorded sha256, add the rest (an interrupted "
                                     "download, or more channels/times)."),
+        storage: Optional[str] = typer.Option(
+            None, "--storage", "--storage_access", metavar="STORE",
+            help="Read from this store of the site config (default: the primary, else a "
+                 "store holding a copy)."),
     ) -> None:
         """Download a dataset, or only some channels/slices/times/positions, to DIR/<ID>/."""
         import warnings
 
         from . import console
-        from .errors import MissingFramesWarning
+        from .errors import ImagingDBWarning
         from .progress import TerminalProgress
 
         console.interrupted_note = (
             "interrupted: the files fetched so far are kept in a hidden .<ID>.partial-... folder "
             "of the destination; run the same command with --resume to finish")
         with _database(ctx) as db, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", MissingFramesWarning)
+            warnings.simplefilter("always", ImagingDBWarning)
             ds = db.dataset(dataset_id)
             target = ds.download(
                 dest,
                 **_selection(channels, slices, times, positions),
                 metadata=metadata, download=download, workers=workers, resume=resume,
+                storage=storage,
                 progress=TerminalProgress("Downloading", "Downloaded") if download and ds.is_frames else None,
             )
         for warning in caught:
@@ -324,6 +333,10 @@ def _add_data_commands(app: typer.Typer) -> None:
                                                       help="Position indexes."),
         workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                               help="Concurrent reads from storage."),
+        storage: Optional[str] = typer.Option(
+            None, "--storage", "--storage_access", metavar="STORE",
+            help="Read from this store of the site config (default: the primary, else a "
+                 "store holding a copy)."),
     ) -> None:
         """Write a dataset, or only some channels/slices/times/positions, as OME-Zarr or OME-TIFF.
 
@@ -334,16 +347,16 @@ def _add_data_commands(app: typer.Typer) -> None:
         """
         import warnings
 
-        from .errors import MissingFramesWarning
+        from .errors import ImagingDBWarning
         from .progress import TerminalProgress
 
         progress = TerminalProgress("Exporting", "Exported")
         with _database(ctx) as db, warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", MissingFramesWarning)
+            warnings.simplefilter("always", ImagingDBWarning)
             target = db.dataset(dataset_id).export(
                 dest, to=to.value,
                 **_selection(channels, slices, times, positions),
-                workers=workers, progress=progress)
+                workers=workers, progress=progress, storage=storage)
         for warning in caught:
             print(f"Warning: {printable(warning.message)}", file=sys.stderr)
         kind = "OME-Zarr store" if to == ExportFormat.ome_zarr else "OME-TIFF"
@@ -413,8 +426,8 @@ def _add_info_commands(app: typer.Typer) -> None:
 
             records = [{k: r[k] for k in DatasetInfo.TABLE_KEYS} for r in records]
         elif output == OutputFormat.csv:
-            records = [{**r, "annotations": json.dumps(r["annotations"], ensure_ascii=False)}
-                       for r in records]
+            records = [{**r, "annotations": json.dumps(r["annotations"], ensure_ascii=False),
+                        "stores": ";".join(r["stores"])} for r in records]
         _print_records(records, output)
         if output == OutputFormat.table:
             print(f"{len(found)} dataset(s)", file=sys.stderr)
@@ -530,10 +543,10 @@ def human_size(size: int) -> str:
 #: summary keys show prints in sentences of their own, not as `key  value`
 _SUMMARY_OWN_LINES = ("annotations", "stored_bytes", "stored_objects", "stored_size_measured",
                       "uploaded_by", "uploaded_host", "uploaded_at", "imagingdb_version",
-                      "source_path", "content_sha256", "global_meta", "nbr_channels",
-                      "nbr_slices", "nbr_timepoints", "nbr_positions", "im_height", "im_width",
-                      "im_colors", "bit_depth", "frame_format", "missing_frames",
-                      "missing_frame_indexes")
+                      "source_path", "content_sha256", "global_meta", "stores", "replicas",
+                      "nbr_channels", "nbr_slices", "nbr_timepoints", "nbr_positions",
+                      "im_height", "im_width", "im_colors", "bit_depth", "frame_format",
+                      "missing_frames", "missing_frame_indexes")
 #: the groups of missing frames show lists (--format json has every frame)
 _MISSING_GROUPS_SHOWN = 8
 
@@ -558,6 +571,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         if summary["stored_size_measured"]:
             stored += ", measured in storage (no size recorded at upload)"
     rows.append(("stored", stored))
+    rows.append(("stores", describe_replicas(summary["replicas"])))
     rows.append(("source_path", summary["source_path"] or "(not recorded)"))
     rows.append(("content_sha256", summary["content_sha256"] or "(not recorded)"))
     if summary["uploaded_by"] or summary["uploaded_at"]:
@@ -617,6 +631,20 @@ def _missing_frames(summary: dict[str, Any]) -> str:
         shown += (f"; … ({len(groups) - _MISSING_GROUPS_SHOWN} more; --format json lists "
                   "every frame)")
     return f"{len(missing)} of {max(intended, len(missing))}: {shown}"
+
+
+def describe_replicas(replicas: list[dict[str, Any]]) -> str:
+    """``local (verified 2026-12-01T10:00:00Z), s3 (complete since ...)``: show's stores line."""
+    parts = []
+    for replica in replicas:
+        if not replica["recorded"]:
+            state = "assumed: registered before imagingdb recorded copies"
+        elif replica["verified_at"]:
+            state = f"verified {replica['verified_at']}"
+        else:
+            state = f"complete since {replica['complete_at']}"
+        parts.append(f"{replica['store']} ({state})")
+    return ", ".join(parts)
 
 
 def _print_stats(report: Any) -> None:
@@ -817,6 +845,11 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         all_datasets: bool = typer.Option(False, "--all", help="Verify every dataset."),
         workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                               help="Concurrent reads from storage."),
+        storage: Optional[str] = typer.Option(
+            None, "--storage", "--storage_access", metavar="STORE",
+            help="Check the copy in this store (with --all: every dataset it holds)."),
+        all_stores: bool = typer.Option(False, "--all-stores",
+                                        help="Check every store's copy of each dataset."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",
                                             help="json: a report on stdout for scripts."),
     ) -> None:
@@ -832,15 +865,19 @@ def _add_integrity_commands(app: typer.Typer) -> None:
 
         if (dataset_id is None) == (not all_datasets):
             raise InputError("give one dataset ID or --all (see: imagingdb verify --help)")
+        if storage and all_stores:
+            raise InputError("give --storage STORE or --all-stores, not both")
         progress = TerminalProgress("Verifying", "Verified", summary=False)
         with _database(ctx) as db:
             run = db.verify(None if all_datasets else [dataset_id], workers=workers,
-                            progress=progress)
+                            storage=storage, all_stores=all_stores, progress=progress)
+            several = len(db.site.store_names) > 1
             for check in run:
                 if output == ReportFormat.text:
                     progress.clear()
                     state = "ok" if check.ok else f"{len(check.problems)} problem(s)"
-                    print(printable(f"{check.dataset_id}  {state}  "
+                    where = f" in {check.store}" if several else ""
+                    print(printable(f"{check.dataset_id}{where}  {state}  "
                                     f"({check.objects_checked} object(s) checked)"))
                     for problem in check.problems:
                         print(f"  {printable(problem.describe())}")
@@ -877,15 +914,21 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         from .progress import TerminalProgress
 
         progress = TerminalProgress("Checking", "Checked", summary=False)
+        several = [False]
 
         def listed(obj) -> None:
             if output == ReportFormat.text:
                 progress.clear()
-                print(f"{printable(obj.key)}\t{obj.size}", flush=True)
+                where = f"{obj.store}:" if several[0] else ""
+                print(f"{printable(where + obj.key)}\t{obj.size}", flush=True)
 
         with _database(ctx) as db:
+            several[0] = len(db.site.store_names) > 1
             report = db.gc(delete=yes, older_than=older_than, on_garbage=listed,
                            progress=progress)
+        for name, reason in report.unreachable.items():
+            print(f"Warning: store {name!r} was not looked into: {printable(reason)}",
+                  file=sys.stderr)
         if output == ReportFormat.json:
             print(json.dumps(report.to_json(), indent=2))
         for removal in report.pending_removals:
@@ -917,6 +960,79 @@ def _gc_summary(report: Any, deleted: bool, older_than: str) -> list[str]:
                      "rename) still running: run gc again once it is over (--format json "
                      "lists them)")
     return lines
+
+
+def _add_sync_command(app: typer.Typer) -> None:
+    @app.command(epilog="Examples:\n\n\b\n"
+                        "  imagingdb sync --to s3 --all          # the daily off-site copy (cron)\n"
+                        "  imagingdb sync --to s3 --all --dry-run\n"
+                        "  imagingdb sync --to s3 --id ML-2005-05-23-10-00-00-0001 --recheck\n"
+                        "  imagingdb sync --to s3 --all --no-copy  # record what an external "
+                        "sync copied")
+    def sync(
+        ctx: typer.Context,
+        to: Optional[List[str]] = typer.Option(
+            None, "--to", metavar="STORE", help="The store to copy into (repeatable; default: "
+                                                "every store of the site config)."),
+        dataset_ids: Optional[List[str]] = typer.Option(None, "--id", metavar="ID",
+                                                        help="A dataset (repeatable)."),
+        all_datasets: bool = typer.Option(False, "--all", help="Every dataset (or those the "
+                                                               "filters match)."),
+        project_id: Optional[str] = _FILTERS["project_id"],
+        microscope: Optional[str] = _FILTERS["microscope"],
+        start_date: Optional[str] = _FILTERS["start_date"],
+        end_date: Optional[str] = _FILTERS["end_date"],
+        description: Optional[str] = _FILTERS["description"],
+        where: Optional[List[str]] = _FILTERS["where"],
+        dry_run: bool = typer.Option(False, "--dry-run", help="Only count the objects and bytes "
+                                                              "to copy."),
+        no_copy: bool = typer.Option(False, "--no-copy", help="Copy nothing: check the copies "
+                                     "already in the store and record those that are complete "
+                                     "(a bucket an external sync filled)."),
+        recheck: bool = typer.Option(False, "--recheck", help="Also re-check copies already "
+                                     "recorded, rewriting damaged objects from another store."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                              help="Concurrent transfers."),
+        output: ReportFormat = typer.Option(ReportFormat.text, "--format",
+                                            help="json: a report on stdout for scripts."),
+    ) -> None:
+        """Copy datasets into the stores that lack a complete copy, each object checked.
+
+        For each dataset and target store without a recorded copy: objects the
+        store already has are checked, the others copied from a store holding
+        a copy (checked there first) and checked once written; the copy is
+        recorded only when every object is there. Safe to interrupt and rerun;
+        a second run copies nothing. Exit 0: every copy asked for is complete;
+        1: some failed (the JSON report says which); 2: bad input.
+        """
+        from . import console
+        from .progress import TerminalProgress
+
+        filters = {"project_id": project_id, "microscope": microscope,
+                   "start_date": start_date, "end_date": end_date, "description": description,
+                   "where": where}
+        filtered = any(value for value in filters.values())
+        if bool(dataset_ids) == (all_datasets or filtered):
+            raise InputError("give --id ID (repeatable), or --all and/or filters "
+                             "(see: imagingdb sync --help)")
+        if no_copy and (dry_run or recheck):
+            raise InputError("--no-copy checks and records what is there; it takes neither "
+                             "--dry-run nor --recheck")
+        console.interrupted_note = ("interrupted: the copies recorded so far are complete; "
+                                    "objects copied for the dataset being synced are kept and "
+                                    "checked by the rerun: run the same command again to finish")
+        with _database(ctx) as db:
+            ids = list(dataset_ids or [])
+            if filtered:
+                ids = [d.dataset_id for d in db.query(**filters)]
+            report = db.sync(ids if ids or filtered else None, to=to, dry_run=dry_run,
+                             no_copy=no_copy, recheck=recheck, workers=workers,
+                             progress=TerminalProgress("Syncing", "Synced"))
+        if output == ReportFormat.json:
+            print(json.dumps(report.to_json(), indent=2))
+        print(printable(report.summary()), file=sys.stderr)
+        if report.exit_code:
+            raise typer.Exit(report.exit_code)
 
 
 def _add_removal_commands(app: typer.Typer) -> None:

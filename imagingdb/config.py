@@ -120,9 +120,26 @@ class StorageSettings:
 
 @dataclass
 class SiteConfig:
+    """The database and the named stores of a site (see ``storage.stores``)."""
+
     database: DatabaseSettings
+    #: the primary store's settings: where uploads write and reads look first
     storage: StorageSettings
     source: Optional[Path] = None  # None: the embedded default
+    #: every store by name, the primary among them; a one-backend ``storage:`` section is
+    #: one store named after its backend
+    stores: dict[str, StorageSettings] = field(default_factory=dict)
+    primary: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.stores:
+            self.use_single_store(self.storage)
+
+    def use_single_store(self, settings: StorageSettings) -> None:
+        """Make ``settings`` the site's only store (``connect(storage=...)``, ``--login``)."""
+        self.storage = settings
+        self.primary = settings.backend
+        self.stores = {settings.backend: settings}
 
     @property
     def is_embedded_default(self) -> bool:
@@ -130,6 +147,10 @@ class SiteConfig:
 
 
 _SITE_TOP_KEYS = {"database": (dict,), "storage": (dict,)}
+#: the keys of a storage section of named stores (``stores:`` holds a backend section each)
+_STORES_KEYS = {"primary": (str, type(None)), "stores": (dict,), "frame_format": (str, type(None))}
+#: a store's name: what the database records a replica under, and --storage takes
+STORE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _DATABASE_KEYS = {"url": (str,), "password_env": (str, type(None)), "connect_timeout": (int,)}
 _STORAGE_KEYS = {
     "backend": (str,),
@@ -282,28 +303,71 @@ def load_site_config(path: Path) -> SiteConfig:
             f"{path}: database.url contains a password; remove it from the file and "
             "name an environment variable with database.password_env instead"
         )
-    store = dict(data.get("storage") or {})
-    _check_keys(store, _STORAGE_KEYS, path, "storage")
-    backend = store.pop("backend", "local")
-    frame_format = checked_frame_format(store.pop("frame_format", None), path, "storage.frame_format")
-    # `key: null` means "not set": the example config lists every key that way
-    store = {key: value for key, value in store.items() if value is not None}
     base = path.parent
     if db["url"].startswith("sqlite:///") and not db["url"].startswith("sqlite:////"):
         relative = db["url"][len("sqlite:///"):]
         if relative and relative != ":memory:":
             db["url"] = f"sqlite:///{(base / Path(relative).expanduser()).resolve()}"
-    if store.get("root"):
-        store["root"] = str((base / Path(store["root"]).expanduser()).resolve())
+    stores, primary = _site_stores(dict(data.get("storage") or {}), path)
     return SiteConfig(
         database=DatabaseSettings(
             url=db["url"],
             password_env=db.get("password_env"),
             connect_timeout=db.get("connect_timeout", 10),
         ),
-        storage=StorageSettings(backend, store, frame_format or PNG),
+        storage=stores[primary],
         source=path,
+        stores=stores,
+        primary=primary,
     )
+
+
+def _site_stores(section: dict[str, Any], path: Path) -> tuple[dict[str, StorageSettings], str]:
+    """The named stores of a storage section, and the primary's name. A section without
+    ``stores:`` is today's one backend, a single store named after it."""
+    if "stores" not in section:
+        settings = _store_settings(section, path, "storage")
+        return {settings.backend: settings}, settings.backend
+    _check_keys(section, _STORES_KEYS, path, "storage")
+    frame_format = checked_frame_format(section.get("frame_format"), path, "storage.frame_format")
+    stores = {}
+    for name, store in section["stores"].items():
+        where = f"storage.stores.{name}"
+        if not isinstance(name, str) or not STORE_NAME.fullmatch(name):
+            raise InputError(f"{path}: store name {name!r} in storage.stores must be a name of "
+                             "letters, digits, '_', '.' and '-' (it is recorded in the database)")
+        if not isinstance(store, dict):
+            raise InputError(f"{path}: key {where!r} must be a mapping (backend, root or "
+                             f"bucket, ...), got {store!r}")
+        if "frame_format" in store:
+            raise InputError(f"{path}: key '{where}.frame_format' is not a store's: set "
+                             "storage.frame_format (how every upload stores frames)")
+        stores[name] = _store_settings(dict(store), path, where, frame_format)
+    if not stores:
+        raise InputError(f"{path}: storage.stores is empty; name at least one store")
+    primary = section.get("primary")
+    if primary is None:
+        if len(stores) > 1:
+            raise InputError(f"{path}: storage.primary is required with more than one store "
+                             f"(one of: {', '.join(stores)}): uploads write there")
+        primary = next(iter(stores))
+    if primary not in stores:
+        raise InputError(f"{path}: storage.primary {primary!r} is not one of storage.stores "
+                         f"({', '.join(stores)})")
+    return stores, primary
+
+
+def _store_settings(store: dict[str, Any], path: Path, section: str,
+                    frame_format: Optional[str] = None) -> StorageSettings:
+    """One backend's section (``storage:`` itself, or one of ``storage.stores``)."""
+    _check_keys(store, _STORAGE_KEYS, path, section)
+    backend = store.pop("backend", "local")
+    own_format = checked_frame_format(store.pop("frame_format", None), path, f"{section}.frame_format")
+    # `key: null` means "not set": the example config lists every key that way
+    store = {key: value for key, value in store.items() if value is not None}
+    if store.get("root"):
+        store["root"] = str((path.parent / Path(store["root"]).expanduser()).resolve())
+    return StorageSettings(backend, store, own_format or frame_format or PNG)
 
 
 _CREDENTIAL_KEYS = ("drivername", "username", "password", "host", "port", "dbname")

@@ -56,5 +56,13 @@ class UnclaimedSourceError(InputError):
         self.formats = formats
 
 
-class MissingFramesWarning(UserWarning):
+class ImagingDBWarning(UserWarning):
+    """What the CLI shows as a ``Warning:`` line (and an API user sees as a warning)."""
+
+
+class MissingFramesWarning(ImagingDBWarning):
     """``Dataset.read`` filled frames that an incomplete acquisition never recorded."""
+
+
+class StoreFallbackWarning(ImagingDBWarning):
+    """The primary store could not be reached: a dataset was read from another store's copy."""

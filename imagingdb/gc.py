@@ -98,9 +98,17 @@ class SkippedFolder:
 
     folder: str
     modified: float
+    store: str = ""
     objects: int = 0
     bytes: int = 0
     reason: str = RUNNING
+
+
+@dataclass(frozen=True)
+class Garbage(StoredObject):
+    """An unreferenced object, and the store (by name) it is in."""
+
+    store: str = ""
 
 
 @dataclass
@@ -108,6 +116,8 @@ class GcReport:
     garbage: list[StoredObject] = field(default_factory=list)
     skipped: list[SkippedFolder] = field(default_factory=list)
     deleted: bool = False
+    #: store name -> why gc could not look into it (a store other than the primary, out of reach)
+    unreachable: dict[str, str] = field(default_factory=dict)
     #: what deletes and renames left to remove (imagingdb.remove.PendingRemoval), finished
     #: by gc --yes whatever their age
     pending_removals: list[Any] = field(default_factory=list)
@@ -140,15 +150,17 @@ class GcReport:
         return {
             "deleted": self.deleted,
             "objects": [{"key": o.key, "size": o.size, "modified": _iso(o.modified),
+                         "store": getattr(o, "store", ""),
                          "folder": layout.folder_of(o.key),
                          "interrupted_upload": layout.folder_of(o.key) in recent}
                         for o in self.garbage],
             "bytes": self.bytes,
             "interrupted_upload_folders": list(self.interrupted),
             "skipped_recent_folders": [{"folder": s.folder, "modified": _iso(s.modified),
-                                        "objects": s.objects, "bytes": s.bytes,
-                                        "reason": s.reason}
+                                        "store": s.store, "objects": s.objects,
+                                        "bytes": s.bytes, "reason": s.reason}
                                        for s in self.skipped],
+            "unreachable_stores": dict(self.unreachable),
             "pending_removals": [p.to_json() for p in self.pending_removals],
         }
 
@@ -175,16 +187,28 @@ def collect_garbage(
     if older_than is None:
         older_than = parse_duration(DEFAULT_GRACE)
     _check_storage_dirs(site)
-    storage = site.storage
     progress = progress or Progress()
     report = GcReport(deleted=delete)
     cutoff = (time.time() if now is None else now) - older_than
-    folders = _folders(storage)
-    progress.start("storage", sum(f.objects for f in folders.values()),
+    for name in site.store_names:
+        if name != site.primary and site.unreachable(name) is not None:
+            report.unreachable[name] = site.unreachable(name) or ""
+            continue
+        label = "storage" if len(site.store_names) == 1 else f"store {name}"
+        _collect_in(site, name, report, cutoff, delete, on_garbage, progress, label)
+    return report
+
+
+def _collect_in(site: "Site", name: str, report: GcReport, cutoff: float, delete: bool,
+                on_garbage: Optional[Callable[[StoredObject], None]], progress: Progress,
+                label: str) -> None:
+    """gc in the store ``name``."""
+    folders = _folders(site.store(name))
+    progress.start(label, sum(f.objects for f in folders.values()),
                    sum(f.bytes for f in folders.values()), unit="object")
     try:
         for folder, listing in folders.items():
-            judge = _Judge(site, folder, delete, report, on_garbage)
+            judge = _Judge(site, name, folder, delete, report, on_garbage)
             if listing.newest > cutoff or not judge.unless_newer_than(cutoff):
                 judge.unless_claimed(listing)  # recent: an upload may be running into it
             progress.advance(listing.objects, listing.bytes)
@@ -192,20 +216,20 @@ def collect_garbage(
         progress.finish(ok=False)
         raise
     progress.finish()
-    return report
 
 
 class _Judge:
     """Judges one generation folder: its objects no committed row references are garbage."""
 
-    def __init__(self, site: "Site", folder: str, delete: bool, report: GcReport,
+    def __init__(self, site: "Site", store: str, folder: str, delete: bool, report: GcReport,
                  on_garbage: Optional[Callable[[StoredObject], None]]):
-        self.site, self.folder, self.delete = site, folder, delete
+        self.site, self.store, self.folder, self.delete = site, store, folder, delete
+        self.storage = site.store(store)
         self.report, self.on_garbage = report, on_garbage
 
     def _objects(self) -> list[StoredObject]:
         """Listed again: right before deciding (not the generations inside it)."""
-        return [obj for obj in self.site.storage.list_objects(f"{self.folder}/")
+        return [obj for obj in self.storage.list_objects(f"{self.folder}/")
                 if layout.folder_of(obj.key) == self.folder]
 
     def unless_newer_than(self, cutoff: float) -> bool:
@@ -225,18 +249,21 @@ class _Judge:
             with claim_dataset(self.site, layout.dataset_id_of(self.folder)):
                 found = self._judge(self._objects())
         except ClaimTakenError:
-            self.report.skipped.append(SkippedFolder(self.folder, listing.newest,
+            self.report.skipped.append(SkippedFolder(self.folder, listing.newest, self.store,
                                                      listing.objects, listing.bytes))
             return
-        if found:  # not a dataset just registered: its objects are all referenced
+        # garbage: not a dataset just registered (those objects are referenced); a folder of
+        # the same name in another store is the same interrupted upload's
+        if found and self.folder not in self.report.interrupted:
             self.report.interrupted.append(self.folder)
 
     def _judge(self, objects: list[StoredObject]) -> int:
         """Report (and with delete, remove) the garbage among ``objects``; how many."""
         referenced = referenced_keys(self.site, self.folder)
-        garbage = [obj for obj in objects if obj.key not in referenced]
+        garbage = [Garbage(obj.key, obj.size, obj.modified, self.store)
+                   for obj in objects if obj.key not in referenced]
         if self.delete and garbage:
-            self.site.storage.delete([obj.key for obj in garbage])
+            self.storage.delete([obj.key for obj in garbage])
         for obj in garbage:
             self.report.garbage.append(obj)
             if self.on_garbage is not None:

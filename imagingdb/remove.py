@@ -39,6 +39,7 @@ from .errors import ImagingDBError, InputError, NotFoundError, WorkError
 from .gc import referenced_keys
 from .ids import CASE_ONLY, case_folded, parse_dataset_id
 from .pool import TRANSFER, default_workers, run_bounded
+from .replicas import stores_holding
 from .site import Site
 from .storage import StoredObject, sha256_of_chunks
 
@@ -112,27 +113,35 @@ def finish_pending_removals(site: Site, dataset_ids: Optional[Iterable[str]] = N
 
 def _remove_folder(site: Site, pending: Any, *, dry_run: bool = False,
                    on_object: Optional[Callable[[StoredObject], None]] = None) -> PendingRemoval:
-    """Delete the objects of one pending folder that no committed row references, then its
-    pending row; the caller holds the claim on its dataset ID."""
+    """Delete the objects of one pending folder that no committed row references, in every
+    store of the site, then its pending row; the caller holds the claim on its dataset ID.
+    A store that cannot be reached keeps the row, for the rerun (or gc) to finish."""
     folder = pending.storage_dir
-    storage = site.storage
     result = PendingRemoval(pending.dataset_serial, folder, pending.reason)
-    try:
-        listed = [obj for obj in storage.list_objects(f"{folder}/")
-                  if layout.folder_of(obj.key) == folder]
-        referenced = referenced_keys(site, folder) if listed else set()
-    except ImagingDBError as exc:  # after a commit: a warning, the pending row kept
-        result.skipped = f"{exc} (the rerun, or imagingdb gc --yes, removes them)"
+    referenced: Optional[set[str]] = None
+    failed = []
+    for name in site.store_names:
+        storage = site.store(name)
+        try:
+            listed = [obj for obj in storage.list_objects(f"{folder}/")
+                      if layout.folder_of(obj.key) == folder]
+            if listed and referenced is None:
+                referenced = referenced_keys(site, folder)
+            objects = [obj for obj in listed if obj.key not in (referenced or set())]
+            result.objects += objects
+            for obj in objects:
+                if on_object is not None:
+                    on_object(obj)
+            if objects and not dry_run:
+                storage.delete([obj.key for obj in objects])
+        except ImagingDBError as exc:  # after a commit: a warning, the pending row kept
+            failed.append(f"{name}: {exc}" if len(site.store_names) > 1 else str(exc))
+    if failed:
+        result.skipped = f"{'; '.join(failed)} (the rerun, or imagingdb gc --yes, removes them)"
         return result
-    result.objects = [obj for obj in listed if obj.key not in referenced]
-    for obj in result.objects:
-        if on_object is not None:
-            on_object(obj)
     if dry_run:
         return result
     try:
-        if result.objects:
-            storage.delete([obj.key for obj in result.objects])
         with site.connection(write=True) as conn:
             dbq.delete_pending_removal(conn, pending.id)
     except ImagingDBError as exc:
@@ -344,7 +353,8 @@ def _measure(site: Site, item: _Selected) -> DatasetRemoval:
         if owner is not None and owner.storage_dir and not layout.is_dataset_folder(
                 owner.storage_dir, frames):
             raise InputError(_foreign_folder(dataset_id, owner.storage_dir, frames))
-    objects = _objects_of(site.storage, dataset_id, recorded)
+    objects = [obj for name in _reachable_stores(site)
+               for obj in _objects_of(site.store(name), dataset_id, recorded)]
     removal.folders = sorted(set(recorded) | {layout.folder_of(obj.key) for obj in objects})
     removal.objects = len(objects)
     removal.bytes = sum(obj.size for obj in objects)
@@ -355,6 +365,12 @@ def _foreign_folder(dataset_id: str, storage_dir: str, frames: bool) -> str:
     return (f"dataset {dataset_id} keeps its objects in {storage_dir!r}, not in a "
             f"{layout.dataset_folder('<ID>', frames)} folder; imagingdb cannot tell which "
             "objects there are its own, so it changes nothing")
+
+
+def _reachable_stores(site: Site) -> list[str]:
+    """The stores to look into (the primary always: its errors are the command's)."""
+    return [name for name in site.store_names
+            if name == site.primary or site.unreachable(name) is None]
 
 
 def _objects_of(storage: "StorageBackend", dataset_id: str, recorded: list[str]) -> list[StoredObject]:
@@ -470,9 +486,16 @@ def rename_dataset(site: Site, old: str, new: str, *,
             report.removals = [_remove_folder(site, row)
                                for row in _pending(site, [old])]
             return report
-        copier = _Copier(site, source, new, workers)
-        copier.copy_all(report)
-        storage_dirs = sorted(set(_objects_folders(site.storage, old, source.folder)))
+        with site.connection() as conn:
+            holding = [name for name in stores_holding(conn, site, source.row.id)
+                       if name in site.config.stores]
+        copier = None
+        for name in holding:  # every copy renamed, or none: a store out of reach fails here
+            copier = _Copier(site, site.store(name), source, new, workers)
+            copier.copy_all(report)
+        assert copier is not None
+        storage_dirs = sorted({folder for name in _reachable_stores(site)
+                               for folder in _objects_folders(site.store(name), old, source.folder)})
         try:
             with site.connection(write=True) as conn:
                 for claim in claims:
@@ -552,9 +575,10 @@ def _objects_folders(storage: "StorageBackend", dataset_id: str, recorded: str) 
 class _Copier:
     """Copies OLD's objects into NEW's rename folder, each read back and compared."""
 
-    def __init__(self, site: Site, source: _RenameSource, new: str, workers: Optional[int]):
+    def __init__(self, site: Site, storage: "StorageBackend", source: _RenameSource, new: str,
+                 workers: Optional[int]):
         self.site = site
-        self.storage = site.storage
+        self.storage = storage
         self.source = source
         self.new = new
         self.frames = bool(source.row.frames)

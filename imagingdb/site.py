@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from . import db as dbq
 from .config import SiteConfig, StorageSettings, mask_url
+from .errors import ImagingDBError, InputError
 
 if TYPE_CHECKING:
     from .storage import StorageBackend
@@ -35,7 +36,9 @@ class Site:
     def __init__(self, config: SiteConfig):
         self.config = config
         self._engine: Optional[sa.Engine] = None
-        self._storage: Optional["StorageBackend"] = None
+        self._stores: dict[str, "StorageBackend"] = {}
+        #: store name -> why it cannot be reached (None: it can), asked once per site
+        self._reachable: dict[str, Optional[str]] = {}
         self._schema_checked = False
 
     @property
@@ -63,9 +66,41 @@ class Site:
 
     @property
     def storage(self) -> "StorageBackend":
-        if self._storage is None:
-            self._storage = open_storage(self.config.storage)
-        return self._storage
+        """The primary store: where uploads write and reads look first."""
+        return self.store(self.config.primary)
+
+    @property
+    def primary(self) -> str:
+        """The primary store's name."""
+        return self.config.primary
+
+    @property
+    def store_names(self) -> list[str]:
+        """Every store's name, the primary first, then as the site config lists them."""
+        return [self.config.primary] + [n for n in self.config.stores if n != self.config.primary]
+
+    def store(self, name: str) -> "StorageBackend":
+        """The store called ``name`` in the site config (opened on first use)."""
+        if name not in self._stores:
+            self._stores[name] = open_storage(self.store_settings(name))
+        return self._stores[name]
+
+    def store_settings(self, name: str) -> StorageSettings:
+        settings = self.config.stores.get(name)
+        if settings is None:
+            raise InputError(f"no store named {name!r} in the site config (its stores: "
+                             f"{', '.join(self.store_names)})")
+        return settings
+
+    def unreachable(self, name: str) -> Optional[str]:
+        """Why the store ``name`` cannot be read now (None: it can); asked once per site."""
+        if name not in self._reachable:
+            try:
+                self.store(name).check()
+                self._reachable[name] = None
+            except ImagingDBError as exc:
+                self._reachable[name] = str(exc)
+        return self._reachable[name]
 
     @property
     def database_url(self) -> str:

@@ -116,11 +116,13 @@ def upload_csv(
     on_result: Optional[Callable[[RowResult], None]] = None,
     annotate: Optional[Mapping[str, str]] = None,
     encoding: Optional[str] = None,
+    replicate: bool = False,
 ) -> UploadReport:
     """Upload every row of the CSV with the upload config; rows are independent, one
     bad row fails alone. ``on_result`` sees each row's result as soon as it is known;
     ``annotate`` ({key: value}) annotates every row's dataset; ``encoding`` is the CSV's
-    when it is not UTF-8 (e.g. cp1252)."""
+    when it is not UTF-8 (e.g. cp1252); ``replicate``: write every object to every store of
+    the site, not only the primary (the registration records a copy in each)."""
     encoding = check_encoding(encoding)
     config = load_upload_config(config_path)
     checked = {}
@@ -129,7 +131,7 @@ def upload_csv(
         checked[key] = notes.check_value(key, str(value), "--annotate")
     rows = read_upload_csv(csv_path, checked, config.required_annotations, encoding)
     uploader = Uploader(site, config, overwrite=overwrite, workers=workers,
-                        progress=progress or Progress())
+                        progress=progress or Progress(), replicate=replicate)
     report = UploadReport()
     for row in rows:
         result = _refused(row) if isinstance(row, RefusedRow) else uploader.upload_row(row)
@@ -169,10 +171,13 @@ class Uploader:
     """
 
     def __init__(self, site: Site, config: UploadConfig, *, overwrite: bool,
-                 workers: Optional[int], progress: Progress):
+                 workers: Optional[int], progress: Progress, replicate: bool = False):
         self.site = site
         self.config = config
         self.overwrite = overwrite
+        self.replicate = replicate
+        #: the site's stores the upload writes to, recorded as its dataset's replicas
+        self.store_names: list[str] = []
         self._workers_chosen = workers or config.nbr_workers
         self.workers = self._workers_chosen or default_workers(ENCODE)
         self.progress = progress
@@ -214,7 +219,7 @@ class Uploader:
                     self._validators[""] = MetaValidator(cfg.meta_schema, cfg.source)
             if cfg.filename_parser:
                 self.parser = plugins.get("filename_parser", cfg.filename_parser).obj
-            storage = _storage_for(self.site, cfg)
+            storage, self.store_names = _storage_for(self.site, cfg, self.replicate)
             storage.check(writable=True)
             self.storage = storage
             if not self._workers_chosen:
@@ -720,6 +725,7 @@ class RowUpload:
         else:
             dataset_pk = dbq.insert_dataset(conn, values)
         insert_children(conn, dataset_pk)
+        dbq.record_replicas(conn, dataset_pk, self.uploader.store_names)
 
     def _check_duplicate(self, conn: sa.Connection) -> None:
         """Say (upload config ``duplicates``: warn, error or ignore) when the content just
@@ -785,15 +791,32 @@ def _refuse_case_twin(conn: sa.Connection, dataset_id: str, *, registering: bool
                          f"by case; {CASE_ONLY}: use {twin} or another ID")
 
 
-def _storage_for(site: Site, config: UploadConfig) -> "StorageBackend":
-    """The site's storage, unless the upload config names another (the original's keys)."""
+def _storage_for(site: Site, config: UploadConfig,
+                 replicate: bool = False) -> tuple["StorageBackend", list[str]]:
+    """Where the upload writes, and the names of the site's stores that are: the primary
+    (``replicate``: every store), unless the upload config names another store (``storage``:
+    a store's name, or a backend as the original's configs do, with ``storage_access``)."""
+    if replicate:
+        if config.storage or config.storage_access:
+            raise InputError(f"{config.source}: --replicate writes to every store of the site; "
+                             "remove the upload config's storage/storage_access keys")
+        from .storage.mirrored import MirroredStorage
+
+        names = site.store_names
+        return MirroredStorage([site.store(name) for name in names]), names
     if not config.storage and not config.storage_access:
-        return site.storage
+        return site.storage, [site.primary]
+    if config.storage in site.config.stores and not config.storage_access:
+        return site.store(config.storage), [config.storage]
     backend = config.storage or site.config.storage.backend
     options = dict(site.config.storage.options) if backend == site.config.storage.backend else {}
     if config.storage_access:
         options["root" if backend == "local" else "bucket"] = config.storage_access
-    return open_storage(StorageSettings(backend, options))
+    settings = StorageSettings(backend, options)
+    # the same place as one of the site's stores: recorded as that store's copy
+    named = [name for name, store in site.config.stores.items()
+             if (store.backend, store.options) == (settings.backend, settings.options)]
+    return open_storage(settings), named[:1]
 
 
 def _itemsize(bit_depth: str) -> int:

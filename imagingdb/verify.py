@@ -39,6 +39,7 @@ from .errors import NotFoundError
 from .ids import parse_dataset_id
 from .pool import TRANSFER, default_workers, run_bounded
 from .progress import Progress
+from .replicas import reading_store, stores_holding
 from .site import Site
 from .storage import sha256_of_chunks
 
@@ -76,6 +77,7 @@ class DatasetCheck:
     """The outcome of verifying one dataset."""
 
     dataset_id: str
+    store: str = ""  # the store whose copy was checked
     objects_checked: int = 0
     bytes_read: int = 0
     without_checksum: int = 0  # rows with no recorded sha256 (adopted data): decoded only
@@ -91,7 +93,7 @@ class DatasetCheck:
         return sum(1 for p in self.problems if p.kind == kind)
 
     def to_json(self) -> dict[str, Any]:
-        return {"dataset_id": self.dataset_id, "ok": self.ok,
+        return {"dataset_id": self.dataset_id, "store": self.store, "ok": self.ok,
                 "objects_checked": self.objects_checked, "bytes_read": self.bytes_read,
                 "without_checksum": self.without_checksum,
                 "problems": [p.to_json() for p in self.problems],
@@ -106,22 +108,53 @@ class DatasetCheck:
 
 
 def verify_datasets(site: Site, dataset_ids: Optional[list[str]] = None, *,
-                    workers: Optional[int] = None,
+                    workers: Optional[int] = None, store: Optional[str] = None,
+                    all_stores: bool = False,
                     progress: Optional[Progress] = None) -> Iterator[DatasetCheck]:
     """Check the given datasets (all registered ones when None), one result each, as they
-    finish. ``progress`` counts the objects and bytes read, of those recorded at upload."""
+    finish: their copy in ``store`` (None: the one reads use, :mod:`imagingdb.replicas`), or
+    with ``all_stores`` every copy, one result per dataset and store. Without IDs, ``store``
+    checks the datasets it holds a copy of. ``progress`` counts the objects and bytes read,
+    of those recorded at upload."""
+    if store is not None:
+        site.store_settings(store)  # an unknown name, before any work
+    named = dataset_ids is not None
     progress = progress or Progress()
     with site.connection() as conn:
         if dataset_ids is None:
             dataset_ids = dbq.all_dataset_serials(conn)
         else:
             dataset_ids = [parse_dataset_id(text).text for text in dataset_ids]
-        objects, nbytes = dbq.stored_totals(conn, dataset_ids)
-    label = dataset_ids[0] if len(dataset_ids) == 1 else f"{len(dataset_ids)} datasets"
-    progress.start(label, objects, nbytes, unit="object")
-    try:
+        # (dataset ID, store, the stores holding it when `store` holds no copy of it)
+        plan: list[tuple[str, Optional[str], Optional[list[str]]]] = []
         for dataset_id in dataset_ids:
-            yield verify_dataset(site, dataset_id, workers=workers, progress=progress)
+            row = dbq.find_dataset(conn, dataset_id)
+            if row is None:
+                raise NotFoundError(f"dataset {dataset_id} not found")
+            holding = stores_holding(conn, site, row.id)
+            if all_stores:
+                plan += [(dataset_id, name, None) for name in holding]
+            elif store is None or store in holding:
+                plan.append((dataset_id, store, None))
+            elif named:
+                plan.append((dataset_id, store, holding))
+        sizes = dbq.stored_sizes(conn, dataset_ids)
+    checked = [sizes.get(dataset_id, (0, None)) for dataset_id, _, lacking in plan
+               if lacking is None]
+    total_bytes = 0 if any(size is None for _, size in checked) else sum(s for _, s in checked)
+    label = dataset_ids[0] if len(dataset_ids) == 1 else f"{len(dataset_ids)} datasets"
+    progress.start(label, sum(objects for objects, _ in checked), total_bytes, unit="object")
+    try:
+        for dataset_id, name, holding in plan:
+            if holding is None:
+                yield verify_dataset(site, dataset_id, workers=workers, store=name,
+                                     progress=progress)
+                continue
+            check = DatasetCheck(dataset_id, name)
+            check.problems.append(ObjectProblem(
+                "missing", dataset_id, f"no complete copy in store {name!r} (copies: "
+                f"{', '.join(holding)}); imagingdb sync --to {name} --id {dataset_id} makes one"))
+            yield check
     except BaseException:
         progress.finish(ok=False)
         raise
@@ -129,17 +162,23 @@ def verify_datasets(site: Site, dataset_ids: Optional[list[str]] = None, *,
 
 
 def verify_dataset(site: Site, dataset_id: str, *, workers: Optional[int] = None,
+                   store: Optional[str] = None,
                    progress: Optional[Progress] = None) -> DatasetCheck:
-    """Re-read every object of one dataset and report what is missing, corrupted or extra."""
+    """Re-read every object of one dataset's copy in ``store`` (None: the one reads use) and
+    report what is missing, corrupted or extra; an intact copy is recorded as verified."""
     dataset_id = parse_dataset_id(dataset_id).text
     with site.connection() as conn:
         row = dbq.find_dataset(conn, dataset_id)
         if row is None:
             raise NotFoundError(f"dataset {dataset_id} not found")
         owner = dbq.frames_global_of(conn, row.id) if row.frames else dbq.file_global_of(conn, row.id)
-    check = DatasetCheck(dataset_id)
-    storage = site.storage
-    verifier = _Verifier(site, check, workers or default_workers(TRANSFER, storage.transfer_workers),
+    if store is None:
+        store, storage = reading_store(site, row.id, dataset_id)
+    else:
+        storage = site.store(store)
+    check = DatasetCheck(dataset_id, store)
+    verifier = _Verifier(site, storage, check,
+                         workers or default_workers(TRANSFER, storage.transfer_workers),
                          progress or Progress())
     storage_dir = layout.storage_dir(owner.storage_dir if owner is not None else None,
                                      row.frames, dataset_id)
@@ -153,15 +192,59 @@ def verify_dataset(site: Site, dataset_id: str, *, workers: Optional[int] = None
         referenced = verifier.check_file(owner, storage_dir)
     verifier.find_extra(dataset_id, storage_dir, referenced)
     check.problems.sort(key=lambda p: (p.key, p.kind))
+    if owner is not None and not any(p.kind in ("missing", "corrupted", "incomplete")
+                                     for p in check.problems):
+        with site.connection(write=True) as conn:
+            again = (dbq.frames_global_of if row.frames else dbq.file_global_of)(conn, row.id)
+            if again is not None and again.storage_dir == owner.storage_dir:  # not replaced meanwhile
+                dbq.record_replicas(conn, row.id, [store], verified=True)
     return check
+
+
+def frame_problem(data: bytes, sha256: Optional[str], shape: tuple[int, ...], bit_depth: str,
+                  codec: "FrameCodec") -> Optional[str]:
+    """What is wrong with a stored frame's bytes (None: they decode to the frame's shape and
+    pixel type, and to pixels with the recorded ``sha256`` when there is one)."""
+    import numpy as np
+
+    pixels = np.empty(shape, np.dtype(bit_depth))
+    try:
+        codec.decode_into(data, pixels, check=True)  # any changed byte is corruption
+    except Exception as exc:  # noqa: BLE001 - any failure to decode is corruption
+        return f"cannot be decoded ({exc})"
+    if sha256 is not None and codec.pixel_hash(pixels) != sha256:
+        return f"the sha256 of its pixels differs from the recorded {sha256[:12]}..."
+    return None
+
+
+def frame_shape(frames_global: Any) -> tuple[int, ...]:
+    """The array shape of one frame of a frames_global row."""
+    shape: tuple[int, ...] = (frames_global.im_height, frames_global.im_width)
+    return shape + ((frames_global.im_colors,) if frames_global.im_colors > 1 else ())
+
+
+def expected_documents(frames_global: Any, dataset_id: str, positions: list[int],
+                       highest: tuple[int, int, int]) -> dict[str, dict[str, Any]]:
+    """The zarr.json documents an ome-zarr store of these rows has, by name in the store,
+    each as :func:`imagingdb.omezarr.document_problem` compares it."""
+    from .omezarr import StoreSpec, document_tree, grid_shape
+
+    g = frames_global
+    times, channels, slices = grid_shape(
+        (g.nbr_timepoints, g.nbr_channels, g.nbr_slices), highest)
+    return document_tree(StoreSpec(
+        name=dataset_id, positions=positions, dtype=g.bit_depth,
+        shape=(times, channels, slices, g.im_height, g.im_width),
+        channel_names=[f"channel{c}" for c in range(channels)]))
 
 
 class _Verifier:
     """Checks the objects of one dataset with a bounded pool of threads."""
 
-    def __init__(self, site: Site, check: DatasetCheck, workers: int, progress: Progress):
+    def __init__(self, site: Site, storage: "StorageBackend", check: DatasetCheck, workers: int,
+                 progress: Progress):
         self.site = site
-        self.storage: "StorageBackend" = site.storage
+        self.storage = storage
         self.check = check
         self.workers = workers
         self.progress = progress
@@ -188,9 +271,7 @@ class _Verifier:
     def check_frames(self, frames_global: Any, storage_dir: str) -> set[str]:
         """Check every frame row (and an ome-zarr store's zarr.json); return the keys they
         reference."""
-        shape: tuple[int, ...] = (frames_global.im_height, frames_global.im_width)
-        if frames_global.im_colors > 1:
-            shape += (frames_global.im_colors,)
+        shape = frame_shape(frames_global)
         frame_format = getattr(frames_global, "frame_format", None) or layout.PNG
         codec = frame_codec(frame_format)
         referenced: set[str] = set()
@@ -225,15 +306,9 @@ class _Verifier:
                          highest: tuple[int, int, int]) -> set[str]:
         """The zarr.json documents of an ome-zarr store: there, and still saying where the
         frames are (compared with what the upload wrote for these rows)."""
-        from .omezarr import StoreSpec, document_problem, document_tree, grid_shape
+        from .omezarr import document_problem
 
-        g = frames_global
-        times, channels, slices = grid_shape(
-            (g.nbr_timepoints, g.nbr_channels, g.nbr_slices), highest)
-        expected = document_tree(StoreSpec(
-            name=self.check.dataset_id, positions=positions, dtype=g.bit_depth,
-            shape=(times, channels, slices, g.im_height, g.im_width),
-            channel_names=[f"channel{c}" for c in range(channels)]))
+        expected = expected_documents(frames_global, self.check.dataset_id, positions, highest)
         keys = set()
         for name, wanted in expected.items():
             key = layout.object_key(storage_dir, name)
@@ -262,28 +337,18 @@ class _Verifier:
 
     def _check_frame(self, key: str, frame: Any, shape: tuple[int, ...], bit_depth: str,
                      codec: "FrameCodec") -> None:
-        import numpy as np
-
         index = FrameIndex(frame.channel_idx, frame.slice_idx, frame.time_idx, frame.pos_idx)
         try:
             data = self.storage.get_bytes(key)
         except KeyError:
             self._record(ObjectProblem("missing", key, "not in storage", index), 0)
             return
-        pixels = np.empty(shape, np.dtype(bit_depth))
-        try:
-            codec.decode_into(data, pixels, check=True)  # any changed byte is corruption
-        except Exception as exc:  # noqa: BLE001 - any failure to decode is corruption
-            self._record(ObjectProblem("corrupted", key, f"cannot be decoded ({exc})", index), len(data))
-            return
-        problem = None
         if frame.sha256 is None:
             with self._lock:
                 self.check.without_checksum += 1
-        elif codec.pixel_hash(pixels) != frame.sha256:
-            problem = ObjectProblem("corrupted", key, "the sha256 of its pixels differs from the "
-                              f"recorded {frame.sha256[:12]}...", index)
-        self._record(problem, len(data))
+        detail = frame_problem(data, frame.sha256, shape, bit_depth, codec)
+        self._record(None if detail is None else ObjectProblem("corrupted", key, detail, index),
+                     len(data))
 
     # --------------------------------------------------------------------- file
 

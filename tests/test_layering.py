@@ -21,9 +21,9 @@ LAYERS = {
     0: ("errors", "ids", "layout", "acquisition", "progress", "faults", "quick_schema",
         "hookspecs", "config", "terminal", "input_files", "calibration", "annotations", "provenance"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
-        "site", "pool", "plugin_install", "omezarr", "search"),
+        "site", "pool", "plugin_install", "omezarr", "search", "replicas"),
     2: ("upload", "upload_rows", "download", "export", "verify", "gc", "claims", "analysis",
-        "remove", "edit"),
+        "remove", "edit", "sync"),
     3: ("api",),
     4: ("cli", "console", "entry", "__main__", "onefile", "pyrun"),
     5: ("testing", "demo"),  # test data and the demo sit above everything they exercise

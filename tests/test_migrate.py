@@ -185,7 +185,8 @@ def test_status_shows_the_masked_url_version_and_pending_steps(version_1, site, 
     assert status["upgrade_steps"] == ["2: storage_dir may be NULL",
                                       "3: frames_global records its frame layout (frame_format)",
                                       "4: annotations, provenance and sizes of datasets; "
-                                      "pending removals"]
+                                      "pending removals",
+                                      "5: where each dataset's complete copies are (replica)"]
     assert status["datasets"] == 2 and status["blocked"] == []
     assert status["database"] == find_site_config().database.url
     text = run_cli("db", "status")

@@ -23,6 +23,7 @@ from .tables import (
     frames_global,
     metadata,
     pending_removal,
+    replica,
     schema_sql,
     schema_statements,
     schema_version,
@@ -30,6 +31,7 @@ from .tables import (
 
 __all__ = [
     "SCHEMA_VERSION", "JSONType", "connection_error", "create_engine", "current_version",
-    "data_set", "file_global", "frames", "frames_global", "metadata", "pending_removal", "schema_sql",
+    "data_set", "file_global", "frames", "frames_global", "metadata", "pending_removal", "replica",
+    "schema_sql",
     "schema_statements", "schema_version", "writing",
 ]

@@ -346,12 +346,19 @@ def _catalogue_columns(conn: sa.Connection) -> None:
     conn.exec_driver_sql(tables["pending_removal"].statement)
 
 
+def _replica_table(conn: sa.Connection) -> None:
+    """Version 5: the replica table (where complete copies of each dataset are); every earlier
+    dataset has none, which reads as: in the primary store."""
+    conn.exec_driver_sql(schema_tables(conn.dialect.name)["replica"].statement)
+
+
 #: (version, what it does, the step); a step runs on a database at the version before it
 STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "adopt a database made by the original imagingDB", _create_schema_version),
     (2, "storage_dir may be NULL", _storage_dir_nullable),
     (3, "frames_global records its frame layout (frame_format)", _frame_format_column),
     (4, "annotations, provenance and sizes of datasets; pending removals", _catalogue_columns),
+    (5, "where each dataset's complete copies are (replica)", _replica_table),
 )
 
 

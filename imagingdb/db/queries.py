@@ -8,7 +8,7 @@ from typing import Iterable, Optional, Sequence
 import sqlalchemy as sa
 
 from ..layout import OME_ZARR
-from .tables import data_set, file_global, frames, frames_global, pending_removal
+from .tables import data_set, file_global, frames, frames_global, pending_removal, replica
 
 __all__ = [
     "find_dataset",
@@ -25,7 +25,7 @@ __all__ = [
     "parent_pk_of",
     "datasets_with_content",
     "all_dataset_serials",
-    "stored_totals",
+    "stored_sizes",
     "insert_dataset",
     "update_dataset",
     "delete_dataset_children",
@@ -44,6 +44,11 @@ __all__ = [
     "pending_removals",
     "insert_pending_removal",
     "delete_pending_removal",
+    "replica_stores",
+    "record_replicas",
+    "mark_verified",
+    "datasets_in_store",
+    "replica_stores_by_serial",
 ]
 
 
@@ -205,22 +210,21 @@ def all_dataset_serials(conn: sa.Connection) -> list[str]:
                              .order_by(data_set.c.dataset_serial)).scalars())
 
 
-def stored_totals(conn: sa.Connection, dataset_ids: Optional[Sequence[str]] = None
-                  ) -> tuple[int, int]:
-    """(objects, bytes) stored for the datasets (all when None), as recorded at upload; a
-    dataset from before sizes were recorded counts its frames (or its one file), and makes
-    the bytes unknown (0)."""
+def stored_sizes(conn: sa.Connection, dataset_ids: Sequence[str]
+                 ) -> dict[str, tuple[int, Optional[int]]]:
+    """Dataset ID -> (objects, bytes) stored, as recorded at upload; a dataset from before
+    sizes were recorded counts its frames (or its one file), and None bytes."""
     objects = sa.func.coalesce(data_set.c.stored_objects, frames_global.c.nbr_frames, 1)
-    unsized = sa.case((data_set.c.stored_bytes.is_(None), 1), else_=0)
-    stmt = (sa.select(sa.func.coalesce(sa.func.sum(objects), 0),
-                      sa.func.coalesce(sa.func.sum(data_set.c.stored_bytes), 0),
-                      sa.func.coalesce(sa.func.sum(unsized), 0))
+    stmt = (sa.select(data_set.c.dataset_serial, objects, data_set.c.stored_bytes)
             .select_from(data_set.outerjoin(frames_global,
                                             frames_global.c.dataset_id == data_set.c.id)))
-    if dataset_ids is not None:
-        stmt = stmt.where(data_set.c.dataset_serial.in_(list(dataset_ids)))
-    total_objects, total_bytes, without_size = conn.execute(stmt).one()
-    return int(total_objects), 0 if without_size else int(total_bytes)
+    wanted = list(dict.fromkeys(dataset_ids))
+    sizes = {}
+    for start in range(0, len(wanted), 500):  # bounded IN lists, for verify --all
+        batch = stmt.where(data_set.c.dataset_serial.in_(wanted[start:start + 500]))
+        for dataset_id, count, nbytes in conn.execute(batch):
+            sizes.setdefault(dataset_id, (int(count), nbytes))
+    return sizes
 
 
 # ------------------------------------------------------------------ registering
@@ -241,6 +245,7 @@ def delete_dataset_children(conn: sa.Connection, dataset_pk: int) -> None:
     conn.execute(sa.delete(frames).where(frames.c.frames_global_id.in_(fg_ids)))
     conn.execute(sa.delete(frames_global).where(frames_global.c.dataset_id == dataset_pk))
     conn.execute(sa.delete(file_global).where(file_global.c.dataset_id == dataset_pk))
+    conn.execute(sa.delete(replica).where(replica.c.dataset_id == dataset_pk))
 
 
 def insert_frames_global(conn: sa.Connection, values: dict) -> int:
@@ -382,3 +387,65 @@ def insert_pending_removal(conn: sa.Connection, dataset_id: str, storage_dir: st
 
 def delete_pending_removal(conn: sa.Connection, pending_pk: int) -> None:
     conn.execute(sa.delete(pending_removal).where(pending_removal.c.id == pending_pk))
+
+
+# --------------------------------------------------------------------- replicas
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def replica_stores(conn: sa.Connection, dataset_pks: Iterable[int]) -> dict[int, list[sa.Row]]:
+    """The replica rows of these datasets, by data_set id (a dataset without any: absent)."""
+    found: dict[int, list[sa.Row]] = {}
+    pks = sorted(set(dataset_pks))
+    for start in range(0, len(pks), 500):  # bound the IN list
+        stmt = (sa.select(replica).where(replica.c.dataset_id.in_(pks[start:start + 500]))
+                .order_by(replica.c.dataset_id, replica.c.store))
+        for row in conn.execute(stmt):
+            found.setdefault(row.dataset_id, []).append(row)
+    return found
+
+
+def record_replicas(conn: sa.Connection, dataset_pk: int, stores: Iterable[str], *,
+                    verified: bool = False, complete_at: Optional[datetime] = None) -> None:
+    """Record that complete copies of the dataset are in ``stores`` (now, or at
+    ``complete_at``); ``verified``: every object was just checked too."""
+    now = _utc_now()
+    have = {row.store for row in replica_stores(conn, [dataset_pk]).get(dataset_pk, [])}
+    for store in dict.fromkeys(stores):
+        if store in have:
+            if verified:
+                mark_verified(conn, dataset_pk, store)
+            continue
+        conn.execute(sa.insert(replica).values(
+            dataset_id=dataset_pk, store=store, complete_at=complete_at or now,
+            verified_at=now if verified else None))
+
+
+def mark_verified(conn: sa.Connection, dataset_pk: int, store: str) -> None:
+    """Every object of the dataset's copy in ``store`` was just found intact."""
+    conn.execute(sa.update(replica).where(replica.c.dataset_id == dataset_pk,
+                                          replica.c.store == store)
+                 .values(verified_at=_utc_now()))
+
+
+def datasets_in_store(conn: sa.Connection, store: str) -> list[int]:
+    """The data_set ids with a replica row for ``store``."""
+    return list(conn.execute(sa.select(replica.c.dataset_id).where(replica.c.store == store)
+                             .order_by(replica.c.dataset_id)).scalars())
+
+
+def replica_stores_by_serial(conn: sa.Connection, dataset_ids: Sequence[str]) -> dict[str, list[str]]:
+    """The stores recorded as holding each of these datasets, by dataset ID (a dataset without
+    a replica row: absent)."""
+    found: dict[str, list[str]] = {}
+    ids = sorted(set(dataset_ids))
+    for start in range(0, len(ids), 500):  # bound the IN list
+        stmt = (sa.select(data_set.c.dataset_serial, replica.c.store)
+                .join(replica, replica.c.dataset_id == data_set.c.id)
+                .where(data_set.c.dataset_serial.in_(ids[start:start + 500])))
+        for serial, store in conn.execute(stmt):
+            found.setdefault(serial, []).append(store)
+    return found

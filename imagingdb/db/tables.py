@@ -14,7 +14,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
+SCHEMA_VERSION = 5  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
 
 
 
@@ -121,6 +121,15 @@ pending_removal = sa.Table(
     sa.Column("storage_dir", sa.String, nullable=False),
     sa.Column("reason", sa.String, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+replica = sa.Table(
+    "replica", metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("dataset_id", sa.Integer, sa.ForeignKey("data_set.id"), nullable=False),
+    sa.Column("store", sa.String, nullable=False),
+    sa.Column("complete_at", sa.DateTime, nullable=False),
+    sa.Column("verified_at", sa.DateTime),
 )
 
 

@@ -75,7 +75,7 @@ class HashingReader:
         return self._hash.hexdigest()
 
 
-class _ChunkStream:
+class ChunkStream:
     """Chunks of bytes as a read-only file, for put_fileobj (the default :meth:`StorageBackend.copy`)."""
 
     def __init__(self, first: bytes, rest: Iterator[bytes]):
@@ -193,7 +193,20 @@ class StorageBackend(abc.ABC):
         """
         chunks = iter(self.read_chunks(src_key))
         first = next(chunks, b"")  # a missing object is a KeyError here, before any write
-        self.put_fileobj(dst_key, _ChunkStream(first, chunks))
+        self.put_fileobj(dst_key, ChunkStream(first, chunks))
+
+    def put_verified(self, key: str, data: bytes) -> None:
+        """:meth:`put_bytes`, then make sure the store holds exactly ``data`` at ``key``
+        (``imagingdb sync``'s copies), raising a WorkError if not. This default reads the
+        object back; a store that checks a checksum sent with the bytes overrides it."""
+        self.put_bytes(key, data)
+        try:
+            back = self.get_bytes(key)
+        except KeyError:
+            back = None
+        if back != data:
+            raise WorkError(f"{self.describe()}: {key} differs from what was written once "
+                            "read back")
 
     def flush(self) -> None:
         """Make every object put so far durable (called before the database commit)."""

@@ -145,3 +145,41 @@ def test_verify_and_gc_draw_progress_with_percentage_and_bytes_on_a_terminal(
     assert re.search(r"Checking storage \[[#-]{20}\] \d+/25 \d+% [\d.]+ [kKM]?B of "
                      r"[\d.]+ [kKM]?B", shown), shown
     assert f"raw_frames/{DEAD_ID}/im_c000_z000_t000_p000.png\t1500" in shown
+
+
+class RecordedProgress:
+    """What a progress bar is told: the totals at the start, the advances, the end."""
+
+    def __init__(self):
+        self.started, self.objects, self.bytes, self.finished = [], 0, 0, []
+
+    def start(self, label, total, total_bytes, unit="frame"):
+        self.started.append((label, total, total_bytes, unit))
+
+    def advance(self, objects, nbytes):
+        self.objects += objects
+        self.bytes += nbytes
+
+    def finish(self, ok=True):
+        self.finished.append(ok)
+
+    def note(self, message):
+        pass
+
+
+@only_sqlite
+def test_the_bars_are_told_the_totals_they_reach_so_percentage_and_eta_are_right(
+        site, uploaded_ometiff):
+    with site.connect() as db:
+        stored = db.dataset(uploaded_ometiff).info.stored_bytes
+        verifying = RecordedProgress()
+        assert all(check.ok for check in db.verify(progress=verifying))
+        orphan(site, DEAD_ID, size=1000)
+        checking = RecordedProgress()
+        db.gc(progress=checking)
+    assert verifying.started == [(DATASET_ID, 24, stored, "object")]
+    assert (verifying.objects, verifying.bytes, verifying.finished) == (24, stored, [True])
+    (label, objects, nbytes, unit), = checking.started
+    assert (label, unit, checking.finished) == ("storage", "object", [True])
+    assert (checking.objects, checking.bytes) == (objects, nbytes)
+    assert objects >= 25 and nbytes >= stored + 1000

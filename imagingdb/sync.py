@@ -14,7 +14,8 @@ store without a recorded copy of it (:mod:`imagingdb.replicas`),
 3. each one it lacks (or holds damaged) is read from a store holding a copy,
    checked the same way (a damaged source is never propagated), and written
    to the target by :meth:`~imagingdb.storage.StorageBackend.put_verified`
-   (read back, or on S3 checked by S3 against the SHA-256 sent with it);
+   (read back and compared, or on AWS S3 checked by S3 against the SHA-256
+   sent with it, which it confirms);
 4. once every object is there and checked and the target flushed, ONE
    transaction records the replica, after proving that the dataset is the
    one enumerated (not replaced or deleted meanwhile).
@@ -134,7 +135,7 @@ class SyncReport:
             planned = [i for i in items if i.status == PLANNED]
             return (f"would copy {sum(i.copied for i in planned)} object(s), "
                     f"{sum(i.bytes_copied for i in planned)} bytes, for {len(planned)} of "
-                    f"{len(items)} dataset copies; {self.count(PRESENT)} already there")
+                    f"{_copies(len(items))}; {self.count(PRESENT)} already there")
         copied = sum(i.copied for i in items)
         parts = [f"{self.count(COPIED)} copied ({copied} object(s), "
                  f"{sum(i.bytes_copied for i in items)} bytes)" if copied else "nothing copied",
@@ -142,7 +143,11 @@ class SyncReport:
                  f"{self.count(PRESENT)} already there" if self.count(PRESENT) else "",
                  f"{self.count(INCOMPLETE)} incomplete" if self.count(INCOMPLETE) else "",
                  f"{self.count(FAILED)} failed" if self.count(FAILED) else ""]
-        return f"synced {len(items)} dataset copies: " + ", ".join(p for p in parts if p)
+        return f"synced {_copies(len(items))}: " + ", ".join(p for p in parts if p)
+
+
+def _copies(count: int) -> str:
+    return f"{count} dataset cop{'y' if count == 1 else 'ies'}"
 
 
 def sync(site: Site, dataset_ids: Optional[list[str]] = None, *,
@@ -338,9 +343,12 @@ class _Copier:
         self.workers = workers or default_workers(TRANSFER, self.target.transfer_workers)
         self.progress = progress
         self._lock = threading.Lock()
+        #: the keys the target holds in the dataset's folder: one listing, not a request a key
+        self._there: set[str] = set()
 
     def run(self) -> None:
         dataset = self.dataset
+        self._there = set(self.target.list_keys(f"{dataset.storage_dir}/"))
         total = (dataset.owner.nbr_frames if dataset.frames else 1)
         self.progress.start(f"{self.item.dataset_id} -> {self.item.store}", total, 0, "object")
         try:
@@ -374,6 +382,8 @@ class _Copier:
     def _object(self, key: str, check: Check) -> tuple[bool, int, str]:
         """(copied?, bytes, what the target held: checked | missing | damaged)."""
         try:
+            if key not in self._there:
+                raise KeyError(key)
             there = self.target.get_bytes(key)
         except KeyError:
             state = "missing"
@@ -408,6 +418,8 @@ class _Copier:
         """A file kept whole, streamed and hashed (it may be larger than memory)."""
         recorded = self.dataset.owner.sha256
         try:
+            if key not in self._there:
+                raise KeyError(key)
             digest, size = sha256_of_chunks(self.target.read_chunks(key))
         except KeyError:
             state = "missing"

@@ -76,8 +76,10 @@ def test_query_json_has_the_documented_keys(uploaded_ometiff, run_cli):
         ("parent_dataset_id", None)]
     assert list(records[0])[6:] == [
         "annotations", "nbr_frames", "stored_bytes", "stored_objects", "uploaded_by",
-        "uploaded_host", "uploaded_at", "imagingdb_version", "source_path", "content_sha256"]
+        "uploaded_host", "uploaded_at", "imagingdb_version", "source_path", "content_sha256",
+        "stores"]
     assert records[0]["nbr_frames"] == 24
+    assert records[0]["stores"] == ["local"]  # the one store of a one-backend site
 
 
 def test_query_defaults_to_json_in_a_pipe(uploaded_ometiff, run_cli):

@@ -358,3 +358,56 @@ def test_two_tiers_on_postgres(tmp_path, monkeypatch, isolated_home, s3_bucket, 
     assert run_cli("verify", DATASET_ID, "--all-stores").exit_code == 0
     shown = json.loads(run_cli("show", DATASET_ID, "--format", "json").stdout)
     assert shown["stores"] == ["local", "s3"]
+
+
+def test_sync_of_a_file_kept_whole_and_of_an_ome_zarr_dataset(two_tier, run_cli, upload_files,
+                                                              mm_ometiff, tmp_path):
+    whole, zarr = "ML-2005-05-23-10-00-00-0002", "ML-2005-05-23-10-00-00-0003"
+    tiff = next(mm_ometiff.glob("*.ome.tif"))
+    assert run_cli("upload", "--csv", upload_files.csv([{"dataset_id": whole, "file_name": str(tiff)}]),
+                   "--config", upload_files.file_config()).exit_code == 0
+    assert run_cli("upload", "--csv", upload_files.csv([{"dataset_id": zarr,
+                                                         "file_name": str(mm_ometiff)}]),
+                   "--config", upload_files.frames_config(frame_format="ome-zarr")).exit_code == 0
+    synced = run_cli("sync", "--to", "s3", "--all", "--format", "json")
+    assert synced.exit_code == 0, synced.stderr
+    copied = {item["dataset_id"]: item["copied"] for item in synced.json()["datasets"]}
+    assert copied[whole] == 1 and copied[zarr] > FRAMES  # the chunks and the zarr.json documents
+    assert two_tier.s3_objects() == {k: v for k, v in two_tier.local_objects().items()
+                                     if k.startswith("raw_")}
+    assert run_cli("verify", "--all", "--storage", "s3").exit_code == 0
+    fetched = Path(run_cli("download", "--id", whole, "--dest", tmp_path / "w",
+                           "--storage", "s3").stdout.strip())
+    assert (fetched / tiff.name).read_bytes() == tiff.read_bytes()
+    import imagingdb
+
+    with imagingdb.connect() as database:
+        dataset = database.dataset(zarr)
+        assert np.array_equal(dataset.read(storage="s3"), dataset.read())
+
+
+def test_an_adopted_database_whose_bucket_an_external_sync_filled_is_told_so_after_a_check(
+        tmp_path, monkeypatch, isolated_home, s3_bucket, run_cli):
+    from imagingdb.config import find_site_config
+    from tests.original_imagingdb import OriginalImagingDB
+
+    original = "ORIG-2016-04-01-09-00-00-0001"
+    root = tmp_path / "local-store"
+    config = site_config(tmp_path, f"sqlite:///{tmp_path / 'original.sqlite'}", s3_bucket, root)
+    monkeypatch.setenv("IMAGINGDB_CONFIG", str(config))
+    engine = dbq.create_engine(find_site_config().database)
+    OriginalImagingDB(engine, root).add_frames(original, seed=4)
+    engine.dispose()
+    assert run_cli("db", "upgrade").exit_code == 0
+    two_tier = TwoTier(root, s3_bucket, config)
+    local = two_tier.local_objects()
+    assert run_cli("show", original, "--format", "json").json()["replicas"] == [
+        {"store": "local", "recorded": False, "complete_at": None, "verified_at": None}]
+    for key, data in local.items():  # what DataSync copied
+        two_tier.put_s3(key, data)
+    recorded = run_cli("sync", "--to", "s3", "--all", "--no-copy", "--format", "json")
+    assert recorded.exit_code == 0, recorded.stderr
+    [item] = recorded.json()["datasets"]
+    assert item["status"] == "recorded" and item["checked"] == len(local) and item["copied"] == 0
+    assert two_tier.replicas() == [(original, "local", False), (original, "s3", True)]
+    assert run_cli("verify", original, "--all-stores").exit_code == 0

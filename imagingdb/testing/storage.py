@@ -150,6 +150,20 @@ def check_copy(storage: StorageBackend) -> None:
 LONG_NAMES = ("n" * 251 + ".txt", "é" * 125 + "a.txt", "日" * 83 + ".txt", "🔬" * 62 + ".txt")
 
 
+def check_put_verified(storage: StorageBackend) -> None:
+    """put_verified: the bytes stored as put_bytes stores them, replacing an older object
+    (``imagingdb sync`` writes every copy with it)."""
+    key = f"{PREFIX}/verified/object"
+    storage.put_verified(key, _payload(70_000, 9))
+    data = _payload(50_000, 10)
+    storage.put_verified(key, data)
+    _require(storage.get_bytes(key) == data, "put_verified", "the object differs from what was put")
+    listed = list(storage.list_keys(f"{PREFIX}/verified/"))
+    _require(listed == [key], "put_verified",
+             f"{PREFIX}/verified/ listed {listed}: it must leave no other object behind")
+    storage.delete([key])
+
+
 def check_long_names(storage: StorageBackend) -> None:
     """A key whose last part is as long as a file name may be (255 bytes) is stored and read
     back: a file kept whole keeps its name, and every name a filesystem allows is a source."""
@@ -167,7 +181,8 @@ def check_long_names(storage: StorageBackend) -> None:
 
 
 CHECKS = (check_reused_buffers, check_round_trip, check_buffer_handshake,
-          check_missing_objects, check_listing_and_delete, check_copy, check_long_names)
+          check_missing_objects, check_listing_and_delete, check_copy, check_put_verified,
+          check_long_names)
 
 
 def check_storage_backend(storage: StorageBackend) -> None:

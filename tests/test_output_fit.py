@@ -47,6 +47,7 @@ def test_query_table_fits_the_terminal_and_never_cuts_the_id(long_rows, columns)
     assert row.split("  ")[0] == DATASET_ID
 
 
+@only_sqlite
 def test_query_table_in_a_pipe_keeps_values_whole_to_a_sensible_width(long_rows, run_cli):
     result = run_cli("query", "--format", "table")
     row = next(line for line in result.stdout.splitlines() if line.startswith(DATASET_ID))
@@ -97,6 +98,7 @@ def test_show_is_a_readable_summary_and_json_the_whole_record(stopped, run_cli):
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?", data["uploaded_at"])
 
 
+@only_sqlite
 def test_show_of_a_complete_dataset_says_none_missing(uploaded_ometiff, run_cli):
     shown = fields(run_cli("show", uploaded_ometiff).stdout)
     assert shown["missing_frames"] == "none"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from .errors import SplitterError
 
@@ -161,3 +161,40 @@ class Splitter(abc.ABC):
     def open(self, source: "os.PathLike[str] | str", options: SplitOptions) -> Acquisition:
         """Open ``source`` (file or folder); raise SplitterError if it is not this format."""
 
+
+
+def index_ranges(indexes: Iterable[int]) -> str:
+    """0, 2-5, 7: sorted indexes with runs written as ranges."""
+    runs: list[list[int]] = []
+    for index in sorted(set(indexes)):
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def describe_missing(missing: Iterable[FrameIndex], axes: dict[str, Sequence[int]]) -> list[str]:
+    """Missing frames as few groups as a grid allows, each ``p=0 t=3 c=1 z=0-2`` with an
+    axis left out when the group spans all of it (``t=3``: every frame of time point 3).
+    ``axes``: the indexes of each axis ``p``, ``t``, ``c``, ``z`` the grid intends."""
+    order = ("p", "t", "c", "z")
+    groups = [{"p": frozenset([i.position]), "t": frozenset([i.time]),
+               "c": frozenset([i.channel]), "z": frozenset([i.slice])} for i in missing]
+    for _ in range(2):  # a second pass merges what the first made alike
+        for axis in reversed(order):
+            merged: dict[tuple, dict[str, frozenset]] = {}
+            for group in groups:
+                key = tuple(group[a] for a in order if a != axis)
+                if key in merged:
+                    merged[key] = {**merged[key], axis: merged[key][axis] | group[axis]}
+                else:
+                    merged[key] = group
+            groups = list(merged.values())
+    groups.sort(key=lambda g: tuple(min(g[a]) for a in order))
+    lines = []
+    for group in groups:
+        parts = [f"{a}={index_ranges(group[a])}" for a in order
+                 if set(group[a]) != set(axes.get(a, ()))]
+        lines.append(" ".join(parts) or "all")
+    return lines

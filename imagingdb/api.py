@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from .edit import EditReport
     from .export import ExportSource
     from .gc import GcReport
+    from .progress import Progress
     from .remove import DeleteReport, RenameReport
     from .search import Filters, Stats
     from .storage import StorageBackend
@@ -305,7 +306,7 @@ class Database:
 
     def verify(self, dataset_ids: Optional[Sequence[str]] = None, *,
                workers: Optional[int] = None, storage: Optional[str] = None,
-               all_stores: bool = False) -> "VerifyRun":
+               all_stores: bool = False, progress: Optional["Progress"] = None) -> "VerifyRun":
         """Re-read datasets from storage against their checksums (all of them when None):
         iterate the result for one :class:`~imagingdb.verify.DatasetCheck` per dataset as
         it finishes, then ask it for ``ok`` and ``summary()``. ``storage``: the copies in
@@ -315,7 +316,7 @@ class Database:
 
         return VerifyRun(verify_datasets(
             self.site, None if dataset_ids is None else list(dataset_ids), workers=workers,
-            store=storage, all_stores=all_stores))
+            store=storage, all_stores=all_stores, progress=progress))
 
     def sync(self, dataset_ids: Optional[Sequence[str]] = None, *,
              to: Union[str, Sequence[str], None] = None, dry_run: bool = False,
@@ -332,9 +333,11 @@ class Database:
                     progress=progress)
 
     def gc(self, *, delete: bool = False, older_than: Union[float, str, None] = None,
-           on_garbage: Optional[Callable[[Any], None]] = None) -> "GcReport":
+           on_garbage: Optional[Callable[[Any], None]] = None,
+           progress: Optional["Progress"] = None) -> "GcReport":
         """Find (``delete``: remove) stored objects no dataset references, in folders not
-        written to for ``older_than`` (seconds, or a duration like "2h"; default 24 hours)."""
+        written to for ``older_than`` (seconds, or a duration like "2h"; default 24 hours)
+        and in younger ones no running upload claims (an interrupted upload's)."""
         from .gc import DEFAULT_GRACE, collect_garbage, parse_duration
 
         if older_than is None:
@@ -346,10 +349,17 @@ class Database:
         # What interrupted deletes and renames left is garbage whatever its age: their
         # commits said so. Finished (or listed) first, under each dataset ID's claim.
         pending = finish_pending_removals(self.site, dry_run=not delete, on_object=on_garbage)
-        report = collect_garbage(self.site, delete=delete, older_than=older_than,
-                                 on_garbage=on_garbage)
         listed = {obj.key for removal in pending for obj in removal.objects}
+
+        def not_listed(obj: Any) -> None:  # a dry run finds them again: each is listed once
+            if on_garbage is not None and obj.key not in listed:
+                on_garbage(obj)
+
+        report = collect_garbage(self.site, delete=delete, older_than=older_than,
+                                 on_garbage=not_listed, progress=progress)
         report.garbage = [obj for obj in report.garbage if obj.key not in listed]
+        left = report.garbage_folders()
+        report.interrupted = [folder for folder in report.interrupted if folder in left]
         report.pending_removals = pending
         return report
 
@@ -536,7 +546,11 @@ class Dataset:
             dims = self.dims
             result.update({**dims.__dict__, "frame_format": self.frame_format})
             result["channel_names"] = self.channel_names()
-            result["missing_frames"] = len(self.missing_frames())
+            missing = self.missing_frames()
+            result["missing_frames"] = len(missing)
+            result["missing_frame_indexes"] = [
+                {"channel": i.channel, "slice": i.slice, "time": i.time, "position": i.position}
+                for i in missing]
         else:
             result.update({"file_name": self.file["file_name"], "sha256": self.file["sha256"]})
         stored_bytes, stored_objects, measured = self.stored_size()

@@ -543,11 +543,26 @@ def human_size(size: int) -> str:
 #: summary keys show prints in sentences of their own, not as `key  value`
 _SUMMARY_OWN_LINES = ("annotations", "stored_bytes", "stored_objects", "stored_size_measured",
                       "uploaded_by", "uploaded_host", "uploaded_at", "imagingdb_version",
-                      "source_path", "content_sha256", "global_meta", "stores", "replicas")
+                      "source_path", "content_sha256", "global_meta", "stores", "replicas",
+                      "nbr_channels", "nbr_slices", "nbr_timepoints", "nbr_positions",
+                      "im_height", "im_width", "im_colors", "bit_depth", "frame_format",
+                      "missing_frames", "missing_frame_indexes")
+#: the groups of missing frames show lists (--format json has every frame)
+_MISSING_GROUPS_SHOWN = 8
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
+    """`imagingdb show`: one line a field, the dimensions in a sentence, missing frames by
+    index, global metadata as the names of its keys (its values fill pages: OME-XML)."""
+    import shutil
+
+    from .terminal import shortened
+
     rows = [(k, v) for k, v in summary.items() if k not in _SUMMARY_OWN_LINES]
+    if summary["frames"] and "nbr_channels" in summary:
+        at = next(i for i, (k, _) in enumerate(rows) if k == "channel_names")
+        rows[at:at] = [("dimensions", _dimensions(summary))]
+        rows.append(("missing_frames", _missing_frames(summary)))
     size, objects = summary["stored_bytes"], summary["stored_objects"]
     if size is None:
         stored = "unknown (not recorded, and the storage cannot list sizes)"
@@ -575,8 +590,47 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"{key:<{width}}  {printable(shown)}".rstrip())
     for key in sorted(annotations):
         print(printable(f"  {key}: {annotations[key]}"))
-    meta_text = json.dumps(summary["global_meta"], sort_keys=True, default=str)[:2000]
-    print(f"{'global_meta':<{width}}  {printable(meta_text)}")
+    meta = summary["global_meta"] or {}
+    keys = sorted(meta) if isinstance(meta, dict) else []
+    line = (f"{'global_meta':<{width}}  {len(keys)} key(s) (--format json for the whole "
+            f"record){': ' if keys else ''}{', '.join(keys)}")
+    if sys.stdout.isatty():  # a pipe gets every key's name
+        line = shortened(line, max(shutil.get_terminal_size().columns - 1, 40))
+    print(printable(line))
+
+
+def _dimensions(summary: dict[str, Any]) -> str:
+    """2 channels x 3 slices x 2 time points x 2 positions; 64 x 64 pixels, uint16 (png)."""
+    axes = [(summary["nbr_channels"], "channel"), (summary["nbr_slices"], "slice"),
+            (summary["nbr_timepoints"], "time point"), (summary["nbr_positions"], "position")]
+    grid = " x ".join(f"{n} {name}{'' if n == 1 else 's'}" for n, name in axes)
+    colors = summary["im_colors"]
+    pixels = f"{summary['im_height']} x {summary['im_width']} pixels"
+    if colors > 1:
+        pixels += f" x {colors} colours"
+    return f"{grid}; {pixels}, {summary['bit_depth']} ({summary['frame_format']})"
+
+
+def _missing_frames(summary: dict[str, Any]) -> str:
+    """none, or ``9 of 32: t=3`` (the groups of missing frames by index, as -c -z -t -p name
+    them; an axis left out: all of it)."""
+    from .acquisition import FrameIndex, describe_missing
+
+    missing = [FrameIndex(i["channel"], i["slice"], i["time"], i["position"])
+               for i in summary["missing_frame_indexes"]]
+    if not missing:
+        return "none"
+    counts = {"c": summary["nbr_channels"], "z": summary["nbr_slices"],
+              "t": summary["nbr_timepoints"], "p": summary["nbr_positions"]}
+    intended = 1
+    for count in counts.values():
+        intended *= count
+    groups = describe_missing(missing, {axis: range(n) for axis, n in counts.items()})
+    shown = "; ".join(groups[:_MISSING_GROUPS_SHOWN])
+    if len(groups) > _MISSING_GROUPS_SHOWN:
+        shown += (f"; … ({len(groups) - _MISSING_GROUPS_SHOWN} more; --format json lists "
+                  "every frame)")
+    return f"{len(missing)} of {max(intended, len(missing))}: {shown}"
 
 
 def describe_replicas(replicas: list[dict[str, Any]]) -> str:
@@ -813,17 +867,20 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         (an interrupted overwrite's) are noted, not counted as damage.
         """
         from .errors import WorkError
+        from .progress import TerminalProgress
 
         if (dataset_id is None) == (not all_datasets):
             raise InputError("give one dataset ID or --all (see: imagingdb verify --help)")
         if storage and all_stores:
             raise InputError("give --storage STORE or --all-stores, not both")
+        progress = TerminalProgress("Verifying", "Verified", summary=False)
         with _database(ctx) as db:
             run = db.verify(None if all_datasets else [dataset_id], workers=workers,
-                            storage=storage, all_stores=all_stores)
+                            storage=storage, all_stores=all_stores, progress=progress)
             several = len(db.site.store_names) > 1
             for check in run:
                 if output == ReportFormat.text:
+                    progress.clear()
                     state = "ok" if check.ok else f"{len(check.problems)} problem(s)"
                     where = f" in {check.store}" if several else ""
                     print(printable(f"{check.dataset_id}{where}  {state}  "
@@ -832,6 +889,7 @@ def _add_integrity_commands(app: typer.Typer) -> None:
                         print(f"  {printable(problem.describe())}")
                     for line in check.describe_leftovers():
                         print(f"  {printable(line)}")
+                    sys.stdout.flush()  # before the bar is drawn again on the same terminal
         if output == ReportFormat.json:
             print(json.dumps({"ok": run.ok, "datasets": [c.to_json() for c in run.checks]},
                              indent=2))
@@ -845,8 +903,8 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         yes: bool = typer.Option(False, "--yes", help="Delete; without it, only list."),
         older_than: str = typer.Option(
             GC_DEFAULT_GRACE, "--older-than", metavar="DURATION",
-            help="Skip dataset folders written to more recently (an upload may be running); "
-                 "e.g. 30m, 2h, 7d, 0."),
+            help="Skip dataset folders written to more recently by an upload still running "
+                 "(a killed upload's are judged at once); e.g. 30m, 2h, 7d, 0."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",
                                             help="json: a report on stdout for scripts."),
     ) -> None:
@@ -854,19 +912,26 @@ def _add_integrity_commands(app: typer.Typer) -> None:
 
         A dry run by default: it lists what it would delete; --yes deletes it.
         Objects of registered datasets are never touched, nor folders written
-        to within --older-than, where an upload may be running. What an
-        interrupted delete or rename left is removed whatever its age.
+        to within --older-than by an upload still running (each upload holds a
+        claim on its dataset ID while it runs; a killed one lost it, so its
+        objects are found at once). What an interrupted delete or rename left
+        is removed whatever its age.
         """
+        from .progress import TerminalProgress
+
+        progress = TerminalProgress("Checking", "Checked", summary=False)
         several = [False]
 
         def listed(obj) -> None:
             if output == ReportFormat.text:
+                progress.clear()
                 where = f"{obj.store}:" if several[0] else ""
-                print(f"{printable(where + obj.key)}\t{obj.size}")
+                print(f"{printable(where + obj.key)}\t{obj.size}", flush=True)
 
         with _database(ctx) as db:
             several[0] = len(db.site.store_names) > 1
-            report = db.gc(delete=yes, older_than=older_than, on_garbage=listed)
+            report = db.gc(delete=yes, older_than=older_than, on_garbage=listed,
+                           progress=progress)
         for name, reason in report.unreachable.items():
             print(f"Warning: store {name!r} was not looked into: {printable(reason)}",
                   file=sys.stderr)
@@ -874,17 +939,33 @@ def _add_integrity_commands(app: typer.Typer) -> None:
             print(json.dumps(report.to_json(), indent=2))
         for removal in report.pending_removals:
             print(printable(removal.describe()), file=sys.stderr)
-        for skipped in report.skipped:
-            print(f"skipped {printable(skipped.folder)}: written to less than {older_than} ago",
-                  file=sys.stderr)
-        found = f"{len(report.garbage)} unreferenced object(s), {report.bytes} bytes"
-        if yes:
-            print(f"deleted {found}", file=sys.stderr)
-        elif report.garbage:
-            print(f"{found}; nothing deleted (dry run): run imagingdb gc --yes to delete them",
-                  file=sys.stderr)
-        else:
-            print(f"no unreferenced objects in folders older than {older_than}", file=sys.stderr)
+        for line in _gc_summary(report, yes, older_than):
+            print(line, file=sys.stderr)
+
+
+def _gc_summary(report: Any, deleted: bool, older_than: str) -> list[str]:
+    """What gc found, in one line, and what it left alone and why, in one more."""
+    garbage = report.garbage_folders()
+    interrupted = report.interrupted_garbage()
+    if report.garbage:
+        found = (f"{len(report.garbage)} unreferenced object(s), {human_size(report.bytes)}, "
+                 f"in {len(garbage)} folder(s)")
+        if interrupted:
+            left = (f"left by {len(report.interrupted)} interrupted upload(s) not running any "
+                    "more")
+            found += (f", {left}" if len(interrupted) == len(report.garbage) else
+                      f" ({len(interrupted)}, {human_size(sum(o.size for o in interrupted))}, "
+                      f"{left})")
+        lines = [f"deleted {found}" if deleted else
+                 f"{found}; nothing deleted (dry run): run imagingdb gc --yes to delete them"]
+    else:
+        lines = ["no unreferenced objects"]
+    if report.skipped:
+        lines.append(f"skipped {len(report.skipped)} folder(s), {human_size(report.skipped_bytes)}, "
+                     f"written to less than {older_than} ago by an upload (or a delete or "
+                     "rename) still running: run gc again once it is over (--format json "
+                     "lists them)")
+    return lines
 
 
 def _add_sync_command(app: typer.Typer) -> None:
@@ -1051,19 +1132,33 @@ def _print_records(records: list[dict[str, Any]], output: OutputFormat) -> None:
                 writer.writerow(record)
                 print(row.getvalue()[:-2])
     else:
-        _print_table(records)
+        _print_table(records, cut_last=("date_time", "parent_dataset_id"))
 
 
-def _print_table(records: list[dict[str, Any]]) -> None:
+#: the widest a table column gets when the output is no terminal (a pipe, a file)
+_WIDEST_CELL = 60
+
+
+def _print_table(records: list[dict[str, Any]], cut_last: tuple[str, ...] = ()) -> None:
+    """Columns as wide as their values; on a terminal, cells cut (with an ellipsis) so that
+    a row fits its width: the first column (the ID) never, those named in ``cut_last`` (a
+    date, another ID: cut, they say little) only once free text is as narrow as it goes."""
+    import shutil
+
+    from .terminal import fitted_widths, shortened
+
     if not records:
         return
     columns = list(records[0])
     cells = [[_cell(r.get(c)) for c in columns] for r in records]
-    widths = [min(60, max(len(c), *(len(row[i]) for row in cells))) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
-    print("  ".join("-" * w for w in widths))
-    for row in cells:
-        print("  ".join(v[:w].ljust(w) for v, w in zip(row, widths)).rstrip())
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    if sys.stdout.isatty():
+        widths = fitted_widths(widths, shutil.get_terminal_size().columns,
+                               cut_last=[i for i, c in enumerate(columns) if c in cut_last])
+    else:
+        widths = [w if i == 0 else min(w, _WIDEST_CELL) for i, w in enumerate(widths)]
+    for row in [columns, ["-" * w for w in widths], *cells]:
+        print("  ".join(shortened(v, w).ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
 def _cell(value: Any) -> str:

@@ -24,12 +24,17 @@ What keeps it safe:
 - rows are read after the folder is listed, and only committed rows count,
   so an object of a registered dataset is never garbage;
 - a generation folder written to within the grace period (``--older-than``,
-  default 24 hours) is skipped whole: an upload in progress writes its folder
-  every frame, and registers only at the end, so its objects look
-  unreferenced until then. Every attempt writes a folder of its own, so the
-  folders of attempts killed long ago are judged even while the dataset is
-  being uploaded again. The grace period also absorbs clock skew between a file server
-  and this machine. Run with a shorter one only when no upload is running;
+  default 24 hours) is judged only under the claim on its dataset ID
+  (:mod:`imagingdb.claims`), taken by gc for that folder: an upload in
+  progress writes its folder every frame and registers only at the end, so
+  its objects look unreferenced until then, but it holds that claim from
+  before its first write to its commit. A claim gc can take means no upload,
+  delete or rename of the ID is running (one killed, by kill -9 or a power
+  cut, lost its claim with its process), so what the folder holds is an
+  interrupted upload's and is judged at once; a claim held by another
+  process means one is running, and the folder is skipped whole. Every
+  attempt writes a folder of its own, so the folders of attempts killed long
+  ago are judged even while the dataset is being uploaded again;
 - each folder is listed again right before its garbage is deleted;
 - gc refuses to run if any row has a storage_dir it cannot map to a folder
   (from an adopted database, say): it could not tell what that row references.
@@ -44,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import layout
 from .errors import InputError, WorkError
+from .progress import Progress
 from .storage import StoredObject
 
 if TYPE_CHECKING:  # the CLI reads DEFAULT_GRACE at start-up: no SQLAlchemy import here
@@ -67,13 +73,35 @@ def parse_duration(text: str) -> float:
     return amount * _SECONDS[match["unit"] or "s"]
 
 
+#: why a folder was left alone (SkippedFolder.reason)
+RUNNING = "running"  # written to within the grace period, its ID's claim held by another process
+
+
+@dataclass
+class FolderListing:
+    """What the first listing found in one generation folder."""
+
+    newest: float = 0.0
+    objects: int = 0
+    bytes: int = 0
+
+    def add(self, obj: StoredObject) -> None:
+        self.newest = max(self.newest, obj.modified)
+        self.objects += 1
+        self.bytes += obj.size
+
+
 @dataclass(frozen=True)
 class SkippedFolder:
-    """A folder with recent writes, left alone: an upload may be running into it."""
+    """A folder with recent writes, left alone: an upload (or a delete or rename) of its
+    dataset ID is running, as the claim another process holds on the ID says."""
 
     folder: str
     modified: float
     store: str = ""
+    objects: int = 0
+    bytes: int = 0
+    reason: str = RUNNING
 
 
 @dataclass(frozen=True)
@@ -93,19 +121,45 @@ class GcReport:
     #: what deletes and renames left to remove (imagingdb.remove.PendingRemoval), finished
     #: by gc --yes whatever their age
     pending_removals: list[Any] = field(default_factory=list)
+    #: folders written to within the grace period and judged all the same, because no
+    #: process held their ID's claim: an interrupted upload's, not running any more
+    interrupted: list[str] = field(default_factory=list)
 
     @property
     def bytes(self) -> int:
         return sum(obj.size for obj in self.garbage)
 
+    @property
+    def skipped_bytes(self) -> int:
+        return sum(s.bytes for s in self.skipped)
+
+    def garbage_folders(self) -> dict[str, list[StoredObject]]:
+        """The garbage by generation folder, in the order found."""
+        folders: dict[str, list[StoredObject]] = {}
+        for obj in self.garbage:
+            folders.setdefault(layout.folder_of(obj.key) or "", []).append(obj)
+        return folders
+
+    def interrupted_garbage(self) -> list[StoredObject]:
+        """The garbage in the folders of interrupted uploads (younger than the grace period)."""
+        recent = set(self.interrupted)
+        return [obj for obj in self.garbage if layout.folder_of(obj.key) in recent]
+
     def to_json(self) -> dict[str, Any]:
+        recent = set(self.interrupted)
         return {
             "deleted": self.deleted,
             "objects": [{"key": o.key, "size": o.size, "modified": _iso(o.modified),
-                         "store": getattr(o, "store", "")} for o in self.garbage],
+                         "store": getattr(o, "store", ""),
+                         "folder": layout.folder_of(o.key),
+                         "interrupted_upload": layout.folder_of(o.key) in recent}
+                        for o in self.garbage],
             "bytes": self.bytes,
+            "interrupted_upload_folders": list(self.interrupted),
             "skipped_recent_folders": [{"folder": s.folder, "modified": _iso(s.modified),
-                                        "store": s.store} for s in self.skipped],
+                                        "store": s.store, "objects": s.objects,
+                                        "bytes": s.bytes, "reason": s.reason}
+                                       for s in self.skipped],
             "unreachable_stores": dict(self.unreachable),
             "pending_removals": [p.to_json() for p in self.pending_removals],
         }
@@ -124,57 +178,110 @@ def collect_garbage(
     older_than: Optional[float] = None,
     on_garbage: Optional[Callable[[StoredObject], None]] = None,
     now: Optional[float] = None,
+    progress: Optional[Progress] = None,
 ) -> GcReport:
     """Find (and with ``delete``, remove) unreferenced objects in folders quiet for
-    ``older_than`` seconds (default :data:`DEFAULT_GRACE`)."""
+    ``older_than`` seconds (default :data:`DEFAULT_GRACE`), and in younger ones whose
+    dataset ID no process holds the claim on (an interrupted upload's). ``progress`` counts
+    the objects listed as each folder is judged."""
     if older_than is None:
         older_than = parse_duration(DEFAULT_GRACE)
     _check_storage_dirs(site)
+    progress = progress or Progress()
     report = GcReport(deleted=delete)
     cutoff = (time.time() if now is None else now) - older_than
     for name in site.store_names:
         if name != site.primary and site.unreachable(name) is not None:
             report.unreachable[name] = site.unreachable(name) or ""
             continue
-        _collect_in(site, name, report, cutoff, delete, on_garbage)
+        label = "storage" if len(site.store_names) == 1 else f"store {name}"
+        _collect_in(site, name, report, cutoff, delete, on_garbage, progress, label)
     return report
 
 
 def _collect_in(site: "Site", name: str, report: GcReport, cutoff: float, delete: bool,
-                on_garbage: Optional[Callable[[StoredObject], None]]) -> None:
+                on_garbage: Optional[Callable[[StoredObject], None]], progress: Progress,
+                label: str) -> None:
     """gc in the store ``name``."""
-    storage = site.store(name)
-    for folder, newest in _folders(storage).items():
-        if newest > cutoff:
-            report.skipped.append(SkippedFolder(folder, newest, name))
-            continue
-        objects = [obj for obj in storage.list_objects(f"{folder}/")  # again: right before deciding
-                   if layout.folder_of(obj.key) == folder]  # not the generations inside it
-        newest = max((obj.modified for obj in objects), default=0.0)
-        if newest > cutoff:
-            report.skipped.append(SkippedFolder(folder, newest, name))
-            continue
-        referenced = referenced_keys(site, folder)
-        garbage = [Garbage(obj.key, obj.size, obj.modified, name)
+    folders = _folders(site.store(name))
+    progress.start(label, sum(f.objects for f in folders.values()),
+                   sum(f.bytes for f in folders.values()), unit="object")
+    try:
+        for folder, listing in folders.items():
+            judge = _Judge(site, name, folder, delete, report, on_garbage)
+            if listing.newest > cutoff or not judge.unless_newer_than(cutoff):
+                judge.unless_claimed(listing)  # recent: an upload may be running into it
+            progress.advance(listing.objects, listing.bytes)
+    except BaseException:
+        progress.finish(ok=False)
+        raise
+    progress.finish()
+
+
+class _Judge:
+    """Judges one generation folder: its objects no committed row references are garbage."""
+
+    def __init__(self, site: "Site", store: str, folder: str, delete: bool, report: GcReport,
+                 on_garbage: Optional[Callable[[StoredObject], None]]):
+        self.site, self.store, self.folder, self.delete = site, store, folder, delete
+        self.storage = site.store(store)
+        self.report, self.on_garbage = report, on_garbage
+
+    def _objects(self) -> list[StoredObject]:
+        """Listed again: right before deciding (not the generations inside it)."""
+        return [obj for obj in self.storage.list_objects(f"{self.folder}/")
+                if layout.folder_of(obj.key) == self.folder]
+
+    def unless_newer_than(self, cutoff: float) -> bool:
+        """Judge the folder unless it was written to after ``cutoff`` meanwhile (False)."""
+        objects = self._objects()
+        if max((obj.modified for obj in objects), default=0.0) > cutoff:
+            return False
+        self._judge(objects)
+        return True
+
+    def unless_claimed(self, listing: FolderListing) -> None:
+        """Judge the folder under the claim on its dataset ID, or skip it if another
+        process holds that claim (an upload, delete or rename of the ID is running)."""
+        from .claims import ClaimTakenError, claim_dataset
+
+        try:
+            with claim_dataset(self.site, layout.dataset_id_of(self.folder)):
+                found = self._judge(self._objects())
+        except ClaimTakenError:
+            self.report.skipped.append(SkippedFolder(self.folder, listing.newest, self.store,
+                                                     listing.objects, listing.bytes))
+            return
+        # garbage: not a dataset just registered (those objects are referenced); a folder of
+        # the same name in another store is the same interrupted upload's
+        if found and self.folder not in self.report.interrupted:
+            self.report.interrupted.append(self.folder)
+
+    def _judge(self, objects: list[StoredObject]) -> int:
+        """Report (and with delete, remove) the garbage among ``objects``; how many."""
+        referenced = referenced_keys(self.site, self.folder)
+        garbage = [Garbage(obj.key, obj.size, obj.modified, self.store)
                    for obj in objects if obj.key not in referenced]
-        if delete and garbage:
-            storage.delete([obj.key for obj in garbage])
+        if self.delete and garbage:
+            self.storage.delete([obj.key for obj in garbage])
         for obj in garbage:
-            report.garbage.append(obj)
-            if on_garbage is not None:
-                on_garbage(obj)
+            self.report.garbage.append(obj)
+            if self.on_garbage is not None:
+                self.on_garbage(obj)
+        return len(garbage)
 
 
-def _folders(storage: Any) -> dict[str, float]:
-    """Every generation folder in storage with the time of its newest object."""
-    newest: dict[str, float] = {}
+def _folders(storage: Any) -> dict[str, FolderListing]:
+    """Every generation folder in storage: the time of its newest object, and how many
+    objects and bytes it holds."""
+    folders: dict[str, FolderListing] = {}
     for top in layout.DATASET_FOLDERS:
         for obj in storage.list_objects(f"{top}/"):
             folder = layout.folder_of(obj.key)
             if folder is None:
                 continue  # not inside a dataset folder: not imagingdb's to judge
-            newest[folder] = max(newest.get(folder, 0.0), obj.modified)
-    return newest
+            folders.setdefault(folder, FolderListing()).add(obj)
+    return folders
 
 
 def referenced_keys(site: "Site", folder: str) -> set[str]:

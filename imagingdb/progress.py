@@ -46,12 +46,14 @@ def _duration(seconds: float) -> str:
 
 
 class TerminalProgress(Progress):
-    """Frames/s and MB/s on one redrawn stderr line; silent when stderr is not a terminal."""
+    """Frames/s and MB/s on one redrawn stderr line; silent when stderr is not a terminal.
+    ``summary=False``: no line at the end either (the command prints its own summary)."""
 
     def __init__(self, verb: str, done_verb: str, stream: Optional[TextIO] = None,
-                 bar: Optional[bool] = None):
+                 bar: Optional[bool] = None, summary: bool = True):
         self.verb = verb
         self.done_verb = done_verb
+        self.summary = summary
         self.stream = stream = stream or sys.stderr
         self.bar = stream.isatty() if bar is None else bar
         self.label = ""
@@ -113,6 +115,14 @@ class TerminalProgress(Progress):
         self.stream.write(f"\r{line}\x1b[K")
         self.stream.flush()
 
+    def clear(self) -> None:
+        """Erase the bar (the next advance draws it again), so that a line can be printed on
+        stdout, which shares the terminal."""
+        if self.bar and self.last_draw:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.last_draw = 0.0
+
     def note(self, message: str) -> None:
         """Printed whether or not stderr is a terminal: it is part of the command's output."""
         self.stream.write(("\r\x1b[K" if self.bar else "") + printable(message) + "\n")
@@ -122,7 +132,7 @@ class TerminalProgress(Progress):
         now = time.monotonic()
         if self.bar:
             self.stream.write("\r\x1b[K")
-        if not ok:
+        if not ok or not self.summary:
             self.stream.flush()
             return
         elapsed = now - self.started

@@ -13,6 +13,7 @@ passes such values through :func:`printable`; JSON output through
 from __future__ import annotations
 
 import re
+from typing import Iterable
 
 #: C0 and C1 controls and DEL; the line and paragraph separators; the bidirectional
 #: marks, embeddings, overrides and isolates; lone surrogates (undecodable bytes of a
@@ -43,3 +44,40 @@ def printable_json(text: str) -> str:
     """JSON text (from json.dumps) with the characters it leaves raw written as ``\\uXXXX``
     escapes: the same JSON value, safe on a terminal. Only strings can hold them."""
     return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+#: marks a value cut to fit its column
+ELLIPSIS = "…"
+
+
+def shortened(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the last one an ellipsis when anything was cut."""
+    if len(text) <= width:
+        return text
+    return text[:max(width - 1, 0)] + ELLIPSIS if width > 0 else ""
+
+
+def fitted_widths(widths: list[int], total: int, *, keep: tuple[int, ...] = (0,),
+                  cut_last: Iterable[int] = (), gap: int = 2, narrowest: int = 6) -> list[int]:
+    """Column widths that fit a line of ``total`` characters (``gap`` between columns):
+    the widest columns narrowed first, none below ``narrowest``, those in ``cut_last`` (an
+    ID, a date: cut, they say little) only once the others are as narrow as they go, those
+    in ``keep`` (the ID) never. When even that does not fit, the line is as narrow as it
+    can be."""
+    widths = list(widths)
+    excess = sum(widths) + gap * (len(widths) - 1) - total
+    last = set(cut_last)
+    for tier in ([i for i in range(len(widths)) if i not in keep and i not in last],
+                 [i for i in range(len(widths)) if i not in keep and i in last]):
+        while excess > 0:
+            narrowable = [i for i in tier if widths[i] > narrowest]
+            if not narrowable:
+                break
+            widest = max(narrowable, key=lambda i: widths[i])
+            others = [widths[i] for i in narrowable if i != widest]
+            # down to the next widest column at once (or by what is still in excess)
+            step = min(excess, max(1, widths[widest] - max(others, default=narrowest)),
+                       widths[widest] - narrowest)
+            widths[widest] -= step
+            excess -= step
+    return widths

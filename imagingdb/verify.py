@@ -38,6 +38,7 @@ from .codecs import frame_codec
 from .errors import NotFoundError
 from .ids import parse_dataset_id
 from .pool import TRANSFER, default_workers, run_bounded
+from .progress import Progress
 from .replicas import reading_store, stores_holding
 from .site import Site
 from .storage import sha256_of_chunks
@@ -108,40 +109,61 @@ class DatasetCheck:
 
 def verify_datasets(site: Site, dataset_ids: Optional[list[str]] = None, *,
                     workers: Optional[int] = None, store: Optional[str] = None,
-                    all_stores: bool = False) -> Iterator[DatasetCheck]:
+                    all_stores: bool = False,
+                    progress: Optional[Progress] = None) -> Iterator[DatasetCheck]:
     """Check the given datasets (all registered ones when None), one result each, as they
     finish: their copy in ``store`` (None: the one reads use, :mod:`imagingdb.replicas`), or
     with ``all_stores`` every copy, one result per dataset and store. Without IDs, ``store``
-    checks the datasets it holds a copy of."""
+    checks the datasets it holds a copy of. ``progress`` counts the objects and bytes read,
+    of those recorded at upload."""
     if store is not None:
         site.store_settings(store)  # an unknown name, before any work
     named = dataset_ids is not None
-    if dataset_ids is None:
-        with site.connection() as conn:
+    progress = progress or Progress()
+    with site.connection() as conn:
+        if dataset_ids is None:
             dataset_ids = dbq.all_dataset_serials(conn)
-    else:
-        dataset_ids = [parse_dataset_id(text).text for text in dataset_ids]
-    for dataset_id in dataset_ids:
-        with site.connection() as conn:
+        else:
+            dataset_ids = [parse_dataset_id(text).text for text in dataset_ids]
+        # (dataset ID, store, the stores holding it when `store` holds no copy of it)
+        plan: list[tuple[str, Optional[str], Optional[list[str]]]] = []
+        for dataset_id in dataset_ids:
             row = dbq.find_dataset(conn, dataset_id)
             if row is None:
                 raise NotFoundError(f"dataset {dataset_id} not found")
             holding = stores_holding(conn, site, row.id)
-        if all_stores:
-            for name in holding:
-                yield verify_dataset(site, dataset_id, workers=workers, store=name)
-        elif store is None or store in holding:
-            yield verify_dataset(site, dataset_id, workers=workers, store=store)
-        elif named:
-            check = DatasetCheck(dataset_id, store)
+            if all_stores:
+                plan += [(dataset_id, name, None) for name in holding]
+            elif store is None or store in holding:
+                plan.append((dataset_id, store, None))
+            elif named:
+                plan.append((dataset_id, store, holding))
+        sizes = dbq.stored_sizes(conn, dataset_ids)
+    checked = [sizes.get(dataset_id, (0, None)) for dataset_id, _, lacking in plan
+               if lacking is None]
+    total_bytes = 0 if any(size is None for _, size in checked) else sum(s for _, s in checked)
+    label = dataset_ids[0] if len(dataset_ids) == 1 else f"{len(dataset_ids)} datasets"
+    progress.start(label, sum(objects for objects, _ in checked), total_bytes, unit="object")
+    try:
+        for dataset_id, name, holding in plan:
+            if holding is None:
+                yield verify_dataset(site, dataset_id, workers=workers, store=name,
+                                     progress=progress)
+                continue
+            check = DatasetCheck(dataset_id, name)
             check.problems.append(ObjectProblem(
-                "missing", dataset_id, f"no complete copy in store {store!r} (copies: "
-                f"{', '.join(holding)}); imagingdb sync --to {store} --id {dataset_id} makes one"))
+                "missing", dataset_id, f"no complete copy in store {name!r} (copies: "
+                f"{', '.join(holding)}); imagingdb sync --to {name} --id {dataset_id} makes one"))
             yield check
+    except BaseException:
+        progress.finish(ok=False)
+        raise
+    progress.finish()
 
 
 def verify_dataset(site: Site, dataset_id: str, *, workers: Optional[int] = None,
-                   store: Optional[str] = None) -> DatasetCheck:
+                   store: Optional[str] = None,
+                   progress: Optional[Progress] = None) -> DatasetCheck:
     """Re-read every object of one dataset's copy in ``store`` (None: the one reads use) and
     report what is missing, corrupted or extra; an intact copy is recorded as verified."""
     dataset_id = parse_dataset_id(dataset_id).text
@@ -156,7 +178,8 @@ def verify_dataset(site: Site, dataset_id: str, *, workers: Optional[int] = None
         storage = site.store(store)
     check = DatasetCheck(dataset_id, store)
     verifier = _Verifier(site, storage, check,
-                         workers or default_workers(TRANSFER, storage.transfer_workers))
+                         workers or default_workers(TRANSFER, storage.transfer_workers),
+                         progress or Progress())
     storage_dir = layout.storage_dir(owner.storage_dir if owner is not None else None,
                                      row.frames, dataset_id)
     if owner is None:
@@ -218,19 +241,30 @@ def expected_documents(frames_global: Any, dataset_id: str, positions: list[int]
 class _Verifier:
     """Checks the objects of one dataset with a bounded pool of threads."""
 
-    def __init__(self, site: Site, storage: "StorageBackend", check: DatasetCheck, workers: int):
+    def __init__(self, site: Site, storage: "StorageBackend", check: DatasetCheck, workers: int,
+                 progress: Progress):
         self.site = site
         self.storage = storage
         self.check = check
         self.workers = workers
+        self.progress = progress
         self._lock = threading.Lock()
 
-    def _record(self, problem: Optional[ObjectProblem], nbytes: int) -> None:
+    def _record(self, problem: Optional[ObjectProblem], nbytes: int, shown: bool = False) -> None:
+        """One object checked (``shown``: its bytes are on the progress bar already)."""
         with self._lock:
             self.check.objects_checked += 1
             self.check.bytes_read += nbytes
             if problem is not None:
                 self.check.problems.append(problem)
+            self.progress.advance(1, 0 if shown else nbytes)
+
+    def _shown(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The chunks of a file kept whole, counted on the progress bar as they stream."""
+        for chunk in chunks:
+            with self._lock:
+                self.progress.advance(0, len(chunk))
+            yield chunk
 
     # ------------------------------------------------------------------- frames
 
@@ -321,7 +355,7 @@ class _Verifier:
     def check_file(self, file_global: Any, storage_dir: str) -> set[str]:
         key = layout.object_key(storage_dir, file_global.file_name)
         try:
-            checksum, size = sha256_of_chunks(self.storage.read_chunks(key))
+            checksum, size = sha256_of_chunks(self._shown(self.storage.read_chunks(key)))
         except KeyError:
             self._record(ObjectProblem("missing", key, "not in storage"), 0)
             return {key}
@@ -331,7 +365,7 @@ class _Verifier:
         elif checksum != file_global.sha256:
             problem = ObjectProblem("corrupted", key, f"its sha256 differs from the recorded "
                               f"{file_global.sha256[:12]}...")
-        self._record(problem, size)
+        self._record(problem, size, shown=True)
         return {key}
 
     # -------------------------------------------------------------------- extra

@@ -25,6 +25,7 @@ __all__ = [
     "parent_pk_of",
     "datasets_with_content",
     "all_dataset_serials",
+    "stored_sizes",
     "insert_dataset",
     "update_dataset",
     "delete_dataset_children",
@@ -207,6 +208,23 @@ def datasets_with_content(conn: sa.Connection, content_sha256: str, *,
 def all_dataset_serials(conn: sa.Connection) -> list[str]:
     return list(conn.execute(sa.select(data_set.c.dataset_serial)
                              .order_by(data_set.c.dataset_serial)).scalars())
+
+
+def stored_sizes(conn: sa.Connection, dataset_ids: Sequence[str]
+                 ) -> dict[str, tuple[int, Optional[int]]]:
+    """Dataset ID -> (objects, bytes) stored, as recorded at upload; a dataset from before
+    sizes were recorded counts its frames (or its one file), and None bytes."""
+    objects = sa.func.coalesce(data_set.c.stored_objects, frames_global.c.nbr_frames, 1)
+    stmt = (sa.select(data_set.c.dataset_serial, objects, data_set.c.stored_bytes)
+            .select_from(data_set.outerjoin(frames_global,
+                                            frames_global.c.dataset_id == data_set.c.id)))
+    wanted = list(dict.fromkeys(dataset_ids))
+    sizes = {}
+    for start in range(0, len(wanted), 500):  # bounded IN lists, for verify --all
+        batch = stmt.where(data_set.c.dataset_serial.in_(wanted[start:start + 500]))
+        for dataset_id, count, nbytes in conn.execute(batch):
+            sizes.setdefault(dataset_id, (int(count), nbytes))
+    return sizes
 
 
 # ------------------------------------------------------------------ registering

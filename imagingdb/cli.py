@@ -664,17 +664,38 @@ def _add_plugins_commands(app: typer.Typer) -> None:
                   "so no plugin was added", file=sys.stderr)
         print(f"Plugins folder: {plugins_dir()}", file=sys.stderr)
 
-    @plugins_app.command(epilog="Example: imagingdb plugins uninstall imagingdb-ndtiff")
+    @plugins_app.command(epilog="Example: imagingdb plugins uninstall imagingdb-ndtiff "
+                                "--with-unused-dependencies")
     def uninstall(
         names: List[str] = typer.Argument(..., metavar="NAME",
                                           help="Distribution names, as `imagingdb plugins` shows."),
+        with_unused_dependencies: bool = typer.Option(
+            False, "--with-unused-dependencies",
+            help="Remove too the dependencies they brought that nothing else installed needs."),
     ) -> None:
-        """Remove distributions from the plugins folder (the files their RECORD lists)."""
-        from .plugin_install import uninstall as uninstall_plugin
+        """Remove distributions from the plugins folder (the files their RECORD lists).
 
-        for name in names:
-            removed = uninstall_plugin(name)
-            print(f"Uninstalled {removed.name} {removed.version}", file=sys.stderr)
+        Their dependencies stay unless --with-unused-dependencies: those nothing
+        else needs are listed, with the command that removes them.
+        """
+        from .plugin_install import uninstall as uninstall_plugins
+
+        report = uninstall_plugins(names, with_unused_dependencies)
+        for dist in report.removed:
+            print(f"Uninstalled {dist.name} {dist.version}", file=sys.stderr)
+        unused = ", ".join(f"{dist.name} {dist.version}" for dist in report.unused)
+        if report.unused_removed:
+            for dist in report.unused:
+                print(f"Uninstalled {dist.name} {dist.version} (a dependency nothing else "
+                      "needs)", file=sys.stderr)
+        elif report.unused:
+            again = " ".join(dist.name for dist in report.unused)
+            print(f"Left {unused} in the plugins folder: dependencies nothing else installed "
+                  f"needs; remove them with: imagingdb plugins uninstall {again} (or use "
+                  "--with-unused-dependencies)", file=sys.stderr)
+        for dist, users in report.shared:
+            print(f"Kept {dist.name} {dist.version}: needed by {', '.join(users)}",
+                  file=sys.stderr)
 
     app.add_typer(plugins_app)
 

@@ -12,7 +12,9 @@ written.
 pip is the wheel the single-file executable carries (``make zipapp`` bundles it
 with a setuptools wheel, offered to pip so a plugin's source folder builds with
 no network), else the environment's own. Uninstalling removes the files a
-distribution's ``RECORD`` lists, and nothing outside the plugins folder.
+distribution's ``RECORD`` lists, and nothing outside the plugins folder; the
+dependencies it brought that nothing else installed needs are named, and removed
+too when asked.
 """
 
 from __future__ import annotations
@@ -104,18 +106,82 @@ def install(requirements: Sequence[str], options: PipOptions = PipOptions(),
     return [dist for dist in installed(folder) if canonical_name(dist.name) in names]
 
 
-def uninstall(name: str, folder: Optional[Path] = None) -> Distribution:
-    """Remove the distribution ``name`` from the plugins folder; returns what was removed."""
+@dataclass(frozen=True)
+class UninstallReport:
+    """What ``imagingdb plugins uninstall`` removed, and what the removed ones needed."""
+
+    removed: list[Distribution]
+    #: their dependencies in the plugins folder that nothing installed needs any more:
+    #: removed too with ``with_unused_dependencies``, else left where they are
+    unused: list[Distribution]
+    unused_removed: bool
+    #: their dependencies that other distributions still need, each with those (by name)
+    shared: list[tuple[Distribution, list[str]]]
+
+
+def uninstall(names: Sequence[str], with_unused_dependencies: bool = False,
+              folder: Optional[Path] = None) -> UninstallReport:
+    """Remove the distributions ``names`` from the plugins folder (all there, or an
+    InputError and nothing removed), and say which of their dependencies it leaves."""
     folder = (folder or plugins_dir()).expanduser().absolute()
-    found = _distributions(folder, name) if folder.is_dir() else []
-    if not found:
-        there = ", ".join(d.name for d in installed(folder)) or "nothing"
-        raise InputError(f"no distribution {name!r} in the plugins folder {folder} "
-                         f"(installed there: {there})")
-    removed = _describe(found[0][1])
-    for info, dist in found:
-        _remove(info, dist, folder)
-    return removed
+    versions: dict[str, list[tuple[Path, object]]] = {}  # an interrupted upgrade leaves two
+    for info, dist in _metadata_folders(folder).items():
+        versions.setdefault(canonical_name(dist.metadata["Name"] or ""), []).append((info, dist))
+    present = {key: found[-1] for key, found in versions.items()}
+    for name in names:
+        if canonical_name(name) not in present:
+            there = ", ".join(d.name for d in installed(folder)) or "nothing"
+            raise InputError(f"no distribution {name!r} in the plugins folder {folder} "
+                             f"(installed there: {there})")
+    targets = {canonical_name(name) for name in names}
+    needs = {key: _required_names(dist) for key, (_, dist) in present.items()}
+    dependencies = _reachable(targets, needs, present) - targets
+    others = [requires for key, requires in needs.items() if key not in targets | dependencies]
+    others += _base_requirements(folder)
+    kept = _reachable(set().union(*others), needs, present) if others else set()
+    unused = sorted(dependencies - kept)
+    shared = [(_describe(present[key][1]),
+               sorted(present[user][1].metadata["Name"] for user in present
+                      if user not in targets and key in needs[user])
+               or ["imagingdb's own environment"])
+              for key in sorted(dependencies & kept)]
+    report = UninstallReport(removed=[_describe(present[key][1]) for key in sorted(targets)],
+                             unused=[_describe(present[key][1]) for key in unused],
+                             unused_removed=with_unused_dependencies, shared=shared)
+    for key in sorted(targets) + (unused if with_unused_dependencies else []):
+        for info, dist in versions[key]:
+            _remove(info, dist, folder)
+    return report
+
+
+def _required_names(dist) -> set[str]:
+    """The canonical names of every distribution ``dist`` requires, extras and markers
+    included (counting too much as needed only ever keeps a dependency)."""
+    names = set()
+    for requirement in dist.requires or ():
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
+        if match:
+            names.add(canonical_name(match[1]))
+    return names
+
+
+def _reachable(start: set[str], needs: dict[str, set[str]], present: dict) -> set[str]:
+    """``start`` and everything in the plugins folder they need, transitively."""
+    found, todo = set(), [name for name in start if name in present]
+    while todo:
+        name = todo.pop()
+        if name not in found:
+            found.add(name)
+            todo.extend(need for need in needs.get(name, ()) if need in present)
+    return found
+
+
+def _base_requirements(folder: Path) -> list[set[str]]:
+    """What each distribution imagingdb runs on (not the plugins folder's) requires."""
+    from importlib.metadata import distributions
+
+    paths = [p for p in sys.path if Path(p or ".").absolute() != folder]
+    return [_required_names(dist) for dist in distributions(path=paths)]
 
 
 def installed(folder: Optional[Path] = None) -> list[Distribution]:

@@ -7,7 +7,6 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from imagingdb.config import load_site_config
 
@@ -22,8 +21,10 @@ def test_the_packaged_example_is_the_repositorys_config_example():
     """One file, two places: the package's copy may not drift from the documented one."""
     packaged = resources.files("imagingdb").joinpath("config.example.yaml")
     assert packaged.read_bytes() == EXAMPLE.read_bytes()
-    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["imagingdb"]
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    package_data = read_configuration(ROOT / "pyproject.toml", expand=False)["tool"][
+        "setuptools"]["package-data"]["imagingdb"]
     assert "config.example.yaml" in package_data  # so a wheel, and the zipapp, carry it
 
 

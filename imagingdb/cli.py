@@ -761,6 +761,7 @@ class ConfigSection(str, Enum):
 def _make_config_app() -> typer.Typer:
     config_app = typer.Typer(
         name="config", no_args_is_help=True, rich_markup_mode=None,
+        epilog="Example: imagingdb config example site > lab.yaml",
         context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     )
 

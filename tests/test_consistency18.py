@@ -134,17 +134,23 @@ def test_tif_id_given_an_ome_tiff_folder_names_ome_tiff(run_cli, upload_files, t
         "frames_format: ome_tiff (or leave frames_format out to let imagingdb choose)")
 
 
-def test_tif_id_given_a_micro_manager_ome_tiff_without_its_ome_xml_names_ome_tiff(tmp_path):
-    """A continuation file of a Micro-Manager set, renamed: its OME-XML is in the first file."""
+def test_tif_id_given_a_micro_manager_ome_tiff_without_ome_xml_in_it_names_ome_tiff(tmp_path):
+    """A file of a Micro-Manager OME-TIFF set whose page 0 carries no OME-XML (the set's
+    OME-XML is in another file): its name says OME-TIFF, not an image-files folder."""
+    import json
+
+    import numpy as np
+    import tifffile
+
     from imagingdb.errors import SplitterError
     from imagingdb.splitters.tif_id import TifIdSplitter
-    from imagingdb.testing import write_mm_ometiff
 
-    files = write_mm_ometiff(tmp_path / "mm", "acq", channels=("DAPI",), slices=2, times=2,
-                             positions=1, height=16, width=16, max_pages_per_file=2)
-    continuation = next(path for path in files if path.name.endswith("_1.ome.tif"))
+    path = tmp_path / "acq_MMStack_Pos1.ome.tif"
+    mm_metadata = json.dumps({"ChannelIndex": 0, "SliceIndex": 0, "FrameIndex": 0})
+    tifffile.imwrite(path, np.zeros((8, 8), np.uint16), ome=False, metadata=None,
+                     extratags=[(51123, "s", 0, mm_metadata, True)])
     with pytest.raises(SplitterError, match="use frames_format: ome_tiff$"):
-        TifIdSplitter().open(continuation, None)
+        TifIdSplitter().open(path, None)
 
 
 # -------------------------------------------------------- the license, as SPDX

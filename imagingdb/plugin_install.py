@@ -135,14 +135,17 @@ def uninstall(names: Sequence[str], with_unused_dependencies: bool = False,
                              f"(installed there: {there})")
     targets = {canonical_name(name) for name in names}
     needs = {key: _required_names(dist) for key, (_, dist) in present.items()}
-    dependencies = _reachable(targets, needs, present) - targets
+    # A plugin among the dependencies was wanted for itself too: it stays, and what it
+    # needs is its own business, not these ones' dependencies.
+    plugin_keys = {key for key, (_, dist) in present.items() if _describe(dist).is_plugin}
+    dependencies = _reachable(targets, needs, present, through=set(present) - plugin_keys) - targets
     others = [requires for key, requires in needs.items() if key not in targets | dependencies]
     others += _base_requirements(folder)
     kept = _reachable(set().union(*others), needs, present) if others else set()
     unused = sorted(dependencies - kept)
     shared = [(_describe(present[key][1]),
                sorted(present[user][1].metadata["Name"] for user in present
-                      if user not in targets and key in needs[user])
+                      if user not in targets and user not in unused and key in needs[user])
                or ["imagingdb's own environment"])
               for key in sorted(dependencies & kept)]
     report = UninstallReport(removed=[_describe(present[key][1]) for key in sorted(targets)],
@@ -165,14 +168,17 @@ def _required_names(dist) -> set[str]:
     return names
 
 
-def _reachable(start: set[str], needs: dict[str, set[str]], present: dict) -> set[str]:
-    """``start`` and everything in the plugins folder they need, transitively."""
+def _reachable(start: set[str], needs: dict[str, set[str]], present: dict,
+               through: Optional[set[str]] = None) -> set[str]:
+    """``start`` and everything in the plugins folder they need, transitively (only through
+    the distributions ``through``, when given)."""
     found, todo = set(), [name for name in start if name in present]
     while todo:
         name = todo.pop()
         if name not in found:
             found.add(name)
-            todo.extend(need for need in needs.get(name, ()) if need in present)
+            todo.extend(need for need in needs.get(name, ()) if need in present
+                        and (through is None or need in through))
     return found
 
 

@@ -178,7 +178,8 @@ def test_pyproject_builds_without_setuptools_deprecation_warnings(folder, monkey
 
 @pytest.fixture(scope="module")
 def dependency_wheels(tmp_path_factory) -> Path:
-    """A plugin needing leaf-a (which needs leaf-b) and shared; another plugin needing shared."""
+    """A plugin needing leaf-a (which needs leaf-b) and shared; another plugin needing shared;
+    a third needing the first."""
     sources = tmp_path_factory.mktemp("dep-sources")
     folder = tmp_path_factory.mktemp("dep-wheels")
     batch = [
@@ -188,6 +189,8 @@ def dependency_wheels(tmp_path_factory) -> Path:
                 plugin_module="imagingdb_other_plugin"),
         project(sources, "imagingdb-leaf-a", requires=("imagingdb-leaf-b; python_version>='3'",)),
         project(sources, "imagingdb-leaf-b"),
+        project(sources, "imagingdb-suite-plugin", requires=("imagingdb-deps-plugin",),
+                plugin_module="imagingdb_suite_plugin"),
         project(sources, "imagingdb-shared"),
     ]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
@@ -208,7 +211,8 @@ def two_plugins(run_cli, isolated_home, dependency_wheels) -> Path:
     yield folder
     plugins.reset_for_tests()
     sys.path[:] = path_before
-    for module in [m for m in sys.modules if m.startswith(("imagingdb_deps", "imagingdb_other"))]:
+    mine = ("imagingdb_deps", "imagingdb_other", "imagingdb_suite")
+    for module in [m for m in sys.modules if m.startswith(mine)]:
         del sys.modules[module]
 
 
@@ -246,6 +250,17 @@ def test_uninstall_with_unused_dependencies_removes_only_those(run_cli, two_plug
     last = run_cli("plugins", "uninstall", "--with-unused-dependencies", "imagingdb-other-plugin")
     assert last.exit_code == 0, last.stderr
     assert list(two_plugins.iterdir()) == []
+
+
+def test_a_plugin_another_one_needed_stays_with_what_it_needs(run_cli, two_plugins,
+                                                             dependency_wheels):
+    """It was installed for itself too (or could have been): no dependency to clean up."""
+    assert run_cli("plugins", "install", "imagingdb-suite-plugin", "--no-index",
+                   "--find-links", dependency_wheels).exit_code == 0
+    result = run_cli("plugins", "uninstall", "--with-unused-dependencies", "imagingdb-suite-plugin")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == "Uninstalled imagingdb-suite-plugin 1.0.0\n"
+    assert "imagingdb_deps_plugin" in installed_names(two_plugins)
 
 
 def test_uninstall_of_one_missing_name_removes_nothing(run_cli, two_plugins):

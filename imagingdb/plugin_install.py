@@ -134,20 +134,21 @@ def uninstall(names: Sequence[str], with_unused_dependencies: bool = False,
             raise InputError(f"no distribution {name!r} in the plugins folder {folder} "
                              f"(installed there: {there})")
     targets = {canonical_name(name) for name in names}
-    needs = {key: _required_names(dist) for key, (_, dist) in present.items()}
     # A plugin among the dependencies was wanted for itself too: it stays, and what it
     # needs is its own business, not these ones' dependencies.
     plugin_keys = {key for key, (_, dist) in present.items() if _describe(dist).is_plugin}
-    dependencies = _reachable(targets, needs, present, through=set(present) - plugin_keys) - targets
-    others = [requires for key, requires in needs.items() if key not in targets | dependencies]
-    others += _base_requirements(folder)
-    kept = _reachable(set().union(*others), needs, present) if others else set()
+    asked = [need for key in targets for need in _requirements(present[key][1])]
+    dependencies = _reachable(asked, present, through=set(present) - plugin_keys) - targets
+    staying = [key for key in present if key not in targets | dependencies]
+    others = [need for key in staying for need in _requirements(present[key][1])]
+    kept = _reachable(others + _base_requirements(folder), present)
     unused = sorted(dependencies - kept)
-    shared = [(_describe(present[key][1]),
-               sorted(present[user][1].metadata["Name"] for user in present
-                      if user not in targets and user not in unused and key in needs[user])
-               or ["imagingdb's own environment"])
-              for key in sorted(dependencies & kept)]
+    users = {key: sorted(present[user][1].metadata["Name"] for user in present
+                         if user not in targets and user not in unused and user != key
+                         and key in {name for name, _ in _requirements(present[user][1])})
+             for key in dependencies & kept}
+    shared = [(_describe(present[key][1]), users[key] or ["imagingdb's own environment"])
+              for key in sorted(users)]
     report = UninstallReport(removed=[_describe(present[key][1]) for key in sorted(targets)],
                              unused=[_describe(present[key][1]) for key in unused],
                              unused_removed=with_unused_dependencies, shared=shared)
@@ -157,37 +158,52 @@ def uninstall(names: Sequence[str], with_unused_dependencies: bool = False,
     return report
 
 
-def _required_names(dist) -> set[str]:
-    """The canonical names of every distribution ``dist`` requires, extras and markers
-    included (counting too much as needed only ever keeps a dependency)."""
-    names = set()
+#: a requirement's name and the extras it asks of it, e.g. ``dask[array]>=2022``
+_REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
+
+
+def _requirements(dist, extras: frozenset = frozenset()) -> list[tuple[str, frozenset]]:
+    """What ``dist`` requires, ``extras`` of it asked for: (canonical name, the extras asked
+    of it) each. A requirement of an extra not asked for is left out (tifffile's optional
+    ones are no need); other markers count as met (counting too much only keeps one)."""
+    found = []
     for requirement in dist.requires or ():
-        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", requirement)
-        if match:
-            names.add(canonical_name(match[1]))
-    return names
-
-
-def _reachable(start: set[str], needs: dict[str, set[str]], present: dict,
-               through: Optional[set[str]] = None) -> set[str]:
-    """``start`` and everything in the plugins folder they need, transitively (only through
-    the distributions ``through``, when given)."""
-    found, todo = set(), [name for name in start if name in present]
-    while todo:
-        name = todo.pop()
-        if name not in found:
-            found.add(name)
-            todo.extend(need for need in needs.get(name, ()) if need in present
-                        and (through is None or need in through))
+        spec, _, marker = requirement.partition(";")
+        match = _REQUIREMENT.match(spec)
+        if match is None:
+            continue
+        if "extra" in marker and not {canonical_name(e) for e in _EXTRA_MARKER.findall(marker)} & extras:
+            continue
+        of_it = frozenset(canonical_name(e) for e in (match[2] or "").split(",") if e.strip())
+        found.append((canonical_name(match[1]), of_it))
     return found
 
 
-def _base_requirements(folder: Path) -> list[set[str]]:
+def _reachable(asked: list[tuple[str, frozenset]], present: dict,
+               through: Optional[set[str]] = None) -> set[str]:
+    """The distributions of the plugins folder that the requirements ``asked`` need,
+    transitively, extras followed (only through the distributions ``through``, if given)."""
+    extras: dict[str, frozenset] = {}
+    todo = list(asked)
+    while todo:
+        name, of_it = todo.pop()
+        if name not in present or (through is not None and name not in through):
+            continue
+        before = extras.get(name)
+        if before is not None and of_it <= before:
+            continue
+        extras[name] = (before or frozenset()) | of_it
+        todo.extend(_requirements(present[name][1], extras[name]))
+    return set(extras)
+
+
+def _base_requirements(folder: Path) -> list[tuple[str, frozenset]]:
     """What each distribution imagingdb runs on (not the plugins folder's) requires."""
     from importlib.metadata import distributions
 
     paths = [p for p in sys.path if Path(p or ".").absolute() != folder]
-    return [_required_names(dist) for dist in distributions(path=paths)]
+    return [need for dist in distributions(path=paths) for need in _requirements(dist)]
 
 
 def installed(folder: Optional[Path] = None) -> list[Distribution]:

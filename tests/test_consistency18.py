@@ -191,7 +191,8 @@ def dependency_wheels(tmp_path_factory) -> Path:
         project(sources, "imagingdb-leaf-b"),
         project(sources, "imagingdb-suite-plugin", requires=("imagingdb-deps-plugin",),
                 plugin_module="imagingdb_suite_plugin"),
-        project(sources, "imagingdb-shared"),
+        # what only an extra of shared needs is no need of it (tifffile has a dozen such)
+        project(sources, "imagingdb-shared", requires=("imagingdb-leaf-b; extra == 'more'",)),
     ]
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                     "--no-build-isolation", "--wheel-dir", str(folder), *map(str, batch)],

@@ -314,6 +314,11 @@ def _remove(info: Path, dist, folder: Path) -> None:
     doomed = set()
     for record in dist.files:
         path = Path(dist.locate_file(record)).resolve()
+        outside = [part for part in Path(record).parts if part != ".."]
+        if not path.is_relative_to(root) and outside[:1] == ["bin"] and len(outside) == 2:
+            # a console script (../../bin/NAME: beside a prefix's lib/pythonX.Y/site-packages),
+            # which pip --target moved into the folder's bin/
+            path = root / "bin" / outside[1]
         if path.is_relative_to(root) and path != root:
             doomed.add(path)
             doomed.update(_byte_code_of(path))

@@ -194,6 +194,9 @@ def dependency_wheels(tmp_path_factory) -> Path:
         # what only an extra of shared needs is no need of it (tifffile has a dozen such)
         project(sources, "imagingdb-shared", requires=("imagingdb-leaf-b; extra == 'more'",)),
     ]
+    leaf_b = sources / "imagingdb-leaf-b-1.0.0"  # a console script: pip --target puts it in bin/
+    with open(leaf_b / "pyproject.toml", "a") as pyproject:
+        pyproject.write('\n[project.scripts]\nleaf-b = "imagingdb_leaf_b:VERSION"\n')
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                     "--no-build-isolation", "--wheel-dir", str(folder), *map(str, batch)],
                    check=True, capture_output=True)
@@ -245,6 +248,7 @@ def test_uninstall_with_unused_dependencies_removes_only_those(run_cli, two_plug
         "Kept imagingdb-shared 1.0.0: needed by imagingdb-other-plugin",
     ]
     assert installed_names(two_plugins) == ["imagingdb_other_plugin", "imagingdb_shared"]
+    assert not (two_plugins / "bin" / "leaf-b").exists()  # RECORD says ../../bin/leaf-b
     assert sorted(p.name for p in two_plugins.iterdir() if not p.name.endswith(".dist-info")) == [
         "imagingdb_other_plugin", "imagingdb_shared"]
 

@@ -1,8 +1,11 @@
 """`imagingdb demo` and `imagingdb config example` from the single-file executable: what the
-package carries is enough, with no repository and no Python packages beside it."""
+package carries is enough, with no repository and no Python packages beside it. And
+`plugins uninstall --with-unused-dependencies` against the packages it really bundles."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 from tests import test_zipapp
@@ -10,6 +13,7 @@ from tests import test_zipapp
 ROOT = Path(__file__).resolve().parent.parent
 # the executable's fixtures, as test_zipapp.py defines them (one cached build for both files)
 zipapp_file, system_python, zipapp = test_zipapp.zipapp_file, test_zipapp.system_python, test_zipapp.zipapp
+ndtiff_wheels = test_zipapp.ndtiff_wheels
 
 
 def test_config_example_comes_from_the_executable(zipapp):
@@ -28,3 +32,19 @@ def test_demo_runs_from_the_executable_into_its_folder(zipapp, isolated_home):
     assert sorted(p.name for p in zipapp.cwd.iterdir()) == ["try-it"]
     assert len(list((folder / "download" / "DEMO-2024-03-01-09-30-00-0001").glob("*.png"))) == 12
     assert not isolated_home.exists()
+
+
+def test_uninstall_with_unused_dependencies_leaves_an_empty_plugins_folder(zipapp, ndtiff_wheels,
+                                                                            tmp_path):
+    """The bundled packages' optional extras (tifffile's) are no need of ndtiff's dependencies."""
+    source = tmp_path / "imagingdb-ndtiff"
+    shutil.copytree(ROOT / "plugins" / "imagingdb-ndtiff", source,
+                    ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__", "tests"))
+    installed = zipapp.run("plugins", "install", source, "--no-index", "--find-links", ndtiff_wheels)
+    assert installed.exit_code == 0, installed.stderr
+    removed = zipapp.run("plugins", "uninstall", "--with-unused-dependencies", "imagingdb-ndtiff")
+    assert removed.exit_code == 0, removed.stderr
+    lines = removed.stderr.splitlines()
+    assert lines[0] == "Uninstalled imagingdb-ndtiff 0.1.0"
+    assert "Uninstalled ndtiff 3.1.0 (a dependency nothing else needs)" in lines
+    assert list(Path(os.environ["IMAGINGDB_PLUGINS_DIR"]).iterdir()) == []

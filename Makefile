@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml plugins/imagingdb-ndtiff/pyproject.toml
 
 install: $(STAMP)
 
+# build/demo is make demo's own folder: emptied first, whatever an older demo left there.
 demo: $(STAMP)
-	$(BIN)/python -m imagingdb.demo
+	rm -rf build/demo
+	$(BIN)/imagingdb demo --dir build/demo
 
 test: $(STAMP)
 	$(BIN)/ruff check imagingdb tests plugins docs/example-plugin scripts bench

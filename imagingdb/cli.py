@@ -26,7 +26,7 @@ EXAMPLES = """
 Examples:
   imagingdb upload --csv files_for_upload.csv --config upload.yaml
   imagingdb query --project-id ML --start-date 2005-05-01 --format json | jq '.[].dataset_id'
-  imagingdb download --id ML-2005-05-23-10-00-00-0001 --dest ./data -c DAPI -t 0
+  imagingdb download ML-2005-05-23-10-00-00-0001 --dest ./data -c DAPI -t 0
   imagingdb export --id ML-2005-05-23-10-00-00-0001 --to ome-zarr ./ML-0001.ome.zarr
 
 With no configuration, imagingdb keeps a SQLite database and the files under
@@ -86,6 +86,17 @@ def _selection(channels: Optional[List[str]], slices: Optional[List[str]],
             "slices": _split_list(slices, "slice index", integers=True),
             "times": _split_list(times, "time index", integers=True),
             "positions": _split_list(positions, "position index", integers=True)}
+
+
+def _one_dataset_id(argument: Optional[str], option: Optional[str], command: str) -> str:
+    """The dataset ID given as the argument or with --id (once, either way)."""
+    if argument is not None and option is not None:
+        raise InputError(f"give the dataset ID once: as an argument (imagingdb {command} ID) "
+                         "or with --id, not both")
+    if argument is None and option is None:
+        raise InputError(f"give the dataset ID: imagingdb {command} ID ... (see: imagingdb "
+                         f"{command} --help)")
+    return argument if argument is not None else option
 
 
 def _split_list(values: Optional[List[str]], what: str, integers: bool) -> Optional[list]:
@@ -169,6 +180,8 @@ def make_app(plugin_commands: bool = True) -> typer.Typer:
     _add_removal_commands(app)
     app.add_typer(_make_db_app())
     _add_python_command(app)
+    _add_demo_command(app)
+    app.add_typer(_make_config_app())
     _add_plugins_commands(app)
     if plugin_commands:
         add_plugin_commands(app)
@@ -259,11 +272,14 @@ def _add_data_commands(app: typer.Typer) -> None:
         if outcome.exit_code:
             raise typer.Exit(outcome.exit_code)
 
-    @app.command(epilog="Example: imagingdb download --id ML-2005-05-23-10-00-00-0001 "
+    @app.command(epilog="Example: imagingdb download ML-2005-05-23-10-00-00-0001 "
                         "--dest ./data -c DAPI -z 0-9 -t 0")
     def download(
         ctx: typer.Context,
-        dataset_id: str = typer.Option(..., "--id", metavar="ID", help="The dataset ID."),
+        dataset_id: Optional[str] = typer.Argument(None, metavar="ID", show_default=False,
+                                                   help="The dataset ID (or give it with --id)."),
+        id_option: Optional[str] = typer.Option(None, "--id", metavar="ID",
+                                                help="The dataset ID, as export takes it."),
         dest: Path = typer.Option(..., "--dest", metavar="DIR",
                                   help="Folder to write DIR/<ID>/ into."),
         channels: Optional[List[str]] = typer.Option(
@@ -295,6 +311,7 @@ def _add_data_commands(app: typer.Typer) -> None:
         from .errors import ImagingDBWarning
         from .progress import TerminalProgress
 
+        dataset_id = _one_dataset_id(dataset_id, id_option, "download")
         console.interrupted_note = (
             "interrupted: the files fetched so far are kept in a hidden .<ID>.partial-... folder "
             "of the destination; run the same command with --resume to finish")
@@ -729,17 +746,38 @@ def _add_plugins_commands(app: typer.Typer) -> None:
                   "so no plugin was added", file=sys.stderr)
         print(f"Plugins folder: {plugins_dir()}", file=sys.stderr)
 
-    @plugins_app.command(epilog="Example: imagingdb plugins uninstall imagingdb-ndtiff")
+    @plugins_app.command(epilog="Example: imagingdb plugins uninstall imagingdb-ndtiff "
+                                "--with-unused-dependencies")
     def uninstall(
         names: List[str] = typer.Argument(..., metavar="NAME",
                                           help="Distribution names, as `imagingdb plugins` shows."),
+        with_unused_dependencies: bool = typer.Option(
+            False, "--with-unused-dependencies",
+            help="Remove too the dependencies they brought that nothing else installed needs."),
     ) -> None:
-        """Remove distributions from the plugins folder (the files their RECORD lists)."""
-        from .plugin_install import uninstall as uninstall_plugin
+        """Remove distributions from the plugins folder (the files their RECORD lists).
 
-        for name in names:
-            removed = uninstall_plugin(name)
-            print(f"Uninstalled {removed.name} {removed.version}", file=sys.stderr)
+        Their dependencies stay unless --with-unused-dependencies: those nothing
+        else needs are listed, with the command that removes them.
+        """
+        from .plugin_install import uninstall as uninstall_plugins
+
+        report = uninstall_plugins(names, with_unused_dependencies)
+        for dist in report.removed:
+            print(f"Uninstalled {dist.name} {dist.version}", file=sys.stderr)
+        unused = ", ".join(f"{dist.name} {dist.version}" for dist in report.unused)
+        if report.unused_removed:
+            for dist in report.unused:
+                print(f"Uninstalled {dist.name} {dist.version} (a dependency nothing else "
+                      "needs)", file=sys.stderr)
+        elif report.unused:
+            again = " ".join(dist.name for dist in report.unused)
+            print(f"Left {unused} in the plugins folder: dependencies nothing else installed "
+                  f"needs; remove them with: imagingdb plugins uninstall {again} (or use "
+                  "--with-unused-dependencies)", file=sys.stderr)
+        for dist, users in report.shared:
+            print(f"Kept {dist.name} {dist.version}: needed by {', '.join(users)}",
+                  file=sys.stderr)
 
     app.add_typer(plugins_app)
 
@@ -763,6 +801,71 @@ def _add_python_command(app: typer.Typer) -> None:
         code = run(ctx.args)
         if code:
             raise typer.Exit(code)
+
+
+def _add_demo_command(app: typer.Typer) -> None:
+    @app.command(epilog="Examples:\n\n\b\n"
+                        "imagingdb demo                        (into ./imagingdb-demo)\n"
+                        "imagingdb demo --dir /tmp/try-imagingdb")
+    def demo(
+        folder: Path = typer.Option(
+            Path(DEMO_FOLDER), "--dir", metavar="DIR",
+            help="The folder to write everything into: new, empty, or an earlier demo's "
+                 "(emptied first)."),
+    ) -> None:
+        """Try imagingdb on a generated Micro-Manager acquisition: upload, query, download
+        and read it, each step the command you would type. Everything goes into DIR, with
+        its own database and storage; your imagingdb data is never touched."""
+        from .demo import run_demo
+
+        run_demo(folder, _run_in_process)
+
+
+#: `imagingdb demo`'s folder when given none, in the current folder
+DEMO_FOLDER = "imagingdb-demo"
+
+
+def _run_in_process(args: Any) -> int:
+    """Run `imagingdb ARGS...` in this process, on a fresh app; its exit code."""
+    command = typer.main.get_command(make_app(plugin_commands=False))
+    try:
+        command.main(args=list(args), prog_name="imagingdb")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+class ConfigSection(str, Enum):
+    site = "site"
+    upload = "upload"
+
+
+def _make_config_app() -> typer.Typer:
+    config_app = typer.Typer(
+        name="config", no_args_is_help=True, rich_markup_mode=None,
+        epilog="Example: imagingdb config example site > lab.yaml",
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+
+    @config_app.callback()
+    def config() -> None:
+        """The configuration files: an example of each, every key documented."""
+
+    @config_app.command(epilog="Examples:\n\n\b\n"
+                               "imagingdb config example site > lab.yaml   (then edit it)\n"
+                               "imagingdb config example upload | less")
+    def example(
+        section: Optional[ConfigSection] = typer.Argument(
+            None, metavar="[site|upload]", show_default=False,
+            help="Only the site config or the upload config part."),
+    ) -> None:
+        """Print the example configuration (config.example.yaml): the site config (where a
+        lab's database and storage are) and the upload config, every key with what it does."""
+        from .config import example_config
+
+        sys.stdout.write(example_config(section.value if section else None))
+
+    return config_app
 
 
 def _make_db_app() -> typer.Typer:

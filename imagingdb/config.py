@@ -93,6 +93,31 @@ def default_site_config_path() -> Path:
     return Path(config_home) / "imagingdb" / "config.yaml"
 
 
+#: the sections of config.example.yaml, as `imagingdb config example SECTION` names them
+EXAMPLE_SECTIONS = ("site", "upload")
+
+
+def example_config(section: Optional[str] = None) -> str:
+    """config.example.yaml, every key of both files documented (shipped in the package, so
+    the single-file executable has it too); ``section`` "site" or "upload": that part only.
+
+    The file's sections each start with a ``# ====`` rule line naming them; the site part
+    is a working site config once its values are a lab's."""
+    from importlib import resources
+
+    text = resources.files("imagingdb").joinpath("config.example.yaml").read_text(encoding="utf-8")
+    if section is None:
+        return text
+    if section not in EXAMPLE_SECTIONS:
+        raise InputError(f"no config section {section!r}; the sections are "
+                         f"{', '.join(EXAMPLE_SECTIONS)}")
+    lines = text.splitlines(keepends=True)
+    rules = [n for n, line in enumerate(lines) if line.startswith("# ====")]
+    start = rules[EXAMPLE_SECTIONS.index(section)]
+    end = rules[EXAMPLE_SECTIONS.index(section) + 1] if section != EXAMPLE_SECTIONS[-1] else None
+    return "".join(lines[start:end]).rstrip("\n") + "\n"
+
+
 @dataclass(repr=False)
 class DatabaseSettings:
     url: str

@@ -10,6 +10,7 @@ Tracebacks are printed only with ``--debug``. The typer app of
 from __future__ import annotations
 
 import contextlib
+import shlex
 import sys
 from typing import Iterator, Optional
 
@@ -46,7 +47,7 @@ class ImagingDBGroup(TyperGroup):
             sys.exit(exc.exit_code)
         except Exception as exc:  # noqa: BLE001 - never a traceback unless --debug
             if _is_click_error(exc):
-                code = _click_error(exc, debug)
+                code = _click_error(exc, debug, args)
             else:
                 _error(f"unexpected {type(exc).__name__}: {exc}; run again with --debug "
                        "for details", debug)
@@ -84,18 +85,45 @@ def _is_click_error(exc: Exception) -> bool:
     return hasattr(exc, "format_message") and hasattr(exc, "exit_code")
 
 
-def _click_error(exc: Exception, debug: bool) -> int:
+def _click_error(exc: Exception, debug: bool, args: list[str]) -> int:
     """Print a click usage/parameter error as one line; returns the exit code."""
     ctx = getattr(exc, "ctx", None)
     if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
         print(ctx.get_help())
         return 0
     message = exc.format_message()
-    if ctx is not None and exc.exit_code == 2:
+    hint = _global_option_hint(exc, ctx, args)
+    if hint:
+        message = hint
+    elif ctx is not None and exc.exit_code == 2:
         command = " ".join(ctx.command_path.split()[1:])
         message += f" (see: imagingdb {command + ' ' if command else ''}--help)"
     _error(message, debug)
     return exc.exit_code
+
+
+def _global_option_hint(exc: Exception, ctx, args: list[str]) -> Optional[str]:
+    """For an option of imagingdb itself given after the command (``imagingdb query
+    --site-config lab.yaml``): the message saying so, with the command line put right."""
+    option = getattr(exc, "option_name", None)
+    if type(exc).__name__ != "NoSuchOption" or ctx is None or ctx.parent is None or not option:
+        return None
+    root = ctx.find_root().command
+    param = next((p for p in root.params if option in p.opts), None)
+    if param is None:
+        return None
+    moved = [option]
+    rest = list(args)
+    at = next((n for n, arg in enumerate(rest) if arg == option or arg.startswith(option + "=")),
+              None)
+    if at is not None:
+        takes_value = not getattr(param, "is_flag", False) and "=" not in rest[at]
+        moved = rest[at:at + (2 if takes_value else 1)]
+        del rest[at:at + len(moved)]
+    fixed = " ".join(shlex.quote(arg) for arg in ["imagingdb", *moved, *rest])
+    command = " ".join(ctx.command_path.split()[1:])
+    return (f"{option} is an option of imagingdb itself, not of {command}: give it "
+            f"before the command, e.g. {fixed}")
 
 
 def _global_flag(args: list[str], flag: str) -> bool:

@@ -12,7 +12,9 @@ written.
 pip is the wheel the single-file executable carries (``make zipapp`` bundles it
 with a setuptools wheel, offered to pip so a plugin's source folder builds with
 no network), else the environment's own. Uninstalling removes the files a
-distribution's ``RECORD`` lists, and nothing outside the plugins folder.
+distribution's ``RECORD`` lists, and nothing outside the plugins folder; the
+dependencies it brought that nothing else installed needs are named, and removed
+too when asked.
 """
 
 from __future__ import annotations
@@ -104,18 +106,104 @@ def install(requirements: Sequence[str], options: PipOptions = PipOptions(),
     return [dist for dist in installed(folder) if canonical_name(dist.name) in names]
 
 
-def uninstall(name: str, folder: Optional[Path] = None) -> Distribution:
-    """Remove the distribution ``name`` from the plugins folder; returns what was removed."""
+@dataclass(frozen=True)
+class UninstallReport:
+    """What ``imagingdb plugins uninstall`` removed, and what the removed ones needed."""
+
+    removed: list[Distribution]
+    #: their dependencies in the plugins folder that nothing installed needs any more:
+    #: removed too with ``with_unused_dependencies``, else left where they are
+    unused: list[Distribution]
+    unused_removed: bool
+    #: their dependencies that other distributions still need, each with those (by name)
+    shared: list[tuple[Distribution, list[str]]]
+
+
+def uninstall(names: Sequence[str], with_unused_dependencies: bool = False,
+              folder: Optional[Path] = None) -> UninstallReport:
+    """Remove the distributions ``names`` from the plugins folder (all there, or an
+    InputError and nothing removed), and say which of their dependencies it leaves."""
     folder = (folder or plugins_dir()).expanduser().absolute()
-    found = _distributions(folder, name) if folder.is_dir() else []
-    if not found:
-        there = ", ".join(d.name for d in installed(folder)) or "nothing"
-        raise InputError(f"no distribution {name!r} in the plugins folder {folder} "
-                         f"(installed there: {there})")
-    removed = _describe(found[0][1])
-    for info, dist in found:
-        _remove(info, dist, folder)
-    return removed
+    versions: dict[str, list[tuple[Path, object]]] = {}  # an interrupted upgrade leaves two
+    for info, dist in _metadata_folders(folder).items():
+        versions.setdefault(canonical_name(dist.metadata["Name"] or ""), []).append((info, dist))
+    present = {key: found[-1] for key, found in versions.items()}
+    for name in names:
+        if canonical_name(name) not in present:
+            there = ", ".join(d.name for d in installed(folder)) or "nothing"
+            raise InputError(f"no distribution {name!r} in the plugins folder {folder} "
+                             f"(installed there: {there})")
+    targets = {canonical_name(name) for name in names}
+    # A plugin among the dependencies was wanted for itself too: it stays, and what it
+    # needs is its own business, not these ones' dependencies.
+    plugin_keys = {key for key, (_, dist) in present.items() if _describe(dist).is_plugin}
+    asked = [need for key in targets for need in _requirements(present[key][1])]
+    dependencies = _reachable(asked, present, through=set(present) - plugin_keys) - targets
+    staying = [key for key in present if key not in targets | dependencies]
+    others = [need for key in staying for need in _requirements(present[key][1])]
+    kept = _reachable(others + _base_requirements(folder), present)
+    unused = sorted(dependencies - kept)
+    users = {key: sorted(present[user][1].metadata["Name"] for user in present
+                         if user not in targets and user not in unused and user != key
+                         and key in {name for name, _ in _requirements(present[user][1])})
+             for key in dependencies & kept}
+    shared = [(_describe(present[key][1]), users[key] or ["imagingdb's own environment"])
+              for key in sorted(users)]
+    report = UninstallReport(removed=[_describe(present[key][1]) for key in sorted(targets)],
+                             unused=[_describe(present[key][1]) for key in unused],
+                             unused_removed=with_unused_dependencies, shared=shared)
+    for key in sorted(targets) + (unused if with_unused_dependencies else []):
+        for info, dist in versions[key]:
+            _remove(info, dist, folder)
+    return report
+
+
+#: a requirement's name and the extras it asks of it, e.g. ``dask[array]>=2022``
+_REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
+_EXTRA_MARKER = re.compile(r"""extra\s*==\s*['"]([^'"]+)['"]""")
+
+
+def _requirements(dist, extras: frozenset = frozenset()) -> list[tuple[str, frozenset]]:
+    """What ``dist`` requires, ``extras`` of it asked for: (canonical name, the extras asked
+    of it) each. A requirement of an extra not asked for is left out (tifffile's optional
+    ones are no need); other markers count as met (counting too much only keeps one)."""
+    found = []
+    for requirement in dist.requires or ():
+        spec, _, marker = requirement.partition(";")
+        match = _REQUIREMENT.match(spec)
+        if match is None:
+            continue
+        if "extra" in marker and not {canonical_name(e) for e in _EXTRA_MARKER.findall(marker)} & extras:
+            continue
+        of_it = frozenset(canonical_name(e) for e in (match[2] or "").split(",") if e.strip())
+        found.append((canonical_name(match[1]), of_it))
+    return found
+
+
+def _reachable(asked: list[tuple[str, frozenset]], present: dict,
+               through: Optional[set[str]] = None) -> set[str]:
+    """The distributions of the plugins folder that the requirements ``asked`` need,
+    transitively, extras followed (only through the distributions ``through``, if given)."""
+    extras: dict[str, frozenset] = {}
+    todo = list(asked)
+    while todo:
+        name, of_it = todo.pop()
+        if name not in present or (through is not None and name not in through):
+            continue
+        before = extras.get(name)
+        if before is not None and of_it <= before:
+            continue
+        extras[name] = (before or frozenset()) | of_it
+        todo.extend(_requirements(present[name][1], extras[name]))
+    return set(extras)
+
+
+def _base_requirements(folder: Path) -> list[tuple[str, frozenset]]:
+    """What each distribution imagingdb runs on (not the plugins folder's) requires."""
+    from importlib.metadata import distributions
+
+    paths = [p for p in sys.path if Path(p or ".").absolute() != folder]
+    return [need for dist in distributions(path=paths) for need in _requirements(dist)]
 
 
 def installed(folder: Optional[Path] = None) -> list[Distribution]:
@@ -226,6 +314,11 @@ def _remove(info: Path, dist, folder: Path) -> None:
     doomed = set()
     for record in dist.files:
         path = Path(dist.locate_file(record)).resolve()
+        outside = [part for part in Path(record).parts if part != ".."]
+        if not path.is_relative_to(root) and outside[:1] == ["bin"] and len(outside) == 2:
+            # a console script (../../bin/NAME: beside a prefix's lib/pythonX.Y/site-packages),
+            # which pip --target moved into the folder's bin/
+            path = root / "bin" / outside[1]
         if path.is_relative_to(root) and path != root:
             doomed.add(path)
             doomed.update(_byte_code_of(path))

@@ -350,7 +350,7 @@ class RowUpload:
         when there is one and no --overwrite (the caller decides: skip or refuse)."""
         row = self.row
         if not row.source.exists():
-            raise InputError(f"{row.source} not found")
+            raise InputError(row.source_not_found())
         if row.parent_dataset_id == row.dataset_id:
             raise InputError("a dataset cannot be its own parent")
         with self.uploader.site.connection() as conn:

@@ -57,11 +57,22 @@ class UploadRow:
     positions: Optional[list[int]] = None
     #: the dataset's annotations: the row's annotation columns and --annotate
     annotations: dict[str, str] = field(default_factory=dict)
+    #: the folder a relative file_name was read against (the CSV's), None for an absolute one
+    relative_to: Optional[Path] = None
 
     @property
     def dataset_id(self) -> str:
         """The dataset ID as text."""
         return self.parsed_id.text
+
+    def source_not_found(self) -> str:
+        """Why the source is not there, in words: a relative file_name says where it was
+        looked for (the CSV's folder, not the folder the command runs in)."""
+        if self.relative_to is None:
+            return f"{self.source} not found"
+        name = self.source.relative_to(self.relative_to)
+        return (f"{self.source} not found: file_name {str(name)!r} is relative to the CSV's "
+                f"folder {self.relative_to.absolute()}, not to the current folder")
 
 
 def _parse_positions(text: str, where: str) -> Optional[list[int]]:
@@ -171,13 +182,21 @@ def _delimiter(text: str) -> str:
     return best
 
 
+#: what else labs call the required columns (checked after the spelling ones look like)
+COLUMN_SYNONYMS = {
+    "file_name": ("file", "path", "file_path", "filepath", "fname", "source", "image", "folder"),
+    "dataset_id": ("id", "dataset", "datasetid", "dataset_name"),
+}
+
+
 def _column_hint(missing: list[str], columns: list[str]) -> str:
-    """'; did you mean ...' for missing columns that a present one looks like."""
+    """'; did you mean ...' for missing columns that a present one looks like, or that has a
+    name labs use for them (path, file, id...)."""
     hints = []
+    folded = {column.lower().replace(" ", "_").replace("-", "_"): column for column in columns}
     for name in missing:
-        folded = {column.lower().replace(" ", "_").replace("-", "_"): column
-                  for column in columns}
         close = difflib.get_close_matches(name, list(folded), n=1, cutoff=0.75)
+        close = close or [f for f in folded if f in COLUMN_SYNONYMS.get(name, ())][:1]
         if close:
             hints.append(f"{folded[close[0]]!r} for {name!r}")
     return f" (did you mean {' and '.join(hints)}?)" if hints else ""
@@ -256,8 +275,10 @@ def _parse_row(path: Path, line: int, row: dict[str, Optional[str]], where: str)
     if not file_name:
         raise InputError(f"{where}: file_name is empty")
     source = Path(file_name).expanduser()
+    relative_to = None
     if not source.is_absolute():
-        source = path.parent / source  # relative to the CSV's folder
+        relative_to = path.parent
+        source = relative_to / source  # relative to the CSV's folder
     parent = row.get("parent_dataset_id")
     parent_id = None
     if not _blank(parent):
@@ -274,4 +295,5 @@ def _parse_row(path: Path, line: int, row: dict[str, Optional[str]], where: str)
         description=description if description not in (None, "") else None,
         parent_dataset_id=parent_id,
         positions=_parse_positions(row.get("positions") or "", where),
+        relative_to=relative_to,
     )

@@ -56,7 +56,8 @@ STRIP_DEBUG = ("numcodecs/*.so",)
 # botocore ships a model for every AWS service; the S3 backend needs S3, and the
 # credential chain (assume-role, SSO, console login profiles) the other four.
 BOTOCORE_SERVICES = {"s3", "sts", "sso", "sso-oidc", "signin"}
-# What the project's wheel is built from (imagingdb/schema.sql is a symlink: copied as a file).
+# What the project's wheel is built from (imagingdb/schema.sql and config.example.yaml are
+# symlinks: copied as files).
 PROJECT_FILES = ("pyproject.toml", "README.md", "imagingdb")
 # What decides the executable's behaviour (README.md only feeds its metadata).
 SOURCES = ("pyproject.toml", "imagingdb", "requirements", "scripts/build_zipapp.py")

@@ -103,20 +103,44 @@ def register_splitters(register: Callable[[str, Callable[[], Splitter]], None]) 
 def _first_look(source: Path) -> bool:
     """Refuse what tif_id must not split; True if the file's dimensions are in OME-XML."""
     if not source.is_file():
-        raise SplitterError(f"{source}: no such file" if not source.exists() else
-                            f"{source} is a folder; tif_id takes one TIFF file "
-                            "(leave frames_format out to let imagingdb choose for a folder)")
+        raise (SplitterError(f"{source}: no such file") if not source.exists()
+               else _refuse_folder(source))
     with tiff_pages.opened(source) as tif:
         page = tiff_pages.first_page(tif, source)
         if tiff_pages.is_ndtiff(tif):
             raise SplitterError(f"{source} is an NDTiff stack, placed by its NDTiff.index: "
                                 "upload its folder with frames_format: ndtiff")
         if tiff_pages.has_micromanager_metadata(page):
-            right = ("ome_tiff" if ome_xml.looks_like_ome(page.description)
-                     else "tif_folder for its folder")
+            # an OME-TIFF declares itself by its OME-XML, or by its name where Micro-Manager
+            # wrote the OME-XML into another file of the set
+            is_ome = (ome_xml.looks_like_ome(page.description)
+                      or tiff_pages.has_ome_suffix(source.name))
+            right = "ome_tiff" if is_ome else "tif_folder for its folder"
             raise SplitterError(f"{source} is a Micro-Manager file, whose pages are placed by "
                                 f"their MicroManagerMetadata: use frames_format: {right}")
         return ome_xml.looks_like_ome(page.description)
+
+
+def _refuse_folder(folder: Path) -> SplitterError:
+    """tif_id given a folder: the error naming what reads it, as its files declare it
+    (ome_tiff for OME-TIFFs: named so, or OME-XML in the first file)."""
+    choose = "leave frames_format out to let imagingdb choose"
+    kind, right = "", None
+    tiffs = tiff_pages.listed(folder)
+    if any(tiff_pages.has_ome_suffix(path.name) for path in tiffs):
+        kind, right = " of OME-TIFF files", "ome_tiff"
+    elif tiffs:
+        try:
+            with tiff_pages.opened(tiffs[0]) as tif:
+                page = tiff_pages.first_page(tif, tiffs[0])
+                if ome_xml.looks_like_ome(page.description):
+                    kind, right = " of OME-TIFF files", "ome_tiff"
+                elif tiff_pages.has_micromanager_metadata(page):
+                    kind, right = " of Micro-Manager image files", "tif_folder"
+        except SplitterError:
+            pass  # an unreadable first file: imagingdb's choice will say what is wrong with it
+    advice = f"use frames_format: {right} (or {choose})" if right else f"{choose} for a folder"
+    return SplitterError(f"{folder} is a folder{kind}; tif_id takes one TIFF file: {advice}")
 
 
 @dataclass(frozen=True)

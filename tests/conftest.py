@@ -23,6 +23,28 @@ from imagingdb.testing.fixtures import CliRun
 pytest_plugins = ["tests.servers", "imagingdb.testing.fixtures"]
 
 
+def _no_ca_bundle_parsed_per_connection() -> None:
+    """pg8000 asks every server for TLS first, and for that builds
+    ssl.create_default_context(), which parses the whole CA bundle (SSL_CERT_FILE, ~0.1 s
+    here) on each connection: several times per test on PostgreSQL. The test servers speak
+    no TLS. With the bundle pointed at an empty file the certificates stay reachable through
+    the hashed folder (SSL_CERT_DIR), which OpenSSL reads lazily, only to verify a peer; so
+    this is done only when that folder holds hashed certificates. Set at import, before any
+    test or subprocess starts (xdist workers and `imagingdb` runs inherit it)."""
+    import ssl
+
+    folder = os.environ.get("SSL_CERT_DIR") or ssl.get_default_verify_paths().openssl_capath
+    try:
+        hashed = any(name.endswith(".0") for name in os.listdir(folder))
+    except OSError:
+        hashed = False
+    if hashed:
+        os.environ["SSL_CERT_FILE"] = os.devnull
+
+
+_no_ca_bundle_parsed_per_connection()
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch) -> Path:
     """A fresh IMAGINGDB_HOME per test; the machine's configs and plugins stay out."""

@@ -279,3 +279,18 @@ def snapshot_with_one_dataset(site, run_cli, upload_files, tmp_path):
     assert run_cli("upload", "--csv", csv_path, "--config",
                    upload_files.file_config()).exit_code == 0
     return site.snapshot()
+
+
+#: test files holding the suite's longest tests (kill -9 on PostgreSQL + S3, the zipapp and
+#: its build, pip, random trials), longest first. xdist hands tests out in collection order;
+#: started first, these run while the short ones fill the other worker, instead of one of
+#: them being the last thing a worker does while the other waits.
+LONGEST_FIRST = ("test_zipapp.py", "test_s3_integrity.py", "test_truncation.py",
+                 "test_plugin_install.py", "test_rename.py", "test_pg_s3.py", "test_secrets.py",
+                 "test_delete.py", "test_crash_recovery.py", "test_claim_loss.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Long files first (LONGEST_FIRST), each file's tests kept together and in order."""
+    rank = {name: number for number, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable

@@ -23,6 +23,28 @@ from imagingdb.testing.fixtures import CliRun
 pytest_plugins = ["tests.servers", "imagingdb.testing.fixtures"]
 
 
+def _no_ca_bundle_parsed_per_connection() -> None:
+    """pg8000 asks every server for TLS first, and for that builds
+    ssl.create_default_context(), which parses the whole CA bundle (SSL_CERT_FILE, ~0.1 s
+    here) on each connection: several times per test on PostgreSQL. The test servers speak
+    no TLS. With the bundle pointed at an empty file the certificates stay reachable through
+    the hashed folder (SSL_CERT_DIR), which OpenSSL reads lazily, only to verify a peer; so
+    this is done only when that folder holds hashed certificates. Set at import, before any
+    test or subprocess starts (xdist workers and `imagingdb` runs inherit it)."""
+    import ssl
+
+    folder = os.environ.get("SSL_CERT_DIR") or ssl.get_default_verify_paths().openssl_capath
+    try:
+        hashed = any(name.endswith(".0") for name in os.listdir(folder))
+    except OSError:
+        hashed = False
+    if hashed:
+        os.environ["SSL_CERT_FILE"] = os.devnull
+
+
+_no_ca_bundle_parsed_per_connection()
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch) -> Path:
     """A fresh IMAGINGDB_HOME per test; the machine's configs and plugins stay out."""
@@ -257,3 +279,18 @@ def snapshot_with_one_dataset(site, run_cli, upload_files, tmp_path):
     assert run_cli("upload", "--csv", csv_path, "--config",
                    upload_files.file_config()).exit_code == 0
     return site.snapshot()
+
+
+#: test files holding the suite's longest tests (kill -9 on PostgreSQL + S3, the zipapp and
+#: its build, pip, random trials), longest first. xdist hands tests out in collection order;
+#: started first, these run while the short ones fill the other worker, instead of one of
+#: them being the last thing a worker does while the other waits.
+LONGEST_FIRST = ("test_zipapp.py", "test_s3_integrity.py", "test_truncation.py",
+                 "test_plugin_install.py", "test_rename.py", "test_pg_s3.py", "test_secrets.py",
+                 "test_delete.py", "test_crash_recovery.py", "test_claim_loss.py")
+
+
+def pytest_collection_modifyitems(items):
+    """Long files first (LONGEST_FIRST), each file's tests kept together and in order."""
+    rank = {name: number for number, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable

@@ -162,6 +162,8 @@ class PostgresServer:
         self.port: int | None = None
         self.bindir = bindir
         self.base_dir: Path | None = None
+        self._admin = None  # one superuser session kept for create/drop_database
+        self._create_suffix = ""
 
     def __repr__(self) -> str:
         # Hand-written so the password never lands in a traceback or log.
@@ -210,6 +212,7 @@ class PostgresServer:
         if self.base_dir is None:
             return
         atexit.unregister(self.stop)
+        self._close_admin()
         if (self.data_dir / "postmaster.pid").exists():
             try:
                 self._pg_tool("pg_ctl", "stop", "-D", self.data_dir, "-m", "immediate", "-w")
@@ -222,6 +225,7 @@ class PostgresServer:
     def restart(self) -> None:
         """Crash and restart the server on the same port, as a power cut and reboot would:
         every session (and every advisory lock) is gone, the data stays."""
+        self._close_admin()
         self._pg_tool("pg_ctl", "restart", "-D", self.data_dir, "-m", "immediate", "-w",
                       "-t", str(_START_TIMEOUT_SECONDS), "-l", self.log_file,
                       "-o", f"-p {self.port}")
@@ -342,21 +346,48 @@ class PostgresServer:
         """Create an empty database and return its password-less SQLAlchemy URL."""
         from pg8000.native import identifier
 
-        with closing(self.connect()) as admin:
-            admin.run(f"CREATE DATABASE {identifier(name)}")
+        self._admin_run(f"CREATE DATABASE {identifier(name)}{self._create_suffix}")
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
         """Drop a database even if a leaked connection or pool still uses it."""
         from pg8000.native import identifier
 
-        with closing(self.connect()) as admin:
-            admin.run(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = :name AND pid <> pg_backend_pid()",
-                name=name,
-            )
-            admin.run(f"DROP DATABASE IF EXISTS {identifier(name)} WITH (FORCE)")
+        self._admin_run(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = :name AND pid <> pg_backend_pid()",
+            name=name,
+        )
+        self._admin_run(f"DROP DATABASE IF EXISTS {identifier(name)} WITH (FORCE)")
+
+    def _admin_run(self, sql: str, **params):
+        """Run ``sql`` on the kept superuser session, opened (again) when needed.
+
+        A login costs more than a CREATE DATABASE on a loaded machine (SCRAM, a new
+        backend), and every test on PostgreSQL creates and drops one database, so the
+        session is kept. A session lost meanwhile (a restart) is replaced once.
+        """
+        import pg8000.exceptions
+
+        for attempt in (1, 2):
+            if self._admin is None:
+                self._admin = self.connect()
+                version = int(self._admin.run("SHOW server_version_num")[0][0])
+                # FILE_COPY (15+) copies template1's files instead of WAL-logging every
+                # block: the faster way for a tiny template on a cluster with fsync off.
+                self._create_suffix = " STRATEGY FILE_COPY" if version >= 150000 else ""
+            try:
+                return self._admin.run(sql, **params)
+            except (pg8000.exceptions.InterfaceError, OSError):
+                self._close_admin()
+                if attempt == 2:
+                    raise
+
+    def _close_admin(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
 
     def create_role(self, name: str, password: str, *, login: bool = True) -> None:
         """Create an extra role, e.g. to test refused logins or missing privileges."""

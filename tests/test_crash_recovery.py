@@ -239,7 +239,7 @@ def assert_only_the_committed_generation_is_left(site, run_cli, frames):
     assert len(dataset_objects(site)) == frames
 
 
-@pytest.mark.parametrize("trial", trials(default=3))
+@pytest.mark.parametrize("trial", trials(default=2))
 def test_overwrite_killed_at_random_leaves_the_old_or_the_new_dataset_whole(
         site, run_cli, overwrite_upload, trial):
     kill_at = random_kill(trial_random("overwrite kill", trial), OVERWRITE_STAGES)
@@ -255,7 +255,7 @@ def test_overwrite_killed_at_random_leaves_the_old_or_the_new_dataset_whole(
     assert_only_the_committed_generation_is_left(site, run_cli, frames=12)
 
 
-@pytest.mark.parametrize("trial", trials(default=3))
+@pytest.mark.parametrize("trial", trials(default=2))
 def test_upload_killed_at_random_releases_its_claim_and_the_next_upload_completes(
         site, run_cli, frames_upload, trial):
     """The claim dies with its process: the next upload of the ID gets in at once, writes

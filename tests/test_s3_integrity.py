@@ -157,7 +157,7 @@ S3_OVERWRITE_STAGES = {"folder-chosen": (1, 1), "object-stored": (1, 12),
                        "after-commit": (1, 1)}
 
 
-@pytest.mark.parametrize("trial", trials(default=2))
+@pytest.mark.parametrize("trial", trials(default=1))
 def test_overwrite_killed_at_random_on_s3(uploaded, run_cli, upload_files, mm_ometiff_uint8,
                                           trial):
     """Bounded random trials (IMAGINGDB_TRIALS for more, the seed printed)."""

@@ -751,11 +751,11 @@ class Dataset:
         dest = Path(dest)
         if not resume:
             check_destination(dest, self.id)
-        plan = DownloadPlan(self.id, self._store(storage), is_frames=self.is_frames)
         if self.is_frames:
             from .download import warn_missing
 
-            selection = self.select(channels, slices, times, positions)
+            selection = self.select(channels, slices, times, positions)  # refused before any store
+            plan = DownloadPlan(self.id, self._store(storage), is_frames=self.is_frames)
             rows = self._frame_rows(selection, with_metadata=False)
             asked = (len(selection.channels) * len(selection.slices) * len(selection.times)
                      * len(selection.positions))
@@ -787,6 +787,7 @@ class Dataset:
             if any(x is not None for x in (channels, slices, times, positions)):
                 raise InputError(f"dataset {self.id} is a file kept whole: it has no channels, "
                                  "slices, times or positions to select")
+            plan = DownloadPlan(self.id, self._store(storage), is_frames=self.is_frames)
             if download:
                 plan.objects = [(self.file["key"], self.file["file_name"])]
                 plan.checksums = {self.file["file_name"]: (self.file.get("sha256"), "bytes")}

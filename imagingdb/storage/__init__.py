@@ -200,6 +200,10 @@ class StorageBackend(abc.ABC):
         (``imagingdb sync``'s copies), raising a WorkError if not. This default reads the
         object back; a store that checks a checksum sent with the bytes overrides it."""
         self.put_bytes(key, data)
+        self.check_written(key, data)
+
+    def check_written(self, key: str, data: bytes) -> None:
+        """Read ``key`` back: a WorkError unless it holds exactly ``data``."""
         try:
             back = self.get_bytes(key)
         except KeyError:

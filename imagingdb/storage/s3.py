@@ -176,15 +176,8 @@ class S3Storage(StorageBackend):
                                             ChecksumSHA256=digest)
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "write", key) from None
-        if answer.get("ChecksumSHA256") == digest:
-            return
-        try:
-            back = self.get_bytes(key)
-        except KeyError:
-            back = None
-        if back != data:
-            raise WorkError(f"cannot write s3://{self.bucket}/{self._key(key)}: the object "
-                            "differs from what was written once read back")
+        if answer.get("ChecksumSHA256") != digest:
+            self.check_written(key, data)
 
     def put_fileobj(self, key: str, fileobj: BinaryIO) -> None:
         from boto3.exceptions import S3UploadFailedError

@@ -24,10 +24,13 @@ pytest_plugins = ["tests.servers", "imagingdb.testing.fixtures"]
 
 
 def _no_ca_bundle_parsed_per_connection() -> None:
-    """pg8000 asks every server for TLS first, and for that builds
+    """pg8000 left to its defaults asks every server for TLS first, and for that builds
     ssl.create_default_context(), which parses the whole CA bundle (SSL_CERT_FILE, ~0.1 s
-    here) on each connection: several times per test on PostgreSQL. The test servers speak
-    no TLS. With the bundle pointed at an empty file the certificates stay reachable through
+    here) on each connection. imagingdb's own connections do not (db/postgres.py; tested in
+    test_postgres.py with this variable in place, by refusing that call), but the tests'
+    direct engines and admin sessions are pg8000 left to its defaults, several times per
+    test on PostgreSQL, and the test servers speak no TLS.
+    With the bundle pointed at an empty file the certificates stay reachable through
     the hashed folder (SSL_CERT_DIR), which OpenSSL reads lazily, only to verify a peer; so
     this is done only when that folder holds hashed certificates. Set at import, before any
     test or subprocess starts (xdist workers and `imagingdb` runs inherit it)."""

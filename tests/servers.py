@@ -155,8 +155,10 @@ class PostgresServer:
     cluster that loses data on a power cut costs nothing and runs much faster.
     """
 
-    def __init__(self, user: str = "imagingdb_test", bindir: Path | None = None):
+    def __init__(self, user: str = "imagingdb_test", bindir: Path | None = None,
+                 tls: bool = False):
         self.user = user
+        self.tls = tls  # serve TLS with a certificate for 127.0.0.1 signed by ``ca_file``
         self.password = secrets.token_urlsafe(24)
         self.host = "127.0.0.1"
         self.port: int | None = None
@@ -182,6 +184,11 @@ class PostgresServer:
     @property
     def socket_dir(self) -> Path:
         return self.base_dir / "run"
+
+    @property
+    def ca_file(self) -> Path:
+        """The certificate authority that signed a ``tls`` server's certificate."""
+        return self.base_dir / "ca.crt"
 
     @property
     def log_file(self) -> Path:
@@ -275,9 +282,26 @@ class PostgresServer:
             "synchronous_commit": "off",
             "full_page_writes": "off",
         }
+        if self.tls:
+            self._write_certificates()
+            settings.update(ssl="on", ssl_cert_file="'server.crt'", ssl_key_file="'server.key'")
         lines = [f"{name} = {value}" for name, value in settings.items()]
         with open(self.data_dir / "postgresql.conf", "a") as conf:
             conf.write("\n# imagingdb test settings\n" + "\n".join(lines) + "\n")
+
+    def _write_certificates(self) -> None:
+        """A throwaway certificate authority and, signed by it, the server's certificate
+        for 127.0.0.1 (the key readable by the cluster owner only, as PostgreSQL demands)."""
+        ca_key, ca_cert = _certificate("imagingdb test CA")
+        key, cert = _certificate("127.0.0.1", issuer=(ca_key, ca_cert))
+        self.ca_file.write_bytes(_pem(ca_cert))
+        (self.data_dir / "server.crt").write_bytes(_pem(cert))
+        key_file = self.data_dir / "server.key"
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(_pem(key))
+        if _running_as_root():
+            for path in (self.data_dir / "server.crt", key_file):
+                _give_to_cluster_owner(path)
 
     def _start_on_free_port(self) -> None:
         """Start the postmaster, retrying if someone takes our port first.
@@ -405,6 +429,45 @@ class PostgresServer:
 
         with closing(self.connect()) as admin:
             admin.run(f"DROP ROLE IF EXISTS {identifier(name)}")
+
+
+def _certificate(name: str, issuer=None):
+    """(key, certificate) for ``name``: a CA when ``issuer`` is None, else a server
+    certificate for the IP address ``name`` signed by ``issuer`` (key, certificate)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_key, issuer_cert = issuer or (key, None)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(subject)
+               .issuer_name(issuer_cert.subject if issuer_cert else subject)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(days=1)))
+    if issuer is None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(name))]), critical=False)
+    return key, builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(item) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    if hasattr(item, "public_bytes"):
+        return item.public_bytes(serialization.Encoding.PEM)
+    return item.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption())
 
 
 def _give_to_cluster_owner(path: Path) -> None:

@@ -283,3 +283,103 @@ def test_debug_output_never_contains_the_password(pg_server, pg_url, login_file,
     code, output = _run(["--debug", "query"], refused_env, tmp_path)
     assert code == 1 and "Traceback" in output and "password authentication failed" in output
     assert "Wrong-Secret-4711" not in output
+
+
+# -------------------------------------------------------------- TLS (libpq's sslmode)
+
+
+@pytest.fixture(scope="module")
+def tls_pg_server():
+    from tests.servers import PostgresServer
+
+    with PostgresServer(tls=True) as server:
+        yield server
+
+
+def _api_url(server, database="postgres", **query):
+    url = make_url(server.url(database)).set(password=server.password)
+    return url.update_query_dict(query).render_as_string(hide_password=False)
+
+
+def _uses_tls(url) -> bool:
+    with imagingdb.connect(database_url=url) as db:
+        with db.site.engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).scalar_one()
+
+
+def test_prefer_falls_back_to_plain_without_parsing_the_certificate_bundle(pg_server,
+                                                                            monkeypatch):
+    """The default asks for TLS, as libpq does; a server without it gets a plain
+    connection, and no verifying context (the whole system bundle, ~0.1 s) is built."""
+    import ssl
+
+    def parse_bundle(*args, **kwargs):
+        raise AssertionError("the system certificate bundle was parsed")
+
+    monkeypatch.setattr(ssl, "create_default_context", parse_bundle)
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    assert _uses_tls(_api_url(pg_server)) is False
+
+
+def test_require_on_a_server_without_tls_is_an_error_saying_so(pg_url, tmp_path, run_cli):
+    config = site_config(tmp_path, pg_url + "?sslmode=require", password_env=PG_PASSWORD_ENV)
+    result = run_cli("--site-config", config, "query")
+    assert result.exit_code == 1
+    assert result.errors == [f"Error: cannot connect to database {pg_url}?sslmode=require: "
+                             "the server offers "
+                             "no TLS and sslmode is require: enable ssl on the server, or use "
+                             "sslmode=prefer"]
+
+
+@pytest.mark.parametrize("where", ["url", "PGSSLMODE"])
+def test_unknown_sslmode_is_an_input_error(pg_url, tmp_path, run_cli, monkeypatch, where):
+    if where == "url":
+        url = pg_url + "?sslmode=verify"
+    else:
+        url = pg_url
+        monkeypatch.setenv("PGSSLMODE", "verify")
+    result = run_cli("--site-config", site_config(tmp_path, url, password_env=PG_PASSWORD_ENV),
+                     "query")
+    assert result.exit_code == 2
+    assert result.errors == ["Error: sslmode must be one of disable, allow, prefer, require, "
+                             "verify-ca, verify-full, got 'verify' (in database.url's "
+                             "?sslmode= or PGSSLMODE)"]
+
+
+@pytest.mark.parametrize("mode, tls", [("disable", False), ("prefer", True), ("require", True)])
+def test_sslmode_decides_whether_the_connection_uses_tls(tls_pg_server, mode, tls):
+    assert _uses_tls(_api_url(tls_pg_server, sslmode=mode)) is tls
+
+
+def test_pgsslmode_is_read_when_the_url_has_none(tls_pg_server, monkeypatch):
+    monkeypatch.setenv("PGSSLMODE", "disable")
+    assert _uses_tls(_api_url(tls_pg_server)) is False
+
+
+@pytest.mark.parametrize("mode", ["verify-ca", "verify-full"])
+def test_verify_modes_accept_the_certificate_of_the_given_authority(tls_pg_server, mode):
+    url = _api_url(tls_pg_server, sslmode=mode, sslrootcert=str(tls_pg_server.ca_file))
+    assert _uses_tls(url) is True
+
+
+def test_verify_full_refuses_a_certificate_of_an_unknown_authority(tls_pg_server, tmp_path,
+                                                                   run_cli, monkeypatch):
+    monkeypatch.setenv(PG_PASSWORD_ENV, tls_pg_server.password)
+    url = tls_pg_server.url("postgres") + "?sslmode=verify-full"
+    result = run_cli("--site-config", site_config(tmp_path, url, password_env=PG_PASSWORD_ENV),
+                     "query")
+    assert result.exit_code == 1
+    assert len(result.errors) == 1
+    assert "certificate verify failed" in result.errors[0], result.errors
+
+
+def test_missing_sslrootcert_is_an_input_error_naming_it(pg_url, tmp_path, run_cli):
+    missing = tmp_path / "no-ca.crt"
+    url = f"{pg_url}?sslmode=verify-ca&sslrootcert={missing}"
+    result = run_cli("--site-config", site_config(tmp_path, url, password_env=PG_PASSWORD_ENV),
+                     "query")
+    assert result.exit_code == 2
+    assert result.errors == [f"Error: sslrootcert {missing}: No such file or directory: give "
+                             "the file of the certificate authority that signed the server's "
+                             "certificate"]

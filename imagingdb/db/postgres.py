@@ -10,6 +10,14 @@ pg8000 is pure Python and reads no libpq settings, so this module does what
   variable named by ``database.password_env``, the URL itself, ``PGPASSWORD``,
   then ``~/.pgpass`` (or ``$PGPASSFILE``), ignored with a warning when other
   users can read it, as libpq does;
+- TLS follows libpq's ``sslmode`` (the URL's ``?sslmode=`` or ``PGSSLMODE``): ``prefer``,
+  the default, asks the server for TLS and falls back to a plain connection when it has
+  none; ``disable``; ``require`` (TLS, no certificate check, as libpq); ``verify-ca`` and
+  ``verify-full`` check the server's certificate against ``?sslrootcert=`` /
+  ``PGSSLROOTCERT`` or the system's certificates (``verify-full`` also its host name). A
+  unix socket never uses TLS, as in libpq. Left to itself pg8000 would build a verifying
+  context, parsing the whole system certificate bundle (~0.1 s), on every connection, only
+  to switch verification off;
 - ``database.connect_timeout`` bounds reaching the server and logging in only.
   pg8000 keeps its ``timeout`` on the socket for the connection's whole life,
   which would cut a long bulk insert or index build; it is lifted once the
@@ -43,6 +51,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PORT = 5432
 #: first probe after 30 s of silence, then every 10 s; 3 unanswered probes end the connection
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPALIVE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SERVER_HAS_NO_TLS = "Server refuses SSL"  # pg8000's words
 NO_PASSWORD = ("the server asks for a password and none was found: set database.password_env, "
                "PGPASSWORD or ~/.pgpass")
 
@@ -79,9 +89,44 @@ def connect_args(url: sa.URL, settings: DatabaseSettings) -> tuple[sa.URL, dict[
     password = find_password(url, settings)
     if password is not None:
         args["password"] = password
+    args["ssl_context"] = _ssl_context(url)
     if url.host and url.host.startswith("/"):
         url = url.set(host=None)
-    return url.set(password=None), args
+    return url.set(password=None).difference_update_query(["sslmode", "sslrootcert"]), args
+
+
+def ssl_mode(url: sa.URL) -> str:
+    """libpq's sslmode for ``url``: its ``?sslmode=``, else ``PGSSLMODE``, else prefer."""
+    mode = url.query.get("sslmode") or os.environ.get("PGSSLMODE") or "prefer"
+    if mode not in SSL_MODES:
+        raise InputError(f"sslmode must be one of {', '.join(SSL_MODES)}, got {mode!r} "
+                         "(in database.url's ?sslmode= or PGSSLMODE)")
+    return mode
+
+
+def _ssl_context(url: sa.URL) -> Any:
+    """pg8000's ``ssl_context``: False for no TLS, or the context to ask the server for TLS
+    with. Given a context pg8000 refuses a server without TLS; for ``allow`` and ``prefer``
+    :func:`create_engine` then connects again without it."""
+    mode = ssl_mode(url)
+    if mode == "disable" or (url.host and url.host.startswith("/")):
+        return False
+    import ssl
+
+    if mode in ("verify-ca", "verify-full"):
+        root = url.query.get("sslrootcert") or os.environ.get("PGSSLROOTCERT")
+        try:
+            context = ssl.create_default_context(cafile=root)
+        except OSError as exc:
+            raise InputError(f"sslrootcert {root}: {exc.strerror or exc}: "
+                             "give the file of the certificate authority that signed "
+                             "the server's certificate") from None
+        context.check_hostname = mode == "verify-full"
+        return context
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def find_password(url: sa.URL, settings: DatabaseSettings) -> Optional[str]:
@@ -132,6 +177,8 @@ def pgpass_lookup(url: sa.URL) -> Optional[str]:
 
 
 def create_engine(url: sa.URL, settings: DatabaseSettings) -> sa.Engine:
+    mode = ssl_mode(url)
+    plain_fallback = mode in ("allow", "prefer")
     url, args = connect_args(url, settings)
     log.debug("database: %s (password %s)", mask_url(url.render_as_string()),
               "given" if "password" in args else "none")
@@ -143,7 +190,16 @@ def create_engine(url: sa.URL, settings: DatabaseSettings) -> sa.Engine:
         # as a driver error SQLAlchemy reports it like any other failure to connect.
         dbapi = dialect.loaded_dbapi
         try:
-            return dbapi.connect(*cargs, **cparams)
+            try:
+                return dbapi.connect(*cargs, **cparams)
+            except dbapi.InterfaceError as exc:
+                if SERVER_HAS_NO_TLS not in str(exc):
+                    raise
+                if not plain_fallback:
+                    raise dbapi.InterfaceError(
+                        f"the server offers no TLS and sslmode is {mode}: enable ssl on the "
+                        "server, or use sslmode=prefer") from None
+                return dbapi.connect(*cargs, **{**cparams, "ssl_context": False})
         except OSError as exc:
             raise dbapi.InterfaceError(str(exc) or type(exc).__name__) from exc
         except AttributeError as exc:

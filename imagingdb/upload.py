@@ -208,8 +208,13 @@ class Uploader:
         """Resolve plugins and check storage once; an error here fails every row alike."""
         if self._setup_error is not None:
             raise self._setup_error
-        if self.storage is not None:
-            return
+        if self.storage is None:
+            self.resolve()
+
+    def resolve(self, check_storage: bool = True) -> None:
+        """Resolve the plugins and open the storage the rows go to, once; an error here fails
+        every row alike. ``check_storage``: make sure the store takes writes, which writes (a
+        probe object on S3, the root folder of a local store); ``upload --plan`` does not."""
         try:
             cfg = self.config
             if cfg.upload_type == "frames":
@@ -219,8 +224,9 @@ class Uploader:
                     self._validators[""] = MetaValidator(cfg.meta_schema, cfg.source)
             if cfg.filename_parser:
                 self.parser = plugins.get("filename_parser", cfg.filename_parser).obj
-            storage, self.store_names = _storage_for(self.site, cfg, self.replicate)
-            storage.check(writable=True)
+            storage, self.store_names = storage_for(self.site, cfg, self.replicate)
+            if check_storage:
+                storage.check(writable=True)
             self.storage = storage
             if not self._workers_chosen:
                 self.workers = default_workers(ENCODE, storage.transfer_workers)
@@ -275,6 +281,11 @@ class RowUpload:
         return self.uploader.storage
 
     @property
+    def replacing(self) -> bool:
+        """A dataset of this ID was registered when :meth:`check_before_work` looked."""
+        return self._replacing
+
+    @property
     def unspooled(self) -> int:
         """How many stored objects' rows are not in the spool yet (bounded by the frames in flight)."""
         return len(self._written)
@@ -283,7 +294,7 @@ class RowUpload:
         """Upload the row under ``claim``; returns (frames, bytes of pixels or of the file).
         Raises _AlreadyThere when the dataset is registered with this very content."""
         self.claim = claim
-        existing = self._check_before_work()
+        existing = self.check_before_work()
         if existing is not None:
             self._refuse_or_skip(existing)
         try:
@@ -345,7 +356,7 @@ class RowUpload:
         faults.checkpoint("folder-chosen")
         return self.folder
 
-    def _check_before_work(self) -> Optional[sa.Row]:
+    def check_before_work(self) -> Optional[sa.Row]:
         """Refuse the row before any work if it cannot go in; the registered dataset of its ID
         when there is one and no --overwrite (the caller decides: skip or refuse)."""
         row = self.row
@@ -370,7 +381,7 @@ class RowUpload:
         row = self.row
         registered = self._registered_content(existing)
         if registered is not None and registered == self._source_content(existing.frames):
-            changed = self._changed_fields(existing)
+            changed = self.changed_fields(existing)
             if changed:
                 raise InputError(f"dataset {row.dataset_id} is already uploaded with this "
                                  f"content, but the CSV row or config gives another "
@@ -385,7 +396,7 @@ class RowUpload:
         raise InputError(f"dataset {row.dataset_id} already exists with other content than "
                          f"{row.source}; use --overwrite to replace it, or another dataset ID")
 
-    def _changed_fields(self, existing: sa.Row) -> list[str]:
+    def changed_fields(self, existing: sa.Row) -> list[str]:
         """What this row would record differently from the registered dataset: description,
         microscope, parent and annotations (a rerun must not drop a change silently)."""
         row = self.row
@@ -441,7 +452,7 @@ class RowUpload:
         if self.config.upload_type == "file":
             return file_sha256(source) if source.is_file() else None
         frames = provenance.FramesDigest()
-        with self._open() as acquisition:
+        with self.open_source() as acquisition:
             for frame in acquisition.iter_frames(pixels=True):
                 index = frame.index
                 frames.add(index.channel, index.slice, index.time, index.position,
@@ -489,7 +500,7 @@ class RowUpload:
 
     # ------------------------------------------------------------ frames upload
 
-    def _open(self) -> Acquisition:
+    def open_source(self) -> Acquisition:
         """Choose the splitter (frames_format, or what claims the source) and open the source."""
         row, explicit = self.row, self.config.frames_format
         try:
@@ -521,28 +532,43 @@ class RowUpload:
                 self._written.update(spool.keys())
                 raise
 
+    def frame_layout(self) -> tuple[str, FrameCodec]:
+        """The frame layout this row's frames are stored in (the upload config's, else the
+        site's) and its codec."""
+        frame_format = self.config.frame_format or self.uploader.site.config.storage.frame_format
+        return frame_format, frame_codec(frame_format, **(
+            self.config.png_options() if frame_format == layout.PNG else {}))
+
+    def check_frames(self, acquisition: Acquisition, codec: FrameCodec,
+                     on_frame: Optional[Callable[[Frame], None]] = None) -> int:
+        """Every check of an opened acquisition that can fail, done before any write (the
+        metadata pass, its grid, what the codec stores); ``on_frame`` sees each frame of the
+        metadata pass (no pixels). Returns the number of frames."""
+        row = self.row
+        count = self.validate_frames(acquisition, on_frame)
+        dims = acquisition.dims
+        # Whatever splitter read it: a grid no acquisition could have is refused here,
+        # before show and read would walk its missing frames.
+        grid = dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints * dims.nbr_positions
+        tiff_pages.check_declared_frames(str(row.source), grid, count)
+        _check_storable(row, dims, codec)
+        if count < grid:
+            self._warn(f"{count} of the {grid} frames of its dimensions (C{dims.nbr_channels} "
+                       f"Z{dims.nbr_slices} T{dims.nbr_timepoints} P{dims.nbr_positions}) "
+                       f"are in the source; {grid - count} missing, read as the fill value "
+                       "(imagingdb show lists them)")
+        return count
+
     def _upload_frames_via(self, frame_rows: RowSpool) -> tuple[int, int]:
         row = self.row
-        frame_format = self.config.frame_format or self.uploader.site.config.storage.frame_format
-        codec = frame_codec(frame_format, **(
-            self.config.png_options() if frame_format == layout.PNG else {}))
-        with self._open() as acquisition:
-            count = self._validate_frames(acquisition)
+        frame_format, codec = self.frame_layout()
+        with self.open_source() as acquisition:
+            count = self.check_frames(acquisition, codec)
             dims = acquisition.dims
-            # Whatever splitter read it: a grid no acquisition could have is refused here,
-            # before show and read would walk its missing frames.
-            grid = dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints * dims.nbr_positions
-            tiff_pages.check_declared_frames(str(row.source), grid, count)
-            _check_storable(row, dims, codec)
-            if count < grid:
-                self._warn(f"{count} of the {grid} frames of its dimensions (C{dims.nbr_channels} "
-                           f"Z{dims.nbr_slices} T{dims.nbr_timepoints} P{dims.nbr_positions}) "
-                           f"are in the source; {grid - count} missing, read as the fill value "
-                           "(imagingdb show lists them)")
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * _itemsize(dims.bit_depth)
             storage_dir = self._take_folder(frames=True)
             self.progress.start(row.dataset_id, count, count * frame_bytes)
-            store = _ZarrStoreBuilder(row.dataset_id, dims) if frame_format == layout.OME_ZARR else None
+            store = ZarrStoreBuilder(row.dataset_id, dims) if frame_format == layout.OME_ZARR else None
             try:
                 nbytes = self._store_frames(acquisition, codec, storage_dir, frame_rows, store)
             except BaseException:
@@ -577,7 +603,7 @@ class RowUpload:
         self.progress.finish()
         return len(frame_rows), nbytes
 
-    def _store_documents(self, store: "_ZarrStoreBuilder", channel_names: list[str],
+    def _store_documents(self, store: "ZarrStoreBuilder", channel_names: list[str],
                          global_meta: dict[str, Any], storage_dir: str) -> list[str]:
         """The zarr.json documents of an ome-zarr upload, put after its chunks."""
         keys = []
@@ -590,20 +616,23 @@ class RowUpload:
         faults.checkpoint("object-stored")
         return keys
 
-    def _validate_frames(self, acquisition: Acquisition) -> int:
+    def validate_frames(self, acquisition: Acquisition,
+                        on_frame: Optional[Callable[[Frame], None]] = None) -> int:
         """The metadata-only pass: every check that can fail is done before any write."""
         count = 0
         validator = self.uploader.validator(self.notes["format"], acquisition)
         for frame in acquisition.iter_frames(pixels=False):
             if validator is not None:
                 validator.check(frame, self.row.source)
+            if on_frame is not None:
+                on_frame(frame)
             count += 1
         if count == 0:
             raise InputError(f"{self.row.source}: no frames to upload")
         return count
 
     def _store_frames(self, acquisition: Acquisition, codec: FrameCodec, storage_dir: str,
-                      rows: RowSpool, zarr_store: Optional["_ZarrStoreBuilder"]) -> int:
+                      rows: RowSpool, zarr_store: Optional["ZarrStoreBuilder"]) -> int:
         """Encode, hash and store every frame with a bounded pool; spool their rows.
 
         Returns the bytes of pixels stored. Memory is bounded by the frames in
@@ -791,7 +820,7 @@ def _refuse_case_twin(conn: sa.Connection, dataset_id: str, *, registering: bool
                          f"by case; {CASE_ONLY}: use {twin} or another ID")
 
 
-def _storage_for(site: Site, config: UploadConfig,
+def storage_for(site: Site, config: UploadConfig,
                  replicate: bool = False) -> tuple["StorageBackend", list[str]]:
     """Where the upload writes, and the names of the site's stores that are: the primary
     (``replicate``: every store), unless the upload config names another store (``storage``:
@@ -836,7 +865,7 @@ class _KeptKeys:
         return key in self._others or key in self._frame_rows
 
 
-class _ZarrStoreBuilder:
+class ZarrStoreBuilder:
     """What the zarr.json documents of an ome-zarr upload need, gathered as frames are stored:
     the positions, the highest index of each axis, the pixel range of each channel."""
 

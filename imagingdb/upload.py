@@ -123,13 +123,7 @@ def upload_csv(
     ``annotate`` ({key: value}) annotates every row's dataset; ``encoding`` is the CSV's
     when it is not UTF-8 (e.g. cp1252); ``replicate``: write every object to every store of
     the site, not only the primary (the registration records a copy in each)."""
-    encoding = check_encoding(encoding)
-    config = load_upload_config(config_path)
-    checked = {}
-    for key, value in (annotate or {}).items():
-        key = notes.check_key(str(key), "--annotate")
-        checked[key] = notes.check_value(key, str(value), "--annotate")
-    rows = read_upload_csv(csv_path, checked, config.required_annotations, encoding)
+    config, rows = read_upload(csv_path, config_path, annotate, encoding)
     uploader = Uploader(site, config, overwrite=overwrite, workers=workers,
                         progress=progress or Progress(), replicate=replicate)
     report = UploadReport()
@@ -141,16 +135,29 @@ def upload_csv(
     return report
 
 
+def read_upload(csv_path: Path, config_path: Path, annotate: Optional[Mapping[str, str]] = None,
+                encoding: Optional[str] = None) -> tuple[UploadConfig, list[UploadRow | RefusedRow]]:
+    """The upload config and the CSV's rows, checked: a bad file is an InputError, a bad row
+    a RefusedRow."""
+    encoding = check_encoding(encoding)
+    config = load_upload_config(config_path)
+    checked = {}
+    for key, value in (annotate or {}).items():
+        key = notes.check_key(str(key), "--annotate")
+        checked[key] = notes.check_value(key, str(value), "--annotate")
+    return config, read_upload_csv(csv_path, checked, config.required_annotations, encoding)
+
+
 def _refused(row: RefusedRow) -> RowResult:
     return RowResult(row.line, row.dataset_id, False, row.error, row.exit_code)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Metadata as plain JSON: numpy scalars to Python, NaN/inf to None, bytes to text."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (str, int, bool)) or value is None:
@@ -158,7 +165,7 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return _json_safe(value.tolist())
+        return json_safe(value.tolist())
     return str(value)
 
 
@@ -379,7 +386,7 @@ class RowUpload:
         """A dataset of this ID is registered and no --overwrite: if it holds this very
         content (a rerun of an interrupted upload) the row is done; else it is refused."""
         row = self.row
-        registered = self._registered_content(existing)
+        registered = self.registered_content(existing)
         if registered is not None and registered == self._source_content(existing.frames):
             changed = self.changed_fields(existing)
             if changed:
@@ -417,7 +424,7 @@ class RowUpload:
                     if old.get(key) != new.get(key)]
         return changed
 
-    def _registered_content(self, existing: sa.Row) -> Optional[str]:
+    def registered_content(self, existing: sa.Row) -> Optional[str]:
         """The registered dataset's content checksum (computed from its rows when it
         predates schema version 4); None if its rows do not tell (no checksums)."""
         if existing.content_sha256:
@@ -469,7 +476,7 @@ class RowUpload:
         if self.config.frame_format:  # set in this upload's config, not the site's default
             self._warn(f"frame_format: {self.config.frame_format} has no effect with upload_type: "
                        "file (the file is kept whole, as it is)")
-        metadata = _json_safe({"file_origin": str(source), **tiff_pages.file_tags(source)})
+        metadata = json_safe({"file_origin": str(source), **tiff_pages.file_tags(source)})
         storage_dir = self._take_folder(frames=False)
         key = layout.object_key(storage_dir, name)
         self.progress.start(self.row.dataset_id, 1, source.stat().st_size, unit="file")
@@ -574,7 +581,7 @@ class RowUpload:
             except BaseException:
                 self.progress.finish(ok=False)
                 raise
-            global_meta = _json_safe(acquisition.global_meta)
+            global_meta = json_safe(acquisition.global_meta)
             documents = [] if store is None else self._store_documents(
                 store, acquisition.channel_names, global_meta, storage_dir)
         self.storage.flush()
@@ -665,7 +672,7 @@ class RowUpload:
                 "channel_idx": frame.index.channel, "slice_idx": frame.index.slice,
                 "time_idx": frame.index.time, "pos_idx": frame.index.position,
                 "channel_name": frame.channel_name, "file_name": name,
-                "sha256": checksum, "metadata_json": _json_safe(frame.metadata),
+                "sha256": checksum, "metadata_json": json_safe(frame.metadata),
             }, frame.pixels.nbytes, memoryview(data).nbytes
 
         def collect(stored: tuple[str, dict[str, Any], int, int]) -> None:

@@ -255,10 +255,13 @@ def _add_data_commands(app: typer.Typer) -> None:
         from .progress import TerminalProgress
 
         if plan:
+            from .upload_plan import process_age
+
             with _database(ctx) as db:
                 planned = db.plan_upload(csv_file, config, overwrite=overwrite, workers=workers,
                                          annotate=parse_assignments(annotate or (), "--annotate"),
-                                         encoding=encoding, replicate=replicate)
+                                         encoding=encoding, replicate=replicate,
+                                         startup_seconds=process_age())
             for row in planned.rows:
                 if not row.ok:
                     print(f"Error: {printable(row.error)}", file=sys.stderr)

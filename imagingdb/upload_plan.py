@@ -18,6 +18,7 @@ counted at the round-trip time of a read request measured here, bandwidth not.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import math
 import os
@@ -34,7 +35,6 @@ from .acquisition import Acquisition, Frame, FrameIndex, describe_missing
 from .codecs import FrameCodec
 from .config import DEFAULT_PRICES, DatabaseSettings, SiteConfig, UploadConfig
 from .errors import ImagingDBError, InputError, WorkError
-from .pool import run_bounded
 from .progress import Progress
 from .provenance import FRAMES_PREFIX
 from .site import Site
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from .storage import StorageBackend
 
 #: frames encoded for the estimate: at least this many (or all)...
-SAMPLE_FRAMES = 8
+SAMPLE_FRAMES = 16
 #: ...and at most this many, and at most this many bytes of pixels held at once
 SAMPLE_MAX_FRAMES = 32
 SAMPLE_MAX_BYTES = 128 << 20
@@ -271,6 +271,8 @@ class UploadPlan:
     csv: str
     database: str
     workers: int = 0
+    #: the upload command's start-up, as this process took it (0: not a command's plan)
+    startup_seconds: float = 0.0
     database_note: Optional[str] = None
     stores: list[StorePlan] = field(default_factory=list)
     rows: list[RowPlan] = field(default_factory=list)
@@ -315,7 +317,8 @@ class UploadPlan:
             "read_bytes": sum(r.read_bytes for r in planned),
             "stored_bytes": sum(r.stored_bytes for r in planned),
             "stored_objects": sum(r.stored_objects for r in planned),
-            "seconds": round(sum(r.seconds for r in planned), 3),
+            "seconds": round(self.startup_seconds + sum(r.seconds for r in planned), 3),
+            "startup_seconds": round(self.startup_seconds, 3),
             "requests": {name: counts.to_json() for name, counts in requests.items()},
             "cost": None if cost is None else round(cost, 6),
             "currency": priced[0].prices["currency"] if priced else None,
@@ -338,12 +341,15 @@ TIME_COVERS = ("the metadata pass, then reading, encoding and hashing every fram
 
 def plan_csv(site: Site, csv_path: Path, config_path: Path, *, overwrite: bool = False,
              workers: Optional[int] = None, annotate: Optional[Mapping[str, str]] = None,
-             encoding: Optional[str] = None, replicate: bool = False) -> UploadPlan:
+             encoding: Optional[str] = None, replicate: bool = False,
+             startup_seconds: float = 0.0) -> UploadPlan:
     """What ``upload_csv`` with these arguments would do, with nothing written anywhere.
-    Bad files (the CSV, the upload config) raise InputError as the upload does."""
+    Bad files (the CSV, the upload config) raise InputError as the upload does.
+    ``startup_seconds``: what the command's start-up took so far (:func:`process_age`),
+    counted in the total time as the upload's own start-up."""
     config, rows = read_upload(csv_path, config_path, annotate, encoding)
     with ReadOnlySite(site.config) as reading:
-        plan = UploadPlan(str(csv_path), reading.database_url)
+        plan = UploadPlan(str(csv_path), reading.database_url, startup_seconds=startup_seconds)
         planner = _Planner(reading, config, plan, overwrite=overwrite, workers=workers,
                            replicate=replicate)
         for row in rows:
@@ -414,6 +420,7 @@ class _Planner:
     # -- a row -----------------------------------------------------------------
 
     def plan_row(self, row: UploadRow) -> RowPlan:
+        self._row_started = time.perf_counter()
         upload = RowUpload(self.uploader, row)
         plan = RowPlan(row.line, row.dataset_id, source=str(row.source),
                        upload_type=self.config.upload_type)
@@ -455,8 +462,9 @@ class _Planner:
             plan.seconds = hash_seconds
             return
         plan.stored_bytes, plan.stored_objects = size, 1
-        plan.seconds_parts = {"read and hash": hash_seconds}
-        plan.seconds = hash_seconds
+        plan.seconds_parts = {"open and check": time.perf_counter() - self._row_started,
+                              "read and hash": hash_seconds}
+        plan.seconds = sum(plan.seconds_parts.values())
 
     def _plan_frames(self, upload: RowUpload, plan: RowPlan, existing: Optional[sa.Row]) -> None:
         frame_format, codec = upload.frame_layout()
@@ -466,6 +474,7 @@ class _Planner:
             started = time.perf_counter()
             count = upload.check_frames(acquisition, codec, on_frame=present.add)
             metadata_seconds = time.perf_counter() - started
+            opened = time.perf_counter() - self._row_started
             dims = acquisition.dims
             plan.frames = count
             plan.grid = (dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints
@@ -486,7 +495,7 @@ class _Planner:
             plan.ratio = sample.ratio
             if existing is not None:
                 self._refuse_or_skip(upload, plan, existing, count)
-                check = metadata_seconds + count * (sample.read + sample.hash)
+                check = opened + count * (sample.read + sample.hash)
                 plan.seconds_parts = {"content check": check}
                 plan.seconds = check
                 return
@@ -497,7 +506,7 @@ class _Planner:
                 plan.stored_objects += len(documents)
                 plan.stored_bytes += sum(len(d) for d in documents.values())
             plan.seconds_parts = {
-                "metadata pass": metadata_seconds,
+                "open and check": opened + sample.first,
                 "frames": count * max(sample.read, sample.encode),
             }
         plan.seconds = sum(plan.seconds_parts.values())
@@ -546,12 +555,13 @@ class _Planner:
         reading = time.perf_counter() - started - walked * metadata_seconds / max(count, 1)
         if not frames:
             raise WorkError(f"{acquisition.kind or 'the source'}: no frame could be read")
+        started = time.perf_counter()
         codec.encode(frames[0].pixels)  # the codec's first call imports its library
+        first = time.perf_counter() - started
         started = time.perf_counter()
         for frame in frames:
             codec.pixel_hash(frame.pixels)
         hashing = time.perf_counter() - started
-        sizes: list[int] = []
 
         def encode(frame: Frame) -> int:
             data = codec.encode(frame.pixels)
@@ -559,11 +569,14 @@ class _Planner:
             codec.pixel_hash(frame.pixels)
             return nbytes
 
-        started = time.perf_counter()
-        run_bounded(encode, frames, workers, on_result=sizes.append, name="imagingdb-plan")
-        encoding = time.perf_counter() - started
+        with cf.ThreadPoolExecutor(workers, thread_name_prefix="imagingdb-plan") as pool:
+            # Each thread's first frame makes its buffers, as in the upload's first frames.
+            list(pool.map(encode, frames[:workers]))
+            started = time.perf_counter()
+            sizes = list(pool.map(encode, frames))
+            encoding = time.perf_counter() - started
         pixel_bytes = sum(frame.pixels.nbytes for frame in frames)
-        return _Sample(frames=len(frames), read=max(reading, 0.0) / len(frames),
+        return _Sample(frames=len(frames), first=first, read=max(reading, 0.0) / len(frames),
                        hash=hashing / len(frames), encode=encoding / len(frames),
                        ratio=sum(sizes) / max(pixel_bytes, 1), pixels=frames)
 
@@ -642,6 +655,7 @@ class _Planner:
 @dataclass
 class _Sample:
     frames: int
+    first: float  # the codec's first call: its library's import, which the upload pays too
     read: float  # seconds a frame: reading its pixels
     hash: float  # hashing them, one thread
     encode: float  # encoding and hashing, on the upload's workers (wall time a frame)
@@ -683,6 +697,18 @@ class _Present:
         missing = [FrameIndex(c, z, t, p) for p in axes["p"] for t in axes["t"]
                    for c in axes["c"] for z in axes["z"] if (c, z, t, p) not in self.indexes]
         return describe_missing(missing, axes)
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux's /proc; elsewhere 0: not known)."""
+    try:
+        with open("/proc/self/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        with open("/proc/uptime", "rb") as handle:
+            uptime = float(handle.read().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _check_local_root(root: Path, plan: StorePlan) -> None:
@@ -788,10 +814,13 @@ def format_plan(plan: UploadPlan) -> list[str]:
         lines += _row_lines(row, currency)
     totals = plan.totals()
     lines.append("")
-    lines.append(f"Total: {totals['ok']} of {totals['rows']} row(s) can go in: "
-                 f"{totals['frames']} frame(s), {_size(totals['read_bytes'])} read, "
-                 f"~{_size(totals['stored_bytes'])} in {totals['stored_objects']} object(s), "
-                 f"~{_seconds(totals['seconds'])}")
+    if plan.startup_seconds:
+        lines.append(f"  start-up  ~{_seconds(plan.startup_seconds)} (as this command's took)")
+    lines.append(f"Total: {totals['ok']} of {totals['rows']} row(s) can go in, "
+                 f"~{_seconds(totals['seconds'])}: {totals['frames']} frame(s), "
+                 f"{_size(totals['read_bytes'])} read,")
+    lines.append(f"  ~{_size(totals['stored_bytes'])} stored in {totals['stored_objects']} "
+                 "object(s)")
     for name, counts in totals["requests"].items():
         lines.append(f"  {name}: {_requests(counts_of(counts))} (with the run's storage check)")
     if totals["cost"] is not None:
@@ -829,8 +858,8 @@ def _row_lines(row: RowPlan, currency: str) -> list[str]:
     else:
         lines.append(f"  read      {_size(row.read_bytes)} (the file, kept whole)")
     if row.action != "skip":
-        how = (f"{row.frame_format}, {row.ratio:.2f} of the pixels in {row.sample_frames} sampled "
-               "frame(s)" if row.ratio is not None else "the file as it is")
+        how = (f"{row.frame_format}: {row.ratio:.2f} x pixels, {row.sample_frames} frames "
+               "sampled" if row.ratio is not None else "the file as it is")
         lines.append(f"  stored    ~{_size(row.stored_bytes)} in {row.stored_objects} object(s) "
                      f"({how})")
         if row.folder:

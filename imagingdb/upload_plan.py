@@ -213,6 +213,8 @@ class RowPlan:
     ratio: Optional[float] = None  # stored / pixel bytes of the sample
     seconds: float = 0.0
     seconds_parts: dict[str, float] = field(default_factory=dict)
+    #: the sample's seconds a frame: reading, hashing, encoding on the workers, on one thread
+    sample: dict[str, float] = field(default_factory=dict)
     folder: Optional[str] = None
     #: requests the row makes of each S3 store (store name -> counts)
     requests: dict[str, Requests] = field(default_factory=dict)
@@ -236,6 +238,7 @@ class RowPlan:
             "ratio": None if self.ratio is None else round(self.ratio, 4),
             "seconds": round(self.seconds, 3),
             "seconds_parts": {k: round(v, 3) for k, v in self.seconds_parts.items()},
+            "sample": self.sample,
             "folder": self.folder,
             "requests": {name: counts.to_json() for name, counts in self.requests.items()},
             "cost": None if self.cost is None else round(self.cost, 6),
@@ -256,6 +259,9 @@ class StorePlan:
     setup: Requests = field(default_factory=Requests)
     #: seconds of one read request, measured (S3)
     round_trip: Optional[float] = None
+    #: bytes a second the disk under a local store moves while busy, from the kernel's
+    #: counters (read, not written: Linux's /proc/diskstats); None: not known
+    disk_rate: Optional[float] = None
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -263,6 +269,7 @@ class StorePlan:
                 "prices": self.prices, "prices_configured": self.prices_configured,
                 "setup_requests": self.setup.to_json(),
                 "round_trip_seconds": None if self.round_trip is None else round(self.round_trip, 4),
+                "disk_bytes_per_second": None if self.disk_rate is None else round(self.disk_rate),
                 "notes": self.notes}
 
 
@@ -331,9 +338,11 @@ class UploadPlan:
                 "time_covers": TIME_COVERS}
 
 
-TIME_COVERS = ("the metadata pass, then reading, encoding and hashing every frame at the "
-               "sample's measured rate on the upload's workers; S3 requests at the measured "
-               "round-trip time; writes to a local store and the registration not measured")
+TIME_COVERS = ("start-up, opening and the metadata pass as this plan took them; reading, "
+               "encoding and hashing every frame at the sample's rate on the upload's "
+               "workers; a local store's writes at its disk's rate so far (from the kernel's "
+               "counters, nothing written); S3 requests at the round-trip time of a read; "
+               "not the registration, nor S3's bandwidth")
 
 
 # ------------------------------------------------------------------------ the run
@@ -408,6 +417,10 @@ class _Planner:
             plan.prices = dict(configured or DEFAULT_PRICES)
         if isinstance(store, LocalStorage):
             _check_local_root(store.root, plan)
+            plan.disk_rate = disk_rate(store.root)
+            if plan.disk_rate is None:
+                plan.notes.append("the disk's speed is not known here: writing is not in the "
+                                  "time")
             return plan
         started = time.perf_counter()
         store.check()
@@ -505,9 +518,10 @@ class _Planner:
                 documents = self._zarr_documents(upload, acquisition, present, sample)
                 plan.stored_objects += len(documents)
                 plan.stored_bytes += sum(len(d) for d in documents.values())
+            plan.sample = sample.to_json()
             plan.seconds_parts = {
                 "open and check": opened + sample.first,
-                "frames": count * max(sample.read, sample.encode),
+                "frames": count * sample.per_frame(self.uploader.workers),
             }
         plan.seconds = sum(plan.seconds_parts.values())
 
@@ -562,6 +576,11 @@ class _Planner:
         for frame in frames:
             codec.pixel_hash(frame.pixels)
         hashing = time.perf_counter() - started
+        started = time.perf_counter()
+        alone = frames[:min(len(frames), 4)]
+        for frame in alone:
+            codec.encode(frame.pixels)
+        serial = (time.perf_counter() - started) / len(alone) + hashing / len(frames)
 
         def encode(frame: Frame) -> int:
             data = codec.encode(frame.pixels)
@@ -577,7 +596,7 @@ class _Planner:
             encoding = time.perf_counter() - started
         pixel_bytes = sum(frame.pixels.nbytes for frame in frames)
         return _Sample(frames=len(frames), first=first, read=max(reading, 0.0) / len(frames),
-                       hash=hashing / len(frames), encode=encoding / len(frames),
+                       hash=hashing / len(frames), encode=encoding / len(frames), serial=serial,
                        ratio=sum(sizes) / max(pixel_bytes, 1), pixels=frames)
 
     def _zarr_documents(self, upload: RowUpload, acquisition: Acquisition, present: "_Present",
@@ -640,6 +659,10 @@ class _Planner:
                 workers = max(1, min(self.uploader.workers, store.transfer_workers or 1))
                 plan.seconds_parts["S3 requests"] = plan.seconds_parts.get("S3 requests", 0.0) + (
                     (counts.put + counts.list + counts.delete) * store_plan.round_trip / workers)
+        for store_plan, _ in self._stores:
+            if store_plan.disk_rate:
+                plan.seconds_parts["disk writes"] = plan.seconds_parts.get("disk writes", 0.0) + (
+                    plan.stored_bytes / store_plan.disk_rate)
         plan.seconds = sum(plan.seconds_parts.values())
         costs = [self._row_cost(plan, store_plan) for store_plan, _ in self._stores
                  if store_plan.prices is not None]
@@ -659,8 +682,20 @@ class _Sample:
     read: float  # seconds a frame: reading its pixels
     hash: float  # hashing them, one thread
     encode: float  # encoding and hashing, on the upload's workers (wall time a frame)
+    serial: float  # encoding and hashing on one thread (CPU time a frame, near enough)
     ratio: float  # stored bytes / pixel bytes
     pixels: list[Frame]
+
+    def per_frame(self, workers: int) -> float:
+        """Seconds a frame in the upload's pipeline: one thread reads while the workers
+        encode and hash, so the slower of the two, unless the cores cannot run both."""
+        cores = os.cpu_count() or 1
+        return max(self.read, self.encode, (self.read + self.serial) / min(cores, workers + 1))
+
+    def to_json(self) -> dict[str, float]:
+        return {"frames": self.frames, "read_seconds": round(self.read, 5),
+                "hash_seconds": round(self.hash, 5), "encode_seconds": round(self.encode, 5),
+                "one_thread_seconds": round(self.serial, 5)}
 
 
 class _Present:
@@ -697,6 +732,28 @@ class _Present:
         missing = [FrameIndex(c, z, t, p) for p in axes["p"] for t in axes["t"]
                    for c in axes["c"] for z in axes["z"] if (c, z, t, p) not in self.indexes]
         return describe_missing(missing, axes)
+
+
+def disk_rate(folder: Path) -> Optional[float]:
+    """Bytes a second the block device holding ``folder`` has moved while busy since the
+    machine started (Linux's /proc/diskstats: sectors read and written over the time it
+    was busy); None where that is not known (another system, a network or memory file
+    system, a disk hardly used yet)."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        device = os.stat(folder).st_dev
+        wanted = (str(os.major(device)), str(os.minor(device)))
+        with open("/proc/diskstats", encoding="ascii") as handle:
+            for line in handle:
+                fields = line.split()
+                if tuple(fields[:2]) == wanted and len(fields) >= 13:
+                    moved = (int(fields[5]) + int(fields[9])) * 512
+                    busy = int(fields[12]) / 1000
+                    return moved / busy if busy >= 10 and moved >= 1 << 30 else None
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def process_age() -> float:

@@ -322,3 +322,64 @@ def test_bad_prices_in_the_site_config_are_refused(run_cli, upload_files, mm_ome
     result = plan(run_cli, upload_files.csv([frames_row(mm_ometiff)]), upload_files.frames_config())
     assert result.exit_code == 2
     assert "storage.prices.put_per_1000 must be a number" in result.errors[0]
+
+
+def test_plan_with_replicate_counts_each_store(run_cli, upload_files, mm_ometiff, s3_bucket,
+                                               s3_calls, tmp_path, monkeypatch):
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump({
+        "database": {"url": f"sqlite:///{tmp_path / 'db.sqlite'}"},
+        "storage": {"primary": "disk", "stores": {
+            "disk": {"backend": "local", "root": str(tmp_path / "disk")},
+            "cloud": {"backend": "s3", "bucket": s3_bucket.name,
+                      "endpoint_url": s3_bucket.endpoint_url, "region": s3_bucket.region}}}}))
+    monkeypatch.setenv("IMAGINGDB_CONFIG", str(site))
+    csv_path = upload_files.csv([frames_row(mm_ometiff)])
+    config = upload_files.frames_config()
+    planned = plan(run_cli, csv_path, config, "--replicate", "--format", "json").json()
+    assert [s["name"] for s in planned["stores"]] == ["disk", "cloud"]
+    assert not (tmp_path / "disk").exists() and not (tmp_path / "db.sqlite").exists()
+    s3_calls.clear()
+    result = run_cli("upload", "--csv", csv_path, "--config", config, "--replicate")
+    assert result.exit_code == 0, result.stderr
+    assert planned["totals"]["requests"] == {"cloud": by_class(s3_calls)}
+    assert planned["rows"][0]["stored_objects"] == len(list((tmp_path / "disk").rglob("*.png")))
+
+
+@pytest.fixture
+def schema_version_1(site, monkeypatch):
+    """The site's database made by imagingdb's first schema, empty."""
+    from imagingdb import db as dbq
+    from imagingdb.config import find_site_config
+    from imagingdb.db import tables
+
+    engine = dbq.create_engine(find_site_config().database)
+    with monkeypatch.context() as patch:
+        patch.setattr(tables, "schema_sql", (Path(__file__).parent / "data" / "schema_v1.sql").read_text)
+        statements = dbq.schema_statements(engine.dialect.name)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    engine.dispose()
+    return site
+
+
+def test_plan_on_an_older_schema_says_what_the_upload_would(schema_version_1, run_cli,
+                                                            upload_files, mm_ometiff,
+                                                            isolated_home, tmp_path):
+    from imagingdb import db as dbq
+
+    csv_path = upload_files.csv([frames_row(mm_ometiff)])
+    config = upload_files.frames_config()
+    before = tree(tmp_path)
+    result = plan(run_cli, csv_path, config)
+    assert tree(tmp_path) == before
+    if schema_version_1.kind == "sqlite":  # the embedded default upgrades itself
+        assert result.exit_code == 0, result.stderr
+        assert (f"the database has schema version 1: the upload upgrades it to "
+                f"{dbq.SCHEMA_VERSION} first") in result.stdout
+    else:
+        assert result.exit_code == 1
+        uploaded = run_cli("upload", "--csv", csv_path, "--config", config)
+        assert result.errors == uploaded.errors
+        assert "run imagingdb db upgrade" in result.errors[0]

@@ -711,10 +711,16 @@ class Bench:
             boto3.client("s3", endpoint_url=server.endpoint_url).create_bucket(Bucket="bench")
             site = Site("s3", storage={"backend": "s3", "bucket": "bench",
                                        "endpoint_url": server.endpoint_url}, env=env)
+            estimated = json.loads(run(site.upload_args(source) + ["--plan", "--format", "json"],
+                                       env=env).stdout)["totals"]
             seconds = run(site.upload_args(source), env=env).seconds
             mb = acquisition.pixel_bytes / 1e6
             self.add(Figure("upload, S3 (moto) + SQLite", mb / seconds, "MB/s",
                             note="figure only; moto on loopback", samples=[seconds], layout=PNG))
+            self.add(Figure("plan: estimated upload time, S3", estimated["seconds"], "s", seconds,
+                            "the upload's wall time", estimated["seconds"] / seconds,
+                            note=f"figure only; requests {estimated['requests']}, cost "
+                                 f"{estimated['cost']} {estimated['currency']}"), PNG)
             self.download(site, "download, S3 (moto) + SQLite", compare_copy=False)
 
 

@@ -257,7 +257,8 @@ class StorePlan:
     prices_configured: bool = False
     #: the requests of the run's storage check (once, before the first row)
     setup: Requests = field(default_factory=Requests)
-    #: seconds of one read request, measured (S3)
+    #: seconds of the first request (the client made, connected) and of one more (S3)
+    connect_seconds: float = 0.0
     round_trip: Optional[float] = None
     #: bytes a second the disk under a local store moves while busy, from the kernel's
     #: counters (read, not written: Linux's /proc/diskstats); None: not known
@@ -268,6 +269,7 @@ class StorePlan:
         return {"name": self.name, "backend": self.backend, "where": self.where,
                 "prices": self.prices, "prices_configured": self.prices_configured,
                 "setup_requests": self.setup.to_json(),
+                "connect_seconds": round(self.connect_seconds, 4),
                 "round_trip_seconds": None if self.round_trip is None else round(self.round_trip, 4),
                 "disk_bytes_per_second": None if self.disk_rate is None else round(self.disk_rate),
                 "notes": self.notes}
@@ -284,6 +286,13 @@ class UploadPlan:
     stores: list[StorePlan] = field(default_factory=list)
     rows: list[RowPlan] = field(default_factory=list)
     setup_error: Optional[str] = None
+
+    @property
+    def connect_seconds(self) -> float:
+        """The stores' first requests, once a run (none without a row to plan)."""
+        if not any(r.ok for r in self.rows):
+            return 0.0
+        return sum(store.connect_seconds for store in self.stores)
 
     @property
     def exit_code(self) -> int:
@@ -324,8 +333,10 @@ class UploadPlan:
             "read_bytes": sum(r.read_bytes for r in planned),
             "stored_bytes": sum(r.stored_bytes for r in planned),
             "stored_objects": sum(r.stored_objects for r in planned),
-            "seconds": round(self.startup_seconds + sum(r.seconds for r in planned), 3),
+            "seconds": round(self.startup_seconds + self.connect_seconds
+                             + sum(r.seconds for r in planned), 3),
             "startup_seconds": round(self.startup_seconds, 3),
+            "connect_seconds": round(self.connect_seconds, 3),
             "requests": {name: counts.to_json() for name, counts in requests.items()},
             "cost": None if cost is None else round(cost, 6),
             "currency": priced[0].prices["currency"] if priced else None,
@@ -422,6 +433,9 @@ class _Planner:
                 plan.notes.append("the disk's speed is not known here: writing is not in the "
                                   "time")
             return plan
+        started = time.perf_counter()
+        store.check()  # the first request also makes the client, as the upload's check does
+        plan.connect_seconds = time.perf_counter() - started
         started = time.perf_counter()
         store.check()
         plan.round_trip = time.perf_counter() - started
@@ -756,14 +770,21 @@ def disk_rate(folder: Path) -> Optional[float]:
     return None
 
 
+#: a process older than this when it plans is no command starting (an API session, a test
+#: runner): its age says nothing of an upload command's start-up
+STARTUP_AT_MOST = 30.0
+
+
 def process_age() -> float:
-    """Seconds since this process started (Linux's /proc; elsewhere 0: not known)."""
+    """Seconds since this process started (Linux's /proc; elsewhere, or in a process older
+    than STARTUP_AT_MOST, 0: not known)."""
     try:
         with open("/proc/self/stat", "rb") as handle:
             fields = handle.read().rsplit(b")", 1)[1].split()
         with open("/proc/uptime", "rb") as handle:
             uptime = float(handle.read().split()[0])
-        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+        age = max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+        return age if age <= STARTUP_AT_MOST else 0.0
     except (OSError, ValueError, IndexError):
         return 0.0
 
@@ -873,6 +894,8 @@ def format_plan(plan: UploadPlan) -> list[str]:
     lines.append("")
     if plan.startup_seconds:
         lines.append(f"  start-up  ~{_seconds(plan.startup_seconds)} (as this command's took)")
+    if plan.connect_seconds:
+        lines.append(f"  connect   ~{_seconds(plan.connect_seconds)} (the stores' first request)")
     lines.append(f"Total: {totals['ok']} of {totals['rows']} row(s) can go in, "
                  f"~{_seconds(totals['seconds'])}: {totals['frames']} frame(s), "
                  f"{_size(totals['read_bytes'])} read,")

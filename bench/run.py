@@ -59,6 +59,8 @@ TARGETS = {
     OME_ZARR: {"upload": ">= 2.0", "stored": "<= 0.82", "read": ">= 2.0"},
 }
 RSS_LIMIT_MB = 200
+#: the most `upload --plan`'s estimates may differ from the upload (issue 19)
+PLAN_LIMIT = 0.25
 #: 'flat when the file doubles': peak RSS of 256 frames at most this times that of 128
 FLAT = 1.1
 
@@ -633,6 +635,43 @@ class Bench:
         finally:
             blosc_module.use_threads = threads
 
+    # -- upload --plan: its estimates against the real upload ----------------
+
+    def plan(self, acquisition: Acquisition, frame_format: str) -> None:
+        """`upload --plan`'s estimates (time, stored bytes, objects) against the upload that
+        follows it on a fresh site, run by run; PLAN_LIMIT is the most either may differ."""
+        source = ensure_data(acquisition)
+        site = Site(f"plan-{frame_format}", frame_format=frame_format)
+        estimates, uploads = [], []
+        for _ in range(self.repeat):
+            site.reset()
+            estimated = json.loads(run(site.upload_args(source) + ["--plan", "--format", "json"]).stdout)
+            real = run(site.upload_args(source))
+            estimates.append({**estimated["rows"][0], "seconds": estimated["totals"]["seconds"],
+                              "startup": estimated["totals"]["startup_seconds"]})
+            uploads.append((real.seconds, mb_of(acquisition) / _summary_rate(real.stderr)))
+        stored, objects = site.stored_bytes(), len(site.stored_files())
+        seconds = statistics.median(e["seconds"] for e in estimates)
+        wall = statistics.median(u[0] for u in uploads)
+        work = statistics.median(u[1] for u in uploads)
+        ratios = [e["seconds"] / u[0] for e, u in zip(estimates, uploads)]
+        ratio = statistics.median(ratios)
+        self.add(Figure("plan: estimated upload time", seconds, "s", wall, "the upload's wall time",
+                        ratio, f"±{PLAN_LIMIT:.0%}", abs(ratio - 1) <= PLAN_LIMIT,
+                        samples=[round(r, 3) for r in ratios],
+                        note=f"upload: {wall:.2f} s whole command, {work:.2f} s first frame to "
+                             f"commit; estimate: start-up {estimates[0]['startup']} s + "
+                             f"{estimates[0]['seconds_parts']}"), frame_format)
+        bytes_estimate = statistics.median(e["stored_bytes"] for e in estimates)
+        ratio = bytes_estimate / stored
+        self.add(Figure("plan: estimated stored bytes", bytes_estimate / 1e6, "MB", stored / 1e6,
+                        "stored by the upload", ratio, f"±{PLAN_LIMIT:.0%}",
+                        abs(ratio - 1) <= PLAN_LIMIT,
+                        note=f"from {estimates[0]['sample_frames']} sampled frames"), frame_format)
+        count = estimates[0]["stored_objects"]
+        self.add(Figure("plan: estimated objects", count, "", objects, "stored by the upload",
+                        count / objects, "= 1.00", count == objects), frame_format)
+
     # -- other backends: figures only ---------------------------------------
 
     def postgres(self, acquisition: Acquisition) -> None:
@@ -672,10 +711,16 @@ class Bench:
             boto3.client("s3", endpoint_url=server.endpoint_url).create_bucket(Bucket="bench")
             site = Site("s3", storage={"backend": "s3", "bucket": "bench",
                                        "endpoint_url": server.endpoint_url}, env=env)
+            estimated = json.loads(run(site.upload_args(source) + ["--plan", "--format", "json"],
+                                       env=env).stdout)["totals"]
             seconds = run(site.upload_args(source), env=env).seconds
             mb = acquisition.pixel_bytes / 1e6
             self.add(Figure("upload, S3 (moto) + SQLite", mb / seconds, "MB/s",
                             note="figure only; moto on loopback", samples=[seconds], layout=PNG))
+            self.add(Figure("plan: estimated upload time, S3", estimated["seconds"], "s", seconds,
+                            "the upload's wall time", estimated["seconds"] / seconds,
+                            note=f"figure only; requests {estimated['requests']}, cost "
+                                 f"{estimated['cost']} {estimated['currency']}"), PNG)
             self.download(site, "download, S3 (moto) + SQLite", compare_copy=False)
 
 
@@ -777,6 +822,10 @@ def _summary_rate(stderr: str) -> float:
     return float(match.group(1)) * scale
 
 
+def mb_of(acquisition: Acquisition) -> float:
+    return acquisition.pixel_bytes / 1e6
+
+
 def paired(name: str, mb: float, seconds: list[float], limit_seconds: list[float],
            limit_name: str, target: str, note: str = "") -> Figure:
     """A throughput figure from runs paired with runs of its limit (run i next to limit i).
@@ -859,7 +908,8 @@ def report(bench: Bench, started: float) -> None:
     print(f"wrote {out.relative_to(REPO)}")
 
 
-STEPS = ("upload", "read", "download", "rss", "export", "startup", "codec", "postgres", "s3")
+STEPS = ("upload", "read", "download", "rss", "export", "startup", "codec", "plan", "postgres",
+         "s3")
 
 
 def _reason(exc: Exception) -> str:
@@ -920,6 +970,9 @@ def main() -> None:
         bench.startup()
     if "codec" in steps:
         bench.codec(BASE)
+    if "plan" in steps:
+        for layout in layouts:
+            bench.plan(BASE, layout)
     for step, measure in (("postgres", bench.postgres), ("s3", bench.s3)):
         if step in steps:
             try:

@@ -139,6 +139,29 @@ class Acquisition(abc.ABC):
         Raise :class:`imagingdb.errors.SplitterError` naming the file on bad data.
         """
 
+    #: True if :meth:`sample_frames` reads the pixels of the frames it returns only, so
+    #: that a sample spread over the whole acquisition costs little (``upload --plan``)
+    samples_anywhere: bool = False
+
+    def sample_frames(self, numbers: Sequence[int]) -> Iterator[Frame]:
+        """The frames at these places (0-based, ascending) of :meth:`iter_frames`' order,
+        with their pixels: what ``upload --plan`` encodes and times. This default reads every
+        frame up to the last one asked for; a splitter that can read one frame's pixels
+        alone overrides it and sets :attr:`samples_anywhere`."""
+        wanted = set(numbers)
+        last = max(wanted, default=-1)
+        frames = self.iter_frames(pixels=True)
+        try:
+            for number, frame in enumerate(frames):
+                if number > last:
+                    break
+                if number in wanted:
+                    yield frame
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
+
     def close(self) -> None:
         """Release open files."""
 

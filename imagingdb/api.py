@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .storage import StorageBackend
     from .sync import SyncReport
     from .upload import UploadReport
+    from .upload_plan import UploadPlan
     from .verify import VerifyRun
 
 ChannelSelector = Union[int, str]
@@ -303,6 +304,14 @@ class Database:
         from .upload import upload_csv
 
         return upload_csv(self.site, Path(csv_path), Path(config_path), **kwargs)
+
+    def plan_upload(self, csv_path: Union[str, os.PathLike], config_path: Union[str, os.PathLike],
+                    **kwargs: Any) -> "UploadPlan":
+        """What :meth:`upload` with these arguments would do, row by row, and what it would
+        cost, with nothing written anywhere; see :func:`imagingdb.upload_plan.plan_csv`."""
+        from .upload_plan import plan_csv
+
+        return plan_csv(self.site, Path(csv_path), Path(config_path), **kwargs)
 
     def verify(self, dataset_ids: Optional[Sequence[str]] = None, *,
                workers: Optional[int] = None, storage: Optional[str] = None,

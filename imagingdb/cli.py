@@ -211,7 +211,9 @@ def _add_data_commands(app: typer.Typer) -> None:
             print(f"imagingdb is ready: schema version {report.after}, {db.describe()}",
                   file=sys.stderr)
 
-    @app.command(epilog="Example: imagingdb upload --csv files_for_upload.csv --config upload.yaml")
+    @app.command(epilog="Examples:\n\n\b\n"
+                        "  imagingdb upload --csv files_for_upload.csv --config upload.yaml --plan\n"
+                        "  imagingdb upload --csv files_for_upload.csv --config upload.yaml")
     def upload(
         ctx: typer.Context,
         csv_file: Path = typer.Option(..., "--csv", metavar="FILE",
@@ -237,15 +239,40 @@ def _add_data_commands(app: typer.Typer) -> None:
                                        "primary (else imagingdb sync copies them later)."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",
                                             help="json: a report on stdout for scripts."),
+        plan: bool = typer.Option(
+            False, "--plan", help="Write nothing: say what the upload would do with each row "
+                                  "(frames, dimensions, missing frames, bytes read and stored, "
+                                  "objects, time on this machine, S3 requests and cost)."),
     ) -> None:
         """Upload datasets listed in a CSV: files kept whole, or split into PNG frames.
 
         Rows are independent: a bad row fails alone with an Error: line, the
         others are uploaded, and the exit code says that some failed. An
-        interrupted upload can simply be run again.
+        interrupted upload can simply be run again. --plan first shows what it
+        would do (exit 1 if a row would fail), from a few frames encoded and timed.
         """
         from . import console
         from .progress import TerminalProgress
+
+        if plan:
+            from .upload_plan import process_age
+
+            with _database(ctx) as db:
+                planned = db.plan_upload(csv_file, config, overwrite=overwrite, workers=workers,
+                                         annotate=parse_assignments(annotate or (), "--annotate"),
+                                         encoding=encoding, replicate=replicate,
+                                         startup_seconds=process_age())
+            for row in planned.rows:
+                if not row.ok:
+                    print(f"Error: {printable(row.error)}", file=sys.stderr)
+            if output == ReportFormat.json:
+                print(printable_json(json.dumps(planned.to_json(), indent=2)))
+            else:
+                from .upload_plan import format_plan
+
+                for line in format_plan(planned):
+                    print(printable(line))
+            raise typer.Exit(planned.exit_code)
 
         done = [0]
 

@@ -141,6 +141,9 @@ class StorageSettings:
     #: how new frames datasets are stored (an upload config's frame_format overrides it):
     #: png, the original's, or ome-zarr (:data:`imagingdb.layout.FRAME_FORMATS`)
     frame_format: str = PNG
+    #: the store's prices (``prices:``, :data:`PRICE_KEYS`) for ``upload --plan``'s cost
+    #: estimate; None: not configured (:data:`DEFAULT_PRICES` apply to S3)
+    prices: Optional[dict[str, Any]] = None
 
 
 @dataclass
@@ -186,6 +189,18 @@ _STORAGE_KEYS = {
     "region": (str, type(None)),
     "options": (dict, type(None)),
     "frame_format": (str, type(None)),
+    "prices": (dict, type(None)),
+}
+#: what a store's ``prices:`` may set (``upload --plan``'s cost estimate): per 1,000 requests
+#: of each kind, per GB (2**30 bytes) stored a month, and the currency they are in
+PRICE_KEYS = ("put_per_1000", "list_per_1000", "get_per_1000", "delete_per_1000",
+              "storage_gb_month", "currency")
+#: AWS S3 Standard list prices in us-east-1 (2026): PUT, COPY, POST and LIST requests
+#: $0.005 per 1,000; GET, HEAD and the others $0.0004 per 1,000; DELETE free; storage
+#: $0.023 per GB-month (the first 50 TB). A lab with other prices sets its own.
+DEFAULT_PRICES: dict[str, Any] = {
+    "put_per_1000": 0.005, "list_per_1000": 0.005, "get_per_1000": 0.0004,
+    "delete_per_1000": 0.0, "storage_gb_month": 0.023, "currency": "USD",
 }
 #: query keys whose value is a password (compared lower-case, after percent-decoding)
 _PASSWORD_QUERY_KEYS = ("password", "passwd", "pwd", "sslpassword")
@@ -388,11 +403,32 @@ def _store_settings(store: dict[str, Any], path: Path, section: str,
     _check_keys(store, _STORAGE_KEYS, path, section)
     backend = store.pop("backend", "local")
     own_format = checked_frame_format(store.pop("frame_format", None), path, f"{section}.frame_format")
+    prices = checked_prices(store.pop("prices", None), path, f"{section}.prices")
     # `key: null` means "not set": the example config lists every key that way
     store = {key: value for key, value in store.items() if value is not None}
     if store.get("root"):
         store["root"] = str((path.parent / Path(store["root"]).expanduser()).resolve())
-    return StorageSettings(backend, store, own_format or frame_format or PNG)
+    return StorageSettings(backend, store, own_format or frame_format or PNG, prices)
+
+
+def checked_prices(prices: Optional[dict[str, Any]], path: Path,
+                    section: str) -> Optional[dict[str, Any]]:
+    """A store's ``prices:``: the keys it sets over :data:`DEFAULT_PRICES` (None: unset)."""
+    if prices is None:
+        return None
+    for key, value in prices.items():
+        if key not in PRICE_KEYS:
+            raise InputError(f"{path}: unknown key {section}.{key}; known keys: "
+                             f"{', '.join(PRICE_KEYS)}")
+        if key == "currency":
+            if not isinstance(value, str) or not value.strip():
+                raise InputError(f"{path}: key {section}.currency must be a currency's name "
+                                 f"(e.g. USD), got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 <= value < float("inf")):
+            raise InputError(f"{path}: key {section}.{key} must be a number of 0 or more "
+                             f"(a price), got {value!r}")
+    return {**DEFAULT_PRICES, **prices}
 
 
 _CREDENTIAL_KEYS = ("drivername", "username", "password", "host", "port", "dbname")

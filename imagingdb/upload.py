@@ -123,13 +123,7 @@ def upload_csv(
     ``annotate`` ({key: value}) annotates every row's dataset; ``encoding`` is the CSV's
     when it is not UTF-8 (e.g. cp1252); ``replicate``: write every object to every store of
     the site, not only the primary (the registration records a copy in each)."""
-    encoding = check_encoding(encoding)
-    config = load_upload_config(config_path)
-    checked = {}
-    for key, value in (annotate or {}).items():
-        key = notes.check_key(str(key), "--annotate")
-        checked[key] = notes.check_value(key, str(value), "--annotate")
-    rows = read_upload_csv(csv_path, checked, config.required_annotations, encoding)
+    config, rows = read_upload(csv_path, config_path, annotate, encoding)
     uploader = Uploader(site, config, overwrite=overwrite, workers=workers,
                         progress=progress or Progress(), replicate=replicate)
     report = UploadReport()
@@ -141,16 +135,29 @@ def upload_csv(
     return report
 
 
+def read_upload(csv_path: Path, config_path: Path, annotate: Optional[Mapping[str, str]] = None,
+                encoding: Optional[str] = None) -> tuple[UploadConfig, list[UploadRow | RefusedRow]]:
+    """The upload config and the CSV's rows, checked: a bad file is an InputError, a bad row
+    a RefusedRow."""
+    encoding = check_encoding(encoding)
+    config = load_upload_config(config_path)
+    checked = {}
+    for key, value in (annotate or {}).items():
+        key = notes.check_key(str(key), "--annotate")
+        checked[key] = notes.check_value(key, str(value), "--annotate")
+    return config, read_upload_csv(csv_path, checked, config.required_annotations, encoding)
+
+
 def _refused(row: RefusedRow) -> RowResult:
     return RowResult(row.line, row.dataset_id, False, row.error, row.exit_code)
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Metadata as plain JSON: numpy scalars to Python, NaN/inf to None, bytes to text."""
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (str, int, bool)) or value is None:
@@ -158,7 +165,7 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return _json_safe(value.tolist())
+        return json_safe(value.tolist())
     return str(value)
 
 
@@ -208,8 +215,13 @@ class Uploader:
         """Resolve plugins and check storage once; an error here fails every row alike."""
         if self._setup_error is not None:
             raise self._setup_error
-        if self.storage is not None:
-            return
+        if self.storage is None:
+            self.resolve()
+
+    def resolve(self, check_storage: bool = True) -> None:
+        """Resolve the plugins and open the storage the rows go to, once; an error here fails
+        every row alike. ``check_storage``: make sure the store takes writes, which writes (a
+        probe object on S3, the root folder of a local store); ``upload --plan`` does not."""
         try:
             cfg = self.config
             if cfg.upload_type == "frames":
@@ -219,8 +231,9 @@ class Uploader:
                     self._validators[""] = MetaValidator(cfg.meta_schema, cfg.source)
             if cfg.filename_parser:
                 self.parser = plugins.get("filename_parser", cfg.filename_parser).obj
-            storage, self.store_names = _storage_for(self.site, cfg, self.replicate)
-            storage.check(writable=True)
+            storage, self.store_names = storage_for(self.site, cfg, self.replicate)
+            if check_storage:
+                storage.check(writable=True)
             self.storage = storage
             if not self._workers_chosen:
                 self.workers = default_workers(ENCODE, storage.transfer_workers)
@@ -275,6 +288,11 @@ class RowUpload:
         return self.uploader.storage
 
     @property
+    def replacing(self) -> bool:
+        """A dataset of this ID was registered when :meth:`check_before_work` looked."""
+        return self._replacing
+
+    @property
     def unspooled(self) -> int:
         """How many stored objects' rows are not in the spool yet (bounded by the frames in flight)."""
         return len(self._written)
@@ -283,7 +301,7 @@ class RowUpload:
         """Upload the row under ``claim``; returns (frames, bytes of pixels or of the file).
         Raises _AlreadyThere when the dataset is registered with this very content."""
         self.claim = claim
-        existing = self._check_before_work()
+        existing = self.check_before_work()
         if existing is not None:
             self._refuse_or_skip(existing)
         try:
@@ -345,7 +363,7 @@ class RowUpload:
         faults.checkpoint("folder-chosen")
         return self.folder
 
-    def _check_before_work(self) -> Optional[sa.Row]:
+    def check_before_work(self) -> Optional[sa.Row]:
         """Refuse the row before any work if it cannot go in; the registered dataset of its ID
         when there is one and no --overwrite (the caller decides: skip or refuse)."""
         row = self.row
@@ -368,9 +386,9 @@ class RowUpload:
         """A dataset of this ID is registered and no --overwrite: if it holds this very
         content (a rerun of an interrupted upload) the row is done; else it is refused."""
         row = self.row
-        registered = self._registered_content(existing)
+        registered = self.registered_content(existing)
         if registered is not None and registered == self._source_content(existing.frames):
-            changed = self._changed_fields(existing)
+            changed = self.changed_fields(existing)
             if changed:
                 raise InputError(f"dataset {row.dataset_id} is already uploaded with this "
                                  f"content, but the CSV row or config gives another "
@@ -385,7 +403,7 @@ class RowUpload:
         raise InputError(f"dataset {row.dataset_id} already exists with other content than "
                          f"{row.source}; use --overwrite to replace it, or another dataset ID")
 
-    def _changed_fields(self, existing: sa.Row) -> list[str]:
+    def changed_fields(self, existing: sa.Row) -> list[str]:
         """What this row would record differently from the registered dataset: description,
         microscope, parent and annotations (a rerun must not drop a change silently)."""
         row = self.row
@@ -406,7 +424,7 @@ class RowUpload:
                     if old.get(key) != new.get(key)]
         return changed
 
-    def _registered_content(self, existing: sa.Row) -> Optional[str]:
+    def registered_content(self, existing: sa.Row) -> Optional[str]:
         """The registered dataset's content checksum (computed from its rows when it
         predates schema version 4); None if its rows do not tell (no checksums)."""
         if existing.content_sha256:
@@ -441,7 +459,7 @@ class RowUpload:
         if self.config.upload_type == "file":
             return file_sha256(source) if source.is_file() else None
         frames = provenance.FramesDigest()
-        with self._open() as acquisition:
+        with self.open_source() as acquisition:
             for frame in acquisition.iter_frames(pixels=True):
                 index = frame.index
                 frames.add(index.channel, index.slice, index.time, index.position,
@@ -458,7 +476,7 @@ class RowUpload:
         if self.config.frame_format:  # set in this upload's config, not the site's default
             self._warn(f"frame_format: {self.config.frame_format} has no effect with upload_type: "
                        "file (the file is kept whole, as it is)")
-        metadata = _json_safe({"file_origin": str(source), **tiff_pages.file_tags(source)})
+        metadata = json_safe({"file_origin": str(source), **tiff_pages.file_tags(source)})
         storage_dir = self._take_folder(frames=False)
         key = layout.object_key(storage_dir, name)
         self.progress.start(self.row.dataset_id, 1, source.stat().st_size, unit="file")
@@ -489,7 +507,7 @@ class RowUpload:
 
     # ------------------------------------------------------------ frames upload
 
-    def _open(self) -> Acquisition:
+    def open_source(self) -> Acquisition:
         """Choose the splitter (frames_format, or what claims the source) and open the source."""
         row, explicit = self.row, self.config.frames_format
         try:
@@ -521,34 +539,49 @@ class RowUpload:
                 self._written.update(spool.keys())
                 raise
 
+    def frame_layout(self) -> tuple[str, FrameCodec]:
+        """The frame layout this row's frames are stored in (the upload config's, else the
+        site's) and its codec."""
+        frame_format = self.config.frame_format or self.uploader.site.config.storage.frame_format
+        return frame_format, frame_codec(frame_format, **(
+            self.config.png_options() if frame_format == layout.PNG else {}))
+
+    def check_frames(self, acquisition: Acquisition, codec: FrameCodec,
+                     on_frame: Optional[Callable[[Frame], None]] = None) -> int:
+        """Every check of an opened acquisition that can fail, done before any write (the
+        metadata pass, its grid, what the codec stores); ``on_frame`` sees each frame of the
+        metadata pass (no pixels). Returns the number of frames."""
+        row = self.row
+        count = self.validate_frames(acquisition, on_frame)
+        dims = acquisition.dims
+        # Whatever splitter read it: a grid no acquisition could have is refused here,
+        # before show and read would walk its missing frames.
+        grid = dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints * dims.nbr_positions
+        tiff_pages.check_declared_frames(str(row.source), grid, count)
+        _check_storable(row, dims, codec)
+        if count < grid:
+            self._warn(f"{count} of the {grid} frames of its dimensions (C{dims.nbr_channels} "
+                       f"Z{dims.nbr_slices} T{dims.nbr_timepoints} P{dims.nbr_positions}) "
+                       f"are in the source; {grid - count} missing, read as the fill value "
+                       "(imagingdb show lists them)")
+        return count
+
     def _upload_frames_via(self, frame_rows: RowSpool) -> tuple[int, int]:
         row = self.row
-        frame_format = self.config.frame_format or self.uploader.site.config.storage.frame_format
-        codec = frame_codec(frame_format, **(
-            self.config.png_options() if frame_format == layout.PNG else {}))
-        with self._open() as acquisition:
-            count = self._validate_frames(acquisition)
+        frame_format, codec = self.frame_layout()
+        with self.open_source() as acquisition:
+            count = self.check_frames(acquisition, codec)
             dims = acquisition.dims
-            # Whatever splitter read it: a grid no acquisition could have is refused here,
-            # before show and read would walk its missing frames.
-            grid = dims.nbr_channels * dims.nbr_slices * dims.nbr_timepoints * dims.nbr_positions
-            tiff_pages.check_declared_frames(str(row.source), grid, count)
-            _check_storable(row, dims, codec)
-            if count < grid:
-                self._warn(f"{count} of the {grid} frames of its dimensions (C{dims.nbr_channels} "
-                           f"Z{dims.nbr_slices} T{dims.nbr_timepoints} P{dims.nbr_positions}) "
-                           f"are in the source; {grid - count} missing, read as the fill value "
-                           "(imagingdb show lists them)")
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * _itemsize(dims.bit_depth)
             storage_dir = self._take_folder(frames=True)
             self.progress.start(row.dataset_id, count, count * frame_bytes)
-            store = _ZarrStoreBuilder(row.dataset_id, dims) if frame_format == layout.OME_ZARR else None
+            store = ZarrStoreBuilder(row.dataset_id, dims) if frame_format == layout.OME_ZARR else None
             try:
                 nbytes = self._store_frames(acquisition, codec, storage_dir, frame_rows, store)
             except BaseException:
                 self.progress.finish(ok=False)
                 raise
-            global_meta = _json_safe(acquisition.global_meta)
+            global_meta = json_safe(acquisition.global_meta)
             documents = [] if store is None else self._store_documents(
                 store, acquisition.channel_names, global_meta, storage_dir)
         self.storage.flush()
@@ -577,7 +610,7 @@ class RowUpload:
         self.progress.finish()
         return len(frame_rows), nbytes
 
-    def _store_documents(self, store: "_ZarrStoreBuilder", channel_names: list[str],
+    def _store_documents(self, store: "ZarrStoreBuilder", channel_names: list[str],
                          global_meta: dict[str, Any], storage_dir: str) -> list[str]:
         """The zarr.json documents of an ome-zarr upload, put after its chunks."""
         keys = []
@@ -590,20 +623,23 @@ class RowUpload:
         faults.checkpoint("object-stored")
         return keys
 
-    def _validate_frames(self, acquisition: Acquisition) -> int:
+    def validate_frames(self, acquisition: Acquisition,
+                        on_frame: Optional[Callable[[Frame], None]] = None) -> int:
         """The metadata-only pass: every check that can fail is done before any write."""
         count = 0
         validator = self.uploader.validator(self.notes["format"], acquisition)
         for frame in acquisition.iter_frames(pixels=False):
             if validator is not None:
                 validator.check(frame, self.row.source)
+            if on_frame is not None:
+                on_frame(frame)
             count += 1
         if count == 0:
             raise InputError(f"{self.row.source}: no frames to upload")
         return count
 
     def _store_frames(self, acquisition: Acquisition, codec: FrameCodec, storage_dir: str,
-                      rows: RowSpool, zarr_store: Optional["_ZarrStoreBuilder"]) -> int:
+                      rows: RowSpool, zarr_store: Optional["ZarrStoreBuilder"]) -> int:
         """Encode, hash and store every frame with a bounded pool; spool their rows.
 
         Returns the bytes of pixels stored. Memory is bounded by the frames in
@@ -636,7 +672,7 @@ class RowUpload:
                 "channel_idx": frame.index.channel, "slice_idx": frame.index.slice,
                 "time_idx": frame.index.time, "pos_idx": frame.index.position,
                 "channel_name": frame.channel_name, "file_name": name,
-                "sha256": checksum, "metadata_json": _json_safe(frame.metadata),
+                "sha256": checksum, "metadata_json": json_safe(frame.metadata),
             }, frame.pixels.nbytes, memoryview(data).nbytes
 
         def collect(stored: tuple[str, dict[str, Any], int, int]) -> None:
@@ -791,7 +827,7 @@ def _refuse_case_twin(conn: sa.Connection, dataset_id: str, *, registering: bool
                          f"by case; {CASE_ONLY}: use {twin} or another ID")
 
 
-def _storage_for(site: Site, config: UploadConfig,
+def storage_for(site: Site, config: UploadConfig,
                  replicate: bool = False) -> tuple["StorageBackend", list[str]]:
     """Where the upload writes, and the names of the site's stores that are: the primary
     (``replicate``: every store), unless the upload config names another store (``storage``:
@@ -836,7 +872,7 @@ class _KeptKeys:
         return key in self._others or key in self._frame_rows
 
 
-class _ZarrStoreBuilder:
+class ZarrStoreBuilder:
     """What the zarr.json documents of an ome-zarr upload need, gathered as frames are stored:
     the positions, the highest index of each axis, the pixel range of each channel."""
 

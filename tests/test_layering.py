@@ -22,7 +22,7 @@ LAYERS = {
         "hookspecs", "config", "terminal", "input_files", "calibration", "annotations", "provenance"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
         "site", "pool", "plugin_install", "omezarr", "search", "replicas"),
-    2: ("upload", "upload_rows", "download", "export", "verify", "gc", "claims", "analysis",
+    2: ("upload", "upload_rows", "upload_plan", "download", "export", "verify", "gc", "claims", "analysis",
         "remove", "edit", "sync"),
     3: ("api",),
     4: ("cli", "console", "entry", "__main__", "onefile", "pyrun", "demo"),

@@ -13,8 +13,13 @@ from ..errors import ImagingDBError, InputError, WorkError
 # ------------------------------------------------------------------------ engine
 
 
-def create_engine(settings: DatabaseSettings) -> sa.Engine:
-    """An engine for the configured database; the password never enters the URL string."""
+def create_engine(settings: DatabaseSettings, read_only: bool = False) -> sa.Engine:
+    """An engine for the configured database; the password never enters the URL string.
+
+    ``read_only``: an engine that cannot write (``upload --plan``): SQLite refuses every
+    write (``query_only``), makes no folder and leaves the journal mode alone, and keeps no
+    connection open (the last one closed removes SQLite's -wal and -shm files again);
+    PostgreSQL sessions are read-only transactions."""
     # SQLAlchemy would end the password at its first "@" and take the rest for the host
     # (which drivers then name in their errors); taken out first, it is one opaque value.
     text, url_password = split_url_password(settings.url)
@@ -23,7 +28,7 @@ def create_engine(settings: DatabaseSettings) -> sa.Engine:
     except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is no number
         raise InputError(f"invalid database URL {mask_url(settings.url)!r}") from None
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
+        return _sqlite_read_only_engine(url) if read_only else _sqlite_engine(url)
     if url.get_backend_name() != "postgresql":
         raise InputError(
             f"unsupported database {mask_url(settings.url)!r}: use postgresql+pg8000://... "
@@ -35,7 +40,29 @@ def create_engine(settings: DatabaseSettings) -> sa.Engine:
 
     if url_password is not None:
         url = url.set(password=url_password)
-    return postgres.create_engine(url, settings)
+    engine = postgres.create_engine(url, settings)
+    if read_only:
+        @sa.event.listens_for(engine, "connect")
+        def _read_only(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+            cursor.close()
+            dbapi_connection.commit()  # a SET rolled back with its transaction is undone
+    return engine
+
+
+def _sqlite_read_only_engine(url: sa.URL) -> sa.Engine:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA query_only = ON")
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA case_sensitive_like = ON")
+        cursor.close()
+
+    return engine
 
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:

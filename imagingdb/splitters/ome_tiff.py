@@ -67,7 +67,7 @@ import weakref
 from dataclasses import dataclass, field
 from html import unescape  # XML's entities and numeric references (xml.sax.saxutils': ~60 ms)
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import pluggy
 
@@ -198,16 +198,36 @@ class OmeTiffAcquisition(Acquisition):
         # Frame generators still running, closed by close() with their files.
         self._running: "weakref.WeakSet[Iterator[Frame]]" = weakref.WeakSet()
 
+    samples_anywhere = True
+
     def iter_frames(self, pixels: bool = True) -> Iterator[Frame]:
         frames = self._frames(pixels)
         self._running.add(frames)
         return frames
 
+    def sample_frames(self, numbers: Sequence[int]) -> Iterator[Frame]:
+        """Only the pages of the frames asked for are read for their pixels."""
+        wanted = set(numbers)
+        last = max(wanted, default=-1)
+        frames = self._frames(False, read=wanted.__contains__)
+        self._running.add(frames)
+        try:
+            for number, frame in enumerate(frames):
+                if number > last:
+                    break
+                if number in wanted:
+                    yield frame
+        finally:
+            frames.close()
+
     def close(self) -> None:
         for frames in list(self._running):
             frames.close()
 
-    def _frames(self, pixels: bool) -> Iterator[Frame]:
+    def _frames(self, pixels: bool,
+                read: Optional[Callable[[int], bool]] = None) -> Iterator[Frame]:
+        """``read``: without ``pixels``, the frames (by their number in this order) whose
+        pixels are read all the same."""
         first_seen: dict[FrameIndex, str] = {}  # index -> where it was read
         for path in self.files:
             if not self._positions_by_file[path] & self._selected:
@@ -227,11 +247,12 @@ class OmeTiffAcquisition(Acquisition):
                         f"{path}: page {number} repeats frame {mm.describe_index(index)} "
                         f"already read from {first_seen[index]}")
                 first_seen[index] = f"{path.name} page {number}"
+                wanted = pixels or (read is not None and read(len(first_seen) - 1))
                 yield Frame(
                     index=index,
                     channel_name=self._channel_name(metadata, index.channel),
                     metadata=metadata,
-                    pixels=tiff_pages.read_pixels(page, f"{path}: page {number}") if pixels else None,
+                    pixels=tiff_pages.read_pixels(page, f"{path}: page {number}") if wanted else None,
                     origin=first_seen[index],
                 )
 

@@ -8,7 +8,16 @@ from typing import Iterable, Optional, Sequence
 import sqlalchemy as sa
 
 from ..layout import OME_ZARR
-from .tables import data_set, file_global, frames, frames_global, pending_removal, replica
+from .tables import (
+    data_set,
+    file_global,
+    frames,
+    frames_global,
+    pending_removal,
+    qc_summary,
+    replica,
+    thumbnail,
+)
 
 __all__ = [
     "find_dataset",
@@ -240,12 +249,15 @@ def update_dataset(conn: sa.Connection, dataset_pk: int, values: dict) -> None:
 
 
 def delete_dataset_children(conn: sa.Connection, dataset_pk: int) -> None:
-    """Remove a dataset's frames, frames_global and file_global rows (an overwrite replaces them)."""
+    """Remove a dataset's frames, frames_global, file_global, replica, qc_summary and thumbnail
+    rows (an overwrite replaces them)."""
     fg_ids = sa.select(frames_global.c.id).where(frames_global.c.dataset_id == dataset_pk)
     conn.execute(sa.delete(frames).where(frames.c.frames_global_id.in_(fg_ids)))
     conn.execute(sa.delete(frames_global).where(frames_global.c.dataset_id == dataset_pk))
     conn.execute(sa.delete(file_global).where(file_global.c.dataset_id == dataset_pk))
     conn.execute(sa.delete(replica).where(replica.c.dataset_id == dataset_pk))
+    conn.execute(sa.delete(qc_summary).where(qc_summary.c.dataset_id == dataset_pk))
+    conn.execute(sa.delete(thumbnail).where(thumbnail.c.dataset_id == dataset_pk))
 
 
 def insert_frames_global(conn: sa.Connection, values: dict) -> int:

@@ -559,8 +559,33 @@ class Dataset:
         replicas = self.replicas
         result["stores"] = [r["store"] for r in replicas]
         result["replicas"] = replicas
+        result["qc"] = self.qc
         result["global_meta"] = self.global_meta
         return result
+
+    @property
+    def qc(self) -> Optional[dict[str, Any]]:
+        """The quality control summary measured at upload (:mod:`imagingdb.qc`): frames,
+        saturation_level, bits, saturated_frames (> 1% of pixels saturated), blank_frames,
+        blank_positions, focus_min, focus_max, saturated (the first such frames' indexes) and
+        positions (the same figures per position); None when the dataset has no QC (a file
+        kept whole, uploaded before QC or with ``qc: false``). Per frame: the ``qc_*`` keys
+        of :meth:`frames`."""
+        from .qc import summary_json
+
+        with self._site.connection() as conn:
+            row = dbq.qc_summary_of(conn, self._row.id)
+        return summary_json(None if row is None else row._mapping)
+
+    def thumbnails(self) -> list[dict[str, Any]]:
+        """The thumbnail of each position and channel: ``position``, ``channel``, ``png`` (the
+        8-bit PNG bytes of its max projection over slices and time points, max-pooled to
+        <= 128 pixels), ``display_min``/``display_max`` (the values shown as 0 and 255);
+        empty when the dataset has none."""
+        with self._site.connection() as conn:
+            rows = dbq.thumbnails_of(conn, self._row.id)
+        return [{"position": r.pos_idx, "channel": r.channel_idx, "png": bytes(r.png),
+                 "display_min": r.display_min, "display_max": r.display_max} for r in rows]
 
     def stored_size(self) -> tuple[Optional[int], Optional[int], bool]:
         """(bytes, objects, measured) of the dataset's stored objects: as recorded at upload,

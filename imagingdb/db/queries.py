@@ -27,6 +27,9 @@ __all__ = [
     "frames_global_of",
     "file_global_of",
     "select_frames",
+    "insert_qc",
+    "qc_summary_of",
+    "thumbnails_of",
     "channel_names",
     "distinct_indexes",
     "datasets_named",
@@ -269,6 +272,24 @@ def insert_frames_global(conn: sa.Connection, values: dict) -> int:
 def insert_frames(conn: sa.Connection, rows: list[dict]) -> None:
     """Frame rows in one executemany."""
     conn.execute(sa.insert(frames), rows)
+
+
+def insert_qc(conn: sa.Connection, dataset_pk: int, summary: dict, thumbnails: list[dict]) -> None:
+    """A dataset's qc_summary row and thumbnail rows (imagingdb.qc)."""
+    conn.execute(sa.insert(qc_summary).values(dataset_id=dataset_pk, **summary))
+    if thumbnails:
+        conn.execute(sa.insert(thumbnail), [{"dataset_id": dataset_pk, **row} for row in thumbnails])
+
+
+def qc_summary_of(conn: sa.Connection, dataset_pk: int) -> Optional[sa.Row]:
+    """A dataset's qc_summary row; None: it has no QC."""
+    return conn.execute(sa.select(qc_summary).where(qc_summary.c.dataset_id == dataset_pk)).first()
+
+
+def thumbnails_of(conn: sa.Connection, dataset_pk: int) -> list[sa.Row]:
+    """A dataset's thumbnail rows by position, then channel."""
+    return list(conn.execute(sa.select(thumbnail).where(thumbnail.c.dataset_id == dataset_pk)
+                             .order_by(thumbnail.c.pos_idx, thumbnail.c.channel_idx)))
 
 
 def insert_file_global(conn: sa.Connection, values: dict) -> None:

@@ -1,0 +1,300 @@
+"""Quality control at ingest: what is cheap to measure on a frame's pixels while it is stored.
+
+Per frame (the ``frames`` row's ``qc_*`` columns), over every pixel (every sample of an
+RGB frame):
+
+- ``qc_min``, ``qc_max``: the smallest and largest value; equal: a *blank* frame;
+- ``qc_mean``: the mean; for integer pixels the exact sum divided by the count, correctly
+  rounded (numpy's float64 mean gives the same for 8- and 16-bit frames);
+- ``qc_saturated``: the fraction of pixels >= the saturation level ``2**bits - 1``, bits
+  being the camera's when the source declares it (Micro-Manager's ``BitDepth`` in its
+  summary or first image's metadata, OME's ``SignificantBits``), else the dtype's; NULL for
+  float pixels;
+- ``qc_focus``: the variance (population, ddof 0) of the 4-neighbour discrete Laplacian
+  ``4 p[y, x] - p[y-1, x] - p[y+1, x] - p[y, x-1] - p[y, x+1]`` over the interior pixels
+  (1 <= y < H-1, 1 <= x < W-1; each colour of an RGB frame on its own, pooled); higher is
+  sharper. For integer pixels it is computed in integers and correctly rounded; NULL for a
+  frame narrower or lower than 3 pixels.
+
+Per dataset (``qc_summary``): frames measured, frames with more than 1% saturated pixels,
+blank frames, positions whose every frame is blank, the focus range, and per position the
+same figures (``detail``). Per position and channel (``thumbnail``): the maximum over the
+slices and time points, max-pooled (blocks of ``f x f`` pixels, ``f`` the smallest integer
+that brings the long side to <= 128), shown 8-bit between its 0.5th and 99.5th
+percentiles, as PNG. Pooling by maximum commutes with the projection's maximum, so each
+stored frame adds its pooled frame (a few KB) to its position's running maximum: the
+stack is never held.
+
+The upload computes a frame's figures in the worker that encodes it, on the array it
+holds already; ``qc: false`` in the upload config skips all of it. A file kept whole
+(upload_type: file) is not read, so has no QC.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+if TYPE_CHECKING:
+    import numpy as np
+
+#: a frame counts as saturated in the summary above this fraction of saturated pixels
+SATURATED_FRACTION = 0.01
+#: a thumbnail's long side, at most
+THUMBNAIL_SIZE = 128
+#: the percentiles of a thumbnail's projection shown as 0 and 255
+DISPLAY_PERCENTILES = (0.5, 99.5)
+#: frames named in the summary's list of saturated frames, at most
+LISTED_FRAMES = 20
+#: the qc_summary columns ``query --where qc.KEY...`` selects on
+SUMMARY_KEYS = ("frames", "saturated_frames", "blank_frames", "blank_positions",
+                "focus_min", "focus_max", "saturation_level")
+
+
+# ------------------------------------------------------------------ the level
+
+
+def declared_bits(meta: Optional[Mapping[str, Any]]) -> Optional[int]:
+    """The camera's bit depth a source's metadata declares (BitDepth, SignificantBits)."""
+    if not isinstance(meta, Mapping):
+        return None
+    for key in ("BitDepth", "SignificantBits"):
+        value = meta.get(key)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def saturation_bits(dtype: str, *metas: Optional[Mapping[str, Any]]) -> Optional[int]:
+    """The bits at which ``dtype`` pixels saturate: the first declared in ``metas`` that the
+    dtype can hold, else the dtype's; None for floats."""
+    import numpy as np
+
+    kind = np.dtype(dtype)
+    if kind.kind not in "ui":
+        return None
+    width = kind.itemsize * 8 - (kind.kind == "i")
+    for meta in metas:
+        bits = declared_bits(meta)
+        if bits is not None and bits <= width:
+            return bits
+    return width
+
+
+def level_of(bits: Optional[int]) -> Optional[int]:
+    return None if bits is None else 2 ** bits - 1
+
+
+# ---------------------------------------------------------------- one frame
+
+
+def frame_qc(pixels: "np.ndarray", level: Optional[int]) -> dict[str, Optional[float]]:
+    """The frame's ``qc_*`` column values (see the module docstring)."""
+    import numpy as np
+
+    count = pixels.size
+    low, high = pixels.min(), pixels.max()
+    exact = pixels.dtype.kind in "ui" and pixels.dtype.itemsize <= 2
+    if exact:
+        mean = int(pixels.sum(dtype=np.int64)) / count
+    else:
+        mean = float(pixels.mean(dtype=np.float64))
+    if level is None:
+        saturated = None
+    elif high < level:
+        saturated = 0.0
+    else:
+        saturated = int(np.count_nonzero(pixels >= level)) / count
+    return {"qc_min": float(low), "qc_max": float(high), "qc_mean": mean,
+            "qc_saturated": saturated, "qc_focus": focus(pixels, exact)}
+
+
+def focus(pixels: "np.ndarray", exact: Optional[bool] = None) -> Optional[float]:
+    """The variance of the 4-neighbour Laplacian on the interior (None below 3 x 3)."""
+    import numpy as np
+
+    if pixels.shape[0] < 3 or pixels.shape[1] < 3:
+        return None
+    if exact is None:
+        exact = pixels.dtype.kind in "ui" and pixels.dtype.itemsize <= 2
+    wide = pixels.astype(np.int32 if exact else np.float64)
+    lap = wide[1:-1, 1:-1] * 4
+    lap -= wide[:-2, 1:-1]
+    lap -= wide[2:, 1:-1]
+    lap -= wide[1:-1, :-2]
+    lap -= wide[1:-1, 2:]
+    if not exact:
+        return float(lap.var())
+    # |lap| <= 4 * 65535: its squares' sum fits int64 for any frame below 2**31 pixels.
+    flat = lap.reshape(-1).astype(np.int64)
+    n, total, squares = flat.size, int(flat.sum()), int(flat @ flat)
+    return (n * squares - total * total) / (n * n)  # exact integers, one correct rounding
+
+
+def pool_factor(height: int, width: int) -> int:
+    return max(1, math.ceil(max(height, width) / THUMBNAIL_SIZE))
+
+
+def pooled(pixels: "np.ndarray", factor: int) -> "np.ndarray":
+    """The maximum of each ``factor x factor`` block (edge blocks: what is there)."""
+    import numpy as np
+
+    if factor == 1:
+        return pixels.copy()
+    rows = np.maximum.reduceat(pixels, np.arange(0, pixels.shape[0], factor), axis=0)
+    return np.maximum.reduceat(rows, np.arange(0, pixels.shape[1], factor), axis=1)
+
+
+def to_8bit(projection: "np.ndarray") -> tuple["np.ndarray", float, float]:
+    """The projection shown 8-bit between its DISPLAY_PERCENTILES, and those two values.
+
+    ``round((v - low) * 255 / (high - low))`` clipped to 0..255; when high == low, 255
+    where v > low, else 0."""
+    import numpy as np
+
+    low, high = (float(v) for v in np.percentile(projection, DISPLAY_PERCENTILES))
+    values = projection.astype(np.float64)
+    if high > low:
+        shown = np.clip(np.rint((values - low) * (255.0 / (high - low))), 0, 255)
+    else:
+        shown = np.where(values > low, 255.0, 0.0)
+    return shown.astype(np.uint8), low, high
+
+
+# -------------------------------------------------------------- one dataset
+
+
+@dataclass
+class _Position:
+    frames: int = 0
+    blank_frames: int = 0
+    saturated_frames: int = 0
+    focus_min: Optional[float] = None
+    focus_max: Optional[float] = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"frames": self.frames, "blank_frames": self.blank_frames,
+                "saturated_frames": self.saturated_frames, "focus_min": self.focus_min,
+                "focus_max": self.focus_max}
+
+
+@dataclass
+class DatasetQC:
+    """A dataset's summary and thumbnails, gathered as its frames are stored (one thread)."""
+
+    bits: Optional[int]
+    factor: int
+    positions: dict[int, _Position] = field(default_factory=dict)
+    saturated: list[dict[str, int]] = field(default_factory=list)
+    projections: dict[tuple[int, int], "np.ndarray"] = field(default_factory=dict)
+
+    @property
+    def level(self) -> Optional[int]:
+        return level_of(self.bits)
+
+    def add(self, row: Mapping[str, Any], small: Optional["np.ndarray"]) -> None:
+        """One stored frame: its row (with its qc_* values) and its pooled pixels."""
+        import numpy as np
+
+        position = self.positions.setdefault(row["pos_idx"], _Position())
+        position.frames += 1
+        if row["qc_min"] == row["qc_max"]:
+            position.blank_frames += 1
+        if (row["qc_saturated"] or 0) > SATURATED_FRACTION:
+            position.saturated_frames += 1
+            if len(self.saturated) < LISTED_FRAMES:
+                self.saturated.append({"channel": row["channel_idx"], "slice": row["slice_idx"],
+                                       "time": row["time_idx"], "position": row["pos_idx"]})
+        value = row["qc_focus"]
+        if value is not None:
+            position.focus_min = value if position.focus_min is None else min(position.focus_min, value)
+            position.focus_max = value if position.focus_max is None else max(position.focus_max, value)
+        if small is not None:
+            key = (row["pos_idx"], row["channel_idx"])
+            running = self.projections.get(key)
+            if running is None:
+                self.projections[key] = small
+            else:
+                np.maximum(running, small, out=running)
+
+    def summary_row(self) -> dict[str, Any]:
+        """The qc_summary row's values (without dataset_id)."""
+        spots = self.positions.values()
+        focus_mins = [p.focus_min for p in spots if p.focus_min is not None]
+        focus_maxes = [p.focus_max for p in spots if p.focus_max is not None]
+        return {
+            "frames": sum(p.frames for p in spots),
+            "saturation_level": None if self.level is None else float(self.level),
+            "saturated_frames": sum(p.saturated_frames for p in spots),
+            "blank_frames": sum(p.blank_frames for p in spots),
+            "blank_positions": sum(1 for p in spots if p.frames and p.blank_frames == p.frames),
+            "focus_min": min(focus_mins, default=None),
+            "focus_max": max(focus_maxes, default=None),
+            "detail": {"bits": self.bits, "saturated_fraction": SATURATED_FRACTION,
+                       "saturated": self.saturated,
+                       "positions": {str(p): self.positions[p].as_json()
+                                     for p in sorted(self.positions)}},
+        }
+
+    def thumbnail_rows(self) -> list[dict[str, Any]]:
+        """The thumbnail rows' values (without dataset_id): 8-bit PNGs of the projections."""
+        from .codecs.png import encode_png
+
+        rows = []
+        for (position, channel), projection in sorted(self.projections.items()):
+            shown, low, high = to_8bit(projection)
+            rows.append({"pos_idx": position, "channel_idx": channel, "display_min": low,
+                         "display_max": high, "png": encode_png(shown, level=9,
+                                                                strategy="default")})
+        return rows
+
+
+# ------------------------------------------------------------------ reading
+
+
+def describe(summary: Optional[Mapping[str, Any]]) -> list[str]:
+    """``imagingdb show``'s QC lines, from a summary (:func:`summary_json`); None: no QC."""
+    if summary is None:
+        return ["no QC (a file kept whole, uploaded before QC, or with qc: false)"]
+    frames = summary["frames"]
+    lines = [f"{frames} frame{'s' if frames != 1 else ''} measured"
+             + (f"; saturation at {summary['saturation_level']:g} ({summary['bits']} bits)"
+                if summary.get("saturation_level") is not None else "")]
+    percent = f"{summary.get('saturated_fraction', SATURATED_FRACTION) * 100:g}%"
+    lines.append(f"{summary['saturated_frames']} frame{_s(summary['saturated_frames'])} "
+                 f"saturated > {percent}")
+    lines.append(f"{summary['blank_frames']} blank frame{_s(summary['blank_frames'])}")
+    positions = summary.get("positions") or {}
+    blank = [p for p, figures in positions.items()
+             if figures["frames"] and figures["blank_frames"] == figures["frames"]]
+    for p in blank:
+        lines.append(f"position {p} blank")
+    if summary.get("focus_min") is not None:
+        lines.append(f"focus {summary['focus_min']:.4g}..{summary['focus_max']:.4g}")
+        if len(positions) > 1:
+            for p, figures in positions.items():
+                if figures["focus_min"] is not None and p not in blank:
+                    lines.append(f"  position {p}: focus {figures['focus_min']:.4g}.."
+                                 f"{figures['focus_max']:.4g}")
+    return lines
+
+
+def summary_json(row: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
+    """A qc_summary row as ``show --format json`` reports it; None: no QC."""
+    if row is None:
+        return None
+    detail = row["detail"] or {}
+    return {"frames": row["frames"], "saturation_level": row["saturation_level"],
+            "bits": detail.get("bits"),
+            "saturated_fraction": detail.get("saturated_fraction", SATURATED_FRACTION),
+            "saturated_frames": row["saturated_frames"], "blank_frames": row["blank_frames"],
+            "blank_positions": row["blank_positions"], "focus_min": row["focus_min"],
+            "focus_max": row["focus_max"], "saturated": detail.get("saturated", []),
+            "positions": detail.get("positions", {})}
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"

@@ -577,6 +577,37 @@ class Dataset:
             row = dbq.qc_summary_of(conn, self._row.id)
         return summary_json(None if row is None else row._mapping)
 
+    def preview(self, out: Union[str, os.PathLike]) -> dict[str, Any]:
+        """Write the contact sheet of the thumbnails to ``out`` (PNG): positions as rows,
+        channels as columns. Returns what was written (path, positions, channels, width,
+        height, bytes). InputError if the dataset has no thumbnails or ``out``'s folder does
+        not exist; nothing is written then."""
+        from .codecs.png import encode_png
+        from .qc import contact_sheet
+
+        path = Path(out)
+        if path.is_dir():
+            raise InputError(f"--out {path}: is a folder; give the PNG file to write, e.g. "
+                             f"{path / 'preview.png'}")
+        if not path.absolute().parent.is_dir():
+            raise InputError(f"--out {path}: folder {path.absolute().parent} does not exist; "
+                             "create it or write elsewhere")
+        thumbnails = self.thumbnails()
+        if not thumbnails:
+            why = ("a file kept whole is not read" if not self.is_frames else
+                   "uploaded before QC or with qc: false in its upload config")
+            raise InputError(f"dataset {self.id} has no thumbnails ({why}); nothing was written")
+        sheet, positions, channels = contact_sheet(thumbnails)
+        data = encode_png(sheet, level=9, strategy="default")
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise InputError(f"--out {path}: cannot write it ({exc.strerror or exc}); "
+                             "nothing was written") from None
+        return {"dataset_id": self.id, "path": str(path), "positions": positions,
+                "channels": channels, "width": int(sheet.shape[1]),
+                "height": int(sheet.shape[0]), "bytes": len(data)}
+
     def thumbnails(self) -> list[dict[str, Any]]:
         """The thumbnail of each position and channel: ``position``, ``channel``, ``png`` (the
         8-bit PNG bytes of its max projection over slices and time points, max-pooled to

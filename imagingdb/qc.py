@@ -298,3 +298,36 @@ def summary_json(row: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:
 
 def _s(count: int) -> str:
     return "" if count == 1 else "s"
+
+
+# ------------------------------------------------------------ contact sheet
+
+#: pixels between the cells of a contact sheet, and their grey
+SHEET_GAP = 2
+SHEET_GAP_VALUE = 64
+
+
+def contact_sheet(thumbnails: list[Mapping[str, Any]]) -> tuple["np.ndarray", list[int], list[int]]:
+    """The thumbnails (``position``, ``channel``, ``png``) laid out positions as rows and
+    channels as columns, SHEET_GAP grey pixels apart (a missing cell stays grey); returns the
+    8-bit image (RGB if any thumbnail is) and the positions and channels in their order."""
+    import numpy as np
+
+    from .codecs.png import decode_png
+
+    cells = {(t["position"], t["channel"]): decode_png(bytes(t["png"])) for t in thumbnails}
+    positions = sorted({p for p, _ in cells})
+    channels = sorted({c for _, c in cells})
+    height = max(a.shape[0] for a in cells.values())
+    width = max(a.shape[1] for a in cells.values())
+    rgb = any(a.ndim == 3 for a in cells.values())
+    shape = (len(positions) * (height + SHEET_GAP) - SHEET_GAP,
+             len(channels) * (width + SHEET_GAP) - SHEET_GAP) + ((3,) if rgb else ())
+    sheet = np.full(shape, SHEET_GAP_VALUE, dtype=np.uint8)
+    for (position, channel), cell in cells.items():
+        top = positions.index(position) * (height + SHEET_GAP)
+        left = channels.index(channel) * (width + SHEET_GAP)
+        if rgb and cell.ndim == 2:
+            cell = np.repeat(cell[:, :, None], 3, axis=2)
+        sheet[top:top + cell.shape[0], left:left + cell.shape[1]] = cell
+    return sheet, positions, channels

@@ -586,10 +586,15 @@ class Dataset:
         from .qc import contact_sheet
 
         path = Path(out)
-        if path.is_dir():
+        try:
+            is_folder, folder_exists = path.is_dir(), path.absolute().parent.is_dir()
+        except OSError as exc:  # a name too long, a path through a file
+            raise InputError(f"--out {path}: cannot write it ({exc.strerror or exc}); "
+                             "nothing was written") from None
+        if is_folder:
             raise InputError(f"--out {path}: is a folder; give the PNG file to write, e.g. "
                              f"{path / 'preview.png'}")
-        if not path.absolute().parent.is_dir():
+        if not folder_exists:
             raise InputError(f"--out {path}: folder {path.absolute().parent} does not exist; "
                              "create it or write elsewhere")
         thumbnails = self.thumbnails()

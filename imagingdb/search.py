@@ -40,7 +40,8 @@ a condition costs one JSON parse per dataset (SQLite: json_each reads the type
 and the value together), about 0.04 s per 10,000 datasets with 1.5 KB of
 global metadata each, measured; the joins to frames_global and file_global go
 through their unique dataset_id indexes, a frames.PATH condition through
-frames_index_key, a qc.KEY condition through qc_summary_dataset_id_key, and sorting 10,000 rows before a limit costs milliseconds.
+frames_index_key, a qc.KEY condition through qc_summary_dataset_id_key, and sorting
+10,000 rows before a limit costs milliseconds.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ RGB frame):
 - ``qc_focus``: the variance (population, ddof 0) of the 4-neighbour discrete Laplacian
   ``4 p[y, x] - p[y-1, x] - p[y+1, x] - p[y, x-1] - p[y, x+1]`` over the interior pixels
   (1 <= y < H-1, 1 <= x < W-1; each colour of an RGB frame on its own, pooled); higher is
-  sharper. For integer pixels it is computed in integers and correctly rounded; NULL for a
-  frame narrower or lower than 3 pixels.
+  sharper. For 8- and 16-bit pixels it is the exact value, correctly rounded (see
+  :func:`focus`); NULL for a frame narrower or lower than 3 pixels.
 
 Per dataset (``qc_summary``): frames measured, frames with more than 1% saturated pixels,
 blank frames, positions whose every frame is blank, the focus range, and per position the
@@ -97,7 +97,7 @@ def frame_qc(pixels: "np.ndarray", level: Optional[int]) -> dict[str, Optional[f
 
     count = pixels.size
     low, high = pixels.min(), pixels.max()
-    exact = pixels.dtype.kind in "ui" and pixels.dtype.itemsize <= 2
+    exact = _exact(pixels)
     if exact:
         mean = int(pixels.sum(dtype=np.int64)) / count
     else:
@@ -108,19 +108,32 @@ def frame_qc(pixels: "np.ndarray", level: Optional[int]) -> dict[str, Optional[f
         saturated = 0.0
     else:
         saturated = int(np.count_nonzero(pixels >= level)) / count
+    span = int(high) - int(low) if exact else None
     return {"qc_min": float(low), "qc_max": float(high), "qc_mean": mean,
-            "qc_saturated": saturated, "qc_focus": focus(pixels, exact)}
+            "qc_saturated": saturated, "qc_focus": focus(pixels, span)}
 
 
-def focus(pixels: "np.ndarray", exact: Optional[bool] = None) -> Optional[float]:
-    """The variance of the 4-neighbour Laplacian on the interior (None below 3 x 3)."""
+def _exact(pixels: "np.ndarray") -> bool:
+    """Pixels of at most 16-bit integers: QC computes their figures exactly."""
+    return pixels.dtype.kind in "ui" and pixels.dtype.itemsize <= 2
+
+
+def focus(pixels: "np.ndarray", span: Optional[int] = None) -> Optional[float]:
+    """The variance of the 4-neighbour Laplacian on the interior (None below 3 x 3).
+
+    For pixels of at most 16 bits, exactly: the Laplacian is computed in float32, where
+    every value (an integer, |value| <= 4 * 65535 < 2**24) is exact, and its sum and sum of
+    squares in float64, exact while their partial sums stay below 2**53 -- sure when
+    ``count * (4 * span)**2`` is (``span``: max - min of the frame, which bounds every
+    |value| / 4), else summed in int64; the variance is then the exact fraction rounded
+    once. Other pixels: numpy's float64 variance of the float64 Laplacian.
+    """
     import numpy as np
 
     if pixels.shape[0] < 3 or pixels.shape[1] < 3:
         return None
-    if exact is None:
-        exact = pixels.dtype.kind in "ui" and pixels.dtype.itemsize <= 2
-    wide = pixels.astype(np.int32 if exact else np.float64)
+    exact = _exact(pixels)
+    wide = pixels.astype(np.float32 if exact else np.float64)
     lap = wide[1:-1, 1:-1] * 4
     lap -= wide[:-2, 1:-1]
     lap -= wide[2:, 1:-1]
@@ -128,9 +141,16 @@ def focus(pixels: "np.ndarray", exact: Optional[bool] = None) -> Optional[float]
     lap -= wide[1:-1, 2:]
     if not exact:
         return float(lap.var())
-    # |lap| <= 4 * 65535: its squares' sum fits int64 for any frame below 2**31 pixels.
-    flat = lap.reshape(-1).astype(np.int64)
-    n, total, squares = flat.size, int(flat.sum()), int(flat @ flat)
+    flat = lap.reshape(-1)
+    n = flat.size
+    if span is None:
+        span = int(pixels.max()) - int(pixels.min())
+    if n * (4 * span) ** 2 < 2 ** 53:
+        total = int(flat.sum(dtype=np.float64))
+        squares = int(np.einsum("i,i->", flat, flat, dtype=np.float64, casting="safe"))
+    else:
+        whole = flat.astype(np.int64)  # squares' sum fits int64 below 2**31 pixels
+        total, squares = int(whole.sum()), int(whole @ whole)
     return (n * squares - total * total) / (n * n)  # exact integers, one correct rounding
 
 
@@ -144,8 +164,15 @@ def pooled(pixels: "np.ndarray", factor: int) -> "np.ndarray":
 
     if factor == 1:
         return pixels.copy()
-    rows = np.maximum.reduceat(pixels, np.arange(0, pixels.shape[0], factor), axis=0)
-    return np.maximum.reduceat(rows, np.arange(0, pixels.shape[1], factor), axis=1)
+    rows = pixels[0::factor].copy()
+    for k in range(1, factor):
+        part = pixels[k::factor]
+        np.maximum(rows[:part.shape[0]], part, out=rows[:part.shape[0]])
+    small = rows[:, 0::factor].copy()
+    for k in range(1, factor):
+        part = rows[:, k::factor]
+        np.maximum(small[:, :part.shape[1]], part, out=small[:, :part.shape[1]])
+    return small
 
 
 def to_8bit(projection: "np.ndarray") -> tuple["np.ndarray", float, float]:
@@ -205,9 +232,11 @@ class DatasetQC:
             position.blank_frames += 1
         if (row["qc_saturated"] or 0) > SATURATED_FRACTION:
             position.saturated_frames += 1
-            if len(self.saturated) < LISTED_FRAMES:
-                self.saturated.append({"channel": row["channel_idx"], "slice": row["slice_idx"],
-                                       "time": row["time_idx"], "position": row["pos_idx"]})
+            # the first LISTED_FRAMES by index, whatever order the workers finish in
+            self.saturated.append({"channel": row["channel_idx"], "slice": row["slice_idx"],
+                                   "time": row["time_idx"], "position": row["pos_idx"]})
+            if len(self.saturated) > 2 * LISTED_FRAMES:
+                self.saturated = _first_frames(self.saturated)
         value = row["qc_focus"]
         if value is not None:
             position.focus_min = value if position.focus_min is None else min(position.focus_min, value)
@@ -234,7 +263,7 @@ class DatasetQC:
             "focus_min": min(focus_mins, default=None),
             "focus_max": max(focus_maxes, default=None),
             "detail": {"bits": self.bits, "saturated_fraction": SATURATED_FRACTION,
-                       "saturated": self.saturated,
+                       "saturated": _first_frames(self.saturated),
                        "positions": {str(p): self.positions[p].as_json()
                                      for p in sorted(self.positions)}},
         }
@@ -250,6 +279,12 @@ class DatasetQC:
                          "display_max": high, "png": encode_png(shown, level=9,
                                                                 strategy="default")})
         return rows
+
+
+def _first_frames(frames: list[dict[str, int]]) -> list[dict[str, int]]:
+    """The first LISTED_FRAMES in index order: position, time, channel, slice."""
+    return sorted(frames, key=lambda f: (f["position"], f["time"], f["channel"],
+                                         f["slice"]))[:LISTED_FRAMES]
 
 
 # ------------------------------------------------------------------ reading

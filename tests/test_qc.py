@@ -465,3 +465,20 @@ def test_an_adopted_original_database_has_no_qc_and_takes_new_uploads_with_it(
     result = run_cli("query", "--where", "qc.frames>0", "--format", "json")
     assert [d["dataset_id"] for d in result.json()] == [DATASET_ID]
     assert len(run_cli("query", "--format", "json").json()) == 2
+
+
+@pytest.mark.parametrize("shape, span", [((400, 500), 65535), ((400, 500), 900), ((7, 9, 3), 255)])
+def test_focus_is_exact_on_either_summing_path(shape, span):
+    # 400 x 500 of full 16-bit range: count * (4 * span)**2 > 2**53, summed in int64;
+    # a span of 900 sums in float64; an RGB frame pools its colours
+    from imagingdb.qc import focus, frame_qc
+
+    rng = np.random.default_rng(span)
+    dtype = np.uint8 if span == 255 else np.uint16
+    pixels = rng.integers(0, span + 1, shape).astype(dtype)
+    pixels.flat[0], pixels.flat[1] = 0, span
+    lap = _laplacian(pixels)
+    exact = Fraction(int((lap * lap).sum()), lap.size) - Fraction(int(lap.sum()), lap.size) ** 2
+    assert focus(pixels) == float(exact) == frame_qc(pixels, None)["qc_focus"]
+    assert focus(pixels) == pytest.approx(float(np.var(lap.astype(np.float64))), rel=1e-12)
+    assert focus(pixels[:2]) is None

@@ -33,6 +33,7 @@ holds already; ``qc: false`` in the upload config skips all of it. A file kept w
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
@@ -122,36 +123,82 @@ def focus(pixels: "np.ndarray", span: Optional[int] = None) -> Optional[float]:
     """The variance of the 4-neighbour Laplacian on the interior (None below 3 x 3).
 
     For pixels of at most 16 bits, exactly: the Laplacian is computed in float32, where
-    every value (an integer, |value| <= 4 * 65535 < 2**24) is exact, and its sum and sum of
-    squares in float64, exact while their partial sums stay below 2**53 -- sure when
+    every value (an integer, |value| <= 4 * 65535 < 2**24) is exact, and its sum of squares
+    in float64, exact while the partial sums stay below 2**53 -- sure when
     ``count * (4 * span)**2`` is (``span``: max - min of the frame, which bounds every
-    |value| / 4), else summed in int64; the variance is then the exact fraction rounded
-    once. Other pixels: numpy's float64 variance of the float64 Laplacian.
+    |value| / 4), else summed in int64; its sum telescopes to the frame's edge rows and
+    columns, summed in int64. The variance is then the exact fraction, rounded once.
+    Other pixels: numpy's float64 variance of the float64 Laplacian.
     """
     import numpy as np
 
     if pixels.shape[0] < 3 or pixels.shape[1] < 3:
         return None
-    exact = _exact(pixels)
-    wide = pixels.astype(np.float32 if exact else np.float64)
-    lap = wide[1:-1, 1:-1] * 4
-    lap -= wide[:-2, 1:-1]
-    lap -= wide[2:, 1:-1]
-    lap -= wide[1:-1, :-2]
-    lap -= wide[1:-1, 2:]
-    if not exact:
+    if not _exact(pixels):
+        wide = pixels.astype(np.float64)
+        lap = wide[1:-1, 1:-1] * 4
+        lap -= wide[:-2, 1:-1]
+        lap -= wide[2:, 1:-1]
+        lap -= wide[1:-1, :-2]
+        lap -= wide[1:-1, 2:]
         return float(lap.var())
-    flat = lap.reshape(-1)
-    n = flat.size
     if span is None:
         span = int(pixels.max()) - int(pixels.min())
+    n = (pixels.shape[0] - 2) * (pixels.shape[1] - 2) * (pixels.size // (pixels.shape[0] * pixels.shape[1]))
+    total = _laplacian_sum(pixels)
     if n * (4 * span) ** 2 < 2 ** 53:
-        total = int(flat.sum(dtype=np.float64))
-        squares = int(np.einsum("i,i->", flat, flat, dtype=np.float64, casting="safe"))
+        squares = _laplacian_squares(pixels)
     else:
-        whole = flat.astype(np.int64)  # squares' sum fits int64 below 2**31 pixels
-        total, squares = int(whole.sum()), int(whole @ whole)
+        whole = pixels.astype(np.int64)  # the squares' sum fits int64 below 2**31 pixels
+        lap = (4 * whole[1:-1, 1:-1] - whole[:-2, 1:-1] - whole[2:, 1:-1] - whole[1:-1, :-2]
+               - whole[1:-1, 2:]).reshape(-1)
+        squares = int(lap @ lap)
     return (n * squares - total * total) / (n * n)  # exact integers, one correct rounding
+
+
+def _laplacian_sum(pixels: "np.ndarray") -> int:
+    """The Laplacian's sum over the interior: each of its four differences telescopes along
+    its axis to the first and last interior rows (columns) against the edge ones."""
+    import numpy as np
+
+    def total(part: "np.ndarray") -> int:
+        return int(part.sum(dtype=np.int64))
+
+    inner_cols, inner_rows = pixels[:, 1:-1], pixels[1:-1]
+    return (total(inner_cols[-2]) - total(inner_cols[0]) + total(inner_cols[1])
+            - total(inner_cols[-1]) + total(inner_rows[:, -2]) - total(inner_rows[:, 0])
+            + total(inner_rows[:, 1]) - total(inner_rows[:, -1]))
+
+
+#: elements of a block of Laplacian rows: a buffer each worker thread reuses (1 MB)
+_BLOCK = 1 << 18
+_buffers = threading.local()
+
+
+def _laplacian_squares(pixels: "np.ndarray") -> int:
+    """The Laplacian's sum of squares, exactly (see :func:`focus`), a block of rows at a
+    time in a buffer the thread keeps: no frame-sized temporaries, whose pages would be
+    faulted in anew for every frame."""
+    import numpy as np
+
+    height, width = pixels.shape[:2]
+    tail = pixels.shape[2:]
+    row = (width - 2) * (pixels.size // (height * width))
+    rows = max(1, min(height - 2, _BLOCK // row))
+    buffer = getattr(_buffers, "lap", None)
+    if buffer is None or buffer.size < rows * row:
+        buffer = _buffers.lap = np.empty(rows * row, np.float32)
+    four, squares = np.float32(4), 0.0
+    for top in range(1, height - 1, rows):
+        bottom = min(top + rows, height - 1)
+        out = buffer[:(bottom - top) * row].reshape((bottom - top, width - 2) + tail)
+        np.multiply(pixels[top:bottom, 1:-1], four, out=out, dtype=np.float32)
+        for neighbour in (pixels[top - 1:bottom - 1, 1:-1], pixels[top + 1:bottom + 1, 1:-1],
+                          pixels[top:bottom, :-2], pixels[top:bottom, 2:]):
+            np.subtract(out, neighbour, out=out, dtype=np.float32)
+        flat = out.reshape(-1)
+        squares += float(np.einsum("i,i->", flat, flat, dtype=np.float64, casting="safe"))
+    return int(squares)
 
 
 def pool_factor(height: int, width: int) -> int:

@@ -122,12 +122,15 @@ def _exact(pixels: "np.ndarray") -> bool:
 def focus(pixels: "np.ndarray", span: Optional[int] = None) -> Optional[float]:
     """The variance of the 4-neighbour Laplacian on the interior (None below 3 x 3).
 
-    For pixels of at most 16 bits, exactly: the Laplacian is computed in float32, where
-    every value (an integer, |value| <= 4 * 65535 < 2**24) is exact, and its sum of squares
-    in float64, exact while the partial sums stay below 2**53 -- sure when
-    ``count * (4 * span)**2`` is (``span``: max - min of the frame, which bounds every
-    |value| / 4), else summed in int64; its sum telescopes to the frame's edge rows and
-    columns, summed in int64. The variance is then the exact fraction, rounded once.
+    For pixels of at most 16 bits, exactly. ``span`` (max - min of the frame) bounds every
+    |value| by ``4 * span``. When that is below 2**15 (a camera's usual frame), the
+    Laplacian is computed in uint16 arithmetic, which wraps modulo 2**16, and read as int16:
+    exact, since the true value fits; its squares are summed in int64. Otherwise it is
+    computed in float32, where every value (an integer below 4 * 65535 < 2**24) is exact,
+    and its squares summed in float64, exact while the partial sums stay below 2**53 --
+    sure when ``count * (4 * span)**2`` is -- else everything in int64. Its sum telescopes
+    to the frame's edge rows and columns, summed in int64. The variance is then the exact
+    fraction, rounded once.
     Other pixels: numpy's float64 variance of the float64 Laplacian.
     """
     import numpy as np
@@ -146,8 +149,10 @@ def focus(pixels: "np.ndarray", span: Optional[int] = None) -> Optional[float]:
         span = int(pixels.max()) - int(pixels.min())
     n = (pixels.shape[0] - 2) * (pixels.shape[1] - 2) * (pixels.size // (pixels.shape[0] * pixels.shape[1]))
     total = _laplacian_sum(pixels)
-    if n * (4 * span) ** 2 < 2 ** 53:
-        squares = _laplacian_squares(pixels)
+    if 4 * span < 2 ** 15:
+        squares = _laplacian_squares(pixels, wrapped=True)
+    elif n * (4 * span) ** 2 < 2 ** 53:
+        squares = _laplacian_squares(pixels, wrapped=False)
     else:
         whole = pixels.astype(np.int64)  # the squares' sum fits int64 below 2**31 pixels
         lap = (4 * whole[1:-1, 1:-1] - whole[:-2, 1:-1] - whole[2:, 1:-1] - whole[1:-1, :-2]
@@ -175,30 +180,40 @@ _BLOCK = 1 << 18
 _buffers = threading.local()
 
 
-def _laplacian_squares(pixels: "np.ndarray") -> int:
-    """The Laplacian's sum of squares, exactly (see :func:`focus`), a block of rows at a
-    time in a buffer the thread keeps: no frame-sized temporaries, whose pages would be
-    faulted in anew for every frame."""
+def _laplacian_squares(pixels: "np.ndarray", wrapped: bool) -> int:
+    """The Laplacian's sum of squares, exactly (see :func:`focus`; ``wrapped``: in uint16
+    read as int16), a block of rows at a time in a buffer the thread keeps: no frame-sized
+    temporaries, whose pages would be faulted in anew for every frame."""
     import numpy as np
 
     height, width = pixels.shape[:2]
     tail = pixels.shape[2:]
     row = (width - 2) * (pixels.size // (height * width))
     rows = max(1, min(height - 2, _BLOCK // row))
-    buffer = getattr(_buffers, "lap", None)
+    kind = np.uint16 if wrapped else np.float32
+    name = "wrapped" if wrapped else "float"
+    buffer = getattr(_buffers, name, None)
     if buffer is None or buffer.size < rows * row:
-        buffer = _buffers.lap = np.empty(rows * row, np.float32)
-    four, squares = np.float32(4), 0.0
+        buffer = np.empty(rows * row, kind)
+        setattr(_buffers, name, buffer)
+    squares = 0
     for top in range(1, height - 1, rows):
         bottom = min(top + rows, height - 1)
         out = buffer[:(bottom - top) * row].reshape((bottom - top, width - 2) + tail)
-        np.multiply(pixels[top:bottom, 1:-1], four, out=out, dtype=np.float32)
+        if wrapped:
+            np.left_shift(pixels[top:bottom, 1:-1], 2, out=out, dtype=np.uint16)
+        else:
+            np.multiply(pixels[top:bottom, 1:-1], np.float32(4), out=out, dtype=np.float32)
         for neighbour in (pixels[top - 1:bottom - 1, 1:-1], pixels[top + 1:bottom + 1, 1:-1],
                           pixels[top:bottom, :-2], pixels[top:bottom, 2:]):
-            np.subtract(out, neighbour, out=out, dtype=np.float32)
-        flat = out.reshape(-1)
-        squares += float(np.einsum("i,i->", flat, flat, dtype=np.float64, casting="safe"))
-    return int(squares)
+            np.subtract(out, neighbour, out=out, dtype=kind)
+        if wrapped:
+            flat = out.reshape(-1).view(np.int16)
+            squares += int(np.einsum("i,i->", flat, flat, dtype=np.int64, casting="safe"))
+        else:
+            flat = out.reshape(-1)
+            squares += int(np.einsum("i,i->", flat, flat, dtype=np.float64, casting="safe"))
+    return squares
 
 
 def pool_factor(height: int, width: int) -> int:

@@ -467,10 +467,12 @@ def test_an_adopted_original_database_has_no_qc_and_takes_new_uploads_with_it(
     assert len(run_cli("query", "--format", "json").json()) == 2
 
 
-@pytest.mark.parametrize("shape, span", [((400, 500), 65535), ((400, 500), 900), ((7, 9, 3), 255)])
-def test_focus_is_exact_on_either_summing_path(shape, span):
-    # 400 x 500 of full 16-bit range: count * (4 * span)**2 > 2**53, summed in int64;
-    # a span of 900 sums in float64; an RGB frame pools its colours
+@pytest.mark.parametrize("shape, span", [((400, 500), 65535), ((100, 120), 10000),
+                                         ((400, 500), 900), ((7, 9, 3), 255)])
+def test_focus_is_exact_on_every_summing_path(shape, span):
+    # 400 x 500 of full 16-bit range: count * (4 * span)**2 > 2**53, all in int64; a span of
+    # 10000 (4 * span >= 2**15): float32 and float64; 900: uint16 wrapping, read as int16;
+    # uint8 RGB likewise, its colours pooled
     from imagingdb.qc import focus, frame_qc
 
     rng = np.random.default_rng(span)

@@ -149,8 +149,10 @@ def focus(pixels: "np.ndarray", span: Optional[int] = None) -> Optional[float]:
         span = int(pixels.max()) - int(pixels.min())
     n = (pixels.shape[0] - 2) * (pixels.shape[1] - 2) * (pixels.size // (pixels.shape[0] * pixels.shape[1]))
     total = _laplacian_sum(pixels)
-    if 4 * span < 2 ** 15:
-        squares = _laplacian_squares(pixels, wrapped=True)
+    if 4 * span < 2 ** 15 and pixels.dtype != np.int8:
+        # int16 as uint16 is the same value modulo 2**16, all the wrapping needs
+        unsigned = pixels.view(np.uint16) if pixels.dtype.kind == "i" else pixels
+        squares = _laplacian_squares(unsigned, wrapped=True)
     elif n * (4 * span) ** 2 < 2 ** 53:
         squares = _laplacian_squares(pixels, wrapped=False)
     else:
@@ -355,7 +357,7 @@ def _first_frames(frames: list[dict[str, int]]) -> list[dict[str, int]]:
 def describe(summary: Optional[Mapping[str, Any]]) -> list[str]:
     """``imagingdb show``'s QC lines, from a summary (:func:`summary_json`); None: no QC."""
     if summary is None:
-        return ["no QC (a file kept whole, uploaded before QC, or with qc: false)"]
+        return ["none (uploaded before QC, by the original imagingDB, or with qc: false)"]
     frames = summary["frames"]
     lines = [f"{frames} frame{'s' if frames != 1 else ''} measured"
              + (f"; saturation at {summary['saturation_level']:g} ({summary['bits']} bits)"

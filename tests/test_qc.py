@@ -198,7 +198,7 @@ def test_show_says_when_there_is_no_qc(site, run_cli, upload_files, qc_acquisiti
     assert run_cli("upload", "--csv", csv_path, "--config",
                    upload_files.file_config()).exit_code == 0
     off = run_cli("show", OFF_ID)
-    assert "no QC (a file kept whole, uploaded before QC, or with qc: false)" in off.stdout
+    assert "none (uploaded before QC, by the original imagingDB, or with qc: false)" in off.stdout
     assert run_cli("show", OFF_ID, "--format", "json").json()["qc"] is None
     assert "none (a file kept whole is not read)" in run_cli("show", FILE_ID).stdout
     with site.connect() as db:
@@ -300,7 +300,6 @@ def _expected_thumbnail(frames, position, channel, factor):
     return shown.astype(np.uint8)
 
 
-@only_sqlite
 def test_thumbnails_are_max_projections_and_preview_lays_them_out(site, run_cli, upload_files,
                                                                    tmp_path):
     # 300 x 200 pixels: pooled by 3 to 100 x 67
@@ -460,25 +459,26 @@ def test_an_adopted_original_database_has_no_qc_and_takes_new_uploads_with_it(
         assert set(FRAMES_QC_COLUMNS) <= {c["name"] for c in
                                               sa.inspect(conn).get_columns("frames")}
     engine.dispose()
-    assert "no QC (a file kept whole, uploaded before QC" in run_cli("show", old).stdout
+    assert "none (uploaded before QC, by the original imagingDB" in run_cli("show", old).stdout
     _upload(run_cli, upload_files, DATASET_ID, qc_acquisition)
     result = run_cli("query", "--where", "qc.frames>0", "--format", "json")
     assert [d["dataset_id"] for d in result.json()] == [DATASET_ID]
     assert len(run_cli("query", "--format", "json").json()) == 2
 
 
-@pytest.mark.parametrize("shape, span", [((400, 500), 65535), ((100, 120), 10000),
-                                         ((400, 500), 900), ((7, 9, 3), 255)])
-def test_focus_is_exact_on_every_summing_path(shape, span):
+@pytest.mark.parametrize("shape, span, dtype", [
+    ((400, 500), 65535, np.uint16), ((100, 120), 10000, np.uint16), ((400, 500), 900, np.uint16),
+    ((7, 9, 3), 255, np.uint8), ((50, 60), 900, np.int16), ((50, 60), 200, np.int8)])
+def test_focus_is_exact_on_every_summing_path(shape, span, dtype):
     # 400 x 500 of full 16-bit range: count * (4 * span)**2 > 2**53, all in int64; a span of
     # 10000 (4 * span >= 2**15): float32 and float64; 900: uint16 wrapping, read as int16;
     # uint8 RGB likewise, its colours pooled
     from imagingdb.qc import focus, frame_qc
 
-    rng = np.random.default_rng(span)
-    dtype = np.uint8 if span == 255 else np.uint16
-    pixels = rng.integers(0, span + 1, shape).astype(dtype)
-    pixels.flat[0], pixels.flat[1] = 0, span
+    # signed pixels (ome-zarr keeps them) are centred on 0
+    low = -(span // 2) if np.dtype(dtype).kind == "i" else 0
+    pixels = np.random.default_rng(span).integers(low, low + span + 1, shape).astype(dtype)
+    pixels.flat[0], pixels.flat[1] = low, low + span
     lap = _laplacian(pixels)
     exact = Fraction(int((lap * lap).sum()), lap.size) - Fraction(int(lap.sum()), lap.size) ** 2
     assert focus(pixels) == float(exact) == frame_qc(pixels, None)["qc_focus"]

@@ -364,7 +364,9 @@ class Bench:
     def qc(self, acquisition: Acquisition, frame_format: str = PNG) -> None:
         """Upload throughput with QC (the default) against the same upload with ``qc: false``,
         runs alternating (on, off, off, on...) so both see the same machine load; the cost is
-        the median of the pairs' time ratios (with / without), at most QC_LIMIT."""
+        the median of the pairs' time ratios (with / without), at most QC_LIMIT for the whole
+        command; the same ratio of the first-frame-to-commit rate and of the CPU seconds
+        (less sensitive to other load on the machine) are shown beside it."""
         source = ensure_data(acquisition)
         suffix = "" if frame_format == PNG else f"-{frame_format}"
         site = Site(f"qc-{acquisition.name}{suffix}", frame_format=frame_format)
@@ -387,9 +389,13 @@ class Bench:
                     "  same, first frame to commit", "CPU time": "  same, CPU seconds"}[label]
             if label == "CPU time":  # seconds of CPU per MB, shown as MB per CPU second
                 name = "  same, MB per CPU second"
+            # the limit is on the upload's figure (the whole command, as "upload, local +
+            # SQLite"); the pipeline's and the CPU's ratios are shown beside it
+            limited = label == "whole command"
             self.add(Figure(name, mb / statistics.median(with_qc), "MB/s",
                             mb / statistics.median(without), "the same with qc: false", ratio,
-                            f"<= {QC_LIMIT}", ratio <= QC_LIMIT,
+                            f"<= {QC_LIMIT}" if limited else "",
+                            ratio <= QC_LIMIT if limited else None,
                             note=f"{label}; ratio = time with QC / without, median of "
                                  f"{len(ratios)} alternating pairs; {acquisition.frames} frames",
                             samples=[round(r, 3) for r in ratios]), frame_format)

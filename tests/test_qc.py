@@ -484,3 +484,38 @@ def test_focus_is_exact_on_every_summing_path(shape, span, dtype):
     assert focus(pixels) == float(exact) == frame_qc(pixels, None)["qc_focus"]
     assert focus(pixels) == pytest.approx(float(np.var(lap.astype(np.float64))), rel=1e-12)
     assert focus(pixels[:2]) is None
+
+
+@only_sqlite
+def test_rgb_frames_are_measured_over_every_sample_and_previewed_in_colour(
+        site, run_cli, upload_files, tmp_path):
+    import tifffile
+
+    from imagingdb.testing import write_mm_tif_folder
+
+    folder = tmp_path / "rgb"
+    files = write_mm_tif_folder(folder, channels=("BF",), slices=2, times=2, height=16, width=12,
+                                rgb=True, seed=4)
+    _upload(run_cli, upload_files, DATASET_ID, folder, frames_format="tif_folder")
+    expected = {}
+    for path in files:
+        _, t, _, z = path.stem.split("_")
+        expected[(0, int(z), int(t), 0)] = tifffile.imread(path)
+    with site.connect() as db:
+        ds = db.dataset(DATASET_ID)
+        rows, summary = ds.frames(with_metadata=False), ds.qc
+        (thumb,) = ds.thumbnails()
+    assert all(a.shape == (16, 12, 3) for a in expected.values())
+    _check_frames_exact(rows, expected, 255)
+    assert summary["saturation_level"] == 255
+    projection = np.max(list(expected.values()), axis=0)
+    np.testing.assert_array_equal(_read_png(thumb["png"]), _expected_rgb(projection))
+    out = tmp_path / "rgb.png"
+    assert run_cli("preview", DATASET_ID, "--out", out).exit_code == 0
+    np.testing.assert_array_equal(_read_png(out), _expected_rgb(projection))
+
+
+def _expected_rgb(projection):
+    low, high = np.percentile(projection, [0.5, 99.5])
+    shown = np.clip(np.rint((projection.astype(np.float64) - low) * (255.0 / (high - low))), 0, 255)
+    return shown.astype(np.uint8)

@@ -175,9 +175,9 @@ def test_show_reports_the_qc_summary(site, run_cli, upload_files, qc_acquisition
     text = run_cli("show", DATASET_ID)
     assert text.exit_code == 0, text.stderr
     lines = [line.strip() for line in text.stdout.splitlines()]
-    assert "qc                36 frames measured; saturation at 65535 (16 bits)" in \
-        text.stdout.splitlines() or lines[[i for i, line in enumerate(lines)
-                                           if line.startswith("qc ")][0]].endswith("(16 bits)")
+    (at,) = [i for i, line in enumerate(lines) if line.startswith("qc ")]
+    assert lines[at].split(None, 1) == ["qc", "36 frames measured; saturation at 65535 (16 bits)"]
+    assert lines[at - 1].startswith("missing_frames")
     assert "3 frames saturated > 1%" in lines
     assert "12 blank frames" in lines
     assert "position 1 blank" in lines

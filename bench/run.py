@@ -61,6 +61,8 @@ TARGETS = {
 RSS_LIMIT_MB = 200
 #: the most `upload --plan`'s estimates may differ from the upload (issue 19)
 PLAN_LIMIT = 0.25
+#: QC at ingest costs at most this: upload time with QC / without (issue 19)
+QC_LIMIT = 1.10
 #: 'flat when the file doubles': peak RSS of 256 frames at most this times that of 128
 FLAT = 1.1
 
@@ -219,13 +221,15 @@ class Site:
             upload["frame_format"] = frame_format  # png: today's config, the default layout
         (self.folder / "upload.yaml").write_text(yaml.safe_dump(upload))
 
+        (self.folder / "upload-noqc.yaml").write_text(yaml.safe_dump({**upload, "qc": False}))
+
     def cli(self, *args: str) -> list[str]:
         return [IMAGINGDB, "--site-config", str(self.config), *args]
 
-    def upload_args(self, source: Path) -> list[str]:
+    def upload_args(self, source: Path, config: str = "upload.yaml") -> list[str]:
         csv_file = self.folder / "upload.csv"
         csv_file.write_text(f"dataset_id,file_name,description\n{DATASET_ID},{source},bench\n")
-        return self.cli("upload", "--csv", str(csv_file), "--config", str(self.folder / "upload.yaml"))
+        return self.cli("upload", "--csv", str(csv_file), "--config", str(self.folder / config))
 
     def reset(self) -> None:
         """Forget every dataset: a fresh database file and an empty storage folder."""
@@ -356,6 +360,47 @@ class Bench:
                        large / small, "flat", large / small <= FLAT,
                        note=f"ratio RSS(x2) / RSS(x1); flat = at most {FLAT}"))
         return site
+
+    # -- QC at ingest ----------------------------------------------------------
+
+    def qc(self, acquisition: Acquisition, frame_format: str = PNG) -> None:
+        """Upload throughput with QC (the default) against the same upload with ``qc: false``,
+        runs alternating (on, off, off, on...) so both see the same machine load; the cost is
+        the median of the pairs' time ratios (with / without), at most QC_LIMIT for the whole
+        command; the same ratio of the first-frame-to-commit rate and of the CPU seconds
+        (less sensitive to other load on the machine) are shown beside it."""
+        source = ensure_data(acquisition)
+        suffix = "" if frame_format == PNG else f"-{frame_format}"
+        site = Site(f"qc-{acquisition.name}{suffix}", frame_format=frame_format)
+        mb = acquisition.pixel_bytes / 1e6
+        on: list[Run] = []
+        off: list[Run] = []
+        for number in range(self.repeat):
+            order = ((on, "upload.yaml"), (off, "upload-noqc.yaml"))
+            for runs, config in order if number % 2 == 0 else order[::-1]:
+                site.reset()
+                runs.append(run(site.upload_args(source, config)))
+        for label, seconds_of in (("whole command", lambda r: r.seconds),
+                                  ("first frame to commit", lambda r: mb / _summary_rate(r.stderr)),
+                                  ("CPU time", lambda r: r.cpu_seconds)):
+            with_qc = [seconds_of(r) for r in on]
+            without = [seconds_of(r) for r in off]
+            ratios = [a / b for a, b in zip(with_qc, without)]
+            ratio = statistics.median(ratios)
+            name = {"whole command": "upload with QC", "first frame to commit":
+                    "  same, first frame to commit", "CPU time": "  same, CPU seconds"}[label]
+            if label == "CPU time":  # seconds of CPU per MB, shown as MB per CPU second
+                name = "  same, MB per CPU second"
+            # the limit is on the upload's figure (the whole command, as "upload, local +
+            # SQLite"); the pipeline's and the CPU's ratios are shown beside it
+            limited = label == "whole command"
+            self.add(Figure(name, mb / statistics.median(with_qc), "MB/s",
+                            mb / statistics.median(without), "the same with qc: false", ratio,
+                            f"<= {QC_LIMIT}" if limited else "",
+                            ratio <= QC_LIMIT if limited else None,
+                            note=f"{label}; ratio = time with QC / without, median of "
+                                 f"{len(ratios)} alternating pairs; {acquisition.frames} frames",
+                            samples=[round(r, 3) for r in ratios]), frame_format)
 
     # -- read() --------------------------------------------------------------
 
@@ -908,7 +953,8 @@ def report(bench: Bench, started: float) -> None:
     print(f"wrote {out.relative_to(REPO)}")
 
 
-STEPS = ("upload", "read", "download", "rss", "export", "startup", "codec", "plan", "postgres",
+STEPS = ("upload", "read", "download", "rss", "export", "startup", "codec", "plan", "qc",
+         "postgres",
          "s3")
 
 
@@ -966,6 +1012,9 @@ def main() -> None:
         if "rss" in steps:
             for layout in layouts:
                 bench.upload_local(DOUBLE, layout)
+    if "qc" in steps:
+        for layout in layouts:
+            bench.qc(BASE, layout)
     if "startup" in steps:
         bench.startup()
     if "codec" in steps:

@@ -568,8 +568,69 @@ class Dataset:
         replicas = self.replicas
         result["stores"] = [r["store"] for r in replicas]
         result["replicas"] = replicas
+        result["qc"] = self.qc
         result["global_meta"] = self.global_meta
         return result
+
+    @property
+    def qc(self) -> Optional[dict[str, Any]]:
+        """The quality control summary measured at upload (:mod:`imagingdb.qc`): frames,
+        saturation_level, bits, saturated_frames (> 1% of pixels saturated), blank_frames,
+        blank_positions, focus_min, focus_max, saturated (the first such frames' indexes) and
+        positions (the same figures per position); None when the dataset has no QC (a file
+        kept whole, uploaded before QC or with ``qc: false``). Per frame: the ``qc_*`` keys
+        of :meth:`frames`."""
+        from .qc import summary_json
+
+        with self._site.connection() as conn:
+            row = dbq.qc_summary_of(conn, self._row.id)
+        return summary_json(None if row is None else row._mapping)
+
+    def preview(self, out: Union[str, os.PathLike]) -> dict[str, Any]:
+        """Write the contact sheet of the thumbnails to ``out`` (PNG): positions as rows,
+        channels as columns. Returns what was written (path, positions, channels, width,
+        height, bytes). InputError if the dataset has no thumbnails or ``out``'s folder does
+        not exist; nothing is written then."""
+        from .codecs.png import encode_png
+        from .qc import contact_sheet
+
+        path = Path(out)
+        try:
+            is_folder, folder_exists = path.is_dir(), path.absolute().parent.is_dir()
+        except OSError as exc:  # a name too long, a path through a file
+            raise InputError(f"--out {path}: cannot write it ({exc.strerror or exc}); "
+                             "nothing was written") from None
+        if is_folder:
+            raise InputError(f"--out {path}: is a folder; give the PNG file to write, e.g. "
+                             f"{path / 'preview.png'}")
+        if not folder_exists:
+            raise InputError(f"--out {path}: folder {path.absolute().parent} does not exist; "
+                             "create it or write elsewhere")
+        thumbnails = self.thumbnails()
+        if not thumbnails:
+            why = ("a file kept whole is not read" if not self.is_frames else
+                   "uploaded before QC or with qc: false in its upload config")
+            raise InputError(f"dataset {self.id} has no thumbnails ({why}); nothing was written")
+        sheet, positions, channels = contact_sheet(thumbnails)
+        data = encode_png(sheet, level=9, strategy="default")
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise InputError(f"--out {path}: cannot write it ({exc.strerror or exc}); "
+                             "nothing was written") from None
+        return {"dataset_id": self.id, "path": str(path), "positions": positions,
+                "channels": channels, "width": int(sheet.shape[1]),
+                "height": int(sheet.shape[0]), "bytes": len(data)}
+
+    def thumbnails(self) -> list[dict[str, Any]]:
+        """The thumbnail of each position and channel: ``position``, ``channel``, ``png`` (the
+        8-bit PNG bytes of its max projection over slices and time points, max-pooled to
+        <= 128 pixels), ``display_min``/``display_max`` (the values shown as 0 and 255);
+        empty when the dataset has none."""
+        with self._site.connection() as conn:
+            rows = dbq.thumbnails_of(conn, self._row.id)
+        return [{"position": r.pos_idx, "channel": r.channel_idx, "png": bytes(r.png),
+                 "display_min": r.display_min, "display_max": r.display_max} for r in rows]
 
     def stored_size(self) -> tuple[Optional[int], Optional[int], bool]:
         """(bytes, objects, measured) of the dataset's stored objects: as recorded at upload,

@@ -493,6 +493,30 @@ def _add_info_commands(app: typer.Typer) -> None:
         _print_summary(summary)
 
     @app.command(epilog="Examples:\n\n\b\n"
+                        "  imagingdb preview ML-2005-05-23-10-00-00-0001 --out preview.png\n"
+                        "  imagingdb preview ML-2005-05-23-10-00-00-0001 --out p.png "
+                        "--format json")
+    def preview(
+        ctx: typer.Context,
+        dataset_id: str = typer.Argument(..., metavar="ID", help="The dataset ID."),
+        out: Path = typer.Option(..., "--out", metavar="FILE",
+                                 help="The PNG to write (its folder must exist)."),
+        output: ReportFormat = typer.Option(ReportFormat.text, "--format",
+                                            help="json: what was written, for scripts."),
+    ) -> None:
+        """Write a contact sheet of a dataset's thumbnails: one row per position, one column
+        per channel, each cell the max projection over slices and time points (<= 128 px,
+        8-bit, contrast from its percentiles), made at upload."""
+        with _database(ctx) as db:
+            written = db.dataset(dataset_id).preview(out)
+        if output == ReportFormat.json:
+            print(printable_json(json.dumps(written, indent=2, ensure_ascii=False)))
+            return
+        print(printable(f"{written['path']}: {len(written['positions'])} position(s) x "
+                        f"{len(written['channels'])} channel(s), {written['width']} x "
+                        f"{written['height']} pixels, {written['bytes']:,} bytes"))
+
+    @app.command(epilog="Examples:\n\n\b\n"
                         "  imagingdb edit ML-2005-05-23-10-00-00-0001 --description \"plate B\" "
                         "--annotate strain=WT\n"
                         "  imagingdb edit ML-2005-05-23-10-00-00-0001 --unset strain --no-parent")
@@ -590,7 +614,7 @@ _SUMMARY_OWN_LINES = ("annotations", "stored_bytes", "stored_objects", "stored_s
                       "source_path", "content_sha256", "global_meta", "stores", "replicas",
                       "nbr_channels", "nbr_slices", "nbr_timepoints", "nbr_positions",
                       "im_height", "im_width", "im_colors", "bit_depth", "frame_format",
-                      "missing_frames", "missing_frame_indexes")
+                      "missing_frames", "missing_frame_indexes", "qc")
 #: the groups of missing frames show lists (--format json has every frame)
 _MISSING_GROUPS_SHOWN = 8
 
@@ -607,6 +631,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         at = next(i for i, (k, _) in enumerate(rows) if k == "channel_names")
         rows[at:at] = [("dimensions", _dimensions(summary))]
         rows.append(("missing_frames", _missing_frames(summary)))
+    rows.extend(_qc_rows(summary))
     size, objects = summary["stored_bytes"], summary["stored_objects"]
     if size is None:
         stored = "unknown (not recorded, and the storage cannot list sizes)"
@@ -641,6 +666,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
     if sys.stdout.isatty():  # a pipe gets every key's name
         line = shortened(line, max(shutil.get_terminal_size().columns - 1, 40))
     print(printable(line))
+
+
+def _qc_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The QC section: ``qc  24 frames measured; ...`` then one line per finding."""
+    from .qc import describe
+
+    if not summary["frames"]:
+        return [("qc", "none (a file kept whole is not read)")]
+    lines = describe(summary.get("qc"))
+    return [("qc" if number == 0 else "", line) for number, line in enumerate(lines)]
 
 
 def _dimensions(summary: dict[str, Any]) -> str:

@@ -485,6 +485,7 @@ UPLOAD_KEYS = {
     "frame_format": (str, type(None)),
     "required_annotations": (list, type(None)),
     "duplicates": (str, type(None)),
+    "qc": (bool, type(None)),
 }
 #: what an upload does when its source's content is already a dataset's (key 'duplicates')
 DUPLICATE_ACTIONS = ("warn", "error", "ignore")
@@ -521,6 +522,8 @@ class UploadConfig:
     required_annotations: tuple[str, ...] = ()
     #: warn, error or ignore when the content is already a dataset's
     duplicates: str = "warn"
+    #: measure frames as they are stored (imagingdb.qc); false skips it
+    qc: bool = True
     source: Optional[Path] = None
 
     def png_options(self) -> dict[str, Any]:
@@ -571,6 +574,7 @@ def upload_config_from_mapping(data: dict[str, Any], path: Path) -> UploadConfig
         frame_format=checked_frame_format(data.get("frame_format"), path, "frame_format"),
         required_annotations=_required_annotations(data.get("required_annotations"), path),
         duplicates=_choice(data, "duplicates", DUPLICATE_ACTIONS, path),
+        qc=data.get("qc") is not False,
         source=path,
     )
 

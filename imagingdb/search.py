@@ -9,7 +9,11 @@ A ``--where`` condition is ``KEY OP VALUE`` with OP one of ``=  !=  ~  <  >  <= 
   (frames_global.metadata_json, or file_global's for a file kept whole): the
   condition holds when the annotation satisfies it or the metadata value at
   that path does. ``annotations.KEY`` and ``meta.PATH`` pick one of the two;
-  ``frames.PATH`` holds when any frame's metadata satisfies it.
+  ``frames.PATH`` holds when any frame's metadata satisfies it;
+- ``qc.KEY``: a figure of the quality control summary measured at upload
+  (:data:`imagingdb.qc.SUMMARY_KEYS`: ``qc.saturated_frames>0``, ``qc.blank_frames>0``,
+  ``qc.blank_positions>0``, ``qc.focus_min<100``...), compared as a number; a dataset
+  without QC (a file kept whole, uploaded before QC or with ``qc: false``) never matches.
 
 What a value means is the same on SQLite and PostgreSQL:
 
@@ -36,7 +40,8 @@ a condition costs one JSON parse per dataset (SQLite: json_each reads the type
 and the value together), about 0.04 s per 10,000 datasets with 1.5 KB of
 global metadata each, measured; the joins to frames_global and file_global go
 through their unique dataset_id indexes, a frames.PATH condition through
-frames_index_key, and sorting 10,000 rows before a limit costs milliseconds.
+frames_index_key, a qc.KEY condition through qc_summary_dataset_id_key, and sorting
+10,000 rows before a limit costs milliseconds.
 """
 
 from __future__ import annotations
@@ -49,8 +54,9 @@ from typing import Iterable, Optional, Sequence, Union
 import sqlalchemy as sa
 
 from .annotations import is_name
-from .db.tables import data_set, file_global, frames, frames_global
+from .db.tables import data_set, file_global, frames, frames_global, qc_summary
 from .errors import InputError
+from .qc import SUMMARY_KEYS
 
 __all__ = ["Condition", "FIELDS", "DATASET_COLUMNS", "parse_condition", "parse_conditions",
            "check_sort", "Filters", "select_datasets", "dataset_stats", "project_of",
@@ -79,7 +85,7 @@ FIELDS = {
     "frames": "boolean", "stored_bytes": "number", "stored_objects": "number",
     "nbr_frames": "number",
 }
-_SCOPES = ("annotations", "meta", "frames")
+_SCOPES = ("annotations", "meta", "frames", "qc")
 
 
 @dataclass(frozen=True)
@@ -89,7 +95,7 @@ class Condition:
     key: str
     op: str
     value: str
-    #: "field", "annotations", "meta", "frames", or "any" (the annotation or the metadata)
+    #: "field", "annotations", "meta", "frames", "qc", or "any" (the annotation or the metadata)
     scope: str
 
     @property
@@ -150,6 +156,9 @@ def _scope_of(key: str, given: str) -> str:
         raise InputError(f"{given}: {key!r} is not a field, an annotation key or a "
                          "metadata path; use letters, digits and _ - , parts joined by '.', "
                          "each starting with a letter (e.g. strain, Summary.Objective)")
+    if scope == "qc" and name not in SUMMARY_KEYS:
+        raise InputError(f"{given}: {key!r} is no QC figure; use one of "
+                         f"{', '.join('qc.' + k for k in SUMMARY_KEYS)}")
     return scope
 
 
@@ -158,7 +167,11 @@ def check_sort(key: str) -> None:
     global metadata path."""
     if key in FIELDS:
         return
-    if _scope_of(key, f"--sort {key}") == "frames":
+    scope = _scope_of(key, f"--sort {key}")
+    if scope == "qc":
+        raise InputError(f"--sort {key}: datasets sort by a field, an annotation or a global "
+                         "metadata path, not by a QC figure (select on it with --where)")
+    if scope == "frames":
         raise InputError(f"--sort {key}: datasets sort by a field, an annotation or a global "
                          "metadata path, not by frame metadata")
 
@@ -168,6 +181,8 @@ def _check_value(condition: Condition) -> None:
     a field given a value of the wrong kind."""
     op, value, text = condition.op, condition.value, condition.text
     kind = FIELDS.get(condition.key) if condition.scope == "field" else None
+    if condition.scope == "qc":
+        kind = "number"
     if kind == "boolean":
         if op not in ("=", "!=") or value.lower() not in ("true", "false"):
             raise InputError(f"--where {text!r}: {condition.key} is true or false; use "
@@ -414,6 +429,11 @@ class _Sources:
             if kind == "datetime":
                 return _datetime_satisfies(column, op, value)
             return _satisfies(_column_value(column, kind, dialect), op, value, dialect)
+        if condition.scope == "qc":
+            # one qc_summary row at most per dataset, through its unique dataset_id index
+            column = qc_summary.c[condition.name]
+            return sa.exists().where(qc_summary.c.dataset_id == data_set.c.id, _satisfies(
+                _column_value(column, "number", dialect), op, value, dialect))
         if condition.scope == "frames":
             # per dataset, its frames through frames_index_key (frames_global_id first)
             return sa.exists().where(frames.c.frames_global_id == self.fg.c.id, _json_satisfies(

@@ -47,6 +47,7 @@ from .storage import HashingReader, file_sha256, validate_object_name
 from .upload_rows import RefusedRow, UploadRow, check_encoding, read_upload_csv
 
 if TYPE_CHECKING:
+    from .qc import DatasetQC
     from .storage import StorageBackend
 
 INSERT_BATCH = 2000
@@ -282,6 +283,8 @@ class RowUpload:
         #: what registration records of the stored content: data_set.content_sha256,
         #: stored_bytes and stored_objects
         self.content: dict[str, Any] = {}
+        #: the first frame's metadata (the metadata pass), where a camera's bit depth may be
+        self._first_frame_meta: Optional[dict[str, Any]] = None
 
     @property
     def storage(self) -> "StorageBackend":
@@ -576,8 +579,10 @@ class RowUpload:
             storage_dir = self._take_folder(frames=True)
             self.progress.start(row.dataset_id, count, count * frame_bytes)
             store = ZarrStoreBuilder(row.dataset_id, dims) if frame_format == layout.OME_ZARR else None
+            measure = self._dataset_qc(acquisition) if self.config.qc else None
             try:
-                nbytes = self._store_frames(acquisition, codec, storage_dir, frame_rows, store)
+                nbytes = self._store_frames(acquisition, codec, storage_dir, frame_rows, store,
+                                            measure)
             except BaseException:
                 self.progress.finish(ok=False)
                 raise
@@ -586,6 +591,7 @@ class RowUpload:
                 store, acquisition.channel_names, global_meta, storage_dir)
         self.storage.flush()
         self.content["stored_objects"] = len(frame_rows) + len(documents)
+        qc_rows = None if measure is None else (measure.summary_row(), measure.thumbnail_rows())
 
         def insert_children(conn: sa.Connection, dataset_pk: int) -> None:
             fg_pk = dbq.insert_frames_global(conn, {
@@ -600,6 +606,8 @@ class RowUpload:
                 for frame_row in batch:
                     frame_row["frames_global_id"] = fg_pk
                 dbq.insert_frames(conn, batch)
+            if qc_rows is not None:
+                dbq.insert_qc(conn, dataset_pk, *qc_rows)
 
         try:
             self._register(is_frames=True, insert_children=insert_children,
@@ -633,14 +641,29 @@ class RowUpload:
                 validator.check(frame, self.row.source)
             if on_frame is not None:
                 on_frame(frame)
+            if count == 0:
+                self._first_frame_meta = frame.metadata
             count += 1
         if count == 0:
             raise InputError(f"{self.row.source}: no frames to upload")
         return count
 
+    def _dataset_qc(self, acquisition: Acquisition) -> "DatasetQC":
+        """What gathers the QC summary and thumbnails (imagingdb.qc): the saturation level is
+        the camera's bit depth the source declares (its summary, else its first frame's
+        metadata), else the dtype's."""
+        from .qc import DatasetQC, pool_factor, saturation_bits
+
+        dims = acquisition.dims
+        bits = saturation_bits(dims.bit_depth, acquisition.global_meta,
+                               self._first_frame_meta)
+        return DatasetQC(bits, pool_factor(dims.im_height, dims.im_width))
+
     def _store_frames(self, acquisition: Acquisition, codec: FrameCodec, storage_dir: str,
-                      rows: RowSpool, zarr_store: Optional["ZarrStoreBuilder"]) -> int:
-        """Encode, hash and store every frame with a bounded pool; spool their rows.
+                      rows: RowSpool, zarr_store: Optional["ZarrStoreBuilder"],
+                      measure: Optional["DatasetQC"] = None) -> int:
+        """Encode, hash and store every frame with a bounded pool; spool their rows; with
+        ``measure``, each frame's QC is computed in the worker that encodes it.
 
         Returns the bytes of pixels stored. Memory is bounded by the frames in
         flight whatever the acquisition's size: rows go to the spool and
@@ -652,7 +675,12 @@ class RowUpload:
         digest = provenance.FramesDigest()
         self.content.update(stored_bytes=0)
 
-        def store(frame: Frame) -> tuple[str, dict[str, Any], int, int]:
+        if measure is not None:
+            from .qc import frame_qc, pooled
+
+            level, factor = measure.level, measure.factor
+
+        def store(frame: Frame) -> tuple[str, dict[str, Any], int, int, Any]:
             data = codec.encode(frame.pixels)  # a view this thread reuses: stored before the next
             if not getattr(storage, "put_takes_buffers", False):
                 data = bytes(data)
@@ -668,16 +696,23 @@ class RowUpload:
                 self._written.add(key)
             storage.put_bytes(key, data)
             faults.checkpoint("object-stored")
-            return key, {
+            frame_row = {
                 "channel_idx": frame.index.channel, "slice_idx": frame.index.slice,
                 "time_idx": frame.index.time, "pos_idx": frame.index.position,
                 "channel_name": frame.channel_name, "file_name": name,
                 "sha256": checksum, "metadata_json": json_safe(frame.metadata),
-            }, frame.pixels.nbytes, memoryview(data).nbytes
+            }
+            small = None
+            if measure is not None:
+                frame_row.update(frame_qc(frame.pixels, level))
+                small = pooled(frame.pixels, factor)
+            return key, frame_row, frame.pixels.nbytes, memoryview(data).nbytes, small
 
-        def collect(stored: tuple[str, dict[str, Any], int, int]) -> None:
-            key, frame_row, nbytes, stored_bytes = stored
+        def collect(stored: tuple[str, dict[str, Any], int, int, Any]) -> None:
+            key, frame_row, nbytes, stored_bytes, small = stored
             rows.add(key, frame_row)
+            if measure is not None:
+                measure.add(frame_row, small)
             digest.add(frame_row["channel_idx"], frame_row["slice_idx"], frame_row["time_idx"],
                        frame_row["pos_idx"], frame_row["sha256"])
             self.content["stored_bytes"] += stored_bytes

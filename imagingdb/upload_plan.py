@@ -586,9 +586,12 @@ class _Planner:
         started = time.perf_counter()
         codec.encode(frames[0].pixels)  # the codec's first call imports its library
         first = time.perf_counter() - started
+        measure = self._qc_measure(frames[0]) if self.uploader.config.qc else None
         started = time.perf_counter()
         for frame in frames:
             codec.pixel_hash(frame.pixels)
+            if measure is not None:
+                measure(frame)
         hashing = time.perf_counter() - started
         started = time.perf_counter()
         alone = frames[:min(len(frames), 4)]
@@ -600,6 +603,8 @@ class _Planner:
             data = codec.encode(frame.pixels)
             nbytes = memoryview(data).nbytes
             codec.pixel_hash(frame.pixels)
+            if measure is not None:
+                measure(frame)
             return nbytes
 
         with cf.ThreadPoolExecutor(workers, thread_name_prefix="imagingdb-plan") as pool:
@@ -612,6 +617,22 @@ class _Planner:
         return _Sample(frames=len(frames), first=first, read=max(reading, 0.0) / len(frames),
                        hash=hashing / len(frames), encode=encoding / len(frames), serial=serial,
                        ratio=sum(sizes) / max(pixel_bytes, 1), pixels=frames)
+
+    @staticmethod
+    def _qc_measure(first: Frame) -> Any:
+        """The work QC at ingest does on each frame in the upload's workers (imagingdb.qc),
+        timed with the sample's encoding and hashing; the saturation level is the dtype's."""
+        from .qc import frame_qc, level_of, pool_factor, pooled
+
+        pixels = first.pixels
+        level = level_of(pixels.dtype.itemsize * 8) if pixels.dtype.kind == "u" else None
+        factor = pool_factor(pixels.shape[0], pixels.shape[1])
+
+        def measure(frame: Frame) -> None:
+            frame_qc(frame.pixels, level)
+            pooled(frame.pixels, factor)
+
+        return measure
 
     def _zarr_documents(self, upload: RowUpload, acquisition: Acquisition, present: "_Present",
                         sample: "_Sample") -> dict[str, bytes]:

@@ -193,7 +193,8 @@ class Site:
         with self.connect() as database:
             with database.site.connection() as conn:
                 for table in (dbq.data_set, dbq.file_global, dbq.frames_global, dbq.frames,
-                              dbq.pending_removal, dbq.replica):
+                              dbq.pending_removal, dbq.replica, dbq.qc_summary,
+                              dbq.thumbnail):
                     rows = conn.execute(sa.select(table).order_by(table.c.id)).all()
                     state[table.name] = [tuple(r) for r in rows]
         return state

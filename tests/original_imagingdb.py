@@ -26,7 +26,7 @@ from sqlalchemy import Boolean, Column, DateTime, ForeignKey, Integer, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Session
 
-from imagingdb.db.tables import DATA_SET_V4_COLUMNS
+from imagingdb.db.tables import DATA_SET_V4_COLUMNS, FRAMES_QC_COLUMNS
 
 
 def original_models(dialect: str):
@@ -178,8 +178,8 @@ def _date_time(serial: str) -> datetime:
 def table_rows(engine: sa.Engine) -> dict[str, list[dict]]:
     """Every row of the four tables by column name, in id order, to prove adoption changed
     none (a rebuilt SQLite table has schema.sql's column order). A column that adoption adds
-    (frames_global.frame_format, data_set's version 4 columns) is left out where it is NULL,
-    as it is in every adopted row."""
+    (frames_global.frame_format, data_set's version 4 columns, the frames' qc_* columns) is
+    left out where it is NULL, as it is in every adopted row."""
     with engine.connect() as conn:
         return {table: [{key: value for key, value in row._mapping.items()
                          if not (key in ADDED_COLUMNS and value is None)}
@@ -188,4 +188,4 @@ def table_rows(engine: sa.Engine) -> dict[str, list[dict]]:
 
 
 #: columns imagingdb's schema has and the original's has not
-ADDED_COLUMNS = ("frame_format", *DATA_SET_V4_COLUMNS)
+ADDED_COLUMNS = ("frame_format", *DATA_SET_V4_COLUMNS, *FRAMES_QC_COLUMNS)

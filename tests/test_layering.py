@@ -21,7 +21,7 @@ LAYERS = {
     0: ("errors", "ids", "layout", "acquisition", "progress", "faults", "quick_schema",
         "hookspecs", "config", "terminal", "input_files", "calibration", "annotations", "provenance"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
-        "site", "pool", "plugin_install", "omezarr", "search", "replicas"),
+        "site", "pool", "plugin_install", "omezarr", "search", "replicas", "qc"),
     2: ("upload", "upload_rows", "upload_plan", "download", "export", "verify", "gc", "claims", "analysis",
         "remove", "edit", "sync"),
     3: ("api",),

@@ -186,7 +186,9 @@ def test_status_shows_the_masked_url_version_and_pending_steps(version_1, site, 
                                       "3: frames_global records its frame layout (frame_format)",
                                       "4: annotations, provenance and sizes of datasets; "
                                       "pending removals",
-                                      "5: where each dataset's complete copies are (replica)"]
+                                      "5: where each dataset's complete copies are (replica)",
+                                      "6: quality control at ingest (frames' qc_* columns, "
+                                      "qc_summary, thumbnail)"]
     assert status["datasets"] == 2 and status["blocked"] == []
     assert status["database"] == find_site_config().database.url
     text = run_cli("db", "status")

@@ -23,15 +23,17 @@ from .tables import (
     frames_global,
     metadata,
     pending_removal,
+    qc_summary,
     replica,
     schema_sql,
     schema_statements,
     schema_version,
+    thumbnail,
 )
 
 __all__ = [
     "SCHEMA_VERSION", "JSONType", "connection_error", "create_engine", "current_version",
-    "data_set", "file_global", "frames", "frames_global", "metadata", "pending_removal", "replica",
-    "schema_sql",
-    "schema_statements", "schema_version", "writing",
+    "data_set", "file_global", "frames", "frames_global", "metadata", "pending_removal", "qc_summary",
+    "replica", "schema_sql",
+    "schema_statements", "schema_version", "thumbnail", "writing",
 ]

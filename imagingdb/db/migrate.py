@@ -352,6 +352,18 @@ def _replica_table(conn: sa.Connection) -> None:
     conn.exec_driver_sql(schema_tables(conn.dialect.name)["replica"].statement)
 
 
+def _qc_tables(conn: sa.Connection) -> None:
+    """Version 6: quality control at ingest -- the frames' qc_* columns (NULL in every earlier
+    frame: not measured), and the qc_summary and thumbnail tables (no row: no QC)."""
+    tables = schema_tables(conn.dialect.name)
+    present = {column["name"] for column in sa.inspect(conn).get_columns("frames")}
+    for name in schema.FRAMES_QC_COLUMNS:
+        if name not in present:
+            conn.exec_driver_sql(f"ALTER TABLE frames ADD COLUMN {name} DOUBLE PRECISION")
+    conn.exec_driver_sql(tables["qc_summary"].statement)
+    conn.exec_driver_sql(tables["thumbnail"].statement)
+
+
 #: (version, what it does, the step); a step runs on a database at the version before it
 STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "adopt a database made by the original imagingDB", _create_schema_version),
@@ -359,6 +371,7 @@ STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (3, "frames_global records its frame layout (frame_format)", _frame_format_column),
     (4, "annotations, provenance and sizes of datasets; pending removals", _catalogue_columns),
     (5, "where each dataset's complete copies are (replica)", _replica_table),
+    (6, "quality control at ingest (frames' qc_* columns, qc_summary, thumbnail)", _qc_tables),
 )
 
 

@@ -8,7 +8,16 @@ from typing import Iterable, Optional, Sequence
 import sqlalchemy as sa
 
 from ..layout import OME_ZARR
-from .tables import data_set, file_global, frames, frames_global, pending_removal, replica
+from .tables import (
+    data_set,
+    file_global,
+    frames,
+    frames_global,
+    pending_removal,
+    qc_summary,
+    replica,
+    thumbnail,
+)
 
 __all__ = [
     "find_dataset",
@@ -18,6 +27,9 @@ __all__ = [
     "frames_global_of",
     "file_global_of",
     "select_frames",
+    "insert_qc",
+    "qc_summary_of",
+    "thumbnails_of",
     "channel_names",
     "distinct_indexes",
     "datasets_named",
@@ -240,12 +252,15 @@ def update_dataset(conn: sa.Connection, dataset_pk: int, values: dict) -> None:
 
 
 def delete_dataset_children(conn: sa.Connection, dataset_pk: int) -> None:
-    """Remove a dataset's frames, frames_global and file_global rows (an overwrite replaces them)."""
+    """Remove a dataset's frames, frames_global, file_global, replica, qc_summary and thumbnail
+    rows (an overwrite replaces them)."""
     fg_ids = sa.select(frames_global.c.id).where(frames_global.c.dataset_id == dataset_pk)
     conn.execute(sa.delete(frames).where(frames.c.frames_global_id.in_(fg_ids)))
     conn.execute(sa.delete(frames_global).where(frames_global.c.dataset_id == dataset_pk))
     conn.execute(sa.delete(file_global).where(file_global.c.dataset_id == dataset_pk))
     conn.execute(sa.delete(replica).where(replica.c.dataset_id == dataset_pk))
+    conn.execute(sa.delete(qc_summary).where(qc_summary.c.dataset_id == dataset_pk))
+    conn.execute(sa.delete(thumbnail).where(thumbnail.c.dataset_id == dataset_pk))
 
 
 def insert_frames_global(conn: sa.Connection, values: dict) -> int:
@@ -257,6 +272,24 @@ def insert_frames_global(conn: sa.Connection, values: dict) -> int:
 def insert_frames(conn: sa.Connection, rows: list[dict]) -> None:
     """Frame rows in one executemany."""
     conn.execute(sa.insert(frames), rows)
+
+
+def insert_qc(conn: sa.Connection, dataset_pk: int, summary: dict, thumbnails: list[dict]) -> None:
+    """A dataset's qc_summary row and thumbnail rows (imagingdb.qc)."""
+    conn.execute(sa.insert(qc_summary).values(dataset_id=dataset_pk, **summary))
+    if thumbnails:
+        conn.execute(sa.insert(thumbnail), [{"dataset_id": dataset_pk, **row} for row in thumbnails])
+
+
+def qc_summary_of(conn: sa.Connection, dataset_pk: int) -> Optional[sa.Row]:
+    """A dataset's qc_summary row; None: it has no QC."""
+    return conn.execute(sa.select(qc_summary).where(qc_summary.c.dataset_id == dataset_pk)).first()
+
+
+def thumbnails_of(conn: sa.Connection, dataset_pk: int) -> list[sa.Row]:
+    """A dataset's thumbnail rows by position, then channel."""
+    return list(conn.execute(sa.select(thumbnail).where(thumbnail.c.dataset_id == dataset_pk)
+                             .order_by(thumbnail.c.pos_idx, thumbnail.c.channel_idx)))
 
 
 def insert_file_global(conn: sa.Connection, values: dict) -> None:

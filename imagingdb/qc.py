@@ -379,13 +379,19 @@ def describe(summary: Optional[Mapping[str, Any]]) -> list[str]:
     for p in blank:
         lines.append(f"position {p} blank")
     if summary.get("focus_min") is not None:
-        lines.append(f"focus {summary['focus_min']:.4g}..{summary['focus_max']:.4g}")
+        lines.append(f"focus {_figure(summary['focus_min'])}..{_figure(summary['focus_max'])}")
         if len(positions) > 1:
             for p, figures in positions.items():
                 if figures["focus_min"] is not None and p not in blank:
-                    lines.append(f"  position {p}: focus {figures['focus_min']:.4g}.."
-                                 f"{figures['focus_max']:.4g}")
+                    lines.append(f"  position {p}: focus {_figure(figures['focus_min'])}.."
+                                 f"{_figure(figures['focus_max'])}")
     return lines
+
+
+def _figure(value: float) -> str:
+    """4 significant digits, read at a glance: 7,165 and 14,620 rather than 1.462e+04."""
+    rounded = float(f"{value:.4g}")
+    return f"{rounded:,.0f}" if 1 <= abs(rounded) < 1e7 else f"{rounded:.4g}"
 
 
 def summary_json(row: Optional[Mapping[str, Any]]) -> Optional[dict[str, Any]]:

@@ -183,7 +183,10 @@ def test_show_reports_the_qc_summary(site, run_cli, upload_files, qc_acquisition
     assert "position 1 blank" in lines
     with site.connect() as db:
         summary = db.dataset(DATASET_ID).qc
-    assert f"focus {summary['focus_min']:.4g}..{summary['focus_max']:.4g}" in lines
+    (focus,) = [line for line in lines if line.startswith("focus ")]
+    shown = [float(figure.replace(",", "")) for figure in focus[len("focus "):].split("..")]
+    assert shown == [float(f"{summary['focus_min']:.4g}"), float(f"{summary['focus_max']:.4g}")]
+    assert "e+" not in focus or summary["focus_max"] >= 1e7
     data = run_cli("show", DATASET_ID, "--format", "json").json()
     assert data["qc"]["saturated_frames"] == 3 and data["qc"]["blank_positions"] == 1
     assert data["qc"] == json.loads(json.dumps(summary))

@@ -19,7 +19,7 @@ from .annotations import parse_assignments
 from .console import ImagingDBGroup
 from .errors import InputError
 from .gc import DEFAULT_GRACE as GC_DEFAULT_GRACE
-from .terminal import printable, printable_json
+from .terminal import human_size, printable, printable_json
 
 EXAMPLES = """
 \b
@@ -594,18 +594,6 @@ def _add_info_commands(app: typer.Typer) -> None:
 
 def _shown(value: Any) -> str:
     return "(none)" if value is None else repr(value) if value == "" else str(value)
-
-
-def human_size(size: int) -> str:
-    """Bytes in decimal units, as a person reads them: 1.2 GB, 340 kB, 12 B."""
-    if size < 1000:
-        return f"{size} B"
-    value = size / 1000
-    for unit in ("kB", "MB", "GB", "TB"):
-        if round(value, 1) < 1000:
-            return f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} PB"
 
 
 #: summary keys show prints in sentences of their own, not as `key  value`

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Optional, TextIO
 
-from .terminal import printable
+from .terminal import human_size, printable
 
 
 class Progress:
@@ -25,14 +25,6 @@ class Progress:
 
     def note(self, message: str) -> None:
         """A line for the person watching (what was found, a warning), between pieces of work."""
-
-
-def _size(nbytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(nbytes) < 1000 or unit == "TB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1000
-    return f"{nbytes:.1f} TB"
 
 
 def _duration(seconds: float) -> str:
@@ -83,7 +75,7 @@ class TerminalProgress(Progress):
         elapsed = max(now - self.started, 1e-6)
         rate = f"{self.done_frames / elapsed:.0f} {self.unit}s/s"
         if self.nbytes:
-            rate += f", {_size(self.nbytes / elapsed)}/s"
+            rate += f", {human_size(self.nbytes / elapsed)}/s"
         return rate
 
     def _fraction(self) -> float:
@@ -103,7 +95,7 @@ class TerminalProgress(Progress):
         elapsed = now - self.started
         left = (f", {_duration(elapsed * (1 - fraction) / fraction)} left"
                 if 0 < fraction < 1 and elapsed > 0.5 else "")
-        sizes = f" {_size(self.nbytes)} of {_size(self.total_bytes)}" if self.total_bytes else ""
+        sizes = f" {human_size(self.nbytes)} of {human_size(self.total_bytes)}" if self.total_bytes else ""
         rates = f" ({self._rates(now)})"
         columns = shutil.get_terminal_size((100, 24)).columns
         # the least useful part goes first when the line would not fit
@@ -136,7 +128,7 @@ class TerminalProgress(Progress):
             self.stream.flush()
             return
         elapsed = now - self.started
-        size = f", {_size(self.nbytes)}" if self.nbytes else ""
+        size = f", {human_size(self.nbytes)}" if self.nbytes else ""
         count = f"{self.done_frames} {self.unit}{'s' if self.done_frames != 1 else ''}"
         self.stream.write(f"{self.done_verb} {self.label}: {count}{size} in "
                           f"{elapsed:.1f} s ({self._rates(now)})\n")

@@ -81,3 +81,15 @@ def fitted_widths(widths: list[int], total: int, *, keep: tuple[int, ...] = (0,)
             widths[widest] -= step
             excess -= step
     return widths
+
+
+def human_size(size: float) -> str:
+    """Bytes in decimal units, as a person reads them: 1.2 GB, 340.0 kB, 12 B."""
+    if size < 1000:
+        return f"{size:.0f} B"
+    value = size / 1000
+    for unit in ("kB", "MB", "GB", "TB"):
+        if round(value, 1) < 1000:
+            return f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} PB"

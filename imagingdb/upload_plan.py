@@ -39,6 +39,7 @@ from .progress import Progress
 from .provenance import FRAMES_PREFIX
 from .site import Site
 from .storage import validate_object_name
+from .terminal import human_size
 from .upload import RowUpload, Uploader, ZarrStoreBuilder, read_upload
 from .upload_rows import RefusedRow, UploadRow
 
@@ -865,14 +866,6 @@ def _itemsize(bit_depth: str) -> int:
 # ------------------------------------------------------------------------ as text
 
 
-def _size(nbytes: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(nbytes) < 1000 or unit == "TB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1000
-    return f"{nbytes:.1f} TB"
-
-
 def _seconds(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -919,8 +912,8 @@ def format_plan(plan: UploadPlan) -> list[str]:
         lines.append(f"  connect   ~{_seconds(plan.connect_seconds)} (the stores' first request)")
     lines.append(f"Total: {totals['ok']} of {totals['rows']} row(s) can go in, "
                  f"~{_seconds(totals['seconds'])}: {totals['frames']} frame(s), "
-                 f"{_size(totals['read_bytes'])} read,")
-    lines.append(f"  ~{_size(totals['stored_bytes'])} stored in {totals['stored_objects']} "
+                 f"{human_size(totals['read_bytes'])} read,")
+    lines.append(f"  ~{human_size(totals['stored_bytes'])} stored in {totals['stored_objects']} "
                  "object(s)")
     for name, counts in totals["requests"].items():
         lines.append(f"  {name}: {_requests(counts_of(counts))} (with the run's storage check)")
@@ -954,14 +947,14 @@ def _row_lines(row: RowPlan, currency: str) -> list[str]:
         missing = "; ".join(row.missing[:3]) + ("; ..." if len(row.missing) > 3 else "")
         lines.append(f"  missing   {row.grid - row.frames} {('(' + missing + ')') if missing else ''}"
                      .rstrip())
-        lines.append(f"  read      {_size(row.read_bytes)} of pixels ({_size(row.source_bytes)} "
+        lines.append(f"  read      {human_size(row.read_bytes)} of pixels ({human_size(row.source_bytes)} "
                      "on disk)")
     else:
-        lines.append(f"  read      {_size(row.read_bytes)} (the file, kept whole)")
+        lines.append(f"  read      {human_size(row.read_bytes)} (the file, kept whole)")
     if row.action != "skip":
         how = (f"{row.frame_format}: {row.ratio:.2f} x pixels, {row.sample_frames} frames "
                "sampled" if row.ratio is not None else "the file as it is")
-        lines.append(f"  stored    ~{_size(row.stored_bytes)} in {row.stored_objects} object(s) "
+        lines.append(f"  stored    ~{human_size(row.stored_bytes)} in {row.stored_objects} object(s) "
                      f"({how})")
         if row.folder:
             lines.append(f"  folder    {row.folder}")

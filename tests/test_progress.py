@@ -16,7 +16,7 @@ def test_download_summary_gives_frames_and_megabytes_per_second(uploaded_ometiff
     stored = sum(p.stat().st_size for p in (tmp_path / "out" / DATASET_ID).glob("*.png"))
     (line,) = stream.getvalue().splitlines()
     assert line.startswith(f"Downloaded {DATASET_ID}: 24 frames, ")
-    assert f"{stored / 1000:.1f} KB in " in line
+    assert f"{stored / 1000:.1f} kB in " in line
     assert re.search(r"\(\d+ frames/s, [\d.]+ [KMGT]?B/s\)$", line), line
 
 
@@ -64,4 +64,4 @@ def test_a_file_kept_whole_is_one_file_not_one_frame():
     progress.start("X", 1, 1000, unit="file")
     progress.advance(1, 1000)
     progress.finish()
-    assert stream.getvalue().startswith("Uploaded X: 1 file, 1.0 KB in ")
+    assert stream.getvalue().startswith("Uploaded X: 1 file, 1.0 kB in ")

@@ -121,6 +121,6 @@ def test_show_escapes_control_characters_from_the_row(catalog, run_cli, site):
     (1_234_567_890, "1.2 GB"), (5 * 10**15, "5.0 PB"),
 ])
 def test_human_size(size, shown):
-    from imagingdb.cli import human_size
+    from imagingdb.terminal import human_size
 
     assert human_size(size) == shown

@@ -1,4 +1,4 @@
--- imagingdb schema, version 5.
+-- imagingdb schema, version 6.
 --
 -- The single source of truth for the tables: a fresh database is made from
 -- this file alone. Written for PostgreSQL; for SQLite (the zero-setup default)
@@ -23,7 +23,8 @@
 --
 -- Versions: 1 first imagingdb schema; 2 storage_dir may be NULL; 3 frames_global.frame_format;
 -- 4 annotations, provenance, sizes and content checksum of data_set, and pending_removal;
--- 5 replica (where complete copies of each dataset are, by store name).
+-- 5 replica (where complete copies of each dataset are, by store name); 6 indexes on
+-- storage_dir (gc finds the rows of each folder it lists).
 
 CREATE TABLE IF NOT EXISTS schema_version (
     version     INTEGER NOT NULL PRIMARY KEY,
@@ -69,6 +70,8 @@ CREATE TABLE IF NOT EXISTS file_global (
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS file_global_dataset_id_key ON file_global (dataset_id);
+-- gc finds the rows of each folder it lists by storage_dir (version 6).
+CREATE INDEX IF NOT EXISTS file_global_storage_dir_idx ON file_global (storage_dir);
 -- An upload's duplicate check finds a whole file by its checksum (imagingdb/provenance.py).
 CREATE INDEX IF NOT EXISTS file_global_sha256_idx ON file_global (sha256);
 
@@ -91,6 +94,7 @@ CREATE TABLE IF NOT EXISTS frames_global (
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS frames_global_dataset_id_key ON frames_global (dataset_id);
+CREATE INDEX IF NOT EXISTS frames_global_storage_dir_idx ON frames_global (storage_dir);
 
 -- One 2D frame, stored at <frames_global.storage_dir>/<file_name>: a PNG, or in the
 -- ome-zarr layout one chunk of the OME-Zarr store there (file_name is the chunk's key in it).
@@ -142,5 +146,5 @@ CREATE TABLE IF NOT EXISTS replica (
 CREATE UNIQUE INDEX IF NOT EXISTS replica_dataset_store_key ON replica (dataset_id, store);
 CREATE INDEX IF NOT EXISTS replica_store_idx ON replica (store);
 
-INSERT INTO schema_version (version) SELECT 5
-    WHERE NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 5);
+INSERT INTO schema_version (version) SELECT 6
+    WHERE NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 6);

@@ -487,7 +487,7 @@ class Bench:
 
         for frames in RSS_FRAMES:
             source = BUILD / "data" / f"rss{frames}"
-            times = frames // 32
+            times = max(1, frames // 32)
             if not (source / "complete.json").is_file():
                 shutil.rmtree(source, ignore_errors=True)
                 print(f"generating {frames} frames of {RSS_SIZE}x{RSS_SIZE}...", file=sys.stderr,
@@ -569,13 +569,14 @@ def sizes_of(text: str) -> list[int]:
     try:
         sizes = sorted({int(part) for part in text.split(",")})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--sizes {text!r}: comma-separated dataset counts")
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated counts") from None
     if not sizes or sizes[0] < 10:
-        raise argparse.ArgumentTypeError(f"--sizes {text!r}: each at least 10 datasets")
+        raise argparse.ArgumentTypeError(f"{text!r}: each at least 10")
     return sizes
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    global BUILD, RSS_FRAMES, REGISTER_FRAMES
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=sizes_of, default=list(DEFAULT_SIZES),
                         help="dataset counts, comma-separated (default 1000,10000,100000)")
@@ -583,7 +584,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="sqlite, postgresql or both (default)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median kept)")
     parser.add_argument("--no-rss", action="store_true", help="skip the upload RSS figures")
+    parser.add_argument("--rss-frames", type=sizes_of, default=list(RSS_FRAMES),
+                        help="frame counts of the upload RSS figure (default 128,1024,8192)")
+    parser.add_argument("--register-frames", type=int, default=REGISTER_FRAMES,
+                        help="frame rows of the registration figure (default 125000)")
+    parser.add_argument("--dir", type=Path, default=BUILD,
+                        help="where catalogues are cached (default build/bench-scale)")
     args = parser.parse_args(argv)
+    BUILD, RSS_FRAMES, REGISTER_FRAMES = args.dir.absolute(), tuple(args.rss_frames), \
+        args.register_frames
     started = time.perf_counter()
     bench = Bench(args.repeat)
     bench.measure_reference()

@@ -186,7 +186,8 @@ def test_status_shows_the_masked_url_version_and_pending_steps(version_1, site, 
                                       "3: frames_global records its frame layout (frame_format)",
                                       "4: annotations, provenance and sizes of datasets; "
                                       "pending removals",
-                                      "5: where each dataset's complete copies are (replica)"]
+                                      "5: where each dataset's complete copies are (replica)",
+                                      "6: indexes on storage_dir (gc's look-up of a folder's rows)"]
     assert status["datasets"] == 2 and status["blocked"] == []
     assert status["database"] == find_site_config().database.url
     text = run_cli("db", "status")

@@ -132,17 +132,17 @@ INSERT INTO data_set (id, dataset_serial, description, microscope, frames, date_
                       annotations, uploaded_by, uploaded_host, uploaded_at, imagingdb_version,
                       source_path, content_sha256, stored_bytes, stored_objects)
 SELECT n + 1,
-       (ARRAY['ML', 'ISP', 'HEK', 'NEURO', 'ORG'])[n % 5 + 1]
-         || '-' || to_char(:base + n * interval '1500 seconds', 'YYYY-MM-DD-HH24-MI-SS')
-         || '-' || lpad((n % 10000)::text, 4, '0'),
+       (ARRAY['ML', 'ISP', 'HEK', 'NEURO', 'ORG'])[mod(n, 5) + 1]
+         || '-' || to_char(CAST(:base AS timestamp) + n * interval '1500 seconds', 'YYYY-MM-DD-HH24-MI-SS')
+         || '-' || lpad(mod(n, 10000)::text, 4, '0'),
        'timelapse ' || n || ' of HEK293 cells, 2 channels',
        (ARRAY['Leica SP8', 'Nikon Ti2', 'Zeiss LSM 980', 'Olympus IX83', 'Spinning disk 2',
-              'Lightsheet Z.1'])[n % 6 + 1],
-       true, :base + n * interval '1500 seconds',
-       jsonb_build_object('strain', (ARRAY['WT', 'KO', 'HET', 'rescue'])[n % 4 + 1],
-                          'dose', (n % 10)::text, 'plate', 'P' || lpad(n::text, 6, '0')),
-       'user' || (n % 12), 'scope-pc' || (n % 6),
-       :base + n * interval '1500 seconds' + interval '1 hour',
+              'Lightsheet Z.1'])[mod(n, 6) + 1],
+       true, CAST(:base AS timestamp) + n * interval '1500 seconds',
+       jsonb_build_object('strain', (ARRAY['WT', 'KO', 'HET', 'rescue'])[mod(n, 4) + 1],
+                          'dose', mod(n, 10)::text, 'plate', 'P' || lpad(n::text, 6, '0')),
+       'user' || mod(n, 12), 'scope-pc' || mod(n, 6),
+       CAST(:base AS timestamp) + n * interval '1500 seconds' + interval '1 hour',
        '0.9.0', '/data/acquisitions/run' || n, 'frames:' || lpad(to_hex(n), 58, '0'),
        100 * 2000000, 100
 FROM generate_series(0, :count - 1) AS n
@@ -154,9 +154,9 @@ INSERT INTO frames_global (id, storage_dir, nbr_frames, im_width, im_height, nbr
                            metadata_json, dataset_id, frame_format)
 SELECT id, 'raw_frames/' || dataset_serial, 100, 2048, 2048, 10, 2, 5, 1, 1, 'uint16',
        jsonb_build_object('Summary', jsonb_build_object(
-                              'Objective', (ARRAY['10x Plan', '40x Oil', '63x Oil'])[id % 3 + 1],
+                              'Objective', (ARRAY['10x Plan', '40x Oil', '63x Oil'])[mod(id, 3) + 1],
                               'PixelSize_um', 0.325, 'Prefix', 'run' || id),
-                          'PixelType', 'GRAY16', 'Exposure', 50 + id % 100,
+                          'PixelType', 'GRAY16', 'Exposure', 50 + mod(id, 100),
                           'ChNames', jsonb_build_array('DAPI', 'GFP')),
        id, 'png'
 FROM data_set WHERE id <= :count
@@ -166,8 +166,8 @@ _PG_FRAMES = """
 INSERT INTO frames (frames_global_id, channel_idx, slice_idx, time_idx, pos_idx, channel_name,
                     file_name, sha256, metadata_json)
 SELECT fg.id, c, z, t, 0, (ARRAY['DAPI', 'GFP'])[c + 1],
-       format('im_c%s_z%s_t%s_p000.png', lpad(c::text, 3, '0'), lpad(z::text, 3, '0'),
-              lpad(t::text, 3, '0')),
+       'im_c' || lpad(c::text, 3, '0') || '_z' || lpad(z::text, 3, '0') || '_t'
+         || lpad(t::text, 3, '0') || '_p000.png',
        lpad(to_hex(fg.id * 100 + c * 50 + t * 10 + z), 64, '0'),
        jsonb_build_object('Exposure-ms', 50 + 100 * c, 'ElapsedTime-ms', t * 60000)
 FROM frames_global fg, generate_series(0, 4) AS t, generate_series(0, 1) AS c,

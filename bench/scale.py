@@ -41,7 +41,7 @@ from typing import Any, Callable, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
-from run import run, run_with_rss  # noqa: E402  (make bench's subprocess and wait4 timers)
+from run import compile_bytecode, run, run_with_rss  # noqa: E402  (make bench's own helpers)
 
 BUILD = REPO / "build" / "bench-scale"
 BIN = Path(sys.executable).parent
@@ -602,6 +602,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     BUILD, RSS_FRAMES, REGISTER_FRAMES = args.dir.absolute(), tuple(args.rss_frames), \
         args.register_frames
     started = time.perf_counter()
+    compile_bytecode()  # as an installed copy has it (make bench does the same)
     bench = Bench(args.repeat)
     bench.measure_reference()
     for dialect in args.databases.split(","):

@@ -1,4 +1,4 @@
-# imagingdb: make demo | make test | make fuzz | make bench | make zipapp
+# imagingdb: make demo | make test | make fuzz | make bench | make bench-scale | make zipapp
 # Every target creates the virtual environment (.venv) when it is missing.
 
 PYTHON ?= python3
@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 FUZZ_COUNT ?= 5000
 FUZZ_SEED  ?= $(shell date +%s)
 
-.PHONY: demo test fuzz bench install clean zipapp zipapp-lock zipapp-bench
+.PHONY: demo test fuzz bench bench-scale install clean zipapp zipapp-lock zipapp-bench
 
 # The plugins under plugins/ are installed too: the suite tests them installed, for real.
 $(STAMP): pyproject.toml plugins/imagingdb-ndtiff/pyproject.toml
@@ -54,6 +54,13 @@ zipapp-lock: $(STAMP)
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Look-ups and scans over catalogues of 1,000, 10,000 and 100,000 datasets (100 frame rows
+# each) on SQLite and PostgreSQL, growth checked; see docs/performance.md "At lab scale".
+# SQLite catalogues are cached under build/bench-scale. SCALE_ARGS="--databases sqlite".
+SCALE_ARGS ?=
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf build dist .pytest_cache *.egg-info

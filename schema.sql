@@ -25,7 +25,8 @@
 -- Versions: 1 first imagingdb schema; 2 storage_dir may be NULL; 3 frames_global.frame_format;
 -- 4 annotations, provenance, sizes and content checksum of data_set, and pending_removal;
 -- 5 replica (where complete copies of each dataset are, by store name); 6 quality control
--- at ingest: the frames' qc_* columns, qc_summary and thumbnail.
+-- at ingest: the frames' qc_* columns, qc_summary and thumbnail; 7 indexes on storage_dir
+-- (gc finds the rows of each folder it lists).
 
 CREATE TABLE IF NOT EXISTS schema_version (
     version     INTEGER NOT NULL PRIMARY KEY,
@@ -71,6 +72,8 @@ CREATE TABLE IF NOT EXISTS file_global (
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS file_global_dataset_id_key ON file_global (dataset_id);
+-- gc finds the rows of each folder it lists by storage_dir (version 6).
+CREATE INDEX IF NOT EXISTS file_global_storage_dir_idx ON file_global (storage_dir);
 -- An upload's duplicate check finds a whole file by its checksum (imagingdb/provenance.py).
 CREATE INDEX IF NOT EXISTS file_global_sha256_idx ON file_global (sha256);
 
@@ -93,6 +96,7 @@ CREATE TABLE IF NOT EXISTS frames_global (
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS frames_global_dataset_id_key ON frames_global (dataset_id);
+CREATE INDEX IF NOT EXISTS frames_global_storage_dir_idx ON frames_global (storage_dir);
 
 -- One 2D frame, stored at <frames_global.storage_dir>/<file_name>: a PNG, or in the
 -- ome-zarr layout one chunk of the OME-Zarr store there (file_name is the chunk's key in it).
@@ -188,5 +192,5 @@ CREATE TABLE IF NOT EXISTS thumbnail (
 
 CREATE UNIQUE INDEX IF NOT EXISTS thumbnail_dataset_key ON thumbnail (dataset_id, pos_idx, channel_idx);
 
-INSERT INTO schema_version (version) SELECT 6
-    WHERE NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 6);
+INSERT INTO schema_version (version) SELECT 7
+    WHERE NOT EXISTS (SELECT 1 FROM schema_version WHERE version = 7);

@@ -188,7 +188,8 @@ def test_status_shows_the_masked_url_version_and_pending_steps(version_1, site, 
                                       "pending removals",
                                       "5: where each dataset's complete copies are (replica)",
                                       "6: quality control at ingest (frames' qc_* columns, "
-                                      "qc_summary, thumbnail)"]
+                                      "qc_summary, thumbnail)",
+                                      "7: indexes on storage_dir (gc's look-up of a folder's rows)"]
     assert status["datasets"] == 2 and status["blocked"] == []
     assert status["database"] == find_site_config().database.url
     text = run_cli("db", "status")

@@ -435,15 +435,16 @@ def test_a_version_5_database_gets_the_qc_columns_and_tables(site, run_cli, uplo
     result = run_cli("db", "upgrade")
     assert result.exit_code == 0, result.stderr
     assert "6: quality control at ingest" in result.stderr
+    assert "7: indexes on storage_dir" in result.stderr
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         assert set(FRAMES_QC_COLUMNS) <= {c["name"] for c in inspector.get_columns("frames")}
         assert inspector.has_table("qc_summary") and inspector.has_table("thumbnail")
-        assert migrate.detect_version(conn) == dbq.SCHEMA_VERSION == 6
+        assert migrate.detect_version(conn) == dbq.SCHEMA_VERSION == 7
         assert migrate.status(engine).missing == []  # the same as a fresh database
     engine.dispose()
     again = run_cli("db", "upgrade")
-    assert again.exit_code == 0 and "up to date (version 6)" in again.stderr
+    assert again.exit_code == 0 and "up to date (version 7)" in again.stderr
     _upload(run_cli, upload_files, DATASET_ID, qc_acquisition)
     with site.connect() as db:
         assert db.dataset(DATASET_ID).qc["saturated_frames"] == 3

@@ -364,6 +364,15 @@ def _qc_tables(conn: sa.Connection) -> None:
     conn.exec_driver_sql(tables["thumbnail"].statement)
 
 
+def _storage_dir_indexes(conn: sa.Connection) -> None:
+    """Version 7: indexes on frames_global and file_global storage_dir, through which gc
+    finds the rows of each folder it lists (without them, a scan per folder: gc grew with
+    the square of the catalogue)."""
+    for table in ("frames_global", "file_global"):
+        conn.exec_driver_sql(
+            f"CREATE INDEX IF NOT EXISTS {table}_storage_dir_idx ON {table} (storage_dir)")
+
+
 #: (version, what it does, the step); a step runs on a database at the version before it
 STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (1, "adopt a database made by the original imagingDB", _create_schema_version),
@@ -372,6 +381,7 @@ STEPS: tuple[tuple[int, str, Callable[[sa.Connection], None]], ...] = (
     (4, "annotations, provenance and sizes of datasets; pending removals", _catalogue_columns),
     (5, "where each dataset's complete copies are (replica)", _replica_table),
     (6, "quality control at ingest (frames' qc_* columns, qc_summary, thumbnail)", _qc_tables),
+    (7, "indexes on storage_dir (gc's look-up of a folder's rows)", _storage_dir_indexes),
 )
 
 

@@ -312,13 +312,20 @@ def frame_rows_after(conn: sa.Connection, frames_global_pk: int, after: Optional
     return conn.execute(stmt).all()
 
 
-def _in_folder(owner: sa.Table, folder: str, dataset_id: Optional[str]) -> sa.ColumnElement:
-    """Rows of ``owner`` that keep their objects in ``folder`` (see :func:`names_stored_in`)."""
-    in_folder = owner.c.storage_dir.in_([folder, f"{folder}/"])
+def _owners_in_folder(conn: sa.Connection, owner: sa.Table, folder: str,
+                      dataset_id: Optional[str]) -> list[int]:
+    """Ids of the ``owner`` rows that keep their objects in ``folder`` (see
+    :func:`names_stored_in`). Two look-ups, not one OR: an OR across owner and data_set
+    cannot use an index, and gc asks this of every folder (a scan of data_set each time,
+    quadratic over a catalogue; docs/performance.md "At lab scale")."""
+    ids = list(conn.execute(sa.select(owner.c.id).where(
+        owner.c.storage_dir.in_([folder, f"{folder}/"]))).scalars())
     if dataset_id is not None:
-        in_folder = sa.or_(in_folder, sa.and_(sa.func.coalesce(owner.c.storage_dir, "") == "",
-                                              data_set.c.dataset_serial == dataset_id))
-    return in_folder
+        ids += conn.execute(
+            sa.select(owner.c.id).select_from(owner.join(data_set, owner.c.dataset_id == data_set.c.id))
+            .where(data_set.c.dataset_serial == dataset_id,
+                   sa.func.coalesce(owner.c.storage_dir, "") == "")).scalars()
+    return ids
 
 
 def names_stored_in(conn: sa.Connection, folder: str, *, frames_folder: bool,
@@ -329,24 +336,27 @@ def names_stored_in(conn: sa.Connection, folder: str, *, frames_folder: bool,
     keeps its objects in its dataset's default folder: pass ``dataset_id``
     when ``folder`` is that one, None otherwise.
     """
-    owner, child = (frames_global, frames) if frames_folder else (file_global, None)
-    names = child.c.file_name if child is not None else owner.c.file_name
-    source = owner.join(data_set, owner.c.dataset_id == data_set.c.id)
-    if child is not None:
-        source = source.join(child, child.c.frames_global_id == owner.c.id)
-    in_folder = _in_folder(owner, folder, dataset_id)
-    return set(conn.execute(sa.select(names).select_from(source).where(in_folder)).scalars())
+    owner = frames_global if frames_folder else file_global
+    owners = _owners_in_folder(conn, owner, folder, dataset_id)
+    if not owners:
+        return set()
+    if frames_folder:  # through frames_index_key (frames_global_id first)
+        stmt = sa.select(frames.c.file_name).where(frames.c.frames_global_id.in_(owners))
+    else:
+        stmt = sa.select(file_global.c.file_name).where(file_global.c.id.in_(owners))
+    return set(conn.execute(stmt).scalars())
 
 
 def zarr_positions_stored_in(conn: sa.Connection, folder: str, *,
                              dataset_id: Optional[str]) -> list[int]:
     """The positions of the ome-zarr datasets whose store is the folder ``folder`` (their
     zarr.json documents follow from them); ``dataset_id`` as for :func:`names_stored_in`."""
-    source = (frames_global.join(data_set, frames_global.c.dataset_id == data_set.c.id)
-              .join(frames, frames.c.frames_global_id == frames_global.c.id))
-    stmt = (sa.select(frames.c.pos_idx).distinct().select_from(source)
-            .where(_in_folder(frames_global, folder, dataset_id),
-                   frames_global.c.frame_format == OME_ZARR)
+    owners = _owners_in_folder(conn, frames_global, folder, dataset_id)
+    if not owners:
+        return []
+    stmt = (sa.select(frames.c.pos_idx).distinct()
+            .select_from(frames_global.join(frames, frames.c.frames_global_id == frames_global.c.id))
+            .where(frames_global.c.id.in_(owners), frames_global.c.frame_format == OME_ZARR)
             .order_by(frames.c.pos_idx))
     return list(conn.execute(stmt).scalars())
 

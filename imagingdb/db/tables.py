@@ -14,7 +14,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 6  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
+SCHEMA_VERSION = 7  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
 
 
 

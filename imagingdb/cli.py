@@ -18,7 +18,7 @@ from . import PLUGIN_API_VERSION, __version__
 from .annotations import parse_assignments
 from .console import ImagingDBGroup
 from .errors import InputError
-from .gc import DEFAULT_GRACE as GC_DEFAULT_GRACE
+from .layout import GC_GRACE
 from .terminal import human_size, printable, printable_json
 
 EXAMPLES = """
@@ -1055,7 +1055,7 @@ def _add_integrity_commands(app: typer.Typer) -> None:
         ctx: typer.Context,
         yes: bool = typer.Option(False, "--yes", help="Delete; without it, only list."),
         older_than: str = typer.Option(
-            GC_DEFAULT_GRACE, "--older-than", metavar="DURATION",
+            GC_GRACE, "--older-than", metavar="DURATION",
             help="Skip dataset folders written to more recently by an upload still running "
                  "(a killed upload's are judged at once); e.g. 30m, 2h, 7d, 0."),
         output: ReportFormat = typer.Option(ReportFormat.text, "--format",

@@ -55,8 +55,7 @@ from .storage import StoredObject
 if TYPE_CHECKING:  # the CLI reads DEFAULT_GRACE at start-up: no SQLAlchemy import here
     from .site import Site
 
-#: how long a dataset folder must have been quiet before gc judges it (``--older-than``)
-DEFAULT_GRACE = "24h"
+DEFAULT_GRACE = layout.GC_GRACE
 _DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>s|m|min|h|d)?", re.ASCII)
 _SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 

@@ -30,7 +30,6 @@ are garbage (:mod:`imagingdb.gc`); the committed generation's are the dataset.
 from __future__ import annotations
 
 import re
-import secrets
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
@@ -52,6 +51,10 @@ FRAME_SUFFIX = ".png"
 _GENERATION = re.compile(r"g[0-9a-f]{12}")
 _MARKER = ".attempt-"
 
+#: how long a dataset folder must have been quiet before gc judges it (``gc --older-than``);
+#: here, not in imagingdb.gc, because the CLI reads it at start-up and gc's imports cost ~20 ms
+GC_GRACE = "24h"
+
 
 def dataset_folder(dataset_id: str, frames: bool) -> str:
     """The dataset folder, ``raw_frames/<ID>`` or ``raw_files/<ID>``: a first upload's generation."""
@@ -60,6 +63,8 @@ def dataset_folder(dataset_id: str, frames: bool) -> str:
 
 def new_attempt_token() -> str:
     """A token naming one upload attempt: random, so that no two attempts share a folder."""
+    import secrets  # 12 ms at import (hmac, random): only a writer needs it
+
     return secrets.token_hex(6)
 
 

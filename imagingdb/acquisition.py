@@ -111,6 +111,22 @@ class SourceClaim:
     certainty: int  # CERTAIN, LIKELY or POSSIBLE
 
 
+def frames_numbered(frames: Iterator[Frame], wanted: set[int]) -> Iterator[Frame]:
+    """The frames of ``frames`` at the places in ``wanted`` (0-based), stopping after the
+    last of them; ``frames`` is closed (its files released) however this one ends."""
+    last = max(wanted, default=-1)
+    try:
+        for number, frame in enumerate(frames):
+            if number > last:
+                break
+            if number in wanted:
+                yield frame
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
 class Acquisition(abc.ABC):
     """An opened source. Use as a context manager so file handles are closed."""
 
@@ -148,19 +164,7 @@ class Acquisition(abc.ABC):
         with their pixels: what ``upload --plan`` encodes and times. This default reads every
         frame up to the last one asked for; a splitter that can read one frame's pixels
         alone overrides it and sets :attr:`samples_anywhere`."""
-        wanted = set(numbers)
-        last = max(wanted, default=-1)
-        frames = self.iter_frames(pixels=True)
-        try:
-            for number, frame in enumerate(frames):
-                if number > last:
-                    break
-                if number in wanted:
-                    yield frame
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()
+        return frames_numbered(self.iter_frames(pixels=True), set(numbers))
 
     def close(self) -> None:
         """Release open files."""

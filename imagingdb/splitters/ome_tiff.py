@@ -80,6 +80,7 @@ from ..acquisition import (
     SourceClaim,
     SplitOptions,
     Splitter,
+    frames_numbered,
 )
 from ..errors import SplitterError
 from . import micromanager as mm
@@ -208,17 +209,9 @@ class OmeTiffAcquisition(Acquisition):
     def sample_frames(self, numbers: Sequence[int]) -> Iterator[Frame]:
         """Only the pages of the frames asked for are read for their pixels."""
         wanted = set(numbers)
-        last = max(wanted, default=-1)
         frames = self._frames(False, read=wanted.__contains__)
         self._running.add(frames)
-        try:
-            for number, frame in enumerate(frames):
-                if number > last:
-                    break
-                if number in wanted:
-                    yield frame
-        finally:
-            frames.close()
+        return frames_numbered(frames, wanted)
 
     def close(self) -> None:
         for frames in list(self._running):

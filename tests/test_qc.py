@@ -195,11 +195,7 @@ def test_show_reports_the_qc_summary(site, run_cli, upload_files, qc_acquisition
 @only_sqlite
 def test_show_says_when_there_is_no_qc(site, run_cli, upload_files, qc_acquisition, tmp_path):
     _upload(run_cli, upload_files, OFF_ID, qc_acquisition, qc=False)
-    whole = tmp_path / "whole.tif"
-    whole.write_bytes(b"II*\x00 kept whole")
-    csv_path = upload_files.csv([{"dataset_id": FILE_ID, "file_name": str(whole)}])
-    assert run_cli("upload", "--csv", csv_path, "--config",
-                   upload_files.file_config()).exit_code == 0
+    _upload_whole_file(run_cli, upload_files, tmp_path)
     off = run_cli("show", OFF_ID)
     assert "none (uploaded before QC, by the original imagingDB, or with qc: false)" in off.stdout
     assert run_cli("show", OFF_ID, "--format", "json").json()["qc"] is None
@@ -223,6 +219,11 @@ def _three_datasets(run_cli, upload_files, tmp_path, qc_acquisition):
     _upload(run_cli, upload_files, DATASET_ID, qc_acquisition)
     _upload(run_cli, upload_files, CLEAN_ID, clean)
     _upload(run_cli, upload_files, OFF_ID, qc_acquisition, qc=False)
+    _upload_whole_file(run_cli, upload_files, tmp_path)
+
+
+def _upload_whole_file(run_cli, upload_files, tmp_path):
+    """FILE_ID: a file kept whole (never read, so no QC)."""
     whole = tmp_path / "whole.tif"
     whole.write_bytes(b"II*\x00 kept whole")
     csv_path = upload_files.csv([{"dataset_id": FILE_ID, "file_name": str(whole)}])

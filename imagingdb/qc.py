@@ -16,6 +16,12 @@ RGB frame):
   sharper. For 8- and 16-bit pixels it is the exact value, correctly rounded (see
   :func:`focus`); NULL for a frame narrower or lower than 3 pixels.
 
+Float pixels (deconvolved or ratio images, where NaN marks "no value") are measured over
+their finite values: NaN and +-Inf are left out of every figure (of the focus, each
+Laplacian value that touches one), so that no figure is NaN and ``show --format json``
+stays JSON. A frame without a finite value has NULL figures and counts as blank. In a
+thumbnail, NaN is black and +-Inf the display range's ends.
+
 Per dataset (``qc_summary``): frames measured, frames with more than 1% saturated pixels,
 blank frames, positions whose every frame is blank, the focus range, and per position the
 same figures (``detail``). Per position and channel (``thumbnail``): the maximum over the
@@ -96,6 +102,8 @@ def frame_qc(pixels: "np.ndarray", level: Optional[int]) -> dict[str, Optional[f
     """The frame's ``qc_*`` column values (see the module docstring)."""
     import numpy as np
 
+    if pixels.dtype.kind == "f":
+        return _float_frame_qc(pixels)
     count = pixels.size
     low, high = pixels.min(), pixels.max()
     exact = _exact(pixels)
@@ -112,6 +120,20 @@ def frame_qc(pixels: "np.ndarray", level: Optional[int]) -> dict[str, Optional[f
     span = int(high) - int(low) if exact else None
     return {"qc_min": float(low), "qc_max": float(high), "qc_mean": mean,
             "qc_saturated": saturated, "qc_focus": focus(pixels, span)}
+
+
+def _float_frame_qc(pixels: "np.ndarray") -> dict[str, Optional[float]]:
+    """:func:`frame_qc` of float pixels: over their finite values (none: all NULL)."""
+    import numpy as np
+
+    finite = np.isfinite(pixels)
+    values = pixels if finite.all() else pixels[finite]
+    if values.size == 0:
+        return {"qc_min": None, "qc_max": None, "qc_mean": None, "qc_saturated": None,
+                "qc_focus": None}
+    return {"qc_min": float(values.min()), "qc_max": float(values.max()),
+            "qc_mean": float(values.mean(dtype=np.float64)), "qc_saturated": None,
+            "qc_focus": focus(pixels)}
 
 
 def _exact(pixels: "np.ndarray") -> bool:
@@ -145,7 +167,8 @@ def focus(pixels: "np.ndarray", span: Optional[int] = None) -> Optional[float]:
         lap -= wide[2:, 1:-1]
         lap -= wide[1:-1, :-2]
         lap -= wide[1:-1, 2:]
-        return float(lap.var())
+        finite = lap[np.isfinite(lap)]  # a NaN or +-Inf neighbour leaves a value out
+        return float(finite.var()) if finite.size else None
     if span is None:
         span = int(pixels.max()) - int(pixels.min())
     n = (pixels.shape[0] - 2) * (pixels.shape[1] - 2) * (pixels.size // (pixels.shape[0] * pixels.shape[1]))
@@ -231,19 +254,27 @@ def pool_factor(height: int, width: int) -> int:
 
 def pooled(pixels: "np.ndarray", factor: int) -> "np.ndarray":
     """The maximum of each ``factor x factor`` block (edge blocks: what is there)."""
-    import numpy as np
 
     if factor == 1:
         return pixels.copy()
+    most = largest(pixels.dtype)
     rows = pixels[0::factor].copy()
     for k in range(1, factor):
         part = pixels[k::factor]
-        np.maximum(rows[:part.shape[0]], part, out=rows[:part.shape[0]])
+        most(rows[:part.shape[0]], part, out=rows[:part.shape[0]])
     small = rows[:, 0::factor].copy()
     for k in range(1, factor):
         part = rows[:, k::factor]
-        np.maximum(small[:, :part.shape[1]], part, out=small[:, :part.shape[1]])
+        most(small[:, :part.shape[1]], part, out=small[:, :part.shape[1]])
     return small
+
+
+def largest(dtype: "np.dtype") -> "np.ufunc":
+    """The element-wise maximum for pixels of ``dtype``: for floats ``fmax``, for which NaN
+    (no value) loses to any value, so a NaN pixel never hides its block's or stack's."""
+    import numpy as np
+
+    return np.fmax if dtype.kind == "f" else np.maximum
 
 
 def to_8bit(projection: "np.ndarray") -> tuple["np.ndarray", float, float]:
@@ -253,8 +284,15 @@ def to_8bit(projection: "np.ndarray") -> tuple["np.ndarray", float, float]:
     where v > low, else 0."""
     import numpy as np
 
-    low, high = (float(v) for v in np.percentile(projection, DISPLAY_PERCENTILES))
     values = projection.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():  # floats: the range of the finite values; NaN black, +-Inf the ends
+        if not finite.any():
+            return np.zeros(values.shape, np.uint8), 0.0, 0.0
+        low, high = (float(v) for v in np.percentile(values[finite], DISPLAY_PERCENTILES))
+        values = np.nan_to_num(values, nan=low, posinf=max(high, low + 1), neginf=low)
+    else:
+        low, high = (float(v) for v in np.percentile(values, DISPLAY_PERCENTILES))
     if high > low:
         shown = np.clip(np.rint((values - low) * (255.0 / (high - low))), 0, 255)
     else:
@@ -295,7 +333,6 @@ class DatasetQC:
 
     def add(self, row: Mapping[str, Any], small: Optional["np.ndarray"]) -> None:
         """One stored frame: its row (with its qc_* values) and its pooled pixels."""
-        import numpy as np
 
         position = self.positions.setdefault(row["pos_idx"], _Position())
         position.frames += 1
@@ -318,7 +355,7 @@ class DatasetQC:
             if running is None:
                 self.projections[key] = small
             else:
-                np.maximum(running, small, out=running)
+                largest(running.dtype)(running, small, out=running)
 
     def summary_row(self) -> dict[str, Any]:
         """The qc_summary row's values (without dataset_id)."""

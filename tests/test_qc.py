@@ -10,6 +10,7 @@ import numpy as np
 import png
 import pytest
 import sqlalchemy as sa
+import tifffile
 
 from imagingdb import db as dbq
 from imagingdb.db.tables import FRAMES_QC_COLUMNS
@@ -524,3 +525,55 @@ def _expected_rgb(projection):
     low, high = np.percentile(projection, [0.5, 99.5])
     shown = np.clip(np.rint((projection.astype(np.float64) - low) * (255.0 / (high - low))), 0, 255)
     return shown.astype(np.uint8)
+
+
+def _reject_constant(name):
+    raise AssertionError(f"{name} in JSON output")
+
+
+@only_sqlite
+def test_float_frames_are_measured_over_their_finite_values(site, run_cli, upload_files,
+                                                            tmp_path):
+    # a deconvolved stack as Fiji saves it: NaN where there is no value, an Inf, one
+    # channel's second slice all NaN
+    rng = np.random.default_rng(4)
+    pixels = (rng.random((2, 2, 30, 40)) * 100).astype(np.float32)  # Z C Y X
+    pixels[0, 0, 3, 4] = np.nan
+    pixels[0, 1, 5, 6] = np.inf
+    pixels[1, 1] = np.nan
+    path = tmp_path / "deconvolved.tif"
+    tifffile.imwrite(path, pixels, imagej=True, metadata={"axes": "ZCYX"})
+    _upload(run_cli, upload_files, DATASET_ID, path, frames_format="auto",
+            frame_format="ome-zarr")
+    with site.connect() as db:
+        ds = db.dataset(DATASET_ID)
+        rows = {(r["channel_idx"], r["slice_idx"]): r for r in ds.frames(with_metadata=False)}
+        thumbnails = {t["channel"]: t for t in ds.thumbnails()}
+    for (channel, slice), row in rows.items():
+        frame = pixels[slice, channel].astype(np.float64)
+        if np.isnan(frame).all():
+            assert [row[c] for c in FRAMES_QC_COLUMNS] == [None] * len(FRAMES_QC_COLUMNS)
+            continue
+        finite = frame[np.isfinite(frame)]
+        assert row["qc_min"] == finite.min() and row["qc_max"] == finite.max()
+        assert row["qc_mean"] == pytest.approx(finite.mean(), rel=1e-12)
+        assert row["qc_saturated"] is None
+        lap = (4 * frame[1:-1, 1:-1] - frame[:-2, 1:-1] - frame[2:, 1:-1] - frame[1:-1, :-2]
+               - frame[1:-1, 2:])
+        left_out = np.count_nonzero(~np.isfinite(lap))
+        assert left_out == (5 if not np.isfinite(frame).all() else 0)
+        assert row["qc_focus"] == pytest.approx(lap[np.isfinite(lap)].var(), rel=1e-12)
+    shown = run_cli("show", DATASET_ID, "--format", "json")
+    assert shown.exit_code == 0, shown.stderr
+    summary = json.loads(shown.stdout, parse_constant=_reject_constant)["qc"]
+    assert summary["blank_frames"] == 1 and summary["frames"] == 4
+    assert summary["focus_min"] == min(r["qc_focus"] for r in rows.values() if r["qc_focus"])
+    # channel 1's projection: slice 0 (one Inf, shown at the top) over an all-NaN slice
+    projection = np.fmax(pixels[0, 1], pixels[1, 1]).astype(np.float64)
+    low, high = np.percentile(projection[np.isfinite(projection)], [0.5, 99.5])
+    expected = np.clip(np.rint((np.where(np.isinf(projection), high, projection) - low)
+                               * (255.0 / (high - low))), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(_read_png(thumbnails[1]["png"]), expected)
+    assert _read_png(thumbnails[1]["png"])[5, 6] == 255
+    preview = run_cli("preview", DATASET_ID, "--out", tmp_path / "preview.png")
+    assert preview.exit_code == 0, preview.stderr

@@ -15,6 +15,9 @@ import json
 import sqlite3
 from typing import Any, Iterator
 
+#: a batch's JSON text, at most (about): ~250 Micro-Manager frame rows, ~3 MB decoded
+BATCH_BYTES = 512 * 1024
+
 
 class RowSpool:
     """Append-only frame rows keyed by storage key; one thread uses it (the uploader's)."""
@@ -45,14 +48,22 @@ class RowSpool:
         for (key,) in self._db.execute("SELECT key FROM spooled ORDER BY rowid"):
             yield key
 
-    def batches(self, size: int) -> Iterator[list[dict[str, Any]]]:
-        """The rows in the order they were added, ``size`` at a time."""
+    def batches(self, size: int, max_bytes: int = BATCH_BYTES) -> Iterator[list[dict[str, Any]]]:
+        """The rows in the order they were added, ``size`` at a time, or fewer when their
+        JSON passes ``max_bytes``: a decoded row takes several times its text (a
+        Micro-Manager frame's ~2 KB of metadata is ~10 KB of dicts), so a batch bounded by
+        rows alone would hold ~20 MB more at 2,000 frames than at 128."""
         cursor = self._db.execute("SELECT row FROM spooled ORDER BY rowid")
-        while True:
-            chunk = cursor.fetchmany(size)
-            if not chunk:
-                return
-            yield [json.loads(text) for (text,) in chunk]
+        batch: list[dict[str, Any]] = []
+        held = 0
+        for (text,) in cursor:
+            batch.append(json.loads(text))
+            held += len(text)
+            if len(batch) >= size or held >= max_bytes:
+                yield batch
+                batch, held = [], 0
+        if batch:
+            yield batch
 
     def close(self) -> None:
         """Drop the spool and its file."""

@@ -24,6 +24,20 @@ def test_spool_gives_back_rows_in_order_and_in_batches():
         assert "raw_frames/X/im_3.png" in spool and "raw_frames/X/im_9.png" not in spool
 
 
+def test_batches_of_large_rows_are_bounded_by_their_json_too():
+    # Micro-Manager rows carry KBs of metadata: a batch stops once its JSON passes max_bytes
+    rows = [{"file_name": f"im_{n}.png", "metadata_json": {"note": "x" * 1000, "n": n}}
+            for n in range(10)]
+    with RowSpool() as spool:
+        for row in rows:
+            spool.add(row["file_name"], row)
+        batches = list(spool.batches(2000, max_bytes=3000))
+        # each row's JSON is ~1,050 bytes: the third passes 3,000
+        assert [len(b) for b in batches] == [3, 3, 3, 1]
+        assert [row for batch in batches for row in batch] == rows
+        assert [len(b) for b in spool.batches(4, max_bytes=10 ** 6)] == [4, 4, 2]
+
+
 def test_empty_spool_has_no_batches():
     with RowSpool() as spool:
         assert len(spool) == 0 and list(spool.batches(10)) == [] and list(spool.keys()) == []

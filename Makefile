@@ -12,7 +12,7 @@ FUZZ_SEED  ?= $(shell date +%s)
 .PHONY: demo test fuzz bench bench-scale install clean zipapp zipapp-lock zipapp-bench
 
 # The plugins under plugins/ are installed too: the suite tests them installed, for real.
-$(STAMP): pyproject.toml plugins/imagingdb-ndtiff/pyproject.toml
+$(STAMP): pyproject.toml setup.py imagingdb/_qc.c plugins/imagingdb-ndtiff/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

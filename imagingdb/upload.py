@@ -676,7 +676,7 @@ class RowUpload:
         self.content.update(stored_bytes=0)
 
         if measure is not None:
-            from .qc import frame_qc, pooled
+            from .qc import measure as measure_frame
 
             level, factor = measure.level, measure.factor
 
@@ -704,8 +704,8 @@ class RowUpload:
             }
             small = None
             if measure is not None:
-                frame_row.update(frame_qc(frame.pixels, level))
-                small = pooled(frame.pixels, factor)
+                values, small = measure_frame(frame.pixels, level, factor)
+                frame_row.update(values)
             return key, frame_row, frame.pixels.nbytes, memoryview(data).nbytes, small
 
         def collect(stored: tuple[str, dict[str, Any], int, int, Any]) -> None:

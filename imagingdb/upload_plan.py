@@ -623,15 +623,15 @@ class _Planner:
     def _qc_measure(first: Frame) -> Any:
         """The work QC at ingest does on each frame in the upload's workers (imagingdb.qc),
         timed with the sample's encoding and hashing; the saturation level is the dtype's."""
-        from .qc import frame_qc, level_of, pool_factor, pooled
+        from .qc import level_of, pool_factor
+        from .qc import measure as measure_frame
 
         pixels = first.pixels
         level = level_of(pixels.dtype.itemsize * 8) if pixels.dtype.kind == "u" else None
         factor = pool_factor(pixels.shape[0], pixels.shape[1])
 
         def measure(frame: Frame) -> None:
-            frame_qc(frame.pixels, level)
-            pooled(frame.pixels, factor)
+            measure_frame(frame.pixels, level, factor)
 
         return measure
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import hashlib
+import os
 import platform
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
+from typing import Optional
 
 from imagingdb.onefile import BUILT_FOR
 from imagingdb.plugin_install import BUNDLED_WHEELS_DIR
@@ -49,18 +51,18 @@ PRUNE = (
     "numpy/_pyinstaller",
     "*.dist-info/direct_url.json",  # where the build found the project: a temporary folder
 )
-# Extension modules whose wheels carry their debug information (numcodecs' Blosc, zstd, lz4:
+# Extension modules built with their debug information (numcodecs' Blosc, zstd, lz4:
 # 36 MB with it, 3.4 MB without). `strip --strip-debug` removes only that: the code, and
 # the symbols Python looks up, stay as built. Where no `strip` is found, they go in whole.
-STRIP_DEBUG = ("numcodecs/*.so",)
+STRIP_DEBUG = ("numcodecs/*.so", "imagingdb/*.so")
 # botocore ships a model for every AWS service; the S3 backend needs S3, and the
 # credential chain (assume-role, SSO, console login profiles) the other four.
 BOTOCORE_SERVICES = {"s3", "sts", "sso", "sso-oidc", "signin"}
 # What the project's wheel is built from (imagingdb/schema.sql and config.example.yaml are
 # symlinks: copied as files).
-PROJECT_FILES = ("pyproject.toml", "README.md", "imagingdb")
+PROJECT_FILES = ("pyproject.toml", "setup.py", "README.md", "imagingdb")
 # What decides the executable's behaviour (README.md only feeds its metadata).
-SOURCES = ("pyproject.toml", "imagingdb", "requirements", "scripts/build_zipapp.py")
+SOURCES = ("pyproject.toml", "setup.py", "imagingdb", "requirements", "scripts/build_zipapp.py")
 
 
 def build_key() -> str:
@@ -71,7 +73,9 @@ def build_key() -> str:
         path = ROOT / name
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
         for file in files:
-            if file.is_file() and "__pycache__" not in file.parts:
+            # an extension built in place by the editable install is an output, not an input
+            if (file.is_file() and "__pycache__" not in file.parts
+                    and file.suffix not in (".so", ".pyd")):
                 digest.update(file.relative_to(ROOT).as_posix().encode() + b"\0")
                 digest.update(file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
@@ -113,9 +117,9 @@ def build(output: Path, staging: Path) -> None:
     shutil.rmtree(staging)
 
 
-def pip(*args: str) -> None:
+def pip(*args: str, env: Optional[dict[str, str]] = None) -> None:
     subprocess.run([sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"],
-                   check=True)
+                   check=True, env=env)
 
 
 def install(site_packages: Path) -> None:
@@ -128,11 +132,14 @@ def install(site_packages: Path) -> None:
         for name in PROJECT_FILES:
             path = ROOT / name
             if path.is_dir():
-                shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(path, source / name,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd"))
             else:
                 shutil.copy(path, source / name)
+        # the QC kernel's debug information and build ID otherwise name the temporary folder
+        flags = f"{os.environ.get('CFLAGS', '')} -ffile-prefix-map={tmp}=/imagingdb".strip()
         pip("install", "--target", str(site_packages), "--no-deps", "--no-build-isolation",
-            "--no-compile", "--upgrade", str(source))
+            "--no-compile", "--upgrade", str(source), env={**os.environ, "CFLAGS": flags})
     pip("download", "--dest", str(site_packages / BUNDLED_WHEELS_DIR), "--no-deps",
         "--only-binary=:all:", "--requirement", str(TOOLS_LOCK))
     record_interpreter(site_packages / "imagingdb" / BUILT_FOR)

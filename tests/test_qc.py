@@ -4,6 +4,8 @@ both frame layouts, with qc: false, after upgrades; on SQLite and PostgreSQL whe
 the database's work."""
 
 import json
+import re
+import shutil
 from fractions import Fraction
 
 import numpy as np
@@ -11,6 +13,9 @@ import png
 import pytest
 import sqlalchemy as sa
 import tifffile
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from imagingdb import db as dbq
 from imagingdb.db.tables import FRAMES_QC_COLUMNS
@@ -577,3 +582,103 @@ def test_float_frames_are_measured_over_their_finite_values(site, run_cli, uploa
     assert _read_png(thumbnails[1]["png"])[5, 6] == 255
     preview = run_cli("preview", DATASET_ID, "--out", tmp_path / "preview.png")
     assert preview.exit_code == 0, preview.stderr
+
+
+# ------------------------------------------------------------------ the C kernel
+
+KERNEL_DTYPES = (np.uint8, np.int8, np.uint16, np.int16)
+
+
+def _numpy_figures(pixels, level, factor):
+    """Every figure the kernel returns, written out anew in int64 numpy."""
+    p = pixels.astype(np.int64)
+    height, width = p.shape
+    small = np.full((-(-height // factor), -(-width // factor)), np.iinfo(np.int64).min)
+    for y in range(small.shape[0]):
+        for x in range(small.shape[1]):
+            small[y, x] = p[y * factor:(y + 1) * factor, x * factor:(x + 1) * factor].max()
+    lap = _laplacian(pixels) if height >= 3 and width >= 3 else None
+    return ((int(p.min()), int(p.max()), int(p.sum()),
+             0 if level < 0 else int(np.count_nonzero(p >= level)),
+             None if lap is None else int(lap.sum()),
+             None if lap is None else int((lap * lap).sum())), small)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="no C compiler: the install leaves the optional kernel out")
+def test_the_kernel_is_built_where_a_compiler_is():
+    from imagingdb import qc
+
+    assert qc._kernel is not None, "imagingdb/_qc.c did not build: see pip install -e . -v"
+
+
+kernel_frames = st.sampled_from(KERNEL_DTYPES).flatmap(lambda dtype: hnp.arrays(
+    dtype, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=40),
+    elements=st.integers(int(np.iinfo(dtype).min), int(np.iinfo(dtype).max))
+    | st.sampled_from([int(np.iinfo(dtype).min), int(np.iinfo(dtype).max), 0])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(pixels=kernel_frames, cut=st.integers(0, 3), factor=st.integers(1, 9),
+       level=st.sampled_from(["none", "max", "low"]))
+def test_the_kernel_is_exact_against_numpy_and_agrees_with_the_fallback(pixels, cut, factor,
+                                                                        level):
+    from imagingdb import qc
+
+    if qc._kernel is None:
+        pytest.skip("the optional kernel is not built here")
+    view = pixels[cut // 2:, cut % 2:] if min(pixels.shape) > 1 else pixels  # rows strided
+    if view.size == 0:
+        view = pixels
+    info = np.iinfo(view.dtype)
+    threshold = {"none": -1, "max": int(info.max), "low": max(0, int(view.max()))}[level]
+    small = np.empty((-(-view.shape[0] // factor), -(-view.shape[1] // factor)), view.dtype)
+    figures = qc._kernel.frame_stats(view, threshold, factor, small)
+    expected, expected_small = _numpy_figures(view, threshold, factor)
+    assert figures == expected
+    assert np.array_equal(small, expected_small)
+    # measure() gives the same row values and thumbnail with the kernel and with numpy
+    level_arg = None if threshold < 0 else threshold
+    with_kernel = qc.measure(view, level_arg, factor)
+    kernel, qc._kernel = qc._kernel, None
+    try:
+        with_numpy = qc.measure(view, level_arg, factor)
+    finally:
+        qc._kernel = kernel
+    assert with_kernel[0] == with_numpy[0]
+    assert with_kernel[1].dtype == with_numpy[1].dtype
+    assert np.array_equal(with_kernel[1], with_numpy[1])
+
+
+def test_frames_the_kernel_does_not_take_are_measured_by_numpy_alike():
+    # RGB samples, big-endian words, strided columns, 32-bit and float pixels: numpy's path
+    from imagingdb import qc
+
+    rng = np.random.default_rng(7)
+    frames = [rng.integers(0, 256, (9, 11, 3), dtype=np.uint8),
+              rng.integers(0, 4096, (12, 13)).astype(">u2"),
+              rng.integers(0, 4096, (12, 26), dtype=np.uint16)[:, ::2],
+              rng.integers(0, 2 ** 20, (12, 13), dtype=np.uint32),
+              rng.random((12, 13), dtype=np.float32)]
+    for pixels in frames:
+        assert not qc._kernel_takes(pixels)
+        values, small = qc.measure(pixels, None, 4)
+        assert values["qc_min"] == float(pixels.min()) and values["qc_max"] == float(pixels.max())
+        assert np.array_equal(small, qc.pooled(pixels, 4))
+
+
+@pytest.mark.parametrize("pixels, small, message", [
+    (np.zeros((4, 4), np.float32), None, "8- or 16-bit integers"),
+    (np.zeros((4, 4, 3), np.uint8), None, "2-D"),
+    (np.zeros((4, 8), np.uint16)[:, ::2], None, "contiguous rows"),
+    (np.zeros((0, 4), np.uint16), None, "non-empty"),
+    (np.zeros((4, 4), np.uint16), np.zeros((1, 1), np.uint16), "ceil(H/factor)"),
+    (np.zeros((4, 4), np.uint16), np.zeros((2, 2), np.uint8), "frame's type"),
+])
+def test_the_kernel_refuses_what_it_cannot_measure(pixels, small, message):
+    from imagingdb import qc
+
+    if qc._kernel is None:
+        pytest.skip("the optional kernel is not built here")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        qc._kernel.frame_stats(pixels, -1, 2, small)

@@ -32,7 +32,9 @@ stored frame adds its pooled frame (a few KB) to its position's running maximum:
 stack is never held.
 
 The upload computes a frame's figures in the worker that encodes it, on the array it
-holds already; ``qc: false`` in the upload config skips all of it. A file kept whole
+holds already (:func:`measure`: a 2-D 8- or 16-bit frame in one pass by the optional C
+kernel ``imagingdb._qc`` when it is built, else with numpy, the same values; docs/qc.md
+"Cost"); ``qc: false`` in the upload config skips all of it. A file kept whole
 (upload_type: file) is not read, so has no QC.
 """
 

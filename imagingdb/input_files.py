@@ -50,9 +50,15 @@ def read_bytes(path: Path, what: str, limit: int) -> bytes:
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     try:
-        _require_regular(os.fstat(fd).st_mode, path, what)
+        status = os.fstat(fd)
+        _require_regular(status.st_mode, path, what)
         with open(fd, "rb", closefd=False) as handle:
-            data = handle.read(limit + 1)
+            # read(n) allocates n bytes first: ask for the file's size (and one byte to see
+            # whether it grew since), not the limit, for a small file's sake
+            wanted = min(limit + 1, status.st_size + 1)
+            data = handle.read(wanted)
+            if len(data) == wanted <= limit:
+                data += handle.read(limit + 1 - wanted)
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     finally:

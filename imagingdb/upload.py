@@ -37,6 +37,7 @@ from .config import AUTO_FORMAT, StorageSettings, UploadConfig, load_upload_conf
 from .db import locks
 from .errors import ImagingDBError, InputError, UnclaimedSourceError, WorkError
 from .ids import CASE_ONLY, lowercase_project_warning
+from .memory import release_free_memory
 from .meta_schema import MetaValidator
 from .pool import ENCODE, default_workers, run_bounded
 from .progress import Progress
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
     from .storage import StorageBackend
 
 INSERT_BATCH = 2000
+#: frames stored between two returns of freed memory to the system (imagingdb.memory)
+RELEASE_EVERY = 1024
 
 
 @dataclass
@@ -722,7 +725,10 @@ class RowUpload:
                 self._written.discard(key)  # the spool has it now
             total[0] += nbytes
             self.progress.advance(1, nbytes)
+            if len(rows) % RELEASE_EVERY == 0:
+                release_free_memory()
 
+        release_free_memory()  # what the metadata pass freed, before the frames' buffers
         run_bounded(store, acquisition.iter_frames(pixels=True), self.uploader.workers,
                     on_result=collect, name="imagingdb-store")
         self.content["content_sha256"] = digest.hexdigest()

@@ -402,3 +402,38 @@ def test_meta_schema_refs_that_lead_nowhere_are_refused_naming_the_config(
     result = run_cli("upload", "--csv", csv_path, "--config", config)
     assert "unexpected" not in result.stderr
     assert_refused(result, site, before, contains=(str(config), message))
+
+
+def test_a_small_file_is_read_without_allocating_its_limit(tmp_path):
+    # read(n) allocates n bytes first: a 100-byte CSV under a 64 MB limit must not
+    from imagingdb.input_files import read_bytes
+
+    small = tmp_path / "rows.csv"
+    small.write_bytes(b"dataset_id,file_name\n" * 5)
+    tracemalloc.start()
+    try:
+        assert read_bytes(small, "CSV file", 64 * 1024 * 1024) == small.read_bytes()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
+
+
+def test_a_file_that_grew_after_its_size_was_read_is_read_whole_or_refused(tmp_path, monkeypatch):
+    # the size fstat gives only sizes the first read: a file written meanwhile is read on
+    from imagingdb import input_files
+    from imagingdb.errors import InputError
+
+    real_fstat = os.fstat
+
+    def stale_fstat(fd):  # the size before another process appended to the file
+        status = real_fstat(fd)
+        return os.stat_result((*status[:6], 10, *status[7:]))
+
+    monkeypatch.setattr(input_files.os, "fstat", stale_fstat)
+    path = tmp_path / "rows.csv"
+    path.write_bytes(b"y" * 3000)
+    assert input_files.read_bytes(path, "CSV file", 4096) == b"y" * 3000
+    assert input_files.read_bytes(path, "CSV file", 3000) == b"y" * 3000
+    with pytest.raises(InputError, match="larger than"):
+        input_files.read_bytes(path, "CSV file", 2999)

@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "imagingdb"
 
 LAYERS = {
     0: ("errors", "ids", "layout", "acquisition", "progress", "faults", "quick_schema",
-        "hookspecs", "config", "terminal", "input_files", "calibration", "annotations", "provenance"),
+        "hookspecs", "config", "terminal", "input_files", "calibration", "annotations", "provenance",
+        "memory"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",
         "site", "pool", "plugin_install", "omezarr", "search", "replicas", "qc"),
     2: ("upload", "upload_rows", "upload_plan", "download", "export", "verify", "gc", "claims", "analysis",

@@ -577,6 +577,8 @@ class RowUpload:
         frame_format, codec = self.frame_layout()
         with self.open_source() as acquisition:
             count = self.check_frames(acquisition, codec)
+            large = count >= RELEASE_EVERY
+            release_free_memory(collect=large)  # what the metadata pass left, before the frames
             dims = acquisition.dims
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * _itemsize(dims.bit_depth)
             storage_dir = self._take_folder(frames=True)
@@ -592,7 +594,9 @@ class RowUpload:
             global_meta = json_safe(acquisition.global_meta)
             documents = [] if store is None else self._store_documents(
                 store, acquisition.channel_names, global_meta, storage_dir)
+        del acquisition  # closed; its reader's copies of the source's metadata can go
         self.storage.flush()
+        release_free_memory(collect=large)  # before registration copies the global metadata
         self.content["stored_objects"] = len(frame_rows) + len(documents)
         qc_rows = None if measure is None else (measure.summary_row(), measure.thumbnail_rows())
 
@@ -728,7 +732,6 @@ class RowUpload:
             if len(rows) % RELEASE_EVERY == 0:
                 release_free_memory()
 
-        release_free_memory()  # what the metadata pass freed, before the frames' buffers
         run_bounded(store, acquisition.iter_frames(pixels=True), self.uploader.workers,
                     on_result=collect, name="imagingdb-store")
         self.content["content_sha256"] = digest.hexdigest()

@@ -303,7 +303,6 @@ def pool_factor(height: int, width: int) -> int:
 
 def pooled(pixels: "np.ndarray", factor: int) -> "np.ndarray":
     """The maximum of each ``factor x factor`` block (edge blocks: what is there)."""
-
     if factor == 1:
         return pixels.copy()
     most = largest(pixels.dtype)
@@ -335,13 +334,14 @@ def to_8bit(projection: "np.ndarray") -> tuple["np.ndarray", float, float]:
 
     values = projection.astype(np.float64)
     finite = np.isfinite(values)
-    if not finite.all():  # floats: the range of the finite values; NaN black, +-Inf the ends
-        if not finite.any():
-            return np.zeros(values.shape, np.uint8), 0.0, 0.0
-        low, high = (float(v) for v in np.percentile(values[finite], DISPLAY_PERCENTILES))
+    everywhere = bool(finite.all())
+    if not everywhere and not finite.any():
+        return np.zeros(values.shape, np.uint8), 0.0, 0.0
+    # floats: the range of the finite values; NaN black, +-Inf the ends
+    low, high = (float(v) for v in np.percentile(values if everywhere else values[finite],
+                                                 DISPLAY_PERCENTILES))
+    if not everywhere:
         values = np.nan_to_num(values, nan=low, posinf=max(high, low + 1), neginf=low)
-    else:
-        low, high = (float(v) for v in np.percentile(values, DISPLAY_PERCENTILES))
     if high > low:
         shown = np.clip(np.rint((values - low) * (255.0 / (high - low))), 0, 255)
     else:
@@ -382,7 +382,6 @@ class DatasetQC:
 
     def add(self, row: Mapping[str, Any], small: Optional["np.ndarray"]) -> None:
         """One stored frame: its row (with its qc_* values) and its pooled pixels."""
-
         position = self.positions.setdefault(row["pos_idx"], _Position())
         position.frames += 1
         if row["qc_min"] == row["qc_max"]:

@@ -29,6 +29,15 @@
 #include <immintrin.h>
 #endif
 
+/* Where the compiler can, the row functions below in two copies, for AVX2 and for any
+ * x86-64, the one for the machine chosen when the module loads (written for the
+ * vectoriser: at -O3 the AVX2 copy of the 32-bit Laplacian is ~3x the other). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+
 /* Every |Laplacian| is at most 8 * 2**15 = 2**18, a square at most 2**36: a row of fewer
  * than 2**27 pixels sums its squares in 64 bits (frame_stats refuses wider rows). */
 #define MAX_WIDTH (((Py_ssize_t)1) << 27)
@@ -49,7 +58,7 @@ typedef struct {
 } pixel_ops_t;
 
 #define PIXEL_OPS(NAME, T, WORDS)                                                            \
-static void NAME##_stats(const void *pixels, Py_ssize_t w, row_stats_t *out) {              \
+CLONES static void NAME##_stats(const void *pixels, Py_ssize_t w, row_stats_t *out) {              \
     const T *row = pixels;                                                                   \
     T lo = row[0], hi = row[0];                                                              \
     int64_t sum = 0;                                                                         \
@@ -60,18 +69,18 @@ static void NAME##_stats(const void *pixels, Py_ssize_t w, row_stats_t *out) {  
     }                                                                                        \
     out->lo = lo; out->hi = hi; out->sum = sum;                                              \
 }                                                                                            \
-static uint64_t NAME##_saturated(const void *pixels, Py_ssize_t w, int64_t level) {         \
+CLONES static uint64_t NAME##_saturated(const void *pixels, Py_ssize_t w, int64_t level) {         \
     const T *row = pixels;                                                                   \
     uint64_t count = 0;                                                                      \
     for (Py_ssize_t x = 0; x < w; x++) count += row[x] >= level;                             \
     return count;                                                                            \
 }                                                                                            \
-static void NAME##_pool_rows(void *into, const void *pixels, Py_ssize_t w) {                \
+CLONES static void NAME##_pool_rows(void *into, const void *pixels, Py_ssize_t w) {                \
     T *block = into;                                                                         \
     const T *row = pixels;                                                                   \
     for (Py_ssize_t x = 0; x < w; x++) block[x] = row[x] > block[x] ? row[x] : block[x];     \
 }                                                                                            \
-static void NAME##_pool_columns(const void *from, Py_ssize_t w, Py_ssize_t factor,          \
+CLONES static void NAME##_pool_columns(const void *from, Py_ssize_t w, Py_ssize_t factor,          \
                                 void *into) {                                                \
     const T *block = from;                                                                   \
     T *out = into;                                                                           \
@@ -82,7 +91,7 @@ static void NAME##_pool_columns(const void *from, Py_ssize_t w, Py_ssize_t facto
         out[b] = most;                                                                       \
     }                                                                                        \
 }                                                                                            \
-static void NAME##_laplacian(const void *n, const void *c, const void *s, Py_ssize_t w,     \
+CLONES static void NAME##_laplacian(const void *n, const void *c, const void *s, Py_ssize_t w,     \
                              int64_t *lap, uint64_t *squares) {                              \
     const T *north = n, *centre = c, *south = s;                                             \
     int64_t sum = 0;                                                                         \

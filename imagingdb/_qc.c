@@ -31,8 +31,9 @@
 
 /* Where the compiler can, the row functions below in two copies, for AVX2 and for any
  * x86-64, the one for the machine chosen when the module loads (written for the
- * vectoriser: at -O3 the AVX2 copy of the 32-bit Laplacian is ~3x the other). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+ * vectoriser: at -O3 the AVX2 copy of the 32-bit Laplacian is ~3x the other). They need
+ * the C library's ifunc (glibc; musl has none). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
 #define CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define CLONES
@@ -76,8 +77,8 @@ CLONES static uint64_t NAME##_saturated(const void *pixels, Py_ssize_t w, int64_
     return count;                                                                            \
 }                                                                                            \
 CLONES static void NAME##_pool_rows(void *into, const void *pixels, Py_ssize_t w) {                \
-    T *block = into;                                                                         \
-    const T *row = pixels;                                                                   \
+    T *restrict block = into;                                                                \
+    const T *restrict row = pixels;                                                                   \
     for (Py_ssize_t x = 0; x < w; x++) block[x] = row[x] > block[x] ? row[x] : block[x];     \
 }                                                                                            \
 CLONES static void NAME##_pool_columns(const void *from, Py_ssize_t w, Py_ssize_t factor,          \
@@ -204,7 +205,7 @@ static void pool_row(const frame_t *f, Py_ssize_t y, const char *row) {
     if (y % f->factor == 0) memcpy(f->block, row, bytes);
     else f->ops->pool_rows(f->block, row, f->width);
     if (y % f->factor == f->factor - 1 || y == f->height - 1) {
-        const Py_ssize_t small_width = (f->width + f->factor - 1) / f->factor;
+        const Py_ssize_t small_width = (f->width - 1) / f->factor + 1;
         char *out = f->small + (y / f->factor) * small_width * f->itemsize;
         f->ops->pool_columns(f->block, f->width, f->factor, out);
     }
@@ -265,8 +266,8 @@ static PyObject *as_result(const frame_t *f, const stats_t *s) {
 static int take_small(const frame_t *f, PyObject *small_obj, Py_buffer *small) {
     if (PyObject_GetBuffer(small_obj, small, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_FORMAT) < 0)
         return -1;
-    const Py_ssize_t rows = (f->height + f->factor - 1) / f->factor;
-    const Py_ssize_t cols = (f->width + f->factor - 1) / f->factor;
+    const Py_ssize_t rows = (f->height - 1) / f->factor + 1; /* ceil, without overflow */
+    const Py_ssize_t cols = (f->width - 1) / f->factor + 1;
     if (ops_for(small->format) != f->ops || small->len != rows * cols * f->itemsize) {
         PyErr_SetString(PyExc_ValueError,
                         "small must hold ceil(H/factor) x ceil(W/factor) pixels of the frame's type");
@@ -285,14 +286,19 @@ static PyObject *frame_stats(PyObject *Py_UNUSED(module), PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "factor must be at least 1");
         return NULL;
     }
+    if (level < -1) {
+        PyErr_SetString(PyExc_ValueError, "level must be -1 (none) or at least 0");
+        return NULL;
+    }
     Py_buffer pixels, small;
     if (PyObject_GetBuffer(pixels_obj, &pixels, PyBUF_STRIDES | PyBUF_FORMAT) < 0) return NULL;
     frame_t f = {ops_for(pixels.format), pixels.buf, 0, 0, 0, pixels.itemsize, level, factor,
                  NULL, NULL};
     if (f.ops == NULL || pixels.ndim != 2 || pixels.strides[1] != pixels.itemsize
-            || pixels.shape[0] < 1 || pixels.shape[1] < 1 || pixels.shape[1] >= MAX_WIDTH) {
+            || pixels.shape[0] < 1 || pixels.shape[1] < 1 || pixels.shape[1] >= MAX_WIDTH
+            || ((uintptr_t)pixels.buf | (uintptr_t)pixels.strides[0]) % (uintptr_t)pixels.itemsize) {
         PyErr_SetString(PyExc_ValueError, "pixels must be a non-empty 2-D buffer of 8- or "
-                                          "16-bit integers with contiguous rows");
+                                          "16-bit integers with contiguous, aligned rows");
         PyBuffer_Release(&pixels);
         return NULL;
     }

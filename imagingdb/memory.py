@@ -40,6 +40,9 @@ def _malloc_trim() -> Optional[Any]:
     import ctypes
 
     try:
-        return ctypes.CDLL(None).malloc_trim  # the C library the process runs on
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the process runs on
     except (OSError, AttributeError):  # not glibc
         return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim

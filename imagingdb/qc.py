@@ -117,7 +117,7 @@ def measure(pixels: "np.ndarray", level: Optional[int],
     A 2-D frame of 8- or 16-bit integers goes through the C kernel (imagingdb/_qc.c) when
     it is built: every figure in one pass, the same values as the numpy code below.
     """
-    if _kernel is not None and _kernel_takes(pixels):
+    if _kernel is not None and _kernel_takes(pixels) and (level is None or level >= 0):
         return _kernel_qc(pixels, level, factor)
     small = None if factor is None else pooled(pixels, factor)
     if pixels.dtype.kind == "f":
@@ -125,9 +125,14 @@ def measure(pixels: "np.ndarray", level: Optional[int],
     return _integer_frame_qc(pixels, level), small
 
 
+#: the kernel's widest row (its 64-bit row sums of squares)
+_KERNEL_MAX_WIDTH = 2 ** 27
+
+
 def _kernel_takes(pixels: "np.ndarray") -> bool:
     return (pixels.ndim == 2 and _exact(pixels) and pixels.dtype.isnative and pixels.size > 0
-            and pixels.strides[1] == pixels.itemsize)
+            and pixels.strides[1] == pixels.itemsize and pixels.flags.aligned
+            and pixels.shape[1] < _KERNEL_MAX_WIDTH)
 
 
 def _kernel_qc(pixels: "np.ndarray", level: Optional[int],

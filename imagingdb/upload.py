@@ -577,8 +577,9 @@ class RowUpload:
         frame_format, codec = self.frame_layout()
         with self.open_source() as acquisition:
             count = self.check_frames(acquisition, codec)
-            large = count >= RELEASE_EVERY
-            release_free_memory(collect=large)  # what the metadata pass left, before the frames
+            large = count >= RELEASE_EVERY  # small ones: not worth a trim or a collection
+            if large:
+                release_free_memory(collect=True)  # what the metadata pass left
             dims = acquisition.dims
             frame_bytes = dims.im_height * dims.im_width * dims.im_colors * _itemsize(dims.bit_depth)
             storage_dir = self._take_folder(frames=True)
@@ -596,7 +597,8 @@ class RowUpload:
                 store, acquisition.channel_names, global_meta, storage_dir)
         del acquisition  # closed; its reader's copies of the source's metadata can go
         self.storage.flush()
-        release_free_memory(collect=large)  # before registration copies the global metadata
+        if large:
+            release_free_memory(collect=True)  # before registration copies the global metadata
         self.content["stored_objects"] = len(frame_rows) + len(documents)
         qc_rows = None if measure is None else (measure.summary_row(), measure.thumbnail_rows())
 

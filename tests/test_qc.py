@@ -6,6 +6,7 @@ the database's work."""
 import json
 import re
 import shutil
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -681,10 +682,11 @@ def test_frames_the_kernel_does_not_take_are_measured_by_numpy_alike():
 @pytest.mark.parametrize("pixels, small, message", [
     (np.zeros((4, 4), np.float32), None, "8- or 16-bit integers"),
     (np.zeros((4, 4, 3), np.uint8), None, "2-D"),
-    (np.zeros((4, 8), np.uint16)[:, ::2], None, "contiguous rows"),
+    (np.zeros((4, 8), np.uint16)[:, ::2], None, "contiguous"),
     (np.zeros((0, 4), np.uint16), None, "non-empty"),
     (np.zeros((4, 4), np.uint16), np.zeros((1, 1), np.uint16), "ceil(H/factor)"),
     (np.zeros((4, 4), np.uint16), np.zeros((2, 2), np.uint8), "frame's type"),
+    (np.frombuffer(bytes(33), "<u2", offset=1).reshape(4, 4), None, "aligned"),
 ])
 def test_the_kernel_refuses_what_it_cannot_measure(pixels, small, message):
     from imagingdb import qc
@@ -693,3 +695,37 @@ def test_the_kernel_refuses_what_it_cannot_measure(pixels, small, message):
         pytest.skip("the optional kernel is not built here")
     with pytest.raises(ValueError, match=re.escape(message)):
         qc._kernel.frame_stats(pixels, -1, 2, small)
+
+
+def test_the_kernel_refuses_a_negative_level_and_a_factor_that_overflows():
+    from imagingdb import qc
+
+    if qc._kernel is None:
+        pytest.skip("the optional kernel is not built here")
+    pixels = np.zeros((4, 4), np.int16)
+    with pytest.raises(ValueError, match="level"):
+        qc._kernel.frame_stats(pixels, -5, 1, None)
+    with pytest.raises(ValueError, match=re.escape("ceil(H/factor)")):
+        qc._kernel.frame_stats(pixels, -1, sys.maxsize, np.empty((0, 0), np.int16))
+    # measure() sends what the kernel refuses to numpy: the same figures either way
+    signed = np.arange(-8, 8, dtype=np.int16).reshape(4, 4)
+    assert qc.measure(signed, -3, 2)[0]["qc_saturated"] == 11 / 16
+
+
+@pytest.mark.parametrize("view", ["reversed rows", "one row repeated", "wide"])
+def test_the_kernel_reads_any_row_stride_and_wide_rows(view):
+    from imagingdb import qc
+
+    if qc._kernel is None:
+        pytest.skip("the optional kernel is not built here")
+    rng = np.random.default_rng(3)
+    if view == "reversed rows":
+        pixels = rng.integers(0, 60000, (37, 301), dtype=np.uint16)[::-1]
+    elif view == "one row repeated":
+        pixels = np.broadcast_to(rng.integers(0, 900, 257, dtype=np.uint16), (9, 257))
+    else:  # rows of both kinds: narrow (16-bit lanes) and full-range (32-bit)
+        pixels = rng.integers(100, 4000, (20, 1500), dtype=np.uint16)
+        pixels[7:10] = rng.integers(0, 65535, (3, 1500), dtype=np.uint16)
+    small = np.empty((-(-pixels.shape[0] // 4), -(-pixels.shape[1] // 4)), pixels.dtype)
+    assert qc._kernel.frame_stats(pixels, 65535, 4, small) == _numpy_figures(pixels, 65535, 4)[0]
+    assert np.array_equal(small, _numpy_figures(pixels, 65535, 4)[1])

@@ -113,4 +113,3 @@ def test_the_uploader_holds_only_the_keys_in_flight(site, upload_files, mm_ometi
         assert uploader.upload_row(row).ok
     assert len(held) == 24 and max(held) <= 2 * 2
     assert row_uploads[-1].unspooled == 0
-

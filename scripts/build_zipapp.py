@@ -68,7 +68,7 @@ SOURCES = ("pyproject.toml", "setup.py", "imagingdb", "requirements", "scripts/b
 def build_key() -> str:
     """A hash of every input of a build: equal keys, equal executables."""
     digest = hashlib.sha256(f"{sys.version_info[:2]} {platform.machine()} {sys.platform} "
-                            f"shiv {version('shiv')}".encode())
+                            f"shiv {version('shiv')} {compiler()}".encode())
     for name in SOURCES:
         path = ROOT / name
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
@@ -79,6 +79,19 @@ def build_key() -> str:
                 digest.update(file.relative_to(ROOT).as_posix().encode() + b"\0")
                 digest.update(file.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def compiler() -> str:
+    """What compiles the QC kernel (imagingdb/_qc.c): the C compiler's version and flags."""
+    import sysconfig
+
+    command = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    try:
+        found = subprocess.run([*command, "--version"], capture_output=True, text=True,
+                               timeout=30).stdout.splitlines()[:1]
+    except (OSError, subprocess.SubprocessError):
+        found = ["no C compiler"]
+    return f"{' '.join(found)} {os.environ.get('CFLAGS', '')}"
 
 
 def cached_build(cache: Path = CACHE) -> Path:

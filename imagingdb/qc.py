@@ -151,7 +151,7 @@ def _kernel_qc(pixels: "np.ndarray", level: Optional[int],
         "qc_saturated": None if level is None else saturated / count, "qc_focus": None}
     if squares is not None:
         n = (height - 2) * (width - 2)
-        values["qc_focus"] = (n * squares - lap_sum * lap_sum) / (n * n)
+        values["qc_focus"] = _variance(n, lap_sum, squares)
     return values, small
 
 
@@ -238,7 +238,13 @@ def focus(pixels: "np.ndarray", span: Optional[int] = None) -> Optional[float]:
         lap = (4 * whole[1:-1, 1:-1] - whole[:-2, 1:-1] - whole[2:, 1:-1] - whole[1:-1, :-2]
                - whole[1:-1, 2:]).reshape(-1)
         squares = int(lap @ lap)
-    return (n * squares - total * total) / (n * n)  # exact integers, one correct rounding
+    return _variance(n, total, squares)
+
+
+def _variance(n: int, total: int, squares: int) -> float:
+    """The population variance of ``n`` integers from their exact sum and sum of squares:
+    a ratio of exact integers, rounded once (Python's int / int)."""
+    return (n * squares - total * total) / (n * n)
 
 
 def _laplacian_sum(pixels: "np.ndarray") -> int:

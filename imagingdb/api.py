@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional, S
 
 from . import db as dbq
 from . import layout
-from .acquisition import Dimensions, FrameIndex
 from .config import (
     DatabaseSettings,
     SiteConfig,
@@ -29,7 +28,6 @@ from .config import (
     find_site_config,
     load_login_file,
 )
-from .download import Selection
 from .errors import InputError, NotFoundError, WorkError
 from .ids import parse_dataset_id
 from .site import Site
@@ -40,8 +38,10 @@ if TYPE_CHECKING:
     import pandas
     import xarray
 
+    from .acquisition import Dimensions, FrameIndex
     from .analysis import FrameSource
     from .db import migrate
+    from .download import Selection
     from .edit import EditReport
     from .export import ExportSource
     from .gc import GcReport
@@ -517,6 +517,8 @@ class Dataset:
         self._load()
         if not self.is_frames:
             return None
+        from .acquisition import Dimensions
+
         g = self._frames_global
         return Dimensions(g.nbr_channels, g.nbr_slices, g.nbr_timepoints, g.nbr_positions,
                           g.im_height, g.im_width, g.im_colors, g.bit_depth)
@@ -675,6 +677,8 @@ class Dataset:
         positions: Optional[Iterable[int]] = None,
     ) -> Selection:
         """Resolve channel names/indexes and check every index exists; errors list what does."""
+        from .download import Selection
+
         self._require_frames()
         self._load()
         with self._site.connection() as conn:
@@ -723,6 +727,8 @@ class Dataset:
     def missing_frames(self) -> list[FrameIndex]:
         """Indexes inside the recorded dimensions that have no frame (incomplete acquisitions),
         in the order read() lays them out (position, time, channel, slice)."""
+        from .acquisition import FrameIndex
+
         self._require_frames()
         self._load()
         g = self._frames_global

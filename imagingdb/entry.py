@@ -3,9 +3,10 @@
 Kept out of :mod:`imagingdb.cli` (commands only) because they are about the
 process, not about any command:
 
-- when the command line names a built-in command, plugins are not loaded: none
-  of their commands can be the one that runs, and scanning the installed
-  packages' entry points costs start-up time every user feels;
+- when the command line names a built-in command, plugins are not loaded and
+  the app keeps that command alone: no other can be the one that runs, and
+  scanning the installed packages' entry points, or turning ~25 commands into
+  Click's, costs start-up time every user feels;
 - no built-in command does linear algebra, but OpenBLAS starts a thread per
   core when numpy is imported, and they spin for ~0.1 s of CPU that the
   upload's encoding threads need (a user's own setting wins);
@@ -41,12 +42,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     """The ``imagingdb`` console script."""
     import typer
 
-    from .cli import add_plugin_commands, builtin_command_names, make_app
+    from .cli import add_plugin_commands, builtin_command_names, keep_only, make_app
 
     args = list(sys.argv[1:] if argv is None else argv)
     app = make_app(plugin_commands=False)
-    if command_word(args) in builtin_command_names(app):
+    word = command_word(args)
+    if word in builtin_command_names(app):
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        keep_only(app, word)
     else:
         add_plugin_commands(app)
     atexit.register(gc.freeze)

@@ -86,3 +86,32 @@ def test_commands_skip_blas_threads_and_the_exit_time_garbage_walk(tmp_path, iso
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 timeout=60, env=env)
         assert result.stderr.strip().splitlines()[-1] == f"frozen True {expected}"
+
+
+def _help_of(app_args, capsys):
+    import typer
+
+    from imagingdb.cli import make_app
+
+    with pytest.raises(SystemExit):
+        typer.main.get_command(make_app(plugin_commands=False)).main(
+            args=app_args, prog_name="imagingdb")
+    return capsys.readouterr()
+
+
+def test_a_named_command_runs_alone_with_the_same_help_and_errors(capsys, isolated_home):
+    """entry.main keeps only the named built-in command on the app (building every command
+    costs start-up): what that command shows, its help and its usage errors, is unchanged,
+    global options before it included."""
+    from imagingdb.cli import builtin_command_names, make_app
+
+    names = sorted(builtin_command_names(make_app(plugin_commands=False)))
+    assert {"query", "show", "upload", "download", "verify"} <= set(names)
+    for argv in ([[name, "--help"] for name in names]
+                 + [["--debug", "query", "--no-such-option"], ["show"],
+                    ["--site-config", "x.yaml", "db", "--help"], ["db", "no-such-step"]]):
+        expected = _help_of(argv, capsys)
+        with pytest.raises(SystemExit):
+            entry.main(argv)
+        assert capsys.readouterr() == expected, argv
+    assert "Usage: imagingdb query" in _help_of(["query", "--help"], capsys).out

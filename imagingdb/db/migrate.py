@@ -105,14 +105,28 @@ def schema_indexes(dialect: str) -> list[IndexSpec]:
 # ------------------------------------------------------------- what is there
 
 
+#: which of imagingdb's marker tables PostgreSQL has, as the inspector's has_table asks
+_PG_MARKER_TABLES = sa.text(
+    "SELECT c.relname FROM pg_catalog.pg_class c "
+    "WHERE c.relname IN ('schema_version', 'data_set') AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
+    "AND pg_catalog.pg_table_is_visible(c.oid) "
+    "AND c.relnamespace <> 'pg_catalog'::regnamespace")
+
+
 def detect_version(conn: sa.Connection) -> Optional[int]:
-    """The schema version; 0 for a database made by the original imagingDB; None if empty."""
-    inspector = sa.inspect(conn)
-    if inspector.has_table("schema_version"):
-        return schema.current_version(conn) or 0
-    if inspector.has_table("data_set"):
-        return 0
-    return None
+    """The schema version; 0 for a database made by the original imagingDB; None if empty.
+
+    Every command asks this first. On PostgreSQL one catalogue query, as text: the
+    inspector's two has_table calls, compiled on first use, took ~20 ms of each command's
+    start-up against ~5 ms."""
+    if conn.dialect.name == "postgresql":
+        present = set(conn.execute(_PG_MARKER_TABLES).scalars())
+    else:
+        inspector = sa.inspect(conn)
+        present = {name for name in ("schema_version", "data_set") if inspector.has_table(name)}
+    if "schema_version" in present:
+        return conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar() or 0
+    return 0 if "data_set" in present else None
 
 
 @dataclass(frozen=True)

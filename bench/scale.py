@@ -425,6 +425,7 @@ def register_rows(catalogue: Catalogue) -> float:
                 for row in batch:
                     row["frames_global_id"] = fg
                 dbq.insert_frames(conn, batch)
+                batch.clear()  # as the upload does
         seconds = time.perf_counter() - start
         with site.connection(write=True) as conn:
             dbq.delete_dataset_children(conn, pk)

@@ -615,6 +615,7 @@ class RowUpload:
                 for frame_row in batch:
                     frame_row["frames_global_id"] = fg_pk
                 dbq.insert_frames(conn, batch)
+                batch.clear()  # else alive beside the next batch, read before the loop rebinds it
             if qc_rows is not None:
                 dbq.insert_qc(conn, dataset_pk, *qc_rows)
 

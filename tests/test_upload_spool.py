@@ -65,6 +65,24 @@ def test_rows_inserted_in_many_batches_are_all_registered(site, run_cli, upload_
     assert all(r.metadata_json["Channel"] == r.channel_name for r in rows)
 
 
+def test_registration_holds_one_batch_of_rows_at_a_time(site, run_cli, upload_files,
+                                                        mm_ometiff, monkeypatch):
+    """A registered batch's rows are let go before the next is read from the spool (a
+    Micro-Manager row is ~10 KB of dicts: two batches alive was ~3 MB more at 1,024 frames)."""
+    monkeypatch.setattr("imagingdb.upload.INSERT_BATCH", 5)
+    insert_frames, seen = dbq.insert_frames, []
+
+    def watching(conn, rows):
+        assert all(not earlier for earlier in seen), "an earlier batch is still held"
+        insert_frames(conn, rows)
+        seen.append(rows)
+
+    monkeypatch.setattr(dbq, "insert_frames", watching)
+    result = _upload(run_cli, upload_files, mm_ometiff)
+    assert result.exit_code == 0, result.output
+    assert len(seen) == 5 and all(batch == [] for batch in seen)
+
+
 def test_a_failing_batch_registers_nothing_and_removes_the_objects(site, run_cli, upload_files,
                                                                    mm_ometiff, monkeypatch):
     from imagingdb.errors import WorkError

@@ -460,7 +460,7 @@ def _add_info_commands(app: typer.Typer) -> None:
         sort: str = typer.Option(
             "dataset_id", "--sort", metavar="FIELD",
             help="dataset_id, date_time, microscope, description, uploaded_at, stored_bytes, "
-                 "nbr_frames, or an annotation key or metadata path."),
+                 "nbr_frames, an annotation key, a metadata path or a QC figure (qc.focus_min)."),
         reverse: bool = typer.Option(False, "--reverse", help="Sort the other way."),
         limit: Optional[int] = typer.Option(None, "--limit", min=0, metavar="N",
                                             help="At most N datasets (after sorting)."),

@@ -163,17 +163,13 @@ def _scope_of(key: str, given: str) -> str:
 
 
 def check_sort(key: str) -> None:
-    """InputError unless datasets can be sorted by ``key``: a field, an annotation key or a
-    global metadata path."""
+    """InputError unless datasets can be sorted by ``key``: a field, an annotation key, a
+    global metadata path or a QC figure (``qc.KEY``)."""
     if key in FIELDS:
         return
-    scope = _scope_of(key, f"--sort {key}")
-    if scope == "qc":
-        raise InputError(f"--sort {key}: datasets sort by a field, an annotation or a global "
-                         "metadata path, not by a QC figure (select on it with --where)")
-    if scope == "frames":
-        raise InputError(f"--sort {key}: datasets sort by a field, an annotation or a global "
-                         "metadata path, not by frame metadata")
+    if _scope_of(key, f"--sort {key}") == "frames":
+        raise InputError(f"--sort {key}: datasets sort by a field, an annotation, a global "
+                         "metadata path or a QC figure, not by frame metadata")
 
 
 def _check_value(condition: Condition) -> None:
@@ -460,9 +456,16 @@ class _Sources:
         else:
             check_sort(key)
             scope = _scope_of(key, f"--sort {key}")
-            stored = self.stored(scope, Condition(key, "=", "", scope).name)
-            # numbers by value, then text, then the datasets without the key
-            keys = [order(stored.number), order(_binary(stored.text, self.dialect))]
+            name = Condition(key, "=", "", scope).name
+            if scope == "qc":
+                # the dataset's one qc_summary row (its unique dataset_id index); none: last
+                keys = [order(sa.select(qc_summary.c[name])
+                              .where(qc_summary.c.dataset_id == data_set.c.id)
+                              .scalar_subquery())]
+            else:
+                stored = self.stored(scope, name)
+                # numbers by value, then text, then the datasets without the key
+                keys = [order(stored.number), order(_binary(stored.text, self.dialect))]
         return [*keys, id_key.desc() if reverse else id_key.asc()]
 
 

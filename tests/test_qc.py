@@ -274,11 +274,32 @@ def test_a_bad_qc_condition_is_one_error_line(site, run_cli, condition, said):
     assert said in result.errors[0]
 
 
+def test_query_sorts_by_a_qc_figure_with_the_datasets_without_qc_last(
+        site, run_cli, upload_files, tmp_path, qc_acquisition):
+    _three_datasets(run_cli, upload_files, tmp_path, qc_acquisition)
+
+    def order(*options):
+        result = run_cli("query", "--sort", *options, "--format", "json")
+        assert result.exit_code == 0, result.stderr
+        return [d["dataset_id"] for d in result.json()]
+
+    without_qc = sorted([OFF_ID, FILE_ID])
+    assert order("qc.saturated_frames") == [CLEAN_ID, DATASET_ID, *without_qc]
+    assert order("qc.saturated_frames", "--reverse") == [DATASET_ID, CLEAN_ID,
+                                                         *reversed(without_qc)]
+    assert order("qc.blank_positions", "--limit", "1") == [CLEAN_ID]
+    with site.connect() as db:
+        assert [d.dataset_id for d in db.query(sort="qc.blank_frames", reverse=True)][:2] == [
+            DATASET_ID, CLEAN_ID]
+
+
 @only_sqlite
-def test_sorting_by_a_qc_figure_is_refused(site, run_cli):
-    result = run_cli("query", "--sort", "qc.frames")
-    assert result.exit_code == 2 and len(result.errors) == 1
-    assert "not by a QC figure" in result.errors[0]
+def test_sorting_by_frame_metadata_or_an_unknown_qc_figure_is_one_error_line(site, run_cli):
+    for key, said in (("frames.Exposure-ms", "not by frame metadata"),
+                      ("qc.focus", "'qc.focus' is no QC figure")):
+        result = run_cli("query", "--sort", key)
+        assert result.exit_code == 2 and len(result.errors) == 1, key
+        assert said in result.errors[0], result.errors
 
 
 def _pooled(array, factor):

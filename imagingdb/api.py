@@ -223,8 +223,8 @@ class Database:
         limit: Optional[int] = None,
     ) -> list[DatasetInfo]:
         """Datasets matching every given filter (substring for microscope and description),
-        sorted by ``sort`` (a field, an annotation key or a metadata path; ``reverse``: the
-        other way), at most ``limit`` of them.
+        sorted by ``sort`` (a field, an annotation key, a metadata path or a QC figure
+        ``qc.KEY``; ``reverse``: the other way), at most ``limit`` of them.
 
         ``where`` holds conditions as ``"strain=WT"`` or ``("dose", ">", "10")``: see
         :mod:`imagingdb.search` for what keys, operators and values mean.

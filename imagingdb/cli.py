@@ -200,20 +200,22 @@ def _command_name(info: "typer.models.CommandInfo") -> str:
 
 
 def builtin_command_names(app: typer.Typer) -> set[str]:
-    """The names of imagingdb's own commands and command groups on ``app``."""
-    names = {_command_name(info) for info in app.registered_commands}
-    return names | {info.name for info in app.registered_groups if info.name}
+    """The names of imagingdb's own commands on ``app``. Its command groups (``db``,
+    ``config``, ``plugins``) are not among them: ``plugins`` lists the plugins' commands,
+    so it needs them registered, and the others are rare enough to start as any other."""
+    return {_command_name(info) for info in app.registered_commands}
 
 
 def keep_only(app: typer.Typer, name: str) -> None:
-    """Leave on ``app`` its global options and the one command or command group ``name``.
+    """Leave on ``app`` its global options and its one command ``name`` (see
+    :func:`builtin_command_names`), for a command line that runs that command.
 
-    For a command line naming that command, nothing else could run, and its help and
-    errors name only it; Typer turns every registered command into a Click one before
-    parsing, which for all of them is ~30 ms of every command's start-up."""
+    Nothing else could run, and the command's help and errors name only it; Typer turns
+    every registered command and group into a Click one before parsing, which for all of
+    them is ~30 ms of every command's start-up."""
     app.registered_commands = [info for info in app.registered_commands
                                if _command_name(info) == name]
-    app.registered_groups = [info for info in app.registered_groups if info.name == name]
+    app.registered_groups = []
 
 
 def _add_data_commands(app: typer.Typer) -> None:

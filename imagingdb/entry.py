@@ -24,6 +24,8 @@ import sys
 from typing import Optional
 
 _GLOBAL_OPTIONS_WITH_VALUE = ("--site-config", "--login")
+#: imagingdb's own options that answer before any command runs
+_TOP_LEVEL_FLAGS = frozenset(("-h", "--help", "--version"))
 
 
 def command_word(args: list[str]) -> Optional[str]:
@@ -49,7 +51,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     word = command_word(args)
     if word in builtin_command_names(app):
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        keep_only(app, word)
+        if not _TOP_LEVEL_FLAGS.intersection(args[:args.index(word)]):
+            keep_only(app, word)  # `imagingdb --help query` is the help of every command
     else:
         add_plugin_commands(app)
     atexit.register(gc.freeze)

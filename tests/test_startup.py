@@ -108,8 +108,9 @@ def test_a_named_command_runs_alone_with_the_same_help_and_errors(capsys, isolat
     names = sorted(builtin_command_names(make_app(plugin_commands=False)))
     assert {"query", "show", "upload", "download", "verify"} <= set(names)
     for argv in ([[name, "--help"] for name in names]
-                 + [["--debug", "query", "--no-such-option"], ["show"],
-                    ["--site-config", "x.yaml", "db", "--help"], ["db", "no-such-step"]]):
+                 + [["--debug", "query", "--no-such-option"], ["show"], ["--help", "query"],
+                    ["-h", "show", "X"], ["--site-config", "x.yaml", "db", "--help"],
+                    ["db", "no-such-step"]]):
         expected = _help_of(argv, capsys)
         with pytest.raises(SystemExit):
             entry.main(argv)

@@ -481,8 +481,9 @@ def ensure_current(engine: sa.Engine, *, auto_upgrade: bool) -> None:
         upgrade(engine)
         return
     if version == 0:
-        # detect_version looks at two tables in two statements: another process creating
-        # the schema may have committed between them. Ask again, alone on the server.
+        # detect_version looks at two tables (on SQLite in two statements), then reads the
+        # version: another process creating the schema may have committed in between. Ask
+        # again, alone on the server.
         with _schema_change(engine) as conn:
             version = detect_version(conn)
     _refuse_newer(version)

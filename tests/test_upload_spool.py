@@ -1,5 +1,6 @@
 """Frame rows are spooled to disk during an upload, then registered in one transaction."""
 
+import pytest
 import sqlalchemy as sa
 
 from imagingdb import db as dbq
@@ -131,3 +132,54 @@ def test_the_uploader_holds_only_the_keys_in_flight(site, upload_files, mm_ometi
         assert uploader.upload_row(row).ok
     assert len(held) == 24 and max(held) <= 2 * 2
     assert row_uploads[-1].unspooled == 0
+
+
+AWKWARD = ["", "a,b", 'say "hi"', "line\nbreak\r\n", "back\\slash \\N \\.", "µm ✓ 日本",
+           "tab\there", "NULL", ",\",\n"]
+
+
+def _frames_global(conn, dataset_id):
+    from datetime import datetime
+
+    pk = dbq.insert_dataset(conn, {"dataset_serial": dataset_id, "description": "rows",
+                                   "microscope": "Leica SP8", "frames": True,
+                                   "date_time": datetime(2031, 1, 1)})
+    return dbq.insert_frames_global(conn, {
+        "storage_dir": f"raw_frames/{dataset_id}", "nbr_frames": 10, "im_width": 8,
+        "im_height": 8, "nbr_slices": 1, "nbr_channels": 10, "nbr_timepoints": 1,
+        "nbr_positions": 1, "im_colors": 1, "bit_depth": "uint16", "metadata_json": {},
+        "dataset_id": pk, "frame_format": "png"})
+
+
+def test_frame_rows_are_registered_with_every_value_as_given(site):
+    """insert_frames (COPY on PostgreSQL, executemany on SQLite): quotes, commas, line
+    breaks, backslashes and COPY's own markers, non-ASCII, an empty string apart from
+    NULL, JSON with nulls and numbers at their limits, NULL QC figures."""
+    rows = [{"channel_idx": c, "slice_idx": 0, "time_idx": 0, "pos_idx": 0,
+             "channel_name": name, "file_name": f"im_c{c:03d}.png", "sha256": f"{c:064x}",
+             "metadata_json": {"text": name, "nested": {"q": '"', "list": [1, None, 2.5]},
+                               "big": 10 ** 15, "tiny": 1e-300, "yes": True},
+             "qc_min": 0.0, "qc_max": 65535.0, "qc_mean": 1 / 3, "qc_saturated": None,
+             "qc_focus": 1.5e300} for c, name in enumerate(AWKWARD)]
+    rows.append({**rows[0], "channel_idx": len(AWKWARD), "channel_name": None,
+                 "sha256": None, "metadata_json": None})
+    with site.connect() as database, database.site.connection(write=True) as conn:
+        fg = _frames_global(conn, DATASET_ID)
+        dbq.insert_frames(conn, [{**row, "frames_global_id": fg} for row in rows])
+        stored = conn.execute(sa.select(dbq.frames).where(dbq.frames.c.frames_global_id == fg)
+                              .order_by(dbq.frames.c.channel_idx)).mappings().all()
+    assert len(stored) == len(rows)
+    for row, got in zip(rows, stored):
+        assert {key: got[key] for key in row} == row
+
+
+def test_a_refused_frame_row_is_the_database_s_error_and_registers_nothing(site):
+    row = {"channel_idx": 0, "slice_idx": 0, "time_idx": 0, "pos_idx": 0, "channel_name": "DAPI",
+           "file_name": "im.png", "sha256": None, "metadata_json": {}}
+    with pytest.raises(sa.exc.IntegrityError):  # the same frame twice: frames_index_key
+        with site.connect() as database, database.site.connection(write=True) as conn:
+            fg = _frames_global(conn, DATASET_ID)
+            dbq.insert_frames(conn, [{**row, "frames_global_id": fg}] * 2)
+    with site.connect() as database, database.site.connection() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(dbq.frames)).scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(dbq.data_set)).scalar() == 0

@@ -125,7 +125,7 @@ def detect_version(conn: sa.Connection) -> Optional[int]:
         inspector = sa.inspect(conn)
         present = {name for name in ("schema_version", "data_set") if inspector.has_table(name)}
     if "schema_version" in present:
-        return conn.execute(sa.text("SELECT max(version) FROM schema_version")).scalar() or 0
+        return schema.recorded_version(conn) or 0
     return 0 if "data_set" in present else None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from datetime import date, datetime, timedelta, timezone
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 
 from ..layout import OME_ZARR
 from .tables import (
+    JSONType,
     data_set,
     file_global,
     frames,
@@ -286,24 +288,25 @@ def copy_rows(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> None:
     """PostgreSQL's ``COPY table FROM STDIN`` (CSV) of ``rows``, in the connection's
     transaction: the first row's keys that are columns of ``table``, every row giving
     each (as an executemany would); JSON columns serialised as SQLAlchemy does."""
-    import io
-
     if not rows:
         return
-    columns = [column.name for column in table.columns if column.name in rows[0]]
-    json_columns = {name for name in columns if isinstance(table.c[name].type, sa.types.TypeDecorator)
-                    and isinstance(table.c[name].type.impl_instance, sa.JSON)}
+    columns = [column for column in table.columns if column.name in rows[0]]
     serialize = conn.dialect._json_serializer or json.dumps
+
+    def json_field(value: object) -> str:
+        return "" if value is None else _csv_field(serialize(value))
+
+    fields = [(c.name, json_field if isinstance(c.type, type(JSONType)) else _csv_field)
+              for c in columns]
     text = io.StringIO()
     for row in rows:
-        text.write(",".join(_csv_field(serialize(row[name]) if name in json_columns
-                                       and row[name] is not None else row[name])
-                            for name in columns))
+        text.write(",".join(field(row[name]) for name, field in fields))
         text.write("\n")
     text.seek(0)
-    quote = conn.dialect.identifier_preparer.quote
-    statement = (f"COPY {conn.dialect.identifier_preparer.format_table(table)} "
-                 f"({', '.join(quote(name) for name in columns)}) FROM STDIN WITH (FORMAT csv)")
+    preparer = conn.dialect.identifier_preparer
+    statement = (f"COPY {preparer.format_table(table)} "
+                 f"({', '.join(preparer.quote(c.name) for c in columns)}) "
+                 "FROM STDIN WITH (FORMAT csv)")
     dbapi = conn.dialect.loaded_dbapi
     cursor = conn.connection.cursor()
     try:

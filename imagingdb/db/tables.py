@@ -190,4 +190,9 @@ def current_version(conn: sa.Connection) -> Optional[int]:
     """The schema version recorded in the database, None when it has no schema yet."""
     if not sa.inspect(conn).has_table("schema_version"):
         return None
+    return recorded_version(conn)
+
+
+def recorded_version(conn: sa.Connection) -> Optional[int]:
+    """The highest version in schema_version (the table must exist)."""
     return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()

@@ -66,3 +66,30 @@ def test_the_generated_catalogue_is_an_imagingdb_database(tiny_bench):
     assert json.loads(status.stdout)["state"] == "up to date", status.stdout
     verify = cli("verify", "LIVE-2030-01-01-00-00-00-0001")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def _scale_module():
+    import importlib.util
+
+    if "bench_scale" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("bench_scale", REPO / "bench" / "scale.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_scale"] = module  # its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules["bench_scale"]
+
+
+@pytest.mark.parametrize("rss, xml, good", [
+    # figures measured at 128 / 1,024 / 8,192 Micro-Manager frames: 22 MB for 3.1 MB of XML
+    ({128: 66.5, 1024: 73.0, 8192: 88.5}, {128: 55_000, 1024: 420_000, 8192: 3_342_022}, True),
+    # a frame's pixels (32 KB) held per frame: 256 MB more at 8,192 frames
+    ({128: 66.5, 1024: 95.0, 8192: 322.0}, {128: 55_000, 1024: 420_000, 8192: 3_342_022}, False),
+    # metadata that does not grow leaves only the 10% slack
+    ({128: 60.0, 8192: 65.9}, {128: 900, 8192: 900}, True),
+    ({128: 60.0, 8192: 66.1}, {128: 900, 8192: 900}, False),
+])
+def test_upload_rss_may_grow_only_by_what_the_metadata_explains(rss, xml, good):
+    verdict, text = _scale_module().rss_verdict(rss, xml)
+    assert verdict is good
+    assert text.rstrip().endswith("yes" if good else "NO")
+    assert "8,192 frames:" in text and "OME-XML" in text

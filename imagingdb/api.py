@@ -590,9 +590,10 @@ class Dataset:
 
     def preview(self, out: Union[str, os.PathLike]) -> dict[str, Any]:
         """Write the contact sheet of the thumbnails to ``out`` (PNG): positions as rows,
-        channels as columns. Returns what was written (path, positions, channels, width,
-        height, bytes). InputError if the dataset has no thumbnails or ``out``'s folder does
-        not exist; nothing is written then."""
+        channels as columns. Returns what was written (path, positions and channels in the
+        sheet's order, channel_names in that order, width, height, bytes). InputError if
+        the dataset has no thumbnails or ``out``'s folder does not exist; nothing is
+        written then."""
         from .codecs.png import encode_png
         from .qc import contact_sheet
 
@@ -620,8 +621,11 @@ class Dataset:
         except OSError as exc:
             raise InputError(f"--out {path}: cannot write it ({exc.strerror or exc}); "
                              "nothing was written") from None
+        names = self.channel_names()
         return {"dataset_id": self.id, "path": str(path), "positions": positions,
-                "channels": channels, "width": int(sheet.shape[1]),
+                "channels": channels,
+                "channel_names": [names.get(c, f"channel {c}") for c in channels],
+                "width": int(sheet.shape[1]),
                 "height": int(sheet.shape[0]), "bytes": len(data)}
 
     def thumbnails(self) -> list[dict[str, Any]]:

@@ -532,6 +532,9 @@ def _add_info_commands(app: typer.Typer) -> None:
         print(printable(f"{written['path']}: {len(written['positions'])} position(s) x "
                         f"{len(written['channels'])} channel(s), {written['width']} x "
                         f"{written['height']} pixels, {written['bytes']:,} bytes"))
+        print(printable("  rows, top to bottom: position "
+                        + ", ".join(str(p) for p in written["positions"])
+                        + "; columns, left to right: " + ", ".join(written["channel_names"])))
 
     @app.command(epilog="Examples:\n\n\b\n"
                         "  imagingdb edit ML-2005-05-23-10-00-00-0001 --description \"plate B\" "

@@ -354,6 +354,7 @@ def test_thumbnails_are_max_projections_and_preview_lays_them_out(site, run_cli,
     assert result.exit_code == 0, result.stderr
     written = result.json()
     assert written["positions"] == [0, 1] and written["channels"] == [0, 1]
+    assert written["channel_names"] == ["DAPI", "GFP"]
     sheet = _read_png(out)
     assert sheet.shape == (2 * 67 + 2, 2 * 100 + 2) == (written["height"], written["width"])
     for position in (0, 1):
@@ -364,6 +365,7 @@ def test_thumbnails_are_max_projections_and_preview_lays_them_out(site, run_cli,
     assert (sheet[67:69] == 64).all() and (sheet[:, 100:102] == 64).all()
     text = run_cli("preview", DATASET_ID, "--out", tmp_path / "again.png")
     assert text.exit_code == 0 and "2 position(s) x 2 channel(s), 202 x 136 pixels" in text.stdout
+    assert "rows, top to bottom: position 0, 1; columns, left to right: DAPI, GFP" in text.stdout
 
 
 @only_sqlite

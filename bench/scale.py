@@ -278,9 +278,9 @@ def generate(catalogue: Catalogue) -> None:
                     conn.execute(sa.text(
                         f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                         f"(SELECT max(id) FROM {table}))"))
-        if not sqlite:
+        if not sqlite:  # as after any bulk load: or autovacuum does it during the figures
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(sa.text("ANALYZE"))
+                conn.execute(sa.text("VACUUM (ANALYZE)"))
     finally:
         engine.dispose()
     run(catalogue.cli("init"), env=catalogue.env)  # the frames indexes again, from schema.sql

@@ -18,7 +18,9 @@ Every figure is measured at each size, so that its growth is visible; the table
 gives the ratio of the largest size to the smallest and checks it: a look-up
 must stay flat (or logarithmic: at most 2x over 100x the rows), a scan must grow
 at most linearly. The reference ``python -c "import sqlalchemy"`` is measured in
-the same run: ``query`` at the largest size must be within 0.1 s of it. Upload peak
+the same run: ``query`` at the largest size must be within 0.1 s of it (on
+PostgreSQL, of ``import sqlalchemy.dialects.postgresql.pg8000, pg8000``, which
+any SQLAlchemy program on PostgreSQL imports; both are printed). Upload peak
 RSS at 128, 1,024 and 8,192 frames must grow by no more than 10% of the first
 figure plus 6x the growth of the file's OME-XML (:func:`rss_verdict`): no pixels
 held, and the one document that grows with the frame count read and stored whole.
@@ -557,16 +559,18 @@ def report(bench: Bench, sizes: list[int], started: float) -> bool:
             print(text)
         if dialect in bench.query_seconds:
             query, reference, driver = bench.query_seconds[dialect]
-            over = query - reference
-            good = over <= QUERY_TARGET
+            # on PostgreSQL the import any SQLAlchemy program needs includes its dialect
+            # and driver (~0.05-0.15 s more): the target is imagingdb's own cost over that
+            target = reference if driver is None else driver
+            good = query - target <= QUERY_TARGET
             ok = ok and good
+            verdict = f"(target <= {QUERY_TARGET} s): {'yes' if good else 'NO'}"
             print(f"query at {max(sizes):,} datasets: {query:.3f} s, import sqlalchemy "
-                  f"{reference:.3f} s (alternating): {over:+.3f} s over it "
-                  f"(target <= {QUERY_TARGET} s): "
-                  f"{'yes' if good else 'NO'}")
+                  f"{reference:.3f} s (alternating): {query - reference:+.3f} s over it"
+                  + ("" if driver is not None else f" {verdict}"))
             if driver is not None:
                 print(f"  with SQLAlchemy's PostgreSQL dialect and pg8000 imported too: "
-                      f"{driver:.3f} s, {query - driver:+.3f} s over that")
+                      f"{driver:.3f} s, {query - driver:+.3f} s over that {verdict}")
     print(f"\n{time.perf_counter() - started:.0f} s in all")
     BUILD.mkdir(parents=True, exist_ok=True)
     (BUILD / "scale.json").write_text(json.dumps({

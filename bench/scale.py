@@ -60,7 +60,7 @@ LIVE = {"channels": ("DAPI", "GFP"), "slices": 10, "times": 50, "size": 64}  # 1
 REGISTER_FRAMES = 125_000
 RSS_FRAMES = (128, 1_024, 8_192)
 RSS_SIZE = 128  # pixels a side of the RSS acquisitions' frames (uint16)
-QUERY_TARGET = 0.1  # seconds over `import sqlalchemy`
+QUERY_TARGET = 0.1  # seconds over `import sqlalchemy` (PostgreSQL: with its dialect and pg8000)
 #: upload RSS may grow by 10% of the smallest figure (the row batches fill up to their
 #: byte bound) and by this many times the growth of the OME-XML the file itself carries
 #: (Micro-Manager writes a Plane and a TiffData per frame): tifffile reads it whole on each

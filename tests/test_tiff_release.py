@@ -30,7 +30,7 @@ def test_a_closed_file_and_its_first_page_are_freed_at_once(tmp_path):
     tifffile.imwrite(path, np.zeros((2, 8, 8), np.uint16), description="<OME>" + "x" * 100_000,
                      metadata=None)
     assert _first_pages_alive(tifffile.TiffFile, path) == 3, (
-        "this tifffile frees a closed file's pages itself: tiff_pages.release may go")
+        "this tifffile frees a closed file's pages itself: tiff_pages.closing may go")
     assert _first_pages_alive(tiff_pages.opened, path) == 0
 
 

@@ -171,17 +171,16 @@ def opened(path: Path) -> Iterator["tifffile.TiffFile"]:
         raise
     except Exception as exc:  # TiffFileError, OSError, struct.error...
         raise SplitterError(f"{path}: not a readable TIFF file ({describe(exc)})") from exc
-    try:
-        with tif:
-            tif.pages.cache = False
-            tif.pages.useframes = False
-            yield tif
-    finally:
-        release(tif)
+    with closing(tif):
+        tif.pages.cache = False
+        tif.pages.useframes = False
+        yield tif
 
 
-def release(tif: "tifffile.TiffFile") -> None:
-    """Free a closed file's pages now rather than at the next cycle collection.
+@contextmanager
+def closing(tif: "tifffile.TiffFile") -> Iterator["tifffile.TiffFile"]:
+    """Close ``tif`` at the end, and free its pages now rather than at the next cycle
+    collection.
 
     A TiffFile, its pages and their tags refer to one another, so a closed file
     waits for Python's cycle collector, which may not run for the whole upload;
@@ -190,7 +189,11 @@ def release(tif: "tifffile.TiffFile") -> None:
     claim, the first page, each pass over the pages). Dropping the pages breaks
     the cycle.
     """
-    tif.pages = None  # type: ignore[assignment]
+    try:
+        with tif:
+            yield tif
+    finally:
+        tif.pages = None  # type: ignore[assignment]
 
 
 def first_page(tif: "tifffile.TiffFile", path: Path) -> "tifffile.TiffPage":
@@ -370,11 +373,7 @@ def file_tags(path: Path) -> dict[str, Any]:
     import tifffile
 
     try:
-        tif = tifffile.TiffFile(path)
-    except Exception as exc:  # noqa: BLE001 - kept whole anyway; say why there are no tags
-        return {"tiff_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-    try:
-        with tif:
+        with closing(tifffile.TiffFile(path)) as tif:
             page = tif.pages.first
             tags = {}
             for tag in page.tags:
@@ -385,8 +384,6 @@ def file_tags(path: Path) -> dict[str, Any]:
             return {"tiff_tags": tags, "nbr_pages": len(tif.pages)}
     except Exception as exc:  # noqa: BLE001 - kept whole anyway; say why there are no tags
         return {"tiff_error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
-    finally:
-        release(tif)
 
 
 def ome_suffix(name: str) -> str:

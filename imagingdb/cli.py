@@ -73,10 +73,13 @@ def _state(ctx: typer.Context) -> dict[str, Any]:
 
 
 def _database(ctx: typer.Context):
+    from . import start_up
     from .api import connect
 
     state = _state(ctx)
-    return connect(state.get("site_config"), login=state.get("login"))
+    database = connect(state.get("site_config"), login=state.get("login"))
+    start_up.done()
+    return database
 
 
 def _selection(channels: Optional[List[str]], slices: Optional[List[str]],
@@ -866,8 +869,10 @@ def _add_python_command(app: typer.Typer) -> None:
         """Run Python with imagingdb and its packages importable (numpy, dask...): a script,
         -c CODE, -m MODULE, or an interactive session. The way to the Python API from the
         single-file executable."""
+        from . import start_up
         from .pyrun import run
 
+        start_up.done()
         code = run(ctx.args)
         if code:
             raise typer.Exit(code)

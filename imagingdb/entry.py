@@ -10,6 +10,10 @@ process, not about any command:
 - no built-in command does linear algebra, but OpenBLAS starts a thread per
   core when numpy is imported, and they spin for ~0.1 s of CPU that the
   upload's encoding threads need (a user's own setting wins);
+- start-up makes long-lived objects only (modules, classes, the app), yet each
+  of Python's full garbage collections walks all of them, ~20 ms a time once
+  SQLAlchemy is loaded: automatic collection is paused until the command's own
+  work begins (:mod:`.start_up`);
 - Python's last garbage collections at exit walk every object the libraries
   made (SQLAlchemy, numpy, tifffile...): ~0.15 s after an upload. Objects
   frozen at exit are skipped; the process is ending, so nothing is kept longer.
@@ -22,6 +26,8 @@ import gc
 import os
 import sys
 from typing import Optional
+
+from . import start_up
 
 _GLOBAL_OPTIONS_WITH_VALUE = ("--site-config", "--login")
 #: imagingdb's own options that answer before any command runs
@@ -42,6 +48,14 @@ def command_word(args: list[str]) -> Optional[str]:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """The ``imagingdb`` console script."""
+    start_up.pause()
+    try:
+        _main(argv)
+    finally:
+        start_up.end()
+
+
+def _main(argv: Optional[list[str]]) -> None:
     import typer
 
     from .cli import add_plugin_commands, builtin_command_names, keep_only, make_app
@@ -55,6 +69,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             keep_only(app, word)  # `imagingdb --help query` is the help of every command
     else:
         add_plugin_commands(app)
+        start_up.end()  # a plugin's command may do anything: collection is on before it runs
     atexit.register(gc.freeze)
     command = typer.main.get_command(app)
     command.main(args=argv, prog_name="imagingdb")

@@ -44,12 +44,12 @@ class Site:
     @property
     def engine(self) -> sa.Engine:
         """The engine, once the schema is known to be current (an empty embedded database gets it)."""
-        from .db import migrate
+        from .db.schema_check import ensure_current
 
         engine = self.unchecked_engine
         if not self._schema_checked:
             with self.database_errors():
-                migrate.ensure_current(engine, auto_upgrade=self.config.is_embedded_default)
+                ensure_current(engine, auto_upgrade=self.config.is_embedded_default)
             self._schema_checked = True
         return engine
 

@@ -98,7 +98,7 @@ class ReadOnlySite(Site):
 
     def _open_for_reading(self) -> sa.Engine:
         from . import db as dbq
-        from .db import migrate
+        from .db.schema_check import ensure_current
 
         settings = self.config.database
         path = _sqlite_path(settings)
@@ -107,7 +107,7 @@ class ReadOnlySite(Site):
             return _empty_database()
         engine = dbq.create_engine(settings, read_only=True)
         with engine.connect() as conn:
-            version = migrate.detect_version(conn)
+            version = dbq.detect_version(conn)
         if version == dbq.SCHEMA_VERSION:
             return engine
         if version is None:
@@ -115,11 +115,11 @@ class ReadOnlySite(Site):
             self.database_note = "the database is empty: the upload creates its schema"
             return _empty_database()
         if path is None:  # PostgreSQL: never upgraded by an upload; says why not
-            migrate.ensure_current(engine, auto_upgrade=False)
+            ensure_current(engine, auto_upgrade=False)
             return engine
         copy = _in_memory_copy(engine)
         engine.dispose()
-        migrate.ensure_current(copy, auto_upgrade=self.config.is_embedded_default)
+        ensure_current(copy, auto_upgrade=self.config.is_embedded_default)
         self.database_note = (f"the database has schema version {version}: the upload upgrades "
                               f"it to {dbq.SCHEMA_VERSION} first")
         return copy

@@ -18,7 +18,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "imagingdb"
 
 LAYERS = {
-    0: ("errors", "ids", "layout", "acquisition", "progress", "faults", "quick_schema",
+    0: ("errors", "ids", "layout", "acquisition", "progress", "faults", "quick_schema", "start_up",
         "hookspecs", "config", "terminal", "input_files", "calibration", "annotations", "provenance",
         "memory"),
     1: ("db", "storage", "codecs", "splitters", "parsers", "plugins", "spool", "meta_schema",

@@ -150,7 +150,7 @@ def test_an_older_shared_database_must_be_upgraded_on_purpose(version_1, site, r
     if site.kind == "sqlite":  # the embedded default is one user's: it upgrades by itself
         assert result.exit_code == 0, result.stderr
         with version_1.connect() as conn:
-            assert migrate.detect_version(conn) == dbq.SCHEMA_VERSION
+            assert dbq.detect_version(conn) == dbq.SCHEMA_VERSION
     else:
         assert result.exit_code == 1
         assert result.errors == ["Error: the database has schema version 1; this imagingdb "
@@ -195,7 +195,7 @@ def test_status_shows_the_masked_url_version_and_pending_steps(version_1, site, 
     text = run_cli("db", "status")
     assert text.stdout.splitlines()[2].split() == ["schema_version", "1"]
     with version_1.connect() as conn:  # status changed nothing
-        assert migrate.detect_version(conn) == 1
+        assert dbq.detect_version(conn) == 1
 
 
 def test_status_with_the_original_login_file_never_shows_the_password(pg_server, pg_url,

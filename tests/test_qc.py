@@ -461,7 +461,7 @@ def test_a_version_5_database_gets_the_qc_columns_and_tables(site, run_cli, uplo
         for statement in statements:
             conn.exec_driver_sql(statement)
     with engine.connect() as conn:
-        assert migrate.detect_version(conn) == 5
+        assert dbq.detect_version(conn) == 5
         assert "qc_min" not in {c["name"] for c in sa.inspect(conn).get_columns("frames")}
     result = run_cli("db", "upgrade")
     assert result.exit_code == 0, result.stderr
@@ -471,7 +471,7 @@ def test_a_version_5_database_gets_the_qc_columns_and_tables(site, run_cli, uplo
         inspector = sa.inspect(conn)
         assert set(FRAMES_QC_COLUMNS) <= {c["name"] for c in inspector.get_columns("frames")}
         assert inspector.has_table("qc_summary") and inspector.has_table("thumbnail")
-        assert migrate.detect_version(conn) == dbq.SCHEMA_VERSION == 7
+        assert dbq.detect_version(conn) == dbq.SCHEMA_VERSION == 7
         assert migrate.status(engine).missing == []  # the same as a fresh database
     engine.dispose()
     again = run_cli("db", "upgrade")

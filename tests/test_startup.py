@@ -116,3 +116,45 @@ def test_a_named_command_runs_alone_with_the_same_help_and_errors(capsys, isolat
             entry.main(argv)
         assert capsys.readouterr() == expected, argv
     assert "Usage: imagingdb query" in _help_of(["query", "--help"], capsys).out
+
+
+def test_collection_is_paused_during_start_up_and_back_on_for_the_work(tmp_path, isolated_home):
+    """No full garbage collection walks the libraries' objects while the command starts;
+    once its database is open, what start-up made is frozen and collection is on again,
+    and the user's Python under `imagingdb python` runs with it on."""
+    code = (
+        "import gc, sys\n"
+        "from imagingdb import start_up\n"
+        "from imagingdb.entry import main\n"
+        "import imagingdb.api as api\n"
+        "seen = []\n"
+        "real = api.connect\n"
+        "def connect(*a, **k):\n"
+        "    seen.append(('starting', gc.isenabled(), gc.get_stats()[2]['collections']))\n"
+        "    return real(*a, **k)\n"
+        "api.connect = connect\n"
+        "full = gc.get_stats()[2]['collections']\n"
+        "try:\n    main(['query', '--format', 'json'])\nexcept SystemExit:\n    pass\n"
+        "print(seen[0][1], seen[0][2] - full, gc.isenabled(), gc.get_freeze_count() > 1000,"
+        " file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stderr.strip().splitlines()[-1] == "False 0 True True", result.stderr
+    result = subprocess.run(
+        [sys.executable, "-m", "imagingdb", "python", "-c",
+         "import gc; print(gc.isenabled(), gc.get_freeze_count() > 1000)"],
+        capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["True", "True"], result.stderr
+
+
+def test_a_command_that_ends_before_its_work_leaves_collection_on(capsys, isolated_home):
+    import gc
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    for argv in (["--help"], ["query", "--no-such-option"], ["show"]):
+        with pytest.raises(SystemExit):
+            entry.main(argv)
+        assert gc.isenabled(), argv
+    assert gc.get_freeze_count() == frozen  # the test process's heap was not frozen
+    capsys.readouterr()

@@ -5,6 +5,7 @@
   driver errors as one line naming the masked URL;
 - :mod:`.queries`: every query and write on the tables;
 - :mod:`.locks`: the advisory locks that claim a dataset ID on PostgreSQL;
+- :mod:`.schema_check`: the schema check every command makes first;
 - :mod:`.migrate`: creating the schema and bringing older databases forward.
 
 The names callers need are re-exported here: ``from imagingdb import db``,
@@ -18,6 +19,7 @@ from .tables import (
     JSONType,
     current_version,
     data_set,
+    detect_version,
     file_global,
     frames,
     frames_global,
@@ -33,6 +35,7 @@ from .tables import (
 
 __all__ = [
     "SCHEMA_VERSION", "JSONType", "connection_error", "create_engine", "current_version",
+    "detect_version",
     "data_set", "file_global", "frames", "frames_global", "metadata", "pending_removal", "qc_summary",
     "replica", "schema_sql",
     "schema_statements", "schema_version", "thumbnail", "writing",

@@ -105,30 +105,6 @@ def schema_indexes(dialect: str) -> list[IndexSpec]:
 # ------------------------------------------------------------- what is there
 
 
-#: which of imagingdb's marker tables PostgreSQL has, as the inspector's has_table asks
-_PG_MARKER_TABLES = sa.text(
-    "SELECT c.relname FROM pg_catalog.pg_class c "
-    "WHERE c.relname IN ('schema_version', 'data_set') AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
-    "AND pg_catalog.pg_table_is_visible(c.oid) "
-    "AND c.relnamespace <> 'pg_catalog'::regnamespace")
-
-
-def detect_version(conn: sa.Connection) -> Optional[int]:
-    """The schema version; 0 for a database made by the original imagingDB; None if empty.
-
-    Every command asks this first. On PostgreSQL one catalogue query, as text: the
-    inspector's two has_table calls, compiled on first use, took ~20 ms of each command's
-    start-up against ~5 ms."""
-    if conn.dialect.name == "postgresql":
-        present = set(conn.execute(_PG_MARKER_TABLES).scalars())
-    else:
-        inspector = sa.inspect(conn)
-        present = {name for name in ("schema_version", "data_set") if inspector.has_table(name)}
-    if "schema_version" in present:
-        return schema.recorded_version(conn) or 0
-    return 0 if "data_set" in present else None
-
-
 @dataclass(frozen=True)
 class BlockedChange:
     """A piece of schema.sql the data does not allow yet, and the rows in the way."""
@@ -412,7 +388,7 @@ class UpgradeReport:
 
 
 @contextlib.contextmanager
-def _schema_change(engine: sa.Engine) -> Iterator[sa.Connection]:
+def schema_change(engine: sa.Engine) -> Iterator[sa.Connection]:
     """One transaction for a whole upgrade, alone on the server."""
     if engine.dialect.name == "sqlite":
         with _sqlite_schema_change(engine) as conn:
@@ -443,13 +419,13 @@ def _sqlite_schema_change(engine: sa.Engine) -> Iterator[sa.Connection]:
 
 def upgrade(engine: sa.Engine) -> UpgradeReport:
     """Create the schema, or bring the database forward to it as far as its rows allow."""
-    with _schema_change(engine) as conn:
-        before = detect_version(conn)
+    with schema_change(engine) as conn:
+        before = schema.detect_version(conn)
         if before is None:
             for statement in schema.schema_statements(engine.dialect.name):
                 conn.exec_driver_sql(statement)
             return UpgradeReport(None, schema.current_version(conn))
-        _refuse_newer(before)
+        schema.refuse_newer(before)
         report = UpgradeReport(before, before)
         for version, description, step in STEPS:
             if version > before:
@@ -464,38 +440,6 @@ def upgrade(engine: sa.Engine) -> UpgradeReport:
             report.added.append(description)
         report.problems = plan.problems
         return report
-
-
-def _refuse_newer(version: int) -> None:
-    if version > schema.SCHEMA_VERSION:
-        raise WorkError(f"the database has schema version {version}, newer than this imagingdb "
-                        f"understands ({schema.SCHEMA_VERSION}); upgrade imagingdb")
-
-
-def ensure_current(engine: sa.Engine, *, auto_upgrade: bool) -> None:
-    """Before first use: create an empty database's schema; upgrade an older one if allowed
-    (the embedded default is one user's), else say how; refuse one newer than this code."""
-    with engine.connect() as conn:
-        version = detect_version(conn)
-    if version is None:
-        upgrade(engine)
-        return
-    if version == 0:
-        # detect_version looks at two tables (on SQLite in two statements), then reads the
-        # version: another process creating the schema may have committed in between. Ask
-        # again, alone on the server.
-        with _schema_change(engine) as conn:
-            version = detect_version(conn)
-    _refuse_newer(version)
-    if version == 0:
-        raise WorkError("this database was made by the original imagingDB; adopt it with: "
-                        "imagingdb db upgrade (nothing is lost, `imagingdb db status` shows what "
-                        "it will do)")
-    if version < schema.SCHEMA_VERSION:
-        if not auto_upgrade:
-            raise WorkError(f"the database has schema version {version}; this imagingdb needs "
-                            f"{schema.SCHEMA_VERSION}: run imagingdb db upgrade")
-        upgrade(engine)
 
 
 # -------------------------------------------------------------------- status
@@ -527,7 +471,7 @@ class SchemaStatus:
 def status(engine: sa.Engine) -> SchemaStatus:
     """The schema version and what an upgrade would do; changes nothing."""
     with engine.connect() as conn:
-        version = detect_version(conn)
+        version = schema.detect_version(conn)
         if version is None:
             return SchemaStatus(None, [], [], [], 0)
         steps = [f"{v}: {d}" for v, d, _ in STEPS if v > version]

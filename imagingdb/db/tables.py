@@ -14,6 +14,8 @@ from typing import Optional
 
 import sqlalchemy as sa
 
+from ..errors import WorkError
+
 SCHEMA_VERSION = 7  # the version schema.sql creates; imagingdb/migrate.py gets older ones there
 
 
@@ -196,3 +198,33 @@ def current_version(conn: sa.Connection) -> Optional[int]:
 def recorded_version(conn: sa.Connection) -> Optional[int]:
     """The highest version in schema_version (the table must exist)."""
     return conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+
+
+#: which of imagingdb's marker tables PostgreSQL has, as the inspector's has_table asks
+_PG_MARKER_TABLES = sa.text(
+    "SELECT c.relname FROM pg_catalog.pg_class c "
+    "WHERE c.relname IN ('schema_version', 'data_set') AND c.relkind IN ('r', 'p', 'f', 'v', 'm') "
+    "AND pg_catalog.pg_table_is_visible(c.oid) "
+    "AND c.relnamespace <> 'pg_catalog'::regnamespace")
+
+
+def detect_version(conn: sa.Connection) -> Optional[int]:
+    """The schema version; 0 for a database made by the original imagingDB; None if empty.
+
+    Every command asks this first. On PostgreSQL one catalogue query, as text: the
+    inspector's two has_table calls, compiled on first use, took ~20 ms of each command's
+    start-up against ~5 ms."""
+    if conn.dialect.name == "postgresql":
+        present = set(conn.execute(_PG_MARKER_TABLES).scalars())
+    else:
+        inspector = sa.inspect(conn)
+        present = {name for name in ("schema_version", "data_set") if inspector.has_table(name)}
+    if "schema_version" in present:
+        return recorded_version(conn) or 0
+    return 0 if "data_set" in present else None
+
+
+def refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise WorkError(f"the database has schema version {version}, newer than this imagingdb "
+                        f"understands ({SCHEMA_VERSION}); upgrade imagingdb")

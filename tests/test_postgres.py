@@ -322,6 +322,54 @@ def test_prefer_falls_back_to_plain_without_parsing_the_certificate_bundle(pg_se
     assert _uses_tls(_api_url(pg_server)) is False
 
 
+def test_prefer_on_a_server_without_tls_goes_on_in_one_connection(pg_server, monkeypatch):
+    """As libpq: the TLS request refused, the same connection goes on in plain (pg8000,
+    given a context, drops it, and a second connection costs the server a second
+    process)."""
+    opened = []
+    real = socket.create_connection
+
+    def create_connection(address, *args, **kwargs):
+        opened.append(address)
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.delenv("PGSSLMODE", raising=False)
+    assert _uses_tls(_api_url(pg_server)) is False
+    assert len(opened) == 1
+
+
+def test_a_server_that_is_not_postgresql_is_an_error_saying_so(tmp_path, run_cli, monkeypatch):
+    """Something else on the port (here a web server) answers the TLS request with neither
+    yes nor no: one Error: line asking whether it is PostgreSQL, within seconds."""
+    import threading
+
+    monkeypatch.setenv("SOME_PASSWORD", "irrelevant")
+    with socket.socket() as web:
+        web.bind(("127.0.0.1", 0))
+        web.listen()
+        port = web.getsockname()[1]
+
+        def answer():
+            conn, _ = web.accept()
+            with conn:
+                conn.recv(8)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        config = site_config(tmp_path, f"postgresql+pg8000://u@127.0.0.1:{port}/imaging",
+                             password_env="SOME_PASSWORD", connect_timeout=3)
+        started = time.monotonic()
+        result = run_cli("--site-config", config, "query")
+        assert time.monotonic() - started < 5
+        thread.join(5)
+    assert result.exit_code == 1
+    assert result.errors == [f"Error: cannot connect to database postgresql+pg8000://u@127.0.0.1:"
+                             f"{port}/imaging: the server at 127.0.0.1:{port} answered b'H' to a "
+                             "TLS request: is it a PostgreSQL server?"]
+
+
 def test_require_on_a_server_without_tls_is_an_error_saying_so(pg_url, tmp_path, run_cli):
     config = site_config(tmp_path, pg_url + "?sslmode=require", password_env=PG_PASSWORD_ENV)
     result = run_cli("--site-config", config, "query")

@@ -11,8 +11,10 @@ pg8000 is pure Python and reads no libpq settings, so this module does what
   then ``~/.pgpass`` (or ``$PGPASSFILE``), ignored with a warning when other
   users can read it, as libpq does;
 - TLS follows libpq's ``sslmode`` (the URL's ``?sslmode=`` or ``PGSSLMODE``): ``prefer``,
-  the default, asks the server for TLS and falls back to a plain connection when it has
-  none; ``disable``; ``require`` (TLS, no certificate check, as libpq); ``verify-ca`` and
+  the default, asks the server for TLS and goes on in plain on the same connection when it
+  has none, as libpq does (:func:`negotiated_socket`: given a context, pg8000 drops the
+  connection, and a second one would cost the server a second process); ``disable``;
+  ``require`` (TLS, no certificate check, as libpq); ``verify-ca`` and
   ``verify-full`` check the server's certificate against ``?sslrootcert=`` /
   ``PGSSLROOTCERT`` or the system's certificates (``verify-full`` also its host name). A
   unix socket never uses TLS, as in libpq. Left to itself pg8000 would build a verifying
@@ -37,6 +39,7 @@ import os
 import re
 import socket
 import stat
+import struct
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -53,6 +56,8 @@ DEFAULT_PORT = 5432
 KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPALIVE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 3}
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 SERVER_HAS_NO_TLS = "Server refuses SSL"  # pg8000's words
+#: the first message of a connection asking for TLS: its length, then the SSLRequest code
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
 NO_PASSWORD = ("the server asks for a password and none was found: set database.password_env, "
                "PGPASSWORD or ~/.pgpass")
 
@@ -107,7 +112,8 @@ def ssl_mode(url: sa.URL) -> str:
 def _ssl_context(url: sa.URL) -> Any:
     """pg8000's ``ssl_context``: False for no TLS, or the context to ask the server for TLS
     with. Given a context pg8000 refuses a server without TLS; for ``allow`` and ``prefer``
-    :func:`create_engine` then connects again without it."""
+    :func:`create_engine` asks for TLS itself (:func:`negotiated_socket`) and goes on
+    without it."""
     mode = ssl_mode(url)
     if mode == "disable" or (url.host and url.host.startswith("/")):
         return False
@@ -176,6 +182,26 @@ def pgpass_lookup(url: sa.URL) -> Optional[str]:
     return None
 
 
+def negotiated_socket(host: str, port: int, timeout: Optional[float],
+                      context: Any) -> socket.socket:
+    """A TCP connection to the server, in TLS when it offers TLS, else plain: libpq's
+    ``sslmode=prefer`` on one connection, handed to pg8000 as its ``sock``."""
+    sock = socket.create_connection((host, port), timeout)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.sendall(SSL_REQUEST)
+        answer = sock.recv(1)
+        if answer == b"S":
+            return context.wrap_socket(sock, server_hostname=host)
+        if answer != b"N":
+            raise OSError(f"the server at {host}:{port} answered {answer!r} to a TLS request: "
+                          "is it a PostgreSQL server?")
+        return sock
+    except BaseException:
+        sock.close()
+        raise
+
+
 def create_engine(url: sa.URL, settings: DatabaseSettings) -> sa.Engine:
     mode = ssl_mode(url)
     plain_fallback = mode in ("allow", "prefer")
@@ -190,16 +216,20 @@ def create_engine(url: sa.URL, settings: DatabaseSettings) -> sa.Engine:
         # as a driver error SQLAlchemy reports it like any other failure to connect.
         dbapi = dialect.loaded_dbapi
         try:
+            if plain_fallback and cparams.get("ssl_context") and "unix_sock" not in cparams:
+                sock = negotiated_socket(cparams.get("host", "localhost"),
+                                         cparams.get("port", DEFAULT_PORT),
+                                         cparams.get("timeout"), cparams["ssl_context"])
+                cparams = {**cparams, "sock": sock, "ssl_context": False}
             try:
-                return dbapi.connect(*cargs, **cparams)
+                # the class, not connect(): only the class takes a ready socket (sock)
+                return dbapi.Connection(*cargs, **cparams)
             except dbapi.InterfaceError as exc:
                 if SERVER_HAS_NO_TLS not in str(exc):
                     raise
-                if not plain_fallback:
-                    raise dbapi.InterfaceError(
-                        f"the server offers no TLS and sslmode is {mode}: enable ssl on the "
-                        "server, or use sslmode=prefer") from None
-                return dbapi.connect(*cargs, **{**cparams, "ssl_context": False})
+                raise dbapi.InterfaceError(  # require, verify-ca, verify-full
+                    f"the server offers no TLS and sslmode is {mode}: enable ssl on the "
+                    "server, or use sslmode=prefer") from None
         except OSError as exc:
             raise dbapi.InterfaceError(str(exc) or type(exc).__name__) from exc
         except AttributeError as exc:

@@ -6,12 +6,14 @@ once SQLAlchemy is loaded, and a few fire while the modules load, at moments
 that vary from run to run. :func:`pause` turns automatic collection off as the
 process starts; :func:`done`, when the command's own work begins (its database
 opened, or the user's Python run), freezes what start-up made (never walked
-again, never freed: the process holds it to the end anyway) and turns it back
-on. :func:`end` turns it back on without freezing, for a command that ended
-before its work began (``--help``, a usage error) in a process that goes on, as
-tests do.
+again: the process holds it to the end anyway) and turns it back on.
+:func:`end`, when the command is over, turns it back on if it is still off
+(``--help``, a usage error) and unfreezes what :func:`done` froze, so that a
+process that goes on after the command (tests, a script calling
+:func:`imagingdb.entry.main`) keeps a heap the collector sees whole; the
+``imagingdb`` process itself freezes everything at exit.
 
-Only the ``imagingdb`` process calls :func:`pause`; the Python API never does.
+Only the ``imagingdb`` command calls :func:`pause`; the Python API never does.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import gc
 
 _paused = False
+_frozen = False
 
 
 def pause() -> None:
@@ -30,16 +33,20 @@ def pause() -> None:
 
 def done() -> None:
     """Start-up is over: freeze what it made and resume collection (when :func:`pause` paused it)."""
-    global _paused
+    global _paused, _frozen
     if _paused:
         _paused = False
         gc.freeze()
+        _frozen = True
         gc.enable()
 
 
 def end() -> None:
-    """Resume collection, if still paused, freezing nothing."""
-    global _paused
+    """The command is over: collection on again, and nothing left frozen by :func:`done`."""
+    global _paused, _frozen
     if _paused:
         _paused = False
         gc.enable()
+    if _frozen:
+        _frozen = False
+        gc.unfreeze()

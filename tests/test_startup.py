@@ -128,18 +128,21 @@ def test_collection_is_paused_during_start_up_and_back_on_for_the_work(tmp_path,
         "from imagingdb.entry import main\n"
         "import imagingdb.api as api\n"
         "seen = []\n"
-        "real = api.connect\n"
+        "real_connect, real_query = api.connect, api.Database.query\n"
         "def connect(*a, **k):\n"
-        "    seen.append(('starting', gc.isenabled(), gc.get_stats()[2]['collections']))\n"
-        "    return real(*a, **k)\n"
-        "api.connect = connect\n"
+        "    seen.append((gc.isenabled(), gc.get_stats()[2]['collections']))\n"
+        "    return real_connect(*a, **k)\n"
+        "def query(*a, **k):\n"
+        "    seen.append((gc.isenabled(), gc.get_freeze_count() > 1000))\n"
+        "    return real_query(*a, **k)\n"
+        "api.connect, api.Database.query = connect, query\n"
         "full = gc.get_stats()[2]['collections']\n"
         "try:\n    main(['query', '--format', 'json'])\nexcept SystemExit:\n    pass\n"
-        "print(seen[0][1], seen[0][2] - full, gc.isenabled(), gc.get_freeze_count() > 1000,"
-        " file=sys.stderr)\n")
+        "print(seen[0][0], seen[0][1] - full, *seen[1], gc.isenabled(), file=sys.stderr)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60)
-    assert result.stderr.strip().splitlines()[-1] == "False 0 True True", result.stderr
+    # starting: off, no full collection; the query: on, start-up frozen; after: on
+    assert result.stderr.strip().splitlines()[-1] == "False 0 True True True", result.stderr
     result = subprocess.run(
         [sys.executable, "-m", "imagingdb", "python", "-c",
          "import gc; print(gc.isenabled(), gc.get_freeze_count() > 1000)"],
@@ -147,14 +150,18 @@ def test_collection_is_paused_during_start_up_and_back_on_for_the_work(tmp_path,
     assert result.stdout.split() == ["True", "True"], result.stderr
 
 
-def test_a_command_that_ends_before_its_work_leaves_collection_on(capsys, isolated_home):
+def test_a_command_run_in_process_leaves_collection_on_and_nothing_frozen(capsys,
+                                                                         isolated_home):
+    """Whether the command ended before its work (help, usage errors) or after it (a
+    query), the calling process goes on with collection on and its heap unfrozen."""
     import gc
 
     assert gc.isenabled()
     frozen = gc.get_freeze_count()
-    for argv in (["--help"], ["query", "--no-such-option"], ["show"]):
+    for argv in (["--help"], ["query", "--no-such-option"], ["show"],
+                 ["query", "--format", "json"]):
         with pytest.raises(SystemExit):
             entry.main(argv)
         assert gc.isenabled(), argv
-    assert gc.get_freeze_count() == frozen  # the test process's heap was not frozen
-    capsys.readouterr()
+        assert gc.get_freeze_count() == frozen, argv
+    assert capsys.readouterr().out.strip().endswith("[]")  # the query did run

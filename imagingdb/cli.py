@@ -891,8 +891,10 @@ def _add_demo_command(app: typer.Typer) -> None:
         """Try imagingdb on a generated Micro-Manager acquisition: upload, query, download
         and read it, each step the command you would type. Everything goes into DIR, with
         its own database and storage; your imagingdb data is never touched."""
+        from . import start_up
         from .demo import run_demo
 
+        start_up.done()  # its work begins: writing the acquisition, then the commands
         run_demo(folder, _run_in_process)
 
 

@@ -5,8 +5,9 @@ Python's full garbage collections walks every object made so far: ~20 ms a time
 once SQLAlchemy is loaded, and a few fire while the modules load, at moments
 that vary from run to run. :func:`pause` turns automatic collection off as the
 process starts; :func:`done`, when the command's own work begins (its database
-opened, or the user's Python run), freezes what start-up made (never walked
-again: the process holds it to the end anyway) and turns it back on.
+opened, the user's Python run, the demo started), freezes what start-up made
+(never walked again: the process holds it to the end anyway) and turns it back
+on.
 :func:`end`, when the command is over, turns it back on if it is still off
 (``--help``, a usage error) and unfreezes what :func:`done` froze, so that a
 process that goes on after the command (tests, a script calling

@@ -224,8 +224,10 @@ def create_engine(url: sa.URL, settings: DatabaseSettings) -> sa.Engine:
             try:
                 # the class, not connect(): only the class takes a ready socket (sock)
                 return dbapi.Connection(*cargs, **cparams)
-            except dbapi.InterfaceError as exc:
-                if SERVER_HAS_NO_TLS not in str(exc):
+            except BaseException as exc:
+                if "sock" in cparams:  # pg8000 closes it on most failures, not on all
+                    cparams["sock"].close()
+                if not isinstance(exc, dbapi.InterfaceError) or SERVER_HAS_NO_TLS not in str(exc):
                     raise
                 raise dbapi.InterfaceError(  # require, verify-ca, verify-full
                     f"the server offers no TLS and sslmode is {mode}: enable ssl on the "

@@ -450,6 +450,7 @@ def register_rows(catalogue: Catalogue) -> float:
 class Bench:
     def __init__(self, repeat: int):
         self.repeat = repeat
+        self.query_pairs = max(repeat, QUERY_PAIRS)  # runs of query and its references
         self.figures: dict[str, dict[str, Figure]] = {}  # dialect -> name -> figure
         self.reference: Optional[float] = None
         self.generation: dict[str, dict[int, Optional[float]]] = {}
@@ -532,7 +533,7 @@ class Bench:
         driver = [sys.executable, "-c", "import sqlalchemy.dialects.postgresql.pg8000, pg8000"]
         runs = [(run(query, env=catalogue.env).seconds, run(reference).seconds,
                  run(driver).seconds if catalogue.dialect == "postgresql" else None)
-                for _ in range(max(self.repeat, QUERY_PAIRS))]
+                for _ in range(self.query_pairs)]
         medians = [None if column[0] is None else statistics.median(column)
                    for column in zip(*runs)]
         target = 2 if catalogue.dialect == "postgresql" else 1
@@ -572,7 +573,7 @@ def report(bench: Bench, sizes: list[int], started: float) -> bool:
             # and driver (~0.05-0.15 s more): the target is imagingdb's own cost over that
             good = over <= QUERY_TARGET
             ok = ok and good
-            verdict = (f"median of {max(bench.repeat, QUERY_PAIRS)} paired differences {over:+.3f} s "
+            verdict = (f"median of {bench.query_pairs} paired differences {over:+.3f} s "
                        f"(target <= {QUERY_TARGET} s): {'yes' if good else 'NO'}")
             print(f"query at {max(sizes):,} datasets: {query:.3f} s, import sqlalchemy "
                   f"{reference:.3f} s (alternating): {query - reference:+.3f} s over it"

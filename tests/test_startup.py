@@ -118,13 +118,12 @@ def test_a_named_command_runs_alone_with_the_same_help_and_errors(capsys, isolat
     assert "Usage: imagingdb query" in _help_of(["query", "--help"], capsys).out
 
 
-def test_collection_is_paused_during_start_up_and_back_on_for_the_work(tmp_path, isolated_home):
+def test_collection_is_paused_during_start_up_and_back_on_for_the_work(isolated_home):
     """No full garbage collection walks the libraries' objects while the command starts;
     once its database is open, what start-up made is frozen and collection is on again,
     and the user's Python under `imagingdb python` runs with it on."""
     code = (
         "import gc, sys\n"
-        "from imagingdb import start_up\n"
         "from imagingdb.entry import main\n"
         "import imagingdb.api as api\n"
         "seen = []\n"

@@ -23,6 +23,7 @@ import contextlib
 import math
 import os
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -353,8 +354,20 @@ class UploadPlan:
 TIME_COVERS = ("start-up, opening and the metadata pass as this plan took them; reading, "
                "encoding and hashing every frame at the sample's rate on the upload's "
                "workers; a local store's writes at its disk's rate so far (from the kernel's "
-               "counters, nothing written); S3 requests at the round-trip time of a read; "
-               "not the registration, nor S3's bandwidth")
+               "counters, nothing written), at the same time as the frames; S3 requests at "
+               "the round-trip time of a read; not the registration, nor S3's bandwidth")
+
+#: parts of a row's time that run at the same time: the disk writes the frames the workers
+#: stored while later frames are encoded (the local store's background sync), so the slower
+#: of the two is the time they take
+ALONGSIDE = ("frames", "disk writes")
+
+
+def total_seconds(parts: Mapping[str, float]) -> float:
+    """A row's estimated seconds from its parts: those in ALONGSIDE overlap, the rest add."""
+    together = [seconds for name, seconds in parts.items() if name in ALONGSIDE]
+    return sum(seconds for name, seconds in parts.items() if name not in ALONGSIDE) + max(
+        together, default=0.0)
 
 
 # ------------------------------------------------------------------------ the run
@@ -492,7 +505,7 @@ class _Planner:
         plan.stored_bytes, plan.stored_objects = size, 1
         plan.seconds_parts = {"open and check": time.perf_counter() - self._row_started,
                               "read and hash": hash_seconds}
-        plan.seconds = sum(plan.seconds_parts.values())
+        plan.seconds = total_seconds(plan.seconds_parts)
 
     def _plan_frames(self, upload: RowUpload, plan: RowPlan, existing: Optional[sa.Row]) -> None:
         frame_format, codec = upload.frame_layout()
@@ -538,7 +551,7 @@ class _Planner:
                 "open and check": opened + sample.first,
                 "frames": count * sample.per_frame(self.uploader.workers),
             }
-        plan.seconds = sum(plan.seconds_parts.values())
+        plan.seconds = total_seconds(plan.seconds_parts)
 
     def _refuse_or_skip(self, upload: RowUpload, plan: RowPlan, existing: sa.Row,
                         size: int) -> None:
@@ -594,30 +607,33 @@ class _Planner:
             if measure is not None:
                 measure(frame)
         hashing = time.perf_counter() - started
-        started = time.perf_counter()
-        alone = frames[:min(len(frames), 4)]
-        for frame in alone:
-            codec.encode(frame.pixels)
-        serial = (time.perf_counter() - started) / len(alone) + hashing / len(frames)
+        busy = [0.0]  # the workers' CPU seconds in the timed pass
+        busy_lock = threading.Lock()
 
         def encode(frame: Frame) -> int:
+            started = time.thread_time()
             data = codec.encode(frame.pixels)
             nbytes = memoryview(data).nbytes
             codec.pixel_hash(frame.pixels)
             if measure is not None:
                 measure(frame)
+            spent = time.thread_time() - started
+            with busy_lock:
+                busy[0] += spent
             return nbytes
 
         with cf.ThreadPoolExecutor(workers, thread_name_prefix="imagingdb-plan") as pool:
             # Each thread's first frame makes its buffers, as in the upload's first frames.
             list(pool.map(encode, frames[:workers]))
+            busy[0] = 0.0
             started = time.perf_counter()
             sizes = list(pool.map(encode, frames))
             encoding = time.perf_counter() - started
         pixel_bytes = sum(frame.pixels.nbytes for frame in frames)
         return _Sample(frames=len(frames), first=first, read=max(reading, 0.0) / len(frames),
-                       hash=hashing / len(frames), encode=encoding / len(frames), serial=serial,
-                       ratio=sum(sizes) / max(pixel_bytes, 1), pixels=frames)
+                       hash=hashing / len(frames), encode=encoding / len(frames),
+                       cpu=busy[0] / len(frames), ratio=sum(sizes) / max(pixel_bytes, 1),
+                       pixels=frames)
 
     @staticmethod
     def _qc_measure(first: Frame) -> Any:
@@ -699,7 +715,7 @@ class _Planner:
             if store_plan.disk_rate:
                 plan.seconds_parts["disk writes"] = plan.seconds_parts.get("disk writes", 0.0) + (
                     plan.stored_bytes / store_plan.disk_rate)
-        plan.seconds = sum(plan.seconds_parts.values())
+        plan.seconds = total_seconds(plan.seconds_parts)
         costs = [self._row_cost(plan, store_plan) for store_plan, _ in self._stores
                  if store_plan.prices is not None]
         plan.cost = sum(costs) if costs else None
@@ -718,7 +734,8 @@ class _Sample:
     read: float  # seconds a frame: reading its pixels
     hash: float  # hashing them, one thread
     encode: float  # encoding and hashing, on the upload's workers (wall time a frame)
-    serial: float  # encoding and hashing on one thread (CPU time a frame, near enough)
+    #: the workers' CPU time a frame doing it (their thread clocks, every sampled frame)
+    cpu: float
     ratio: float  # stored bytes / pixel bytes
     pixels: list[Frame]
 
@@ -726,12 +743,12 @@ class _Sample:
         """Seconds a frame in the upload's pipeline: one thread reads while the workers
         encode and hash, so the slower of the two, unless the cores cannot run both."""
         cores = os.cpu_count() or 1
-        return max(self.read, self.encode, (self.read + self.serial) / min(cores, workers + 1))
+        return max(self.read, self.encode, (self.read + self.cpu) / min(cores, workers + 1))
 
     def to_json(self) -> dict[str, float]:
         return {"frames": self.frames, "read_seconds": round(self.read, 5),
                 "hash_seconds": round(self.hash, 5), "encode_seconds": round(self.encode, 5),
-                "one_thread_seconds": round(self.serial, 5)}
+                "cpu_seconds": round(self.cpu, 5)}
 
 
 class _Present:
@@ -958,8 +975,12 @@ def _row_lines(row: RowPlan, currency: str) -> list[str]:
                      f"({how})")
         if row.folder:
             lines.append(f"  folder    {row.folder}")
-    parts = ", ".join(f"{name} {_seconds(value)}" for name, value in row.seconds_parts.items())
+    parts = ", ".join(f"{name} {_seconds(value)}" for name, value in row.seconds_parts.items()
+                      if name != ALONGSIDE[1])
     lines.append(f"  time      ~{_seconds(row.seconds)} ({parts})")
+    if ALONGSIDE[1] in row.seconds_parts:
+        lines.append(f"            {ALONGSIDE[1]} {_seconds(row.seconds_parts[ALONGSIDE[1]])}, "
+                     "while the frames are encoded")
     for name, counts in row.requests.items():
         lines.append(f"  {name:<9} {_requests(counts)}")
     if row.cost is not None:

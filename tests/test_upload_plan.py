@@ -149,9 +149,22 @@ def test_plan_reports_frames_dimensions_and_sizes_as_json(run_cli, upload_files,
     rate = report["stores"][0]["disk_bytes_per_second"]
     if rate is not None:  # a local disk whose speed the kernel's counters tell
         assert parts["disk writes"] == pytest.approx(row["stored_bytes"] / rate, abs=1e-3)
-    assert row["seconds"] == pytest.approx(sum(parts.values()), abs=2e-3)
+    assert row["seconds"] == pytest.approx(
+        parts["open and check"] + max(parts["frames"], parts.get("disk writes", 0)), abs=2e-3)
     assert set(row["sample"]) == {"frames", "read_seconds", "hash_seconds", "encode_seconds",
-                                  "one_thread_seconds"}
+                                  "cpu_seconds"}
+
+
+def test_frames_and_disk_writes_overlap_while_other_parts_add():
+    from imagingdb.upload_plan import total_seconds
+
+    # The local store syncs what the workers stored while later frames are encoded.
+    assert total_seconds({"open and check": 0.5, "frames": 2.0, "disk writes": 3.0}) == 3.5
+    assert total_seconds({"open and check": 0.5, "frames": 2.0, "disk writes": 1.0}) == 2.5
+    # S3's requests wait on round trips the frames do not hide.
+    assert total_seconds({"open and check": 0.5, "frames": 2.0, "disk writes": 1.0,
+                          "S3 requests": 4.0}) == 6.5
+    assert total_seconds({"open and check": 0.5, "read and hash": 1.5}) == 2.0
 
 
 def test_plan_text_fits_a_terminal(run_cli, upload_files, mm_ometiff):

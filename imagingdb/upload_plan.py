@@ -12,8 +12,11 @@ the database only read, through an engine that cannot write
 
 What the estimate of time covers: the metadata pass (timed here in full), and
 reading, encoding and hashing every frame at the sample's rate. Writes to a
-local store are not measured (that would write); for S3 each request is
-counted at the round-trip time of a read request measured here, bandwidth not.
+local store are not measured (that would write): they are counted at the rate
+the kernel's counters give for its disk, at the same time as the frames (the
+store syncs in the background while later frames are encoded); for S3 each
+request is counted at the round-trip time of a read request measured here,
+bandwidth not.
 """
 
 from __future__ import annotations
@@ -215,7 +218,7 @@ class RowPlan:
     ratio: Optional[float] = None  # stored / pixel bytes of the sample
     seconds: float = 0.0
     seconds_parts: dict[str, float] = field(default_factory=dict)
-    #: the sample's seconds a frame: reading, hashing, encoding on the workers, on one thread
+    #: the sample's seconds a frame: reading, hashing, encoding on the workers, their CPU time
     sample: dict[str, float] = field(default_factory=dict)
     folder: Optional[str] = None
     #: requests the row makes of each S3 store (store name -> counts)
@@ -975,10 +978,12 @@ def _row_lines(row: RowPlan, currency: str) -> list[str]:
                      f"({how})")
         if row.folder:
             lines.append(f"  folder    {row.folder}")
+    # The disk writes beside the frames go on a line of their own: they do not add.
+    overlap = all(name in row.seconds_parts for name in ALONGSIDE)
     parts = ", ".join(f"{name} {_seconds(value)}" for name, value in row.seconds_parts.items()
-                      if name != ALONGSIDE[1])
+                      if not (overlap and name == ALONGSIDE[1]))
     lines.append(f"  time      ~{_seconds(row.seconds)} ({parts})")
-    if ALONGSIDE[1] in row.seconds_parts:
+    if overlap:
         lines.append(f"            {ALONGSIDE[1]} {_seconds(row.seconds_parts[ALONGSIDE[1]])}, "
                      "while the frames are encoded")
     for name, counts in row.requests.items():

@@ -167,6 +167,22 @@ def test_frames_and_disk_writes_overlap_while_other_parts_add():
     assert total_seconds({"open and check": 0.5, "read and hash": 1.5}) == 2.0
 
 
+def test_plan_text_says_disk_writes_overlap_only_beside_frames():
+    from imagingdb.upload_plan import RowPlan, _row_lines, total_seconds
+
+    def time_lines(parts: dict[str, float]) -> list[str]:
+        row = RowPlan(line=2, dataset_id=DATASET_ID, action="skip", seconds_parts=parts,
+                      seconds=total_seconds(parts))
+        return [line.strip() for line in _row_lines(row, "USD")[2:]]
+
+    assert time_lines({"open and check": 0.5, "frames": 2.0, "disk writes": 3.0}) == [
+        "time      ~3.5 s (open and check 0.5 s, frames 2.0 s)",
+        "disk writes 3.0 s, while the frames are encoded"]
+    # A file kept whole has no frames: its disk writes add, and say so.
+    assert time_lines({"open and check": 0.5, "read and hash": 1.5, "disk writes": 1.0}) == [
+        "time      ~3.0 s (open and check 0.5 s, read and hash 1.5 s, disk writes 1.0 s)"]
+
+
 def test_plan_text_fits_a_terminal(run_cli, upload_files, mm_ometiff):
     result = plan(run_cli, upload_files.csv([frames_row(mm_ometiff)]), upload_files.frames_config())
     assert result.exit_code == 0, result.stderr

@@ -499,6 +499,7 @@ class _Planner:
         size = source.stat().st_size
         plan.frames = 1
         plan.source_bytes = plan.read_bytes = size
+        opened = time.perf_counter() - self._row_started  # the sample hash is not the opening
         hash_seconds = _time_file_hash(source) * size
         if existing is not None:
             self._refuse_or_skip(upload, plan, existing, size)
@@ -506,8 +507,7 @@ class _Planner:
             plan.seconds = hash_seconds
             return
         plan.stored_bytes, plan.stored_objects = size, 1
-        plan.seconds_parts = {"open and check": time.perf_counter() - self._row_started,
-                              "read and hash": hash_seconds}
+        plan.seconds_parts = {"open and check": opened, "read and hash": hash_seconds}
         plan.seconds = total_seconds(plan.seconds_parts)
 
     def _plan_frames(self, upload: RowUpload, plan: RowPlan, existing: Optional[sa.Row]) -> None:

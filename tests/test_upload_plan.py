@@ -183,6 +183,26 @@ def test_plan_text_says_disk_writes_overlap_only_beside_frames():
         "time      ~3.0 s (open and check 0.5 s, read and hash 1.5 s, disk writes 1.0 s)"]
 
 
+def test_a_file_kept_whole_counts_its_hash_once(run_cli, upload_files, monkeypatch, tmp_path):
+    import time
+
+    from imagingdb import upload_plan
+
+    def slow_sample_hash(source: Path) -> float:
+        time.sleep(0.5)  # a sample that takes long: its time is the hash's, not the opening's
+        return 1e-5
+
+    monkeypatch.setattr(upload_plan, "_time_file_hash", slow_sample_hash)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("plate map\n" * 1000)
+    result = plan(run_cli, upload_files.csv([frames_row(notes, OTHER_ID)]),
+                  upload_files.file_config(), "--format", "json")
+    assert result.exit_code == 0, result.stderr
+    parts = result.json()["rows"][0]["seconds_parts"]
+    assert parts["read and hash"] == pytest.approx(notes.stat().st_size * 1e-5, abs=1e-3)
+    assert parts["open and check"] < 0.5
+
+
 def test_plan_text_fits_a_terminal(run_cli, upload_files, mm_ometiff):
     result = plan(run_cli, upload_files.csv([frames_row(mm_ometiff)]), upload_files.frames_config())
     assert result.exit_code == 0, result.stderr

@@ -26,7 +26,6 @@ import contextlib
 import math
 import os
 import textwrap
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -610,32 +609,26 @@ class _Planner:
             if measure is not None:
                 measure(frame)
         hashing = time.perf_counter() - started
-        busy = [0.0]  # the workers' CPU seconds in the timed pass
-        busy_lock = threading.Lock()
-
-        def encode(frame: Frame) -> int:
+        def encode(frame: Frame) -> tuple[int, float]:
+            """The frame's stored bytes, and the CPU seconds its worker spent on it."""
             started = time.thread_time()
             data = codec.encode(frame.pixels)
             nbytes = memoryview(data).nbytes
             codec.pixel_hash(frame.pixels)
             if measure is not None:
                 measure(frame)
-            spent = time.thread_time() - started
-            with busy_lock:
-                busy[0] += spent
-            return nbytes
+            return nbytes, time.thread_time() - started
 
         with cf.ThreadPoolExecutor(workers, thread_name_prefix="imagingdb-plan") as pool:
             # Each thread's first frame makes its buffers, as in the upload's first frames.
             list(pool.map(encode, frames[:workers]))
-            busy[0] = 0.0
             started = time.perf_counter()
-            sizes = list(pool.map(encode, frames))
+            sizes, cpu = zip(*pool.map(encode, frames))
             encoding = time.perf_counter() - started
         pixel_bytes = sum(frame.pixels.nbytes for frame in frames)
         return _Sample(frames=len(frames), first=first, read=max(reading, 0.0) / len(frames),
                        hash=hashing / len(frames), encode=encoding / len(frames),
-                       cpu=busy[0] / len(frames), ratio=sum(sizes) / max(pixel_bytes, 1),
+                       cpu=sum(cpu) / len(frames), ratio=sum(sizes) / max(pixel_bytes, 1),
                        pixels=frames)
 
     @staticmethod
